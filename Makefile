@@ -1,0 +1,43 @@
+# hactl — build, test, lab. Run as root on Debian/Ubuntu for the lab targets.
+SHELL      := /bin/bash
+GO         ?= go
+N          ?= 3
+HACTL_LAB_DIR ?= /var/lib/hactl-lab
+export HACTL_LAB_DIR
+BIN        := bin/hactl
+VERSION    ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS    := -s -w -X github.com/hactl/hactl/pkg/cli.Version=$(VERSION)
+
+.PHONY: build test unit e2e demo lab-up lab-down lab-status lab-purge fuzz clean
+
+build:
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/hactl
+
+# make test: unit tests always; the end-to-end tests against the container-VM lab when run as root.
+test: unit e2e
+
+unit:
+	$(GO) vet ./...
+	$(GO) test -count=1 ./...
+
+e2e: build
+	@if [ "$$(id -u)" != 0 ]; then echo "e2e: skipped (the container-VM lab needs root)"; else \
+	  $(GO) test -count=1 -tags e2e -timeout 60m -v ./e2e/... ; fi
+
+fuzz:
+	$(GO) test ./pkg/inventory -run '^$$' -fuzz FuzzLoad -fuzztime $${FUZZTIME:-60s}
+
+lab-up:
+	bash e2e/lab/lab.sh up $(N)
+
+lab-down:
+	bash e2e/lab/lab.sh down
+
+lab-status:
+	bash e2e/lab/lab.sh status
+
+lab-purge:
+	bash e2e/lab/lab.sh purge
+
+clean:
+	rm -rf bin out

@@ -1,0 +1,151 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"charm.land/lipgloss/v2"
+	"github.com/spf13/cobra"
+
+	"github.com/hactl/hactl/pkg/inventory"
+	"github.com/hactl/hactl/pkg/ui"
+	"github.com/hactl/hactl/pkg/vrrp"
+)
+
+// PlanOptions is `hactl plan`.
+type PlanOptions struct {
+	Offline bool
+	Conn    ConnOptions
+}
+
+func newPlan(ctx context.Context, g *Globals) *cobra.Command {
+	o := &PlanOptions{}
+	cmd := &cobra.Command{
+		Use:   "plan -i FILE [--offline]",
+		Short: "Show the VRRP layout and, over SSH, what apply would change",
+		Long: `plan prints the VRRP table: per VIP its router id, MASTER, BACKUPs in takeover
+order with their priorities, and the theoretical failover bounds. Without
+--offline it also connects to every host and shows, as unified diffs, what
+apply would change. Secrets print as (sensitive).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			l, err := g.load()
+			if err != nil {
+				return err
+			}
+			if o.Offline {
+				if g.Output == "json" {
+					return ui.JSON(g.IO.Out, LayoutJSON(l))
+				}
+				PrintLayout(g.stdout(), l)
+				return nil
+			}
+			return planOnline(ctx, g, o, l)
+		},
+	}
+	cmd.Flags().BoolVar(&o.Offline, "offline", false, "do not connect: print the VRRP layout only")
+	o.Conn.addFlags(cmd)
+	return cmd
+}
+
+// layoutJSON is plan --offline's JSON document.
+type layoutJSON struct {
+	Clusters []clusterJSON `json:"clusters"`
+	VIPs     []vipPlanJSON `json:"vips"`
+}
+
+type clusterJSON struct {
+	Name        string           `json:"name"`
+	Interface   string           `json:"interface"`
+	Gateway     string           `json:"gateway"`
+	AdvertInt   float64          `json:"advert_int"`
+	VRRPVersion int              `json:"vrrp_version"`
+	Transport   string           `json:"vrrp_transport"`
+	BackupOrder string           `json:"backup_order"`
+	AuthPass    inventory.Secret `json:"auth_pass"`
+	Check       checkJSON        `json:"health_check"`
+	Hosts       []string         `json:"hosts"`
+}
+
+type checkJSON struct {
+	Interval int `json:"interval"`
+	Weight   int `json:"weight"`
+	Fall     int `json:"fall"`
+	Rise     int `json:"rise"`
+}
+
+type vipPlanJSON struct {
+	VIP       string        `json:"vip"`
+	Cluster   string        `json:"cluster"`
+	Instance  string        `json:"instance"`
+	VRID      int           `json:"vrid"`
+	Master    string        `json:"master"`
+	Members   []vrrp.Member `json:"members"`
+	GracefulS float64       `json:"graceful_s"`
+	CrashS    float64       `json:"crash_s"`
+}
+
+// LayoutJSON is the stable JSON form of the layout.
+func LayoutJSON(l *Loaded) any {
+	var doc layoutJSON
+	for _, c := range l.Inv.Clusters {
+		cj := clusterJSON{
+			Name: c.Name, Interface: c.Interface, Gateway: c.Gateway.String(), AdvertInt: c.AdvertInt,
+			VRRPVersion: c.VRRPVersion(), Transport: c.Transport, BackupOrder: c.BackupOrder, AuthPass: c.AuthPass,
+			Check: checkJSON{c.HealthCheck.Interval, c.HealthCheck.Weight, c.HealthCheck.Fall, c.HealthCheck.Rise},
+		}
+		for _, h := range c.Hosts {
+			cj.Hosts = append(cj.Hosts, h.Name)
+		}
+		doc.Clusters = append(doc.Clusters, cj)
+	}
+	for _, in := range l.Layout.Instances {
+		doc.VIPs = append(doc.VIPs, vipPlanJSON{
+			VIP: in.VIP.String(), Cluster: in.Cluster, Instance: in.Name, VRID: in.VRID, Master: in.Master,
+			Members: in.Members, GracefulS: round2(in.Bounds.Graceful.Seconds()), CrashS: round2(in.Bounds.Crash.Seconds()),
+		})
+	}
+	return doc
+}
+
+func round2(f float64) float64 { return float64(int(f*100+0.5)) / 100 }
+
+// PrintLayout prints, per cluster, a summary line and the VRRP table.
+func PrintLayout(p *ui.Printer, l *Loaded) {
+	for i, c := range l.Inv.Clusters {
+		if i > 0 {
+			p.Println()
+		}
+		transport := c.Transport
+		auth := "PASS (sensitive)"
+		if c.VRRPVersion() == 3 {
+			auth = "none (VRRPv3 has no authentication)"
+		}
+		p.Printf("%s %s: interface %s, gateway %s, advert_int %gs (VRRPv%d, %s), backup order %s, auth %s\n",
+			p.Styles.Bold.Render("cluster"), c.Name, c.Interface, c.Gateway, c.AdvertInt, c.VRRPVersion(), transport, c.BackupOrder, auth)
+		p.Printf("health check: nginx every %ds, weight %d, fall %d, rise %d; nginx listens on :%d\n",
+			c.HealthCheck.Interval, c.HealthCheck.Weight, c.HealthCheck.Fall, c.HealthCheck.Rise, c.Nginx.Listen)
+		var rows [][]string
+		for _, in := range l.Layout.ForCluster(c.Name) {
+			var backups []string
+			for _, m := range in.Backups() {
+				backups = append(backups, fmt.Sprintf("%s (%d)", m.Host, m.Priority))
+			}
+			rows = append(rows, []string{
+				in.VIP.String(), in.Name, fmt.Sprint(in.VRID),
+				fmt.Sprintf("%s (%d)", in.Master, in.Members[0].Priority),
+				strings.Join(backups, " → "),
+				ui.Seconds(in.Bounds.Graceful.Seconds()), ui.Seconds(in.Bounds.Crash.Seconds()),
+			})
+		}
+		master := p.Styles.OK
+		p.Table([]string{"VIP", "INSTANCE", "VRID", "MASTER", "BACKUPS (takeover order)", "GRACEFUL", "CRASH"}, rows,
+			func(_, col int) *lipgloss.Style {
+				if col == 3 {
+					return &master
+				}
+				return nil
+			})
+	}
+}

@@ -1,0 +1,407 @@
+package inventory
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"sort"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/gohcl"
+	"github.com/hashicorp/hcl/v2/hclparse"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
+	"github.com/zclconf/go-cty/cty"
+	"github.com/zclconf/go-cty/cty/function"
+)
+
+// The HCL schema. Optional attributes are pointers so "absent" and "zero" stay
+// distinct (a missing advert_int gets the default; advert_int = 0 is an error).
+type fileSchema struct {
+	SSH      []*sshSchema     `hcl:"ssh,block"`
+	Clusters []*clusterSchema `hcl:"cluster,block"`
+}
+
+type sshSchema struct {
+	User           *string   `hcl:"user,optional"`
+	Port           *int      `hcl:"port,optional"`
+	PrivateKeyFile *string   `hcl:"private_key_file,optional"`
+	KnownHostsFile *string   `hcl:"known_hosts_file,optional"`
+	Become         *bool     `hcl:"become,optional"`
+	JumpHost       *string   `hcl:"jump_host,optional"`
+	Body           hcl.Body  `hcl:",body"`
+	DefRange       hcl.Range `hcl:",def_range"`
+}
+
+type clusterSchema struct {
+	Name           string             `hcl:"name,label"`
+	Interface      *string            `hcl:"interface,optional"`
+	Gateway        *string            `hcl:"gateway,optional"`
+	AdvertInt      *float64           `hcl:"advert_int,optional"`
+	VRIDBase       *int               `hcl:"virtual_router_id_base,optional"`
+	AuthPass       *string            `hcl:"auth_pass,optional"`
+	BackupOrder    *string            `hcl:"backup_order,optional"`
+	Transport      *string            `hcl:"vrrp_transport,optional"`
+	MasterPriority *int               `hcl:"master_priority,optional"`
+	PriorityStep   *int               `hcl:"priority_step,optional"`
+	HealthCheck    []*healthSchema    `hcl:"health_check,block"`
+	Nginx          []*nginxSchema     `hcl:"nginx,block"`
+	Hosts          []*hostSchema      `hcl:"host,block"`
+	Body           hcl.Body           `hcl:",body"`
+	DefRange       hcl.Range          `hcl:",def_range"`
+}
+
+type healthSchema struct {
+	Interval *int      `hcl:"interval,optional"`
+	Weight   *int      `hcl:"weight,optional"`
+	Fall     *int      `hcl:"fall,optional"`
+	Rise     *int      `hcl:"rise,optional"`
+	Body     hcl.Body  `hcl:",body"`
+	DefRange hcl.Range `hcl:",def_range"`
+}
+
+type nginxSchema struct {
+	Listen   *int      `hcl:"listen,optional"`
+	Upstream []string  `hcl:"upstream,optional"`
+	Body     hcl.Body  `hcl:",body"`
+	DefRange hcl.Range `hcl:",def_range"`
+}
+
+type hostSchema struct {
+	Name      string       `hcl:"name,label"`
+	Address   *string      `hcl:"address,optional"`
+	VIP       *string      `hcl:"vip,optional"`
+	Interface *string      `hcl:"interface,optional"`
+	VRID      *int         `hcl:"virtual_router_id,optional"`
+	SSH       []*sshSchema `hcl:"ssh,block"`
+	Body      hcl.Body     `hcl:",body"`
+	DefRange  hcl.Range    `hcl:",def_range"`
+}
+
+// Options carries what the loader needs from the outside world. LookupEnv
+// backs the env() function; passing it in keeps the loader pure and testable.
+type Options struct {
+	LookupEnv func(string) (string, bool)
+}
+
+// Loader parses inventory files. Its parser keeps every file it has read so
+// that diagnostics can be printed with source snippets.
+type Loader struct {
+	parser *hclparse.Parser
+	opts   Options
+}
+
+// NewLoader returns a loader. A nil LookupEnv means os.LookupEnv.
+func NewLoader(opts Options) *Loader {
+	if opts.LookupEnv == nil {
+		opts.LookupEnv = os.LookupEnv
+	}
+	return &Loader{parser: hclparse.NewParser(), opts: opts}
+}
+
+// Files returns every source file read so far, for hcl.NewDiagnosticTextWriter.
+func (l *Loader) Files() map[string]*hcl.File { return l.parser.Files() }
+
+// LoadFile reads and validates path.
+func (l *Loader) LoadFile(path string) (*Inventory, hcl.Diagnostics) {
+	src, err := os.ReadFile(path)
+	if err != nil {
+		return nil, hcl.Diagnostics{{
+			Severity: hcl.DiagError,
+			Summary:  "Cannot read inventory",
+			Detail:   fmt.Sprintf("%s: %v", path, err),
+		}}
+	}
+	return l.Load(path, src)
+}
+
+// Load parses src (named path in diagnostics) and validates it. On any error
+// the returned inventory is nil: a partly valid inventory is never used.
+func (l *Loader) Load(path string, src []byte) (*Inventory, hcl.Diagnostics) {
+	f, diags := l.parser.ParseHCL(src, path)
+	if diags.HasErrors() {
+		return nil, diags
+	}
+	var raw fileSchema
+	diags = append(diags, gohcl.DecodeBody(f.Body, l.evalContext(), &raw)...)
+	if diags.HasErrors() {
+		return nil, diags
+	}
+	inv, more := build(path, &raw)
+	diags = append(diags, more...)
+	if diags.HasErrors() {
+		return nil, diags
+	}
+	inv.Files = l.parser.Files()
+	return inv, diags
+}
+
+// evalContext exposes env() and nothing else: an inventory is data, not a program.
+func (l *Loader) evalContext() *hcl.EvalContext {
+	lookup := l.opts.LookupEnv
+	env := function.New(&function.Spec{
+		Params: []function.Parameter{{Name: "name", Type: cty.String}},
+		Type:   function.StaticReturnType(cty.String),
+		Impl: func(args []cty.Value, _ cty.Type) (cty.Value, error) {
+			name := args[0].AsString()
+			v, ok := lookup(name)
+			if !ok {
+				// Never an empty string: an unset secret must stop the run.
+				return cty.NilVal, fmt.Errorf("environment variable %q is not set", name)
+			}
+			return cty.StringVal(v), nil
+		},
+	})
+	return &hcl.EvalContext{Functions: map[string]function.Function{"env": env}}
+}
+
+// attrRanges returns where each attribute of a native-syntax body was written.
+func attrRanges(body hcl.Body) map[string]hcl.Range {
+	m := map[string]hcl.Range{}
+	sb, ok := body.(*hclsyntax.Body)
+	if !ok {
+		return m
+	}
+	for name, a := range sb.Attributes {
+		m[name] = a.Expr.Range()
+	}
+	return m
+}
+
+func build(path string, raw *fileSchema) (*Inventory, hcl.Diagnostics) {
+	var diags hcl.Diagnostics
+	inv := &Inventory{Path: path}
+
+	defaults := SSH{User: DefaultUser, Port: DefaultPort, KnownHostsFile: DefaultKnownHosts}
+	switch len(raw.SSH) {
+	case 0:
+	case 1:
+		defaults = mergeSSH(defaults, raw.SSH[0])
+	default:
+		diags = append(diags, dupBlock("ssh", raw.SSH[1].DefRange, raw.SSH[0].DefRange))
+	}
+	if len(raw.SSH) > 0 {
+		diags = append(diags, checkSSH(defaults, raw.SSH[0])...)
+	}
+	if len(raw.Clusters) == 0 {
+		diags = append(diags, &hcl.Diagnostic{
+			Severity: hcl.DiagError,
+			Summary:  "No cluster",
+			Detail:   "An inventory needs at least one cluster block with its hosts.",
+			Subject:  &hcl.Range{Filename: path, Start: hcl.InitialPos, End: hcl.InitialPos},
+		})
+	}
+	for _, rc := range raw.Clusters {
+		c, d := buildCluster(rc, defaults)
+		diags = append(diags, d...)
+		inv.Clusters = append(inv.Clusters, c)
+	}
+	diags = append(diags, validateFleet(inv)...)
+	sortDiags(diags)
+	return inv, diags
+}
+
+func mergeSSH(base SSH, s *sshSchema) SSH {
+	if s.User != nil {
+		base.User = *s.User
+	}
+	if s.Port != nil {
+		base.Port = *s.Port
+	}
+	if s.PrivateKeyFile != nil {
+		base.PrivateKeyFile = *s.PrivateKeyFile
+	}
+	if s.KnownHostsFile != nil {
+		base.KnownHostsFile = *s.KnownHostsFile
+	}
+	if s.Become != nil {
+		base.Become = *s.Become
+	}
+	if s.JumpHost != nil {
+		base.JumpHost = *s.JumpHost
+	}
+	return base
+}
+
+func checkSSH(merged SSH, s *sshSchema) hcl.Diagnostics {
+	var diags hcl.Diagnostics
+	r := attrRanges(s.Body)
+	if s.Port != nil && (merged.Port < 1 || merged.Port > 65535) {
+		diags = append(diags, errAt(r["port"], "Invalid SSH port", fmt.Sprintf("port %d is outside 1-65535.", merged.Port)))
+	}
+	if s.User != nil && merged.User == "" {
+		diags = append(diags, errAt(r["user"], "Empty SSH user", "user must not be empty."))
+	}
+	if s.KnownHostsFile != nil && merged.KnownHostsFile == "" {
+		diags = append(diags, errAt(r["known_hosts_file"], "Empty known_hosts_file",
+			"Host keys are always verified: known_hosts_file must name a file."))
+	}
+	return diags
+}
+
+func buildCluster(rc *clusterSchema, defaults SSH) (*Cluster, hcl.Diagnostics) {
+	var diags hcl.Diagnostics
+	c := &Cluster{
+		Name:           rc.Name,
+		AdvertInt:      DefaultAdvertInt,
+		VRIDBase:       DefaultVRIDBase,
+		BackupOrder:    BackupOrderInventory,
+		Transport:      TransportMulticast,
+		MasterPriority: DefaultMasterPriority,
+		PriorityStep:   DefaultPriorityStep,
+		HealthCheck:    HealthCheck{Interval: 2, Weight: -5, Fall: 2, Rise: 1, Ranges: map[string]hcl.Range{}},
+		Nginx:          Nginx{Listen: DefaultListen, Ranges: map[string]hcl.Range{}},
+		DefRange:       rc.DefRange,
+		Ranges:         attrRanges(rc.Body),
+	}
+	setStr(&c.Interface, rc.Interface)
+	setF(&c.AdvertInt, rc.AdvertInt)
+	setInt(&c.VRIDBase, rc.VRIDBase)
+	setStr(&c.BackupOrder, rc.BackupOrder)
+	setStr(&c.Transport, rc.Transport)
+	setInt(&c.MasterPriority, rc.MasterPriority)
+	setInt(&c.PriorityStep, rc.PriorityStep)
+	if rc.AuthPass != nil {
+		c.AuthPass = NewSecret(*rc.AuthPass)
+	}
+	if rc.Gateway != nil {
+		gw, err := netip.ParseAddr(*rc.Gateway)
+		if err != nil || !gw.Is4() {
+			diags = append(diags, errAt(c.Range("gateway"), "Invalid gateway",
+				fmt.Sprintf("gateway %q is not an IPv4 address.", *rc.Gateway)))
+		} else {
+			c.Gateway = gw
+		}
+	}
+
+	switch len(rc.HealthCheck) {
+	case 0:
+	default:
+		if len(rc.HealthCheck) > 1 {
+			diags = append(diags, dupBlock("health_check", rc.HealthCheck[1].DefRange, rc.HealthCheck[0].DefRange))
+		}
+		hc := rc.HealthCheck[0]
+		c.HealthCheck.Ranges = attrRanges(hc.Body)
+		setInt(&c.HealthCheck.Interval, hc.Interval)
+		setInt(&c.HealthCheck.Weight, hc.Weight)
+		setInt(&c.HealthCheck.Fall, hc.Fall)
+		setInt(&c.HealthCheck.Rise, hc.Rise)
+	}
+	switch len(rc.Nginx) {
+	case 0:
+	default:
+		if len(rc.Nginx) > 1 {
+			diags = append(diags, dupBlock("nginx", rc.Nginx[1].DefRange, rc.Nginx[0].DefRange))
+		}
+		ng := rc.Nginx[0]
+		c.Nginx.Ranges = attrRanges(ng.Body)
+		setInt(&c.Nginx.Listen, ng.Listen)
+		c.Nginx.Upstream = ng.Upstream
+	}
+
+	for i, rh := range rc.Hosts {
+		h := &Host{
+			Name:      rh.Name,
+			Interface: c.Interface,
+			VRID:      c.VRIDBase + i,
+			SSH:       defaults,
+			DefRange:  rh.DefRange,
+			Ranges:    attrRanges(rh.Body),
+		}
+		setStr(&h.Interface, rh.Interface)
+		setInt(&h.VRID, rh.VRID)
+		if rh.VRID == nil {
+			// A derived VRID is blamed on the base that produced it.
+			h.Ranges["virtual_router_id"] = c.Range("virtual_router_id_base")
+		}
+		if rh.Interface == nil {
+			h.Ranges["interface"] = c.Range("interface")
+		}
+		switch len(rh.SSH) {
+		case 0:
+		default:
+			if len(rh.SSH) > 1 {
+				diags = append(diags, dupBlock("ssh", rh.SSH[1].DefRange, rh.SSH[0].DefRange))
+			}
+			h.SSH = mergeSSH(defaults, rh.SSH[0])
+			diags = append(diags, checkSSH(h.SSH, rh.SSH[0])...)
+		}
+		if rh.Address == nil {
+			diags = append(diags, errAt(rh.DefRange, "Missing address",
+				fmt.Sprintf("host %q needs address = \"<IPv4>\".", rh.Name)))
+		} else if a, err := netip.ParseAddr(*rh.Address); err != nil || !a.Is4() {
+			diags = append(diags, errAt(h.Range("address"), "Invalid address",
+				fmt.Sprintf("host %q: address %q is not an IPv4 address (no prefix length here).", rh.Name, *rh.Address)))
+		} else {
+			h.Address = a
+		}
+		if rh.VIP == nil {
+			diags = append(diags, errAt(rh.DefRange, "Missing vip",
+				fmt.Sprintf("host %q needs vip = \"<IPv4>/<prefix>\", the VIP it is MASTER of.", rh.Name)))
+		} else {
+			diags = append(diags, parseVIP(h, *rh.VIP)...)
+		}
+		c.Hosts = append(c.Hosts, h)
+	}
+	diags = append(diags, validateCluster(c)...)
+	return c, diags
+}
+
+func parseVIP(h *Host, s string) hcl.Diagnostics {
+	r := h.Range("vip")
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		if a, aerr := netip.ParseAddr(s); aerr == nil && a.Is4() {
+			return hcl.Diagnostics{errAt(r, "VIP without prefix length",
+				fmt.Sprintf("host %q: vip %q needs its prefix length, e.g. %q; keepalived would otherwise add it as /32.", h.Name, s, s+"/24"))}
+		}
+		return hcl.Diagnostics{errAt(r, "Invalid VIP",
+			fmt.Sprintf("host %q: vip %q is not an IPv4 address with a prefix length.", h.Name, s))}
+	}
+	if !p.Addr().Is4() {
+		return hcl.Diagnostics{errAt(r, "Invalid VIP", fmt.Sprintf("host %q: vip %q is not IPv4.", h.Name, s))}
+	}
+	h.VIP = p
+	return nil
+}
+
+func setStr(dst *string, v *string) {
+	if v != nil {
+		*dst = *v
+	}
+}
+
+func setInt(dst *int, v *int) {
+	if v != nil {
+		*dst = *v
+	}
+}
+
+func setF(dst *float64, v *float64) {
+	if v != nil {
+		*dst = *v
+	}
+}
+
+func errAt(r hcl.Range, summary, detail string) *hcl.Diagnostic {
+	rr := r
+	return &hcl.Diagnostic{Severity: hcl.DiagError, Summary: summary, Detail: detail, Subject: &rr}
+}
+
+func dupBlock(name string, r, first hcl.Range) *hcl.Diagnostic {
+	return errAt(r, "Duplicate "+name+" block",
+		fmt.Sprintf("Only one %s block is allowed here; the first one is at %s.", name, first.String()))
+}
+
+// sortDiags orders findings by file position so the output reads top to bottom.
+func sortDiags(d hcl.Diagnostics) {
+	sort.SliceStable(d, func(i, j int) bool {
+		a, b := d[i].Subject, d[j].Subject
+		if a == nil || b == nil {
+			return a == nil && b != nil
+		}
+		if a.Filename != b.Filename {
+			return a.Filename < b.Filename
+		}
+		return a.Start.Byte < b.Start.Byte
+	})
+}

@@ -1,0 +1,202 @@
+// Package render turns the VRRP layout into the files every load balancer
+// needs. It is pure: templates and the layout in, file contents out.
+package render
+
+import (
+	"bytes"
+	"fmt"
+	"io/fs"
+	"math"
+	"net/netip"
+	"regexp"
+	"text/template"
+	"time"
+
+	"github.com/hactl/hactl/pkg/inventory"
+	"github.com/hactl/hactl/pkg/vrrp"
+	"github.com/hactl/hactl/templates"
+)
+
+// Paths of the managed files on a host.
+const (
+	KeepalivedConf = "/etc/keepalived/keepalived.conf"
+	CheckScript    = "/etc/keepalived/check_nginx.sh"
+	NotifyScript   = "/etc/keepalived/clean_arp.sh"
+	NginxSite      = "/etc/nginx/conf.d/hactl.conf"
+	KeepalivedDrop = "/etc/systemd/system/keepalived.service.d/hactl.conf"
+)
+
+// File is one managed file for one host.
+type File struct {
+	Host    string      `json:"host"`
+	Path    string      `json:"path"`
+	Mode    fs.FileMode `json:"mode"`
+	Owner   string      `json:"owner"`
+	Group   string      `json:"group"`
+	Content []byte      `json:"-"`
+	// Sensitive files hold a secret: plans and diffs mask their secret values.
+	Sensitive bool `json:"sensitive"`
+	// Service is the unit whose behaviour the file changes ("keepalived",
+	// "nginx"); the playbook notifies its handler when the file changes.
+	Service string `json:"service"`
+}
+
+// Renderer holds the parsed templates; parse once, render many.
+type Renderer struct {
+	t *template.Template
+}
+
+// New parses the embedded templates. missingkey=error: a template that names a
+// field the view lacks fails loudly instead of rendering "<no value>".
+func New() (*Renderer, error) {
+	return NewFromFS(templates.FS)
+}
+
+// NewFromFS parses *.tmpl from fsys (tests and `-p` playbooks can bring their own).
+func NewFromFS(fsys fs.FS) (*Renderer, error) {
+	t, err := template.New("hactl").Option("missingkey=error").ParseFS(fsys, "*.tmpl")
+	if err != nil {
+		return nil, fmt.Errorf("parse templates: %w", err)
+	}
+	return &Renderer{t: t}, nil
+}
+
+// Host renders every managed file of one host, in a fixed order.
+func (r *Renderer) Host(inv *inventory.Inventory, l *vrrp.Layout, host string) ([]File, error) {
+	c := inv.ClusterOf(host)
+	if c == nil {
+		return nil, fmt.Errorf("host %q is not in the inventory", host)
+	}
+	var h *inventory.Host
+	for _, x := range c.Hosts {
+		if x.Name == host {
+			h = x
+		}
+	}
+	insts := l.ForCluster(c.Name)
+
+	kv := keepalivedView{
+		Cluster:   c.Name,
+		Host:      h.Name,
+		Interface: h.Interface,
+		Address:   h.Address,
+		Gateway:   c.Gateway,
+		AdvertInt: formatSeconds(c.AdvertInt),
+		Version:   c.VRRPVersion(),
+		AuthPass:  c.AuthPass.Reveal(),
+		Unicast:   c.Transport == inventory.TransportUnicast,
+		Check:     c.HealthCheck,
+	}
+	var vips []netip.Prefix
+	var crash time.Duration
+	for _, in := range insts {
+		vips = append(vips, in.VIP)
+		crash = max(crash, in.Bounds.Crash)
+		for _, m := range in.Members {
+			if m.Host == host {
+				kv.Instances = append(kv.Instances, instanceView{
+					Name: in.Name, State: m.State, VRID: in.VRID, Priority: m.Priority, VIP: in.VIP,
+				})
+			}
+		}
+		if in.Master == host {
+			kv.MasterOf = in.VIP.String()
+		}
+	}
+	for _, x := range c.Hosts {
+		if x.Name != host {
+			kv.Peers = append(kv.Peers, x.Address.String())
+		}
+	}
+
+	files := []struct {
+		tmpl, path, service string
+		mode                fs.FileMode
+		view                any
+		secret              bool
+	}{
+		{"keepalived.conf.tmpl", KeepalivedConf, "keepalived", 0o600, kv, true},
+		{"check_nginx.sh.tmpl", CheckScript, "keepalived", 0o755,
+			map[string]any{"Host": h.Name, "Weight": c.HealthCheck.Weight}, false},
+		{"clean_arp.sh.tmpl", NotifyScript, "keepalived", 0o755,
+			map[string]any{"Host": h.Name, "Interface": h.Interface}, false},
+		{"keepalived-dropin.conf.tmpl", KeepalivedDrop, "keepalived", 0o644, map[string]any{
+			"Cluster": c.Name, "Host": h.Name, "Interface": h.Interface, "VIPs": vips,
+			"CrashBound": crash.Round(10 * time.Millisecond).String(), "RestartSec": restartSec(crash),
+		}, false},
+		{"nginx-site.conf.tmpl", NginxSite, "nginx", 0o644, map[string]any{
+			"Cluster": c.Name, "Host": h.Name, "Listen": c.Nginx.Listen,
+			"Upstream": c.Nginx.Upstream, "UpstreamName": upstreamName(c.Name),
+		}, false},
+	}
+	out := make([]File, 0, len(files))
+	for _, f := range files {
+		var b bytes.Buffer
+		if err := r.t.ExecuteTemplate(&b, f.tmpl, f.view); err != nil {
+			return nil, fmt.Errorf("render %s for host %q: %w", f.path, host, err)
+		}
+		file := File{Host: host, Path: f.path, Mode: f.mode, Owner: "root", Group: "root",
+			Content: b.Bytes(), Service: f.service, Sensitive: f.secret}
+		out = append(out, file)
+	}
+	return out, nil
+}
+
+// All renders every host of the inventory, host by host in file order.
+func (r *Renderer) All(inv *inventory.Inventory, l *vrrp.Layout) ([]File, error) {
+	var out []File
+	for _, h := range inv.Hosts() {
+		fs, err := r.Host(inv, l, h.Name)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, fs...)
+	}
+	return out, nil
+}
+
+type keepalivedView struct {
+	Cluster, Host, Interface, AdvertInt, AuthPass, MasterOf string
+	Address, Gateway                                      netip.Addr
+	Version                                               int
+	Unicast                                               bool
+	Peers                                                 []string
+	Check                                                 inventory.HealthCheck
+	Instances                                             []instanceView
+}
+
+type instanceView struct {
+	Name, State    string
+	VRID, Priority int
+	VIP            netip.Prefix
+}
+
+// formatSeconds prints 1 as "1" (the seed's form) and 0.1 as "0.1".
+func formatSeconds(s float64) string {
+	if s == math.Trunc(s) {
+		return fmt.Sprintf("%d", int(s))
+	}
+	return fmt.Sprintf("%g", s)
+}
+
+// restartSec waits longer than the crash bound (see the drop-in template) but
+// not much longer: the host should come back into service soon.
+func restartSec(crash time.Duration) string {
+	s := int(math.Ceil(crash.Seconds())) + 1
+	return fmt.Sprintf("%ds", max(s, 2))
+}
+
+var nonWord = regexp.MustCompile(`[^A-Za-z0-9_]`)
+
+func upstreamName(cluster string) string { return nonWord.ReplaceAllString(cluster, "_") }
+
+var authPassLine = regexp.MustCompile(`(?m)^(\s*auth_pass\s+)\S+`)
+
+// Mask hides the secret values of a sensitive file's content (the file as
+// rendered or as found on the host) so plans and diffs can show the rest.
+func Mask(f File, content []byte) []byte {
+	if !f.Sensitive {
+		return content
+	}
+	return authPassLine.ReplaceAll(content, []byte("${1}(sensitive)"))
+}
