@@ -4,11 +4,13 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"regexp"
 	"strings"
 
 	"github.com/hashicorp/hcl/v2"
@@ -148,15 +150,42 @@ func (g *Globals) load() (*Loaded, error) {
 		g.printDiags(loader.Files(), diags)
 	}
 	if diags.HasErrors() {
-		return nil, &ExitError{Code: ExitUsage, Err: fmt.Errorf("%s: %d error(s) in the inventory: %w", g.Inventory, countErrors(diags), errReported)}
+		fmt.Fprintf(g.IO.Err, "hactl: %s: %d error(s) in the inventory; nothing was changed\n", g.Inventory, countErrors(diags))
+		return nil, &ExitError{Code: ExitUsage, Err: errReported}
 	}
 	return &Loaded{Inv: inv, Layout: layout}, nil
 }
 
 func (g *Globals) printDiags(files map[string]*hcl.File, diags hcl.Diagnostics) {
 	p := ui.NewPrinter(g.IO.Err, g.IO.Env)
-	wr := hcl.NewDiagnosticTextWriter(p.Writer(), files, 100, p.Color())
-	_ = wr.WriteDiagnostics(diags)
+	wr := hcl.NewDiagnosticTextWriter(p.Writer(), maskFiles(files), 100, p.Color())
+	for _, d := range diags {
+		// FILE:LINE,COL first, so editors and CI logs can jump to it; the
+		// writer adds the snippet.
+		if d.Subject != nil {
+			p.Printf("%s: ", d.Subject)
+		}
+		_ = wr.WriteDiagnostic(d)
+	}
+}
+
+var secretAttr = regexp.MustCompile(`(auth_pass\s*=\s*)"[^"\n]*"`)
+
+// maskFiles returns copies of the sources with literal auth_pass values
+// starred out (same length, so columns stay right): snippets in error
+// messages end up in CI logs.
+func maskFiles(files map[string]*hcl.File) map[string]*hcl.File {
+	out := make(map[string]*hcl.File, len(files))
+	for name, f := range files {
+		c := *f
+		c.Bytes = secretAttr.ReplaceAllFunc(f.Bytes, func(m []byte) []byte {
+			sub := secretAttr.FindSubmatch(m)
+			stars := bytes.Repeat([]byte("*"), len(m)-len(sub[1])-2)
+			return append(append(append([]byte{}, sub[1]...), '"'), append(stars, '"')...)
+		})
+		out[name] = &c
+	}
+	return out
 }
 
 func countErrors(d hcl.Diagnostics) int {

@@ -33,21 +33,21 @@ type sshSchema struct {
 }
 
 type clusterSchema struct {
-	Name           string             `hcl:"name,label"`
-	Interface      *string            `hcl:"interface,optional"`
-	Gateway        *string            `hcl:"gateway,optional"`
-	AdvertInt      *float64           `hcl:"advert_int,optional"`
-	VRIDBase       *int               `hcl:"virtual_router_id_base,optional"`
-	AuthPass       *string            `hcl:"auth_pass,optional"`
-	BackupOrder    *string            `hcl:"backup_order,optional"`
-	Transport      *string            `hcl:"vrrp_transport,optional"`
-	MasterPriority *int               `hcl:"master_priority,optional"`
-	PriorityStep   *int               `hcl:"priority_step,optional"`
-	HealthCheck    []*healthSchema    `hcl:"health_check,block"`
-	Nginx          []*nginxSchema     `hcl:"nginx,block"`
-	Hosts          []*hostSchema      `hcl:"host,block"`
-	Body           hcl.Body           `hcl:",body"`
-	DefRange       hcl.Range          `hcl:",def_range"`
+	Name           string          `hcl:"name,label"`
+	Interface      *string         `hcl:"interface,optional"`
+	Gateway        *string         `hcl:"gateway,optional"`
+	AdvertInt      *float64        `hcl:"advert_int,optional"`
+	VRIDBase       *int            `hcl:"virtual_router_id_base,optional"`
+	AuthPass       *string         `hcl:"auth_pass,optional"`
+	BackupOrder    *string         `hcl:"backup_order,optional"`
+	Transport      *string         `hcl:"vrrp_transport,optional"`
+	MasterPriority *int            `hcl:"master_priority,optional"`
+	PriorityStep   *int            `hcl:"priority_step,optional"`
+	HealthCheck    []*healthSchema `hcl:"health_check,block"`
+	Nginx          []*nginxSchema  `hcl:"nginx,block"`
+	Hosts          []*hostSchema   `hcl:"host,block"`
+	Body           hcl.Body        `hcl:",body"`
+	DefRange       hcl.Range       `hcl:",def_range"`
 }
 
 type healthSchema struct {

@@ -157,12 +157,12 @@ func (r *Renderer) All(inv *inventory.Inventory, l *vrrp.Layout) ([]File, error)
 
 type keepalivedView struct {
 	Cluster, Host, Interface, AdvertInt, AuthPass, MasterOf string
-	Address, Gateway                                      netip.Addr
-	Version                                               int
-	Unicast                                               bool
-	Peers                                                 []string
-	Check                                                 inventory.HealthCheck
-	Instances                                             []instanceView
+	Address, Gateway                                        netip.Addr
+	Version                                                 int
+	Unicast                                                 bool
+	Peers                                                   []string
+	Check                                                   inventory.HealthCheck
+	Instances                                               []instanceView
 }
 
 type instanceView struct {

@@ -1,0 +1,34 @@
+package inventory
+
+import (
+	"os"
+	"testing"
+)
+
+// FuzzLoad feeds arbitrary bytes to the loader: it must return diagnostics,
+// never panic, and never return an inventory together with errors.
+// Seed corpus: the shipped inventories, the test base and testdata/fuzz/FuzzLoad.
+func FuzzLoad(f *testing.F) {
+	for _, p := range []string{"../../inventory/prod.hcl", "../../inventory/lab.hcl"} {
+		if b, err := os.ReadFile(p); err == nil {
+			f.Add(b)
+		}
+	}
+	f.Add([]byte(base))
+	f.Fuzz(func(t *testing.T, src []byte) {
+		inv, diags := NewLoader(Options{LookupEnv: testEnv}).Load("fuzz.hcl", src)
+		if diags.HasErrors() && inv != nil {
+			t.Fatalf("inventory returned with errors")
+		}
+		if !diags.HasErrors() && inv == nil {
+			t.Fatalf("no inventory and no error")
+		}
+		if inv != nil {
+			for _, h := range inv.Hosts() {
+				if !h.Address.IsValid() || !h.VIP.IsValid() || h.VRID < 1 || h.VRID > 255 {
+					t.Fatalf("invalid host passed validation: %+v", h)
+				}
+			}
+		}
+	})
+}
