@@ -16,6 +16,7 @@ import (
 	"github.com/hashicorp/hcl/v2"
 	"github.com/spf13/cobra"
 
+	"github.com/hactl/hactl/pkg/fleet"
 	"github.com/hactl/hactl/pkg/inventory"
 	"github.com/hactl/hactl/pkg/render"
 	"github.com/hactl/hactl/pkg/ui"
@@ -72,6 +73,8 @@ type Globals struct {
 	IO        IO
 	Inventory string
 	Output    string
+	// Dial opens SSH connections; nil means remote.Dial. Tests inject fakes.
+	Dial fleet.DialFunc
 }
 
 // Main runs hactl and returns its exit code.

@@ -1,0 +1,139 @@
+// Package fleet opens one SSH connection per inventory host, in parallel, and
+// keeps it for every later command of the run.
+package fleet
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/hactl/hactl/pkg/inventory"
+	"github.com/hactl/hactl/pkg/remote"
+)
+
+// Host is one inventory host and, when it could be reached, its connection.
+type Host struct {
+	Host    *inventory.Host
+	Cluster *inventory.Cluster
+	Conn    remote.Conn // nil when Err is set
+	Err     error       // why the host could not be reached
+}
+
+// Name is the inventory name.
+func (h *Host) Name() string { return h.Host.Name }
+
+// DialFunc opens a connection; remote.Dial in production, a fake in tests.
+type DialFunc func(ctx context.Context, cfg remote.Config) (remote.Conn, error)
+
+// Options say how to connect.
+type Options struct {
+	AcceptNewHostKeys bool
+	ConnectTimeout    time.Duration
+	Parallel          int
+	HomeDir           string // for ~/ in key and known_hosts paths
+	AgentSocket       string // SSH_AUTH_SOCK
+	Dial              DialFunc
+}
+
+// Fleet is the set of hosts a command works on, in inventory order.
+type Fleet struct {
+	Hosts []*Host
+}
+
+// Select returns the inventory hosts named in limit (all when empty), or an
+// error naming the unknown ones.
+func Select(inv *inventory.Inventory, limit []string) ([]*inventory.Host, error) {
+	if len(limit) == 0 {
+		return inv.Hosts(), nil
+	}
+	want := map[string]bool{}
+	for _, n := range limit {
+		if n = strings.TrimSpace(n); n != "" {
+			want[n] = true
+		}
+	}
+	var out []*inventory.Host
+	for _, h := range inv.Hosts() {
+		if want[h.Name] {
+			out = append(out, h)
+			delete(want, h.Name)
+		}
+	}
+	if len(want) > 0 {
+		var unknown []string
+		for n := range want {
+			unknown = append(unknown, n)
+		}
+		sort.Strings(unknown)
+		return nil, fmt.Errorf("--limit names hosts not in the inventory: %s", strings.Join(unknown, ", "))
+	}
+	return out, nil
+}
+
+// Connect dials every host in parallel (at most opts.Parallel at once). A host
+// that cannot be reached gets Err set; it never stops the others.
+func Connect(ctx context.Context, inv *inventory.Inventory, hosts []*inventory.Host, opts Options) *Fleet {
+	dial := opts.Dial
+	if dial == nil {
+		dial = remote.Dial
+	}
+	f := &Fleet{}
+	for _, h := range hosts {
+		f.Hosts = append(f.Hosts, &Host{Host: h, Cluster: inv.ClusterOf(h.Name)})
+	}
+	var g errgroup.Group
+	g.SetLimit(max(opts.Parallel, 1))
+	for _, fh := range f.Hosts {
+		g.Go(func() error {
+			s := fh.Host.SSH
+			conn, err := dial(ctx, remote.Config{
+				Name: fh.Host.Name, Address: fh.Host.Address.String(), Port: s.Port, User: s.User,
+				PrivateKeyFile: s.PrivateKeyFile, AgentSocket: opts.AgentSocket, KnownHostsFile: s.KnownHostsFile,
+				AcceptNewHostKeys: opts.AcceptNewHostKeys, Become: s.Become,
+				ConnectTimeout: opts.ConnectTimeout, HomeDir: opts.HomeDir,
+			})
+			if err != nil {
+				fh.Err = fmt.Errorf("connect %s: %w", fh.Host.Name, err)
+				return nil
+			}
+			fh.Conn = conn
+			return nil
+		})
+	}
+	_ = g.Wait()
+	return f
+}
+
+// Reachable returns the hosts with a live connection.
+func (f *Fleet) Reachable() []*Host {
+	var out []*Host
+	for _, h := range f.Hosts {
+		if h.Conn != nil {
+			out = append(out, h)
+		}
+	}
+	return out
+}
+
+// Get returns the host named name, or nil.
+func (f *Fleet) Get(name string) *Host {
+	for _, h := range f.Hosts {
+		if h.Host.Name == name {
+			return h
+		}
+	}
+	return nil
+}
+
+// Close closes every connection.
+func (f *Fleet) Close() {
+	for _, h := range f.Hosts {
+		if h.Conn != nil {
+			_ = h.Conn.Close()
+		}
+	}
+}
