@@ -1,0 +1,209 @@
+package cli
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+
+	"charm.land/lipgloss/v2"
+	"github.com/spf13/cobra"
+
+	"github.com/hactl/hactl/pkg/facts"
+	"github.com/hactl/hactl/pkg/fleet"
+	"github.com/hactl/hactl/pkg/render"
+	"github.com/hactl/hactl/pkg/ui"
+	"github.com/hactl/hactl/pkg/verify"
+)
+
+// StatusOptions is `hactl status`.
+type StatusOptions struct {
+	Conn ConnOptions
+}
+
+// statusHost is one host in status's JSON.
+type statusHost struct {
+	Name       string   `json:"name"`
+	Reachable  bool     `json:"reachable"`
+	Keepalived string   `json:"keepalived"`
+	Nginx      string   `json:"nginx"`
+	Enabled    bool     `json:"enabled"`
+	Drift      []string `json:"drift"`
+	Error      string   `json:"error,omitempty"`
+}
+
+type statusJSON struct {
+	VIPs  []verify.VIPState `json:"vips"`
+	Hosts []statusHost      `json:"hosts"`
+}
+
+func newStatus(ctx context.Context, g *Globals) *cobra.Command {
+	o := &StatusOptions{}
+	cmd := &cobra.Command{
+		Use:   "status -i FILE",
+		Short: "Show who holds which VIP now, service states, split brain and config drift",
+		Long: `status asks every host in parallel, in one SSH round trip each, for its
+addresses, the state of keepalived and nginx, and the checksums of the files
+hactl manages. Each VIP is ok (on its master only), moved (on one other host),
+missing (nowhere) or split (on several hosts: always an error). Exit 0 only
+when every VIP is ok and every host reachable.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			l, err := g.load()
+			if err != nil {
+				return err
+			}
+			return runStatus(ctx, g, o, l)
+		},
+	}
+	o.Conn.addFlags(cmd)
+	return cmd
+}
+
+func runStatus(ctx context.Context, g *Globals, o *StatusOptions, l *Loaded) error {
+	r, err := render.New()
+	if err != nil {
+		return &ExitError{Code: ExitFailed, Err: err}
+	}
+	fl, err := g.connect(ctx, l, o.Conn, nil)
+	if err != nil {
+		return err
+	}
+	defer fl.Close()
+	doc, err := gatherStatus(ctx, l, r, fl)
+	if err != nil {
+		return &ExitError{Code: ExitFailed, Err: err}
+	}
+	if g.Output == "json" {
+		if err := ui.JSON(g.IO.Out, doc); err != nil {
+			return err
+		}
+	} else {
+		p := g.stdout()
+		printVIPs(p, doc.VIPs)
+		p.Println()
+		printStatusHosts(p, doc.Hosts)
+	}
+	var problems []string
+	for _, h := range doc.Hosts {
+		if !h.Reachable {
+			problems = append(problems, h.Name+" unreachable")
+		}
+	}
+	if !verify.AllOK(doc.VIPs) {
+		problems = append(problems, vipProblems(doc.VIPs))
+	}
+	if len(problems) > 0 {
+		return &ExitError{Code: ExitFailed, Err: errors.New(strings.Join(problems, "; "))}
+	}
+	return nil
+}
+
+// gatherStatus asks every host once: facts carry addresses, service states
+// and file checksums, so status costs one round trip per host.
+func gatherStatus(ctx context.Context, l *Loaded, r *render.Renderer, fl *fleet.Fleet) (*statusJSON, error) {
+	doc := &statusJSON{Hosts: make([]statusHost, len(fl.Hosts))}
+	obs := make([]verify.Observation, len(fl.Hosts))
+	var wg sync.WaitGroup
+	for i, h := range fl.Hosts {
+		files, err := r.Host(l.Inv, l.Layout, h.Name())
+		if err != nil {
+			return nil, err
+		}
+		sh := statusHost{Name: h.Name(), Drift: []string{}}
+		obs[i].Host = h.Name()
+		if h.Conn == nil {
+			sh.Error, obs[i].Err = h.Err.Error(), h.Err
+			doc.Hosts[i] = sh
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var paths []string
+			for _, f := range files {
+				paths = append(paths, f.Path)
+			}
+			f, err := facts.Gather(ctx, h.Conn, facts.Request{Paths: paths, Services: []string{"keepalived", "nginx"}})
+			if err != nil {
+				sh.Error, obs[i].Err = err.Error(), err
+				doc.Hosts[i] = sh
+				return
+			}
+			sh.Reachable = true
+			ka, ng := f.Services["keepalived"], f.Services["nginx"]
+			sh.Keepalived, sh.Nginx = ka.Active, ng.Active
+			sh.Enabled = ka.Enabled == "enabled" && ng.Enabled == "enabled"
+			for _, want := range files {
+				have := f.Files[want.Path]
+				switch {
+				case !have.Exists:
+					sh.Drift = append(sh.Drift, want.Path+" (missing)")
+				case have.SHA256 != fileSum(want.Content):
+					sh.Drift = append(sh.Drift, want.Path+" (content)")
+				case have.Mode != want.Mode || have.Owner != want.Owner || have.Group != want.Group:
+					sh.Drift = append(sh.Drift, want.Path+" (owner/mode)")
+				}
+			}
+			sort.Strings(sh.Drift)
+			obs[i].Addrs = f.Addrs[h.Host.Interface]
+			doc.Hosts[i] = sh
+		}()
+	}
+	wg.Wait()
+	doc.VIPs = verify.Classify(l.Layout, obs)
+	return doc, nil
+}
+
+func printStatusHosts(p *ui.Printer, hosts []statusHost) {
+	var rows [][]string
+	for _, h := range hosts {
+		reach := "yes"
+		if !h.Reachable {
+			reach = "NO: " + firstLine(h.Error)
+		}
+		drift := "none"
+		if len(h.Drift) > 0 {
+			drift = strings.Join(h.Drift, "\n")
+		}
+		if !h.Reachable {
+			drift = "-"
+		}
+		rows = append(rows, []string{h.Name, reach, orDash(h.Keepalived), orDash(h.Nginx), fmt.Sprint(h.Enabled), drift})
+	}
+	ok, bad, warn := p.Styles.OK, p.Styles.Bad, p.Styles.Warn
+	p.Table([]string{"HOST", "REACHABLE", "KEEPALIVED", "NGINX", "ENABLED", "DRIFT"}, rows, func(row, col int) *lipgloss.Style {
+		v := rows[row][col]
+		switch col {
+		case 1:
+			if v == "yes" {
+				return &ok
+			}
+			return &bad
+		case 2, 3:
+			if v == "active" {
+				return &ok
+			}
+			return &bad
+		case 5:
+			if v == "none" {
+				return &ok
+			}
+			return &warn
+		}
+		return nil
+	})
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func fileSum(b []byte) string { h := sha256.Sum256(b); return hex.EncodeToString(h[:]) }

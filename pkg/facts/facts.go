@@ -1,0 +1,323 @@
+// Package facts learns what a host is and holds — OS family, package manager,
+// installed packages, arping flavour, keepalived version, services, managed
+// files, addresses — in one SSH round trip: a single POSIX shell script whose
+// sectioned output is parsed here.
+package facts
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io/fs"
+	"net/netip"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/hactl/hactl/pkg/remote"
+)
+
+// Request says what to look at besides the fixed facts.
+type Request struct {
+	Paths    []string // files whose state (mode, owner, sha256) is wanted
+	Services []string // systemd units whose active/enabled state is wanted
+	Packages []string // package names whose installed version is wanted
+}
+
+// Merge adds o's items to r, without duplicates, keeping order.
+func (r Request) Merge(o Request) Request {
+	return Request{
+		Paths:    union(r.Paths, o.Paths),
+		Services: union(r.Services, o.Services),
+		Packages: union(r.Packages, o.Packages),
+	}
+}
+
+func union(a, b []string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, s := range append(append([]string{}, a...), b...) {
+		if !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// OS identifies the distribution from /etc/os-release.
+type OS struct {
+	ID, IDLike, VersionID, PrettyName string
+	Family                            string // "debian" or "el"; "" when unsupported
+}
+
+// File is the state of one path on the host.
+type File struct {
+	Exists  bool
+	Symlink bool
+	Mode    fs.FileMode
+	Owner   string
+	Group   string
+	SHA256  string
+}
+
+// Service is a unit's state as systemctl reports it.
+type Service struct {
+	Active  string // active, inactive, failed, activating, unknown …
+	Enabled string // enabled, disabled, masked, static, not-found …
+}
+
+// Facts are everything the playbook decides on.
+type Facts struct {
+	OS                OS
+	UID               int
+	Systemd           bool
+	PackageManager    string            // apt-get, dnf or yum
+	Packages          map[string]string // installed package → version
+	AptListsEmpty     bool              // apt-get update never ran (fresh image)
+	Arping            string            // "iputils", "habets" or "" (none installed)
+	KeepalivedVersion string            // e.g. "2.2.7"; "" when not installed
+	Addrs             map[string][]netip.Prefix
+	Services          map[string]Service
+	Files             map[string]File
+}
+
+// Families hactl supports, for the "unsupported OS" message.
+const Supported = "debian 11/12, ubuntu 20.04/22.04/24.04"
+
+// KeepalivedConfigTest reports whether `keepalived -t` exists (2.0.4 and later).
+func (f *Facts) KeepalivedConfigTest() bool {
+	return f.KeepalivedVersion != "" && versionAtLeast(f.KeepalivedVersion, 2, 0, 4)
+}
+
+// Installed reports whether pkg is installed.
+func (f *Facts) Installed(pkg string) bool { _, ok := f.Packages[pkg]; return ok }
+
+// Script is the one-round-trip fact gatherer. Every section starts with a
+// marker line; a missing tool yields an empty section, never an error.
+func Script(req Request) string {
+	var b strings.Builder
+	w := func(s string) { b.WriteString(s); b.WriteByte('\n') }
+	w(`LC_ALL=C; export LC_ALL; PATH=/usr/sbin:/usr/bin:/sbin:/bin:$PATH`)
+	w(`echo @@os; cat /etc/os-release 2>/dev/null`)
+	w(`echo @@uid; id -u`)
+	w(`echo @@systemd; if [ -d /run/systemd/system ]; then echo yes; else echo no; fi`)
+	w(`echo @@pkgmgr; for p in apt-get dnf yum; do if command -v $p >/dev/null 2>&1; then echo $p; break; fi; done`)
+	w(`echo @@aptlists; ls /var/lib/apt/lists 2>/dev/null | grep -c _Packages`)
+	pk := remote.Join(req.Packages...)
+	if len(req.Packages) > 0 {
+		w(`echo @@packages`)
+		w(`if command -v dpkg-query >/dev/null 2>&1; then dpkg-query -W -f='${Package}\t${Version}\t${db:Status-Status}\n' ` + pk + ` 2>/dev/null;` +
+			` elif command -v rpm >/dev/null 2>&1; then for p in ` + pk + `; do rpm -q --qf '%{NAME}\t%{VERSION}-%{RELEASE}\tinstalled\n' "$p" 2>/dev/null | grep "	installed$"; done; fi`)
+	}
+	w(`echo @@arping; if command -v arping >/dev/null 2>&1; then arping -V 2>&1 | head -n 1; fi`)
+	w(`echo @@keepalived; if command -v keepalived >/dev/null 2>&1; then keepalived --version 2>&1 | head -n 1; fi`)
+	w(`echo @@addrs; ip -o -4 addr show 2>/dev/null`)
+	if len(req.Services) > 0 {
+		w(`echo @@services; for s in ` + remote.Join(req.Services...) + `; do printf '%s\t%s\t%s\n' "$s" "$(systemctl is-active "$s" 2>/dev/null)" "$(systemctl is-enabled "$s" 2>/dev/null)"; done`)
+	}
+	if len(req.Paths) > 0 {
+		w(`echo @@files; for f in ` + remote.Join(req.Paths...) + `; do` +
+			` if [ -L "$f" ]; then printf '%s\tlink\n' "$f";` +
+			` elif [ -f "$f" ]; then printf '%s\tfile\t%s\t' "$f" "$(stat -c '%a %U %G' "$f")"; sha256sum <"$f" | cut -d' ' -f1;` +
+			` elif [ -e "$f" ]; then printf '%s\tother\n' "$f";` +
+			` else printf '%s\tabsent\n' "$f"; fi; done`)
+	}
+	w(`echo @@end`)
+	return b.String()
+}
+
+// Gather runs Script on c and parses its output.
+func Gather(ctx context.Context, c remote.Conn, req Request) (*Facts, error) {
+	res, err := c.Run(ctx, Script(req), nil)
+	if err != nil {
+		return nil, fmt.Errorf("gather facts: %w", err)
+	}
+	if res.ExitCode != 0 {
+		return nil, fmt.Errorf("gather facts: exit %d: %s", res.ExitCode, strings.TrimSpace(string(res.Stderr)))
+	}
+	return Parse(string(res.Stdout))
+}
+
+var kaVersion = regexp.MustCompile(`v(\d+\.\d+\.\d+)`)
+
+// Parse reads Script's output.
+func Parse(out string) (*Facts, error) {
+	f := &Facts{
+		Packages: map[string]string{},
+		Addrs:    map[string][]netip.Prefix{},
+		Services: map[string]Service{},
+		Files:    map[string]File{},
+	}
+	sections := map[string][]string{}
+	cur := ""
+	sc := bufio.NewScanner(strings.NewReader(out))
+	sc.Buffer(make([]byte, 64*1024), 4*1024*1024)
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, "@@") {
+			cur = strings.TrimPrefix(line, "@@")
+			sections[cur] = nil
+			continue
+		}
+		sections[cur] = append(sections[cur], line)
+	}
+	if _, ok := sections["end"]; !ok {
+		return nil, fmt.Errorf("gather facts: output truncated (no end marker)")
+	}
+	f.OS = parseOSRelease(sections["os"])
+	if l := sections["uid"]; len(l) > 0 {
+		f.UID, _ = strconv.Atoi(strings.TrimSpace(l[0]))
+	}
+	f.Systemd = first(sections["systemd"]) == "yes"
+	f.PackageManager = first(sections["pkgmgr"])
+	f.AptListsEmpty = f.PackageManager == "apt-get" && first(sections["aptlists"]) == "0"
+	for _, l := range sections["packages"] {
+		p := strings.Split(l, "\t")
+		if len(p) == 3 && p[2] == "installed" {
+			f.Packages[p[0]] = p[1]
+		}
+	}
+	if a := first(sections["arping"]); a != "" {
+		f.Arping = "habets"
+		if strings.Contains(a, "iputils") {
+			f.Arping = "iputils"
+		}
+	}
+	if m := kaVersion.FindStringSubmatch(first(sections["keepalived"])); m != nil {
+		f.KeepalivedVersion = m[1]
+	}
+	for _, l := range sections["addrs"] {
+		fs := strings.Fields(l)
+		if len(fs) < 4 || fs[2] != "inet" {
+			continue
+		}
+		if p, err := netip.ParsePrefix(fs[3]); err == nil {
+			dev, _, _ := strings.Cut(strings.TrimSuffix(fs[1], ":"), "@")
+			f.Addrs[dev] = append(f.Addrs[dev], p)
+		}
+	}
+	for _, l := range sections["services"] {
+		p := strings.Split(l, "\t")
+		if len(p) == 3 {
+			f.Services[p[0]] = Service{Active: orUnknown(p[1]), Enabled: orUnknown(p[2])}
+		}
+	}
+	for _, l := range sections["files"] {
+		p := strings.Split(l, "\t")
+		if len(p) < 2 {
+			continue
+		}
+		switch p[1] {
+		case "absent":
+			f.Files[p[0]] = File{}
+		case "link":
+			f.Files[p[0]] = File{Exists: true, Symlink: true}
+		case "other":
+			f.Files[p[0]] = File{Exists: true}
+		case "file":
+			if len(p) != 4 {
+				return nil, fmt.Errorf("gather facts: bad file line %q", l)
+			}
+			meta := strings.Fields(p[2])
+			if len(meta) != 3 {
+				return nil, fmt.Errorf("gather facts: bad stat output %q", p[2])
+			}
+			mode, err := strconv.ParseUint(meta[0], 8, 32)
+			if err != nil {
+				return nil, fmt.Errorf("gather facts: bad mode %q: %w", meta[0], err)
+			}
+			f.Files[p[0]] = File{Exists: true, Mode: fs.FileMode(mode), Owner: meta[1], Group: meta[2], SHA256: strings.TrimSpace(p[3])}
+		}
+	}
+	return f, nil
+}
+
+func first(l []string) string {
+	if len(l) == 0 {
+		return ""
+	}
+	return strings.TrimSpace(l[0])
+}
+
+func orUnknown(s string) string {
+	if s = strings.TrimSpace(s); s == "" {
+		return "unknown"
+	}
+	return s
+}
+
+func parseOSRelease(lines []string) OS {
+	kv := map[string]string{}
+	for _, l := range lines {
+		k, v, ok := strings.Cut(l, "=")
+		if !ok {
+			continue
+		}
+		kv[k] = strings.Trim(v, `"'`)
+	}
+	o := OS{ID: kv["ID"], IDLike: kv["ID_LIKE"], VersionID: kv["VERSION_ID"], PrettyName: kv["PRETTY_NAME"]}
+	ids := append([]string{o.ID}, strings.Fields(o.IDLike)...)
+	for _, id := range ids {
+		switch id {
+		case "debian", "ubuntu":
+			o.Family = "debian"
+		case "rhel", "centos", "fedora", "rocky", "almalinux":
+			o.Family = "el"
+		}
+		if o.Family != "" {
+			break
+		}
+	}
+	return o
+}
+
+// CheckSupported fails early, naming the host and what is supported.
+func (f *Facts) CheckSupported(host string) error {
+	if f.OS.Family != "debian" {
+		name := f.OS.PrettyName
+		if name == "" {
+			name = "an unknown OS (no /etc/os-release)"
+		}
+		return fmt.Errorf("host %s runs %s; hactl supports %s", host, name, Supported)
+	}
+	if !f.Systemd {
+		return fmt.Errorf("host %s does not run systemd; hactl manages keepalived and nginx as systemd units", host)
+	}
+	return nil
+}
+
+// CheckInterface verifies that iface exists on the host and carries addr.
+func (f *Facts) CheckInterface(host, iface string, addr netip.Addr) error {
+	ps, ok := f.Addrs[iface]
+	if !ok {
+		var have []string
+		for dev := range f.Addrs {
+			have = append(have, dev)
+		}
+		sort.Strings(have)
+		return fmt.Errorf("host %s has no IPv4 interface %q (interfaces with IPv4: %s); fix `interface` in the inventory", host, iface, strings.Join(have, ", "))
+	}
+	for _, p := range ps {
+		if p.Addr() == addr {
+			return nil
+		}
+	}
+	return fmt.Errorf("host %s: interface %s does not carry the inventory address %s; the VIPs must share the host's subnet and NIC", host, iface, addr)
+}
+
+func versionAtLeast(v string, maj, min, patch int) bool {
+	parts := strings.Split(v, ".")
+	want := []int{maj, min, patch}
+	for i := 0; i < 3; i++ {
+		n := 0
+		if i < len(parts) {
+			n, _ = strconv.Atoi(parts[i])
+		}
+		if n != want[i] {
+			return n > want[i]
+		}
+	}
+	return true
+}

@@ -1,0 +1,338 @@
+package playbook
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/hactl/hactl/pkg/facts"
+	"github.com/hactl/hactl/pkg/remote"
+)
+
+// Event is one line of progress.
+type Event struct {
+	Host    string
+	Step    string
+	Status  string // "ok", "changed", "failed", "settled"
+	Summary string
+	Elapsed time.Duration
+	Diff    string
+}
+
+// Change is one thing a dry run found would change.
+type Change struct {
+	Step, Summary, Diff string
+}
+
+// Result is one host's outcome.
+type Result struct {
+	Host    string
+	Changed int
+	Changes []Change // dry run: what would change
+	Err     error
+}
+
+// HostInput is what the runner needs to know of one host.
+type HostInput struct {
+	Target *Target
+	// Check runs after facts are gathered (OS supported, interface carries
+	// the address …); an error fails the host before anything changes.
+	Check func(*facts.Facts) error
+}
+
+// Runner runs a Book on many hosts.
+type Runner struct {
+	Book     *Book
+	Parallel int
+	DryRun   bool
+	// Lock takes the per-host apply lock (nil: no lock, as in plans).
+	Lock bool
+	// Event receives progress; it is called from several goroutines.
+	Event func(Event)
+	// Settle runs after a host's serial phase changed a daemon, before the
+	// next host starts its own: the caller waits there for the VIPs to sit
+	// on exactly one host each.
+	Settle func(ctx context.Context, host string) error
+	// Extra facts to gather besides what the modules need.
+	Needs facts.Request
+}
+
+type hostRun struct {
+	in      HostInput
+	res     Result
+	pending map[string]bool   // handlers notified
+	swaps   map[string][]Swap // handler → files it depends on
+	unlock  func()
+}
+
+// Run converges every host. A failing host never stops the others.
+func (r *Runner) Run(ctx context.Context, hosts []HostInput) []Result {
+	runs := make([]*hostRun, len(hosts))
+	for i, h := range hosts {
+		runs[i] = &hostRun{in: h, res: Result{Host: h.Target.Name}, pending: map[string]bool{}, swaps: map[string][]Swap{}}
+	}
+	needs := r.Needs
+	for _, s := range r.Book.Steps {
+		needs = needs.Merge(s.Module.Needs())
+	}
+	for _, h := range r.Book.Handlers {
+		needs = needs.Merge(h.Module.Needs())
+	}
+	var paths []string
+	for _, h := range hosts {
+		for p := range h.Target.Files {
+			paths = append(paths, p)
+		}
+	}
+	sort.Strings(paths)
+	needs = needs.Merge(facts.Request{Paths: paths})
+
+	// Phase 1, all hosts in parallel: lock, facts, packages and files.
+	var g errgroup.Group
+	g.SetLimit(max(r.Parallel, 1))
+	for _, hr := range runs {
+		g.Go(func() error {
+			hr.res.Err = r.prepare(ctx, hr, needs)
+			if hr.res.Err == nil {
+				hr.res.Err = r.steps(ctx, hr, needs, false)
+			}
+			return nil
+		})
+	}
+	_ = g.Wait()
+
+	// Phase 2, one host at a time: handlers and services, then settle.
+	for _, hr := range runs {
+		if hr.res.Err != nil {
+			continue
+		}
+		before := hr.res.Changed
+		err := r.handlers(ctx, hr)
+		if err == nil {
+			err = r.steps(ctx, hr, needs, true)
+		}
+		if err == nil && !r.DryRun && hr.res.Changed > before && r.Settle != nil {
+			start := time.Now()
+			err = r.Settle(ctx, hr.res.Host)
+			if err == nil {
+				r.emit(Event{Host: hr.res.Host, Step: "vrrp", Status: "settled", Summary: "every VIP on exactly one host", Elapsed: time.Since(start)})
+			}
+		}
+		hr.res.Err = err
+	}
+	out := make([]Result, len(runs))
+	for i, hr := range runs {
+		if hr.unlock != nil {
+			hr.unlock()
+		}
+		out[i] = hr.res
+	}
+	return out
+}
+
+func (r *Runner) emit(e Event) {
+	if r.Event != nil {
+		r.Event(e)
+	}
+}
+
+func (r *Runner) prepare(ctx context.Context, hr *hostRun, needs facts.Request) error {
+	t := hr.in.Target
+	if r.Lock && !r.DryRun {
+		unlock, err := Lock(ctx, t.Conn, t.Name)
+		if err != nil {
+			return err
+		}
+		hr.unlock = unlock
+	}
+	start := time.Now()
+	f, err := facts.Gather(ctx, t.Conn, needs)
+	if err != nil {
+		return fmt.Errorf("%s: %w", t.Name, err)
+	}
+	t.Facts = f
+	if hr.in.Check != nil {
+		if err := hr.in.Check(f); err != nil {
+			return err
+		}
+	}
+	r.emit(Event{Host: t.Name, Step: "facts", Status: "ok", Summary: fmt.Sprintf("%s, keepalived %s, arping %s", f.OS.PrettyName, orNone(f.KeepalivedVersion), orNone(f.Arping)), Elapsed: time.Since(start)})
+	return nil
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
+}
+
+// steps runs the parallel-phase steps (serialPhase false) or the serial ones.
+func (r *Runner) steps(ctx context.Context, hr *hostRun, needs facts.Request, serialPhase bool) error {
+	t := hr.in.Target
+	t.DryRun = r.DryRun
+	for _, s := range r.Book.Steps {
+		sm, ok := s.Module.(serial)
+		if (ok && sm.Serial()) != serialPhase {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("%s: %w", t.Name, err)
+		}
+		start := time.Now()
+		o, err := s.Module.Run(ctx, t)
+		ev := Event{Host: t.Name, Step: s.Name, Summary: o.Summary, Elapsed: time.Since(start), Diff: o.Diff}
+		if err != nil {
+			ev.Status, ev.Summary = "failed", firstLine(err.Error())
+			r.emit(ev)
+			return fmt.Errorf("%s: step %q: %w", t.Name, s.Name, err)
+		}
+		ev.Status = "ok"
+		if o.Changed {
+			ev.Status = "changed"
+			hr.res.Changed++
+			t.Touched = true
+			hr.res.Changes = append(hr.res.Changes, Change{Step: s.Name, Summary: o.Summary, Diff: o.Diff})
+			for _, n := range s.Notify {
+				hr.pending[n] = true
+				hr.swaps[n] = append(hr.swaps[n], o.Swaps...)
+			}
+		}
+		r.emit(ev)
+		if o.Changed && o.Refresh && !r.DryRun {
+			f, err := facts.Gather(ctx, t.Conn, needs)
+			if err != nil {
+				return fmt.Errorf("%s: %w", t.Name, err)
+			}
+			t.Facts = f
+		}
+	}
+	return nil
+}
+
+// handlers runs the notified handlers in playbook order. When one fails, the
+// files that notified it are put back and it runs once more, so the service
+// returns on its previous configuration; the host is reported failed.
+func (r *Runner) handlers(ctx context.Context, hr *hostRun) error {
+	t := hr.in.Target
+	for _, h := range r.Book.Handlers {
+		if !hr.pending[h.Name] {
+			continue
+		}
+		start := time.Now()
+		o, err := h.Module.Run(ctx, t)
+		ev := Event{Host: t.Name, Step: "handler " + h.Name, Summary: o.Summary, Elapsed: time.Since(start)}
+		if err == nil {
+			ev.Status = "changed"
+			hr.res.Changed++
+			t.Touched = true
+			if r.DryRun {
+				hr.res.Changes = append(hr.res.Changes, Change{Step: "handler " + h.Name, Summary: o.Summary})
+			}
+			r.emit(ev)
+			continue
+		}
+		ev.Status, ev.Summary = "failed", firstLine(err.Error())
+		r.emit(ev)
+		var restored []string
+		for _, s := range hr.swaps[h.Name] {
+			if _, rerr := run(ctx, t, RestoreCommand(s)); rerr == nil {
+				restored = append(restored, s.Path)
+			}
+		}
+		if len(restored) == 0 {
+			return fmt.Errorf("%s: handler %q: %w", t.Name, h.Name, err)
+		}
+		_, again := h.Module.Run(ctx, t)
+		state := "and it is running again on the previous files"
+		if again != nil {
+			state = "but it still fails: " + firstLine(again.Error())
+		}
+		return fmt.Errorf("%s: handler %q: %w\nrestored %s, %s", t.Name, h.Name, err, strings.Join(restored, ", "), state)
+	}
+	return nil
+}
+
+func firstLine(s string) string {
+	l, _, _ := strings.Cut(s, "\n")
+	return l
+}
+
+// ErrLocked means another hactl run holds a host's lock.
+var ErrLocked = errors.New("another hactl apply is running on this host")
+
+// LockPath is the per-host lock; under /run, so a reboot clears it.
+const LockPath = "/run/hactl.lock"
+
+// Lock takes an exclusive flock on the host for as long as the returned
+// function is not called. The lock is held by a remote `flock` whose stdin is
+// this process: if hactl dies, the SSH session ends and the lock with it.
+func Lock(ctx context.Context, c remote.Conn, host string) (func(), error) {
+	tok := make([]byte, 8)
+	_, _ = rand.Read(tok)
+	token := hex.EncodeToString(tok)
+	pr, pw := io.Pipe()
+	cmd := fmt.Sprintf(`exec 9>%s; if ! flock -n 9; then cat %s.owner 2>/dev/null; exit 75; fi; `+
+		`echo "%s $(date -u +%%Y-%%m-%%dT%%H:%%M:%%SZ)" > %s.owner; exec cat >/dev/null`, LockPath, LockPath, token, LockPath)
+	lctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan struct{})
+	var res remote.Result
+	var runErr error
+	go func() {
+		res, runErr = c.Run(lctx, cmd, pr)
+		close(done)
+	}()
+	release := func() {
+		_ = pw.Close()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+		}
+		cancel()
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		select {
+		case <-done:
+			release()
+			if runErr != nil {
+				return nil, fmt.Errorf("%s: lock: %w", host, runErr)
+			}
+			if res.ExitCode == 75 {
+				since := strings.TrimSpace(string(res.Stdout))
+				if _, at, ok := strings.Cut(since, " "); ok {
+					since = " (since " + at + ")"
+				}
+				return nil, fmt.Errorf("%s: %w%s; %s", host, ErrLocked, since, LockPath)
+			}
+			return nil, fmt.Errorf("%s: lock: exit %d: %s", host, res.ExitCode, strings.TrimSpace(string(res.Stderr)))
+		default:
+		}
+		out, err := c.Run(ctx, "cat "+LockPath+".owner 2>/dev/null", nil)
+		if err != nil {
+			release()
+			return nil, fmt.Errorf("%s: lock: %w", host, err)
+		}
+		if strings.HasPrefix(string(out.Stdout), token) {
+			return release, nil
+		}
+		if time.Now().After(deadline) {
+			release()
+			return nil, fmt.Errorf("%s: lock: %s not acquired within 10s", host, LockPath)
+		}
+		select {
+		case <-ctx.Done():
+			release()
+			return nil, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
