@@ -24,6 +24,15 @@ e2e: build
 	@if [ "$$(id -u)" != 0 ]; then echo "e2e: skipped (the container-VM lab needs root)"; else \
 	  $(GO) test -count=1 -tags e2e -timeout 60m -v ./e2e/... ; fi
 
+# make demo: a 3-host lab, apply, status and a failover test; the lab stays up.
+demo: build
+	bash e2e/lab/lab.sh up 3
+	$(BIN) apply -i $(HACTL_LAB_DIR)/lab.hcl
+	$(BIN) status -i $(HACTL_LAB_DIR)/lab.hcl
+	$(BIN) failover-test -i $(HACTL_LAB_DIR)/lab.hcl --node lab1 --mode stop
+	@echo
+	@echo "The lab is still up: try '$(BIN) status -i $(HACTL_LAB_DIR)/lab.hcl'. Run 'make lab-down' when done."
+
 fuzz:
 	$(GO) test ./pkg/inventory -run '^$$' -fuzz FuzzLoad -fuzztime $${FUZZTIME:-60s}
 
