@@ -59,7 +59,7 @@ on its master only. Exit 1 if any host failed or any VIP is misplaced.`,
 }
 
 func extraCommands(ctx context.Context, g *Globals) []*cobra.Command {
-	return []*cobra.Command{newApply(ctx, g), newStatus(ctx, g)}
+	return []*cobra.Command{newApply(ctx, g), newStatus(ctx, g), newFailoverTest(ctx, g)}
 }
 
 func planOnline(ctx context.Context, g *Globals, o *PlanOptions, l *Loaded) error {

@@ -1,0 +1,275 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+
+	"charm.land/lipgloss/v2"
+	"github.com/spf13/cobra"
+
+	"github.com/hactl/hactl/pkg/failover"
+	"github.com/hactl/hactl/pkg/ui"
+)
+
+// FailoverOptions is `hactl failover-test`.
+type FailoverOptions struct {
+	Conn ConnOptions
+	Node string
+	Mode string
+
+	// Signals delivers SIGINT/SIGTERM. nil: the process's own, through
+	// signal.Notify. main's signal.NotifyContext cancels ctx on the first
+	// signal; this command counts signals itself because the second one must
+	// abort restoration, which runs on a fresh context.
+	Signals <-chan os.Signal
+	// Clock and Prober replace the engine's (tests); nil: wall clock, HTTP.
+	Clock  failover.Clock
+	Prober failover.Prober
+}
+
+func newFailoverTest(ctx context.Context, g *Globals) *cobra.Command {
+	return newFailoverTestWith(ctx, g, &FailoverOptions{})
+}
+
+func newFailoverTestWith(ctx context.Context, g *Globals, o *FailoverOptions) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "failover-test -i FILE [--node NAME] [--mode stop|kill|nginx|nginx-dead|all]",
+		Short: "Disrupt each master in turn and measure where its VIP goes, how fast, and what HTTP clients saw",
+		Long: `failover-test starts from a healthy fleet (every VIP on its master only, every
+host reachable with keepalived and nginx active; otherwise it refuses), then for
+each selected node disrupts it, watches its VIP over the open SSH connections
+and probes http://VIP/hactl-health from this machine every 100 ms, and puts
+everything back.
+
+Modes:
+  stop        systemctl stop keepalived (graceful: priority-0 advert); bound: skew
+  kill        freeze then SIGKILL keepalived (crash); bound: 3 × advert_int + skew;
+              systemd restarts it (hactl's drop-in) and the VIP comes home
+  nginx       systemctl stop nginx; the check script restarts it; the VIP stays;
+              bound: fall × interval
+  nginx-dead  nginx masked (--runtime) and stopped; the VIP moves;
+              bound: fall × interval + 3 × advert_int + skew
+  all         the four, in that order
+
+Drift is measured from the moment the disruptive command is issued to the
+first sample showing the VIP on the first backup alone. Ctrl-C stops the test
+and restores; a second Ctrl-C abandons restoration and lists what is left.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runFailover(ctx, g, o) },
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.Node, "node", "", "disrupt only this node (default: every master in turn)")
+	f.StringVar(&o.Mode, "mode", string(failover.ModeStop), "stop, kill, nginx, nginx-dead or all")
+	o.Conn.addFlags(cmd)
+	return cmd
+}
+
+func runFailover(ctx context.Context, g *Globals, o *FailoverOptions) error {
+	modes, err := failover.ParseModes(o.Mode)
+	if err != nil {
+		return &ExitError{Code: ExitUsage, Err: err}
+	}
+	l, err := g.load()
+	if err != nil {
+		return err
+	}
+	scenarios, err := failover.Plan(l.Layout, o.Node, modes)
+	if err != nil {
+		return &ExitError{Code: ExitUsage, Err: err}
+	}
+
+	// Stderr is shared by the engine's progress and the signal watcher.
+	var mu sync.Mutex
+	errp := ui.NewPrinter(g.IO.Err, g.IO.Env)
+	say := func(format string, args ...any) {
+		mu.Lock()
+		defer mu.Unlock()
+		errp.Printf(format, args...)
+	}
+
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	abort := make(chan struct{})
+	stopSignals := watchSignals(o.Signals, cancel, abort, func(first bool) {
+		if first {
+			say("%s\n", errp.Styles.Warn.Render("interrupted: stopping and restoring the fleet (Ctrl-C again abandons restoration)"))
+		} else {
+			say("%s\n", errp.Styles.Bad.Render("second interrupt: abandoning restoration"))
+		}
+	})
+	defer stopSignals()
+
+	fl, err := g.connect(runCtx, l, o.Conn, nil)
+	if err != nil {
+		return err
+	}
+	defer fl.Close()
+
+	run, err := failover.New(failover.Options{
+		Layout: l.Layout, Fleet: fl, Clock: o.Clock, Prober: o.Prober, Abort: abort,
+		Progress: func(s failover.Step) { say("%s\n", s) },
+	})
+	if err != nil {
+		return &ExitError{Code: ExitFailed, Err: err}
+	}
+
+	if st, err := run.Preflight(runCtx); err != nil {
+		if runCtx.Err() != nil {
+			return &ExitError{Code: ExitFailed, Err: fmt.Errorf("interrupted before any change: %w", runCtx.Err())}
+		}
+		return refuse(g, st, err)
+	}
+
+	rep, runErr := run.Run(runCtx, scenarios)
+	if g.Output == "json" {
+		doc := failoverJSON{Report: rep}
+		if runErr != nil {
+			doc.Error = runErr.Error()
+		}
+		if err := ui.JSON(g.IO.Out, doc); err != nil {
+			return &ExitError{Code: ExitFailed, Err: err}
+		}
+	} else {
+		printFailover(g.stdout(), rep)
+	}
+	if rep.Aborted || len(rep.Left) > 0 {
+		say("%s\n", errp.Styles.Bad.Render("hactl: the fleet is NOT restored; left as it is:"))
+		for _, s := range rep.Left {
+			say("  - %s\n", s)
+		}
+	}
+	switch {
+	case runErr != nil:
+		// Interrupted, not restored, or the fleet degraded between scenarios.
+		return &ExitError{Code: ExitFailed, Err: runErr}
+	case !rep.OK():
+		return &ExitError{Code: ExitFailed, Err: errReported}
+	}
+	return nil
+}
+
+// watchSignals counts interrupts: the first cancels the run (the engine then
+// restores), the second closes abort. It returns a function that stops it.
+func watchSignals(in <-chan os.Signal, cancel context.CancelFunc, abort chan struct{}, tell func(first bool)) func() {
+	var stopNotify func()
+	if in == nil {
+		ch := make(chan os.Signal, 2)
+		signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
+		in, stopNotify = ch, func() { signal.Stop(ch) }
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		n := 0
+		for {
+			select {
+			case <-done:
+				return
+			case <-in:
+				n++
+				tell(n == 1)
+				if n == 1 {
+					cancel()
+				} else {
+					close(abort)
+					return
+				}
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		wg.Wait()
+		if stopNotify != nil {
+			stopNotify()
+		}
+	}
+}
+
+// failoverJSON is the --output json document: {"scenarios":[…]} plus, when
+// something went wrong, "left", "interrupted", "error", or "preflight".
+type failoverJSON struct {
+	failover.Report
+	Preflight *failover.Status `json:"preflight,omitempty"`
+	Error     string           `json:"error,omitempty"`
+}
+
+// refuse reports a fleet that is not healthy enough to test.
+func refuse(g *Globals, st failover.Status, err error) error {
+	if g.Output == "json" {
+		doc := failoverJSON{Report: failover.Report{Scenarios: []failover.Result{}}, Preflight: &st, Error: err.Error()}
+		if jerr := ui.JSON(g.IO.Out, doc); jerr != nil {
+			return &ExitError{Code: ExitFailed, Err: jerr}
+		}
+		return &ExitError{Code: ExitFailed, Err: errReported}
+	}
+	p := g.stdout()
+	rows := make([][]string, 0, len(st.VIPs))
+	for _, v := range st.VIPs {
+		rows = append(rows, []string{v.VIP, v.Cluster, v.Master, strings.Join(v.Holders, ", "), v.State})
+	}
+	p.Table([]string{"VIP", "cluster", "master", "holders", "state"}, rows, func(row, col int) *lipgloss.Style {
+		if col == 4 && st.VIPs[row].State != "ok" {
+			return &p.Styles.Bad
+		}
+		return nil
+	})
+	p.Printf("%s the fleet must be healthy before a failover test:\n", p.Styles.Bad.Render("refusing:"))
+	for _, r := range st.Reasons() {
+		p.Printf("  - %s\n", r)
+	}
+	return &ExitError{Code: ExitFailed, Err: errReported}
+}
+
+func printFailover(p *ui.Printer, rep failover.Report) {
+	rows := make([][]string, 0, len(rep.Scenarios))
+	for _, s := range rep.Scenarios {
+		moved, failback := s.MovedTo, ui.Seconds(s.FailbackS)
+		if s.Mode == failover.ModeNginx {
+			failback = "-"
+			if moved == s.Node {
+				moved += " (stayed)"
+			}
+		}
+		if moved == "" {
+			moved = "-"
+		}
+		pass := "pass"
+		if !s.Pass {
+			pass = "FAIL"
+		}
+		rows = append(rows, []string{
+			s.Node, string(s.Mode), s.VIP, moved, ui.Seconds(s.DriftS),
+			fmt.Sprintf("%s +%.2f", ui.Seconds(s.BoundS), s.MarginS),
+			fmt.Sprintf("%d/%d", s.HTTPFailed, s.HTTPRequests), ui.Seconds(s.HTTPGapS), failback, pass,
+		})
+	}
+	p.Table([]string{"node", "mode", "VIP", "moved to", "drift", "bound", "HTTP failed/total", "longest gap", "fail-back", "pass"},
+		rows, func(row, col int) *lipgloss.Style {
+			if col != 9 {
+				return nil
+			}
+			if rep.Scenarios[row].Pass {
+				return &p.Styles.OK
+			}
+			return &p.Styles.Bad
+		})
+	for _, s := range rep.Scenarios {
+		if s.Error != "" {
+			p.Printf("%s %s %s: %s\n", p.Styles.Bad.Render("✗"), s.Node, s.Mode, s.Error)
+		}
+		for _, n := range s.Notes {
+			p.Printf("%s\n", p.Styles.Dim.Render(fmt.Sprintf("  %s %s: %s", s.Node, s.Mode, n)))
+		}
+	}
+	if rep.Interrupted {
+		p.Printf("%s\n", p.Styles.Warn.Render("interrupted: remaining scenarios were not run"))
+	}
+}

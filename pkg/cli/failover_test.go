@@ -1,0 +1,241 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/hactl/hactl/pkg/failover"
+	"github.com/hactl/hactl/pkg/remote"
+)
+
+const lab = "../../inventory/lab.hcl"
+
+// runFailoverCLI runs `hactl ARGS` with failover-test built from o (added to
+// the tree unless extraCommands already has it) and maps errors to exit
+// codes as Main does.
+func runFailoverCLI(t *testing.T, dial func(string) remote.Conn, o *FailoverOptions, args ...string) result {
+	t.Helper()
+	var out, errb bytes.Buffer
+	ctx := context.Background()
+	g := &Globals{IO: IO{In: strings.NewReader(""), Out: &out, Err: &errb, Env: []string{"NO_COLOR=1"}}}
+	g.Dial = func(_ context.Context, cfg remote.Config) (remote.Conn, error) {
+		if dial == nil {
+			t.Errorf("dialled %s: bad usage must not connect", cfg.Name)
+			return nil, errors.New("no dialling in this test")
+		}
+		return dial(cfg.Name), nil
+	}
+	root := NewRoot(ctx, g)
+	for _, c := range root.Commands() {
+		if c.Name() == "failover-test" {
+			root.RemoveCommand(c)
+		}
+	}
+	root.AddCommand(newFailoverTestWith(ctx, g, o))
+	root.SetArgs(args)
+	err := root.ExecuteContext(ctx)
+	code := ExitOK
+	var ee *ExitError
+	switch {
+	case errors.As(err, &ee):
+		code = ee.Code
+		if ee.Err != nil && !errors.Is(ee.Err, errReported) {
+			fmt.Fprintf(&errb, "hactl: %v\n", ee.Err)
+		}
+	case err != nil:
+		code = ExitUsage
+	}
+	return result{code, out.String(), errb.String()}
+}
+
+func TestFailoverBadUsage(t *testing.T) {
+	for _, args := range [][]string{
+		{"failover-test", "-i", lab, "--mode", "reboot"},
+		{"failover-test", "-i", lab, "--node", "lab9"},
+		{"failover-test", "-i", lab, "--node", "lab9", "--mode", "all"},
+		{"failover-test", "--mode", "stop"}, // no inventory
+	} {
+		r := runFailoverCLI(t, nil, &FailoverOptions{}, args...)
+		if r.code != ExitUsage {
+			t.Errorf("%v: exit %d, want 2\n%s", args, r.code, r.err)
+		}
+	}
+	r := runFailoverCLI(t, nil, &FailoverOptions{}, "failover-test", "-i", lab, "--mode", "reboot")
+	if !strings.Contains(r.err, `unknown failover mode "reboot"`) {
+		t.Errorf("stderr: %s", r.err)
+	}
+	r = runFailoverCLI(t, nil, &FailoverOptions{}, "failover-test", "-i", lab, "--node", "lab9")
+	if !strings.Contains(r.err, `unknown node "lab9"`) {
+		t.Errorf("stderr: %s", r.err)
+	}
+}
+
+// miniLab answers like the lab's three hosts: host i holds VIP i unless its
+// keepalived is stopped, then its first backup (the next host) holds it.
+type miniLab struct {
+	mu      sync.Mutex
+	stopped map[string]bool
+	nginx   string // state of every nginx
+	fakes   map[string]*remote.Fake
+}
+
+func newMiniLab() *miniLab {
+	return &miniLab{stopped: map[string]bool{}, nginx: "active", fakes: map[string]*remote.Fake{}}
+}
+
+func (m *miniLab) dial(name string) remote.Conn {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	f := &remote.Fake{Handler: func(cmd string, _ []byte) remote.Result {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		switch {
+		case strings.HasPrefix(cmd, "ip -o -4 addr"):
+			var b strings.Builder
+			for i, h := range []string{"lab1", "lab2", "lab3"} {
+				holder := h
+				if m.stopped[h] {
+					holder = []string{"lab2", "lab1", "lab1"}[i] // inventory backup order
+				}
+				if holder == name {
+					fmt.Fprintf(&b, "2: eth0    inet 198.18.0.%d/24 scope global secondary eth0\n", 201+i)
+				}
+			}
+			return remote.Result{Stdout: []byte(b.String())}
+		case cmd == failover.ServicesCommand:
+			ka := "active"
+			if m.stopped[name] {
+				ka = "inactive"
+			}
+			return remote.Result{Stdout: []byte(ka + "\n" + m.nginx + "\n")}
+		case cmd == failover.CmdStopKeepalived:
+			m.stopped[name] = true
+		case cmd == failover.CmdStartKeepalived:
+			m.stopped[name] = false
+		}
+		return remote.Result{}
+	}}
+	m.fakes[name] = f
+	return f
+}
+
+type stubProber struct{}
+
+func (stubProber) Probe(context.Context, string) failover.ProbeResult {
+	return failover.ProbeResult{Status: 200, Node: "lab1"}
+}
+
+func TestFailoverStopJSON(t *testing.T) {
+	m := newMiniLab()
+	r := runFailoverCLI(t, m.dial, &FailoverOptions{Prober: stubProber{}, Signals: make(chan os.Signal)},
+		"failover-test", "-i", lab, "--node", "lab1", "--output", "json")
+	if r.code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", r.code, r.out, r.err)
+	}
+	var doc struct {
+		Scenarios []map[string]any `json:"scenarios"`
+	}
+	if err := json.Unmarshal([]byte(r.out), &doc); err != nil {
+		t.Fatal(err, r.out)
+	}
+	if len(doc.Scenarios) != 1 {
+		t.Fatalf("%s", r.out)
+	}
+	s := doc.Scenarios[0]
+	for _, k := range []string{"node", "mode", "vip", "moved_to", "drift_s", "bound_s", "http_requests", "http_failed", "http_gap_s", "failback_s", "restored", "pass"} {
+		if _, ok := s[k]; !ok {
+			t.Errorf("no %q in %v", k, s)
+		}
+	}
+	if s["node"] != "lab1" || s["mode"] != "stop" || s["vip"] != "198.18.0.201/24" || s["moved_to"] != "lab2" ||
+		s["bound_s"] != 0.61 || s["pass"] != true || s["restored"] != true {
+		t.Errorf("%v", s)
+	}
+	if !strings.Contains(r.err, "lab1 stop: keepalived stopped, waiting for 198.18.0.201 on lab2…") {
+		t.Errorf("progress:\n%s", r.err)
+	}
+	var sent []string
+	for _, c := range m.fakes["lab1"].Runs() {
+		if strings.HasPrefix(c.Cmd, "systemctl stop") || strings.HasPrefix(c.Cmd, "systemctl start") {
+			sent = append(sent, c.Cmd)
+		}
+	}
+	if strings.Join(sent, "|") != "systemctl stop keepalived|systemctl start keepalived" {
+		t.Errorf("sent %q", sent)
+	}
+}
+
+func TestFailoverTextTable(t *testing.T) {
+	m := newMiniLab()
+	r := runFailoverCLI(t, m.dial, &FailoverOptions{Prober: stubProber{}, Signals: make(chan os.Signal)},
+		"failover-test", "-i", lab, "--node", "lab2")
+	if r.code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", r.code, r.out, r.err)
+	}
+	for _, want := range []string{"moved to", "HTTP failed/total", "lab2", "198.18.0.202/24", "lab1", "0.61s +0.50", "pass"} {
+		if !strings.Contains(r.out, want) {
+			t.Errorf("table lacks %q:\n%s", want, r.out)
+		}
+	}
+}
+
+func TestFailoverRefusesUnhealthyFleet(t *testing.T) {
+	m := newMiniLab()
+	m.nginx = "failed"
+	r := runFailoverCLI(t, m.dial, &FailoverOptions{Prober: stubProber{}, Signals: make(chan os.Signal)},
+		"failover-test", "-i", lab)
+	if r.code != ExitFailed || !strings.Contains(r.out, "refusing:") || !strings.Contains(r.out, "lab2: keepalived active, nginx failed") {
+		t.Fatalf("exit %d\n%s\n%s", r.code, r.out, r.err)
+	}
+	for _, f := range m.fakes {
+		for _, c := range f.Runs() {
+			if !strings.HasPrefix(c.Cmd, "ip -o") && !strings.HasPrefix(c.Cmd, "systemctl is-active") {
+				t.Errorf("sent %q to an unhealthy fleet", c.Cmd)
+			}
+		}
+	}
+	r = runFailoverCLI(t, m.dial, &FailoverOptions{Prober: stubProber{}, Signals: make(chan os.Signal)},
+		"failover-test", "-i", lab, "--output", "json")
+	var doc struct {
+		Scenarios []any `json:"scenarios"`
+		Preflight struct {
+			Hosts []struct{ Nginx string } `json:"hosts"`
+		} `json:"preflight"`
+		Error string `json:"error"`
+	}
+	if err := json.Unmarshal([]byte(r.out), &doc); err != nil || r.code != ExitFailed || doc.Scenarios == nil ||
+		doc.Preflight.Hosts[0].Nginx != "failed" || !strings.Contains(doc.Error, "not healthy") {
+		t.Fatalf("%v exit %d %s", err, r.code, r.out)
+	}
+}
+
+func TestWatchSignals(t *testing.T) {
+	sig := make(chan os.Signal)
+	ctx, cancel := context.WithCancel(context.Background())
+	abort := make(chan struct{})
+	var told []bool
+	var mu sync.Mutex
+	stop := watchSignals(sig, cancel, abort, func(first bool) { mu.Lock(); told = append(told, first); mu.Unlock() })
+	defer stop()
+	sig <- os.Interrupt
+	<-ctx.Done() // the first signal cancels the run
+	select {
+	case <-abort:
+		t.Fatal("abort closed by the first signal")
+	default:
+	}
+	sig <- os.Interrupt
+	<-abort // the second abandons restoration
+	mu.Lock()
+	defer mu.Unlock()
+	if len(told) != 2 || !told[0] || told[1] {
+		t.Errorf("told %v", told)
+	}
+}

@@ -1,0 +1,400 @@
+package failover
+
+import (
+	"context"
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func run1(t *testing.T, r *rig, ctx context.Context, abort <-chan struct{}, mode Mode) (Report, error) {
+	t.Helper()
+	return r.runner(t, abort).Run(ctx, []Scenario{{Node: "lab1", Mode: mode}})
+}
+
+func wantActions(t *testing.T, r *rig, host string, want ...string) {
+	t.Helper()
+	if want == nil {
+		want = []string{}
+	}
+	if got := r.actions(host); !reflect.DeepEqual(got, want) {
+		t.Errorf("%s commands:\n got %q\nwant %q", host, got, want)
+	}
+}
+
+func noActionsElsewhere(t *testing.T, r *rig) {
+	t.Helper()
+	wantActions(t, r, "lab2")
+	wantActions(t, r, "lab3")
+}
+
+func TestStopPasses(t *testing.T) {
+	r := newRig(t)
+	rep, err := run1(t, r, context.Background(), nil, ModeStop)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := rep.Scenarios[0]
+	// Samples every 100 ms of virtual time from t0: the VIP shows on lab2 at
+	// 0.4 s; keepalived is started at once and the VIP is home 3.7 s later.
+	want := Result{
+		Node: "lab1", Mode: ModeStop, VIP: "198.18.0.201/24", MovedTo: "lab2", DriftS: 0.4, BoundS: 0.61, MarginS: 0.5,
+		HTTPRequests: 5 + 38, HTTPFailed: 0, HTTPGapS: 0.1, HTTPNodes: map[string]int{"lab1": 43},
+		FailbackS: 3.7, Restored: true, Pass: true,
+	}
+	if !reflect.DeepEqual(res, want) {
+		t.Errorf("result\n got %+v\nwant %+v", res, want)
+	}
+	if !rep.OK() {
+		t.Error("report not OK")
+	}
+	wantActions(t, r, "lab1", CmdStopKeepalived, CmdStartKeepalived)
+	noActionsElsewhere(t, r)
+	if r.prober.url != "http://198.18.0.201:80/hactl-health" || r.prober.n != 43 {
+		t.Errorf("probed %s %d times", r.prober.url, r.prober.n)
+	}
+	var msgs []string
+	for _, s := range r.steps {
+		msgs = append(msgs, s.String())
+	}
+	if !strings.Contains(strings.Join(msgs, "\n"), "lab1 stop: keepalived stopped, waiting for 198.18.0.201 on lab2…") {
+		t.Errorf("progress:\n%s", strings.Join(msgs, "\n"))
+	}
+}
+
+func TestKillLateButWithinBound(t *testing.T) {
+	r := newRig(t)
+	r.w.takeover = 3500 * time.Millisecond // crash bound 3.61 s
+	rep, err := run1(t, r, context.Background(), nil, ModeKill)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := rep.Scenarios[0]
+	if !res.Pass || res.MovedTo != "lab2" || res.DriftS != 3.5 || res.BoundS != 3.61 || !res.Restored {
+		t.Fatalf("%+v", res)
+	}
+	// systemd restarts keepalived 5 s after the kill; the VIP is home 3.7 s later.
+	if res.FailbackS != 3.7 {
+		t.Errorf("failback %v", res.FailbackS)
+	}
+	if len(res.Notes) != 1 || !strings.Contains(res.Notes[0], "restarted by systemd 5s after") {
+		t.Errorf("notes %q", res.Notes)
+	}
+	wantActions(t, r, "lab1", CmdFreezeKeepalived, CmdKillKeepalived)
+	noActionsElsewhere(t, r)
+}
+
+func TestStopTooLate(t *testing.T) {
+	r := newRig(t)
+	r.w.takeover = 1500 * time.Millisecond // bound 0.61 + 0.5 margin
+	rep, err := run1(t, r, context.Background(), nil, ModeStop)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := rep.Scenarios[0]
+	if res.Pass || !res.Restored || res.DriftS != 1.5 || !strings.Contains(res.Error, "exceeds bound") {
+		t.Fatalf("%+v", res)
+	}
+	if rep.OK() {
+		t.Error("report OK with a failed scenario")
+	}
+	wantActions(t, r, "lab1", CmdStopKeepalived, CmdStartKeepalived)
+}
+
+func TestVIPNeverMovesIsRestored(t *testing.T) {
+	for _, tc := range []struct {
+		mode Mode
+		cmds []string
+	}{
+		{ModeStop, []string{CmdStopKeepalived, CmdStartKeepalived}},
+		// The crash is undone by restoration: thaw (allowed to fail), start.
+		{ModeKill, []string{CmdFreezeKeepalived, CmdKillKeepalived, CmdThawKeepalived, CmdStartKeepalived}},
+		{ModeNginxDead, []string{CmdMaskNginx, CmdStopNginx, CmdUnmaskNginx, CmdStartNginx}},
+	} {
+		t.Run(string(tc.mode), func(t *testing.T) {
+			r := newRig(t)
+			r.w.takeover = never
+			r.w.autoRestart = never
+			rep, err := run1(t, r, context.Background(), nil, tc.mode)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res := rep.Scenarios[0]
+			if res.Pass || !res.Restored || res.MovedTo != "" || !strings.Contains(res.Error, "not on lab2 alone") {
+				t.Fatalf("%+v", res)
+			}
+			wantActions(t, r, "lab1", tc.cmds...)
+			noActionsElsewhere(t, r)
+		})
+	}
+}
+
+func TestSplitFails(t *testing.T) {
+	r := newRig(t)
+	// A crash without the drop-in's ExecStopPost: lab1 keeps answering on its
+	// VIP until 3.5 s next to lab2, which took over at 0.3 s (samples at 0.3
+	// and 3.4 s see both: 3.1 s).
+	r.w.takeover = 300 * time.Millisecond
+	r.w.keepOnDead = 3500 * time.Millisecond
+	rep, err := run1(t, r, context.Background(), nil, ModeKill)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := rep.Scenarios[0]
+	if res.Pass || !res.Restored || res.DriftS != 3.5 || !strings.Contains(res.Error, "VIP on two hosts for 3.1s") {
+		t.Fatalf("%+v", res)
+	}
+}
+
+func TestShortSplitWithinSettle(t *testing.T) {
+	r := newRig(t)
+	r.w.takeover = 300 * time.Millisecond
+	r.w.keepOnDead = 1200 * time.Millisecond // seen on both from 0.3 to 1.1 s < 1.5 s settle
+	rep, err := run1(t, r, context.Background(), nil, ModeKill)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := rep.Scenarios[0]
+	if !res.Pass || res.DriftS != 1.2 || !strings.Contains(strings.Join(res.Notes, "\n"), "briefly on two hosts (800ms") {
+		t.Fatalf("%+v", res)
+	}
+}
+
+func TestNginxRestartedVIPStays(t *testing.T) {
+	r := newRig(t)
+	rep, err := run1(t, r, context.Background(), nil, ModeNginx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := rep.Scenarios[0]
+	if !res.Pass || res.MovedTo != "lab1" || res.DriftS != 1.2 || res.BoundS != 4 || res.FailbackS != 0 {
+		t.Fatalf("%+v", res)
+	}
+	wantActions(t, r, "lab1", CmdStopNginx)
+	noActionsElsewhere(t, r)
+}
+
+func TestNginxNotRestartedIsRestored(t *testing.T) {
+	r := newRig(t)
+	r.w.nginxRestart = never
+	rep, err := run1(t, r, context.Background(), nil, ModeNginx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := rep.Scenarios[0]
+	if res.Pass || !res.Restored || !strings.Contains(res.Error, "not active again") {
+		t.Fatalf("%+v", res)
+	}
+	wantActions(t, r, "lab1", CmdStopNginx, CmdStartNginx)
+}
+
+func TestNginxDeadPasses(t *testing.T) {
+	r := newRig(t)
+	r.w.takeover = 6 * time.Second // fall × interval 4 s + crash 3.61 s, margin 1.5 s
+	rep, err := run1(t, r, context.Background(), nil, ModeNginxDead)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := rep.Scenarios[0]
+	if !res.Pass || res.MovedTo != "lab2" || res.DriftS != 6 || res.BoundS != 7.61 || res.MarginS != 1.5 || res.FailbackS != 3.7 {
+		t.Fatalf("%+v", res)
+	}
+	wantActions(t, r, "lab1", CmdMaskNginx, CmdStopNginx, CmdUnmaskNginx, CmdStartNginx)
+}
+
+func TestSSHErrorRestores(t *testing.T) {
+	r := newRig(t)
+	// The stop's answer is lost although the command ran (recorded by the fake).
+	lab1 := r.fleet.Get("lab1")
+	lab1.Conn = &flakyConn{Fake: r.fakes["lab1"], failOn: CmdStopKeepalived}
+	rep, err := run1(t, r, context.Background(), nil, ModeStop)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := rep.Scenarios[0]
+	if res.Pass || !res.Restored || !strings.Contains(res.Error, "connection lost") {
+		t.Fatalf("%+v", res)
+	}
+	wantActions(t, r, "lab1", CmdStopKeepalived, CmdStartKeepalived)
+}
+
+func TestRestoreCommandFailsIsRetried(t *testing.T) {
+	r := newRig(t)
+	// unmask fails once inside the scenario; start then refuses (masked)...
+	r.w.failCmd["lab1 "+CmdUnmaskNginx] = 1
+	r.w.clk.at(7*time.Second, func() {
+		r.w.mu.Lock()
+		delete(r.w.failCmd, "lab1 "+CmdUnmaskNginx)
+		r.w.mu.Unlock()
+	})
+	r.w.takeover = 6 * time.Second
+	rep, err := run1(t, r, context.Background(), nil, ModeNginxDead)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := rep.Scenarios[0]
+	// ...so restoration tries the action at once (6 s, fails again), then
+	// retries it a second later, now successfully.
+	if res.Pass || !res.Restored || !strings.Contains(res.Error, CmdUnmaskNginx) {
+		t.Fatalf("%+v", res)
+	}
+	wantActions(t, r, "lab1", CmdMaskNginx, CmdStopNginx, CmdUnmaskNginx, CmdUnmaskNginx, CmdUnmaskNginx, CmdStartNginx)
+}
+
+func TestInterruptRestores(t *testing.T) {
+	r := newRig(t)
+	r.w.takeover = never
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	r.w.clk.at(300*time.Millisecond, cancel) // Ctrl-C while waiting for the takeover
+	rep, err := run1(t, r, ctx, make(chan struct{}), ModeNginxDead)
+	if !errors.Is(err, ErrInterrupted) || !errors.Is(err, context.Canceled) {
+		t.Fatalf("err %v", err)
+	}
+	res := rep.Scenarios[0]
+	if !rep.Interrupted || rep.Aborted || res.Pass || !res.Restored || len(rep.Left) != 0 || !strings.Contains(res.Error, "interrupted") {
+		t.Fatalf("%+v %+v", rep, res)
+	}
+	// Restoration ran on a fresh context although ctx was cancelled.
+	wantActions(t, r, "lab1", CmdMaskNginx, CmdStopNginx, CmdUnmaskNginx, CmdStartNginx)
+	if rep.OK() {
+		t.Error("interrupted report OK")
+	}
+}
+
+func TestInterruptStopsTheRun(t *testing.T) {
+	r := newRig(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	r.w.clk.at(200*time.Millisecond, cancel)
+	rep, err := r.runner(t, nil).Run(ctx, []Scenario{{"lab1", ModeStop}, {"lab2", ModeStop}})
+	if !errors.Is(err, ErrInterrupted) || len(rep.Scenarios) != 1 {
+		t.Fatalf("%v %+v", err, rep)
+	}
+	wantActions(t, r, "lab1", CmdStopKeepalived, CmdStartKeepalived)
+	noActionsElsewhere(t, r)
+}
+
+func TestSecondInterruptBeforeRestoring(t *testing.T) {
+	r := newRig(t)
+	r.w.takeover = never
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	abort := make(chan struct{})
+	// Two Ctrl-C in quick succession: nothing may be restored.
+	r.w.clk.at(time.Second, func() { cancel(); close(abort) })
+	rep, err := run1(t, r, ctx, abort, ModeNginxDead)
+	if !errors.Is(err, ErrRestoreAborted) {
+		t.Fatalf("err %v", err)
+	}
+	if !rep.Aborted || rep.Scenarios[0].Restored {
+		t.Fatalf("%+v", rep)
+	}
+	left := strings.Join(rep.Left, "\n")
+	for _, want := range []string{"unmask and start nginx on lab1", "lab1: keepalived active, nginx inactive", "VIP 198.18.0.201/24 is missing"} {
+		if !strings.Contains(left, want) {
+			t.Errorf("left lacks %q:\n%s", want, left)
+		}
+	}
+	wantActions(t, r, "lab1", CmdMaskNginx, CmdStopNginx)
+	if !strings.Contains(err.Error(), "unmask and start nginx on lab1") {
+		t.Errorf("error does not say what is left: %v", err)
+	}
+}
+
+func TestSecondInterruptWhileWaiting(t *testing.T) {
+	r := newRig(t)
+	r.w.takeover = never
+	r.w.failback = never // the VIP never comes home
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	abort := make(chan struct{})
+	r.w.clk.at(300*time.Millisecond, cancel)
+	r.w.clk.at(5*time.Second, func() { close(abort) })
+	rep, err := run1(t, r, ctx, abort, ModeStop)
+	if !errors.Is(err, ErrRestoreAborted) || !rep.Aborted {
+		t.Fatalf("%v %+v", err, rep)
+	}
+	// The restoring command was sent; only the wait was cut short.
+	wantActions(t, r, "lab1", CmdStopKeepalived, CmdStartKeepalived)
+	if got := strings.Join(rep.Left, "\n"); got != "VIP 198.18.0.201/24 is missing: on [], want lab1 only" {
+		t.Errorf("left %q", got)
+	}
+	if r.w.clk.elapsed() > 6*time.Second {
+		t.Errorf("restoration went on for %s after the abort", r.w.clk.elapsed())
+	}
+}
+
+func TestPreflightRefuses(t *testing.T) {
+	r := newRig(t)
+	r.w.nginx["lab2"] = "failed"
+	run := r.runner(t, nil)
+	st, err := run.Preflight(context.Background())
+	if !errors.Is(err, ErrNotReady) || st.OK() || !strings.Contains(err.Error(), "lab2: keepalived active, nginx failed") {
+		t.Fatalf("%v", err)
+	}
+	rep, err := run.Run(context.Background(), []Scenario{{"lab1", ModeStop}})
+	if !errors.Is(err, ErrNotReady) || len(rep.Scenarios) != 0 {
+		t.Fatalf("%v %+v", err, rep)
+	}
+	wantActions(t, r, "lab1")
+	noActionsElsewhere(t, r)
+}
+
+func TestAllModesAllNodes(t *testing.T) {
+	r := newRig(t)
+	r.w.takeover = 500 * time.Millisecond // within every bound
+	modes, _ := ParseModes("all")
+	scs, err := Plan(r.layout, "", modes)
+	if err != nil || len(scs) != 12 {
+		t.Fatal(err, scs)
+	}
+	rep, err := r.runner(t, nil).Run(context.Background(), scs)
+	if err != nil || !rep.OK() || len(rep.Scenarios) != 12 {
+		t.Fatalf("%v %+v", err, rep)
+	}
+	wantActions(t, r, "lab3", CmdStopKeepalived, CmdStartKeepalived, CmdFreezeKeepalived, CmdKillKeepalived,
+		CmdStopNginx, CmdMaskNginx, CmdStopNginx, CmdUnmaskNginx, CmdStartNginx)
+	if rep.Scenarios[11].MovedTo != "lab1" { // lab3's first backup in inventory order
+		t.Errorf("%+v", rep.Scenarios[11])
+	}
+}
+
+func TestParseModesAndPlan(t *testing.T) {
+	if _, err := ParseModes("reboot"); !errors.Is(err, ErrUnknownMode) {
+		t.Error(err)
+	}
+	_, l := labLayout(t)
+	if _, err := Plan(l, "lab9", []Mode{ModeStop}); !errors.Is(err, ErrUnknownNode) {
+		t.Error(err)
+	}
+	scs, err := Plan(l, "lab2", []Mode{ModeKill})
+	if err != nil || !reflect.DeepEqual(scs, []Scenario{{"lab2", ModeKill}}) {
+		t.Error(err, scs)
+	}
+}
+
+func TestHTTPStats(t *testing.T) {
+	t0 := time.Unix(0, 0)
+	at := func(ms int, ok bool, node string) probeRec {
+		p := probeRec{sent: t0.Add(time.Duration(ms) * time.Millisecond)}
+		if ok {
+			p.res = ProbeResult{Status: 200, Node: node}
+		} else {
+			p.res = ProbeResult{Err: errors.New("refused")}
+		}
+		return p
+	}
+	ps := []probeRec{at(0, true, "lab1"), at(100, true, "lab1"), at(300, false, ""), at(200, false, ""),
+		at(400, false, ""), at(500, true, "lab2"), at(600, false, "")}
+	total, failed, gap, nodes := httpStats(ps)
+	if total != 7 || failed != 4 || gap != 400*time.Millisecond || !reflect.DeepEqual(nodes, map[string]int{"lab1": 2, "lab2": 1}) {
+		t.Errorf("%d %d %s %v", total, failed, gap, nodes)
+	}
+	// No answer at all: the gap is the whole probing time.
+	if _, _, gap, _ := httpStats([]probeRec{at(0, false, ""), at(700, false, "")}); gap != 700*time.Millisecond {
+		t.Errorf("gap %s", gap)
+	}
+}

@@ -1,0 +1,517 @@
+package failover
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hactl/hactl/pkg/fleet"
+	"github.com/hactl/hactl/pkg/vrrp"
+)
+
+// Commands the scenarios send, exactly as sent (tests assert them).
+const (
+	CmdStopKeepalived  = "systemctl stop keepalived"
+	CmdStartKeepalived = "systemctl start keepalived"
+	// A plain SIGKILL is not always a crash: keepalived's processes do not die
+	// at the same instant and one may still send the priority-0 advert
+	// (lab-facts.md). Frozen processes send nothing, so freeze all first.
+	CmdFreezeKeepalived = "systemctl kill -s SIGSTOP keepalived"
+	CmdKillKeepalived   = "systemctl kill -s SIGKILL keepalived"
+	// Undoes a freeze whose kill never happened; harmless (and allowed to
+	// fail) when nothing is left to continue.
+	CmdThawKeepalived = "systemctl kill -s SIGCONT keepalived"
+	CmdStopNginx      = "systemctl stop nginx"
+	CmdStartNginx     = "systemctl start nginx"
+	// --runtime: the mask lives in /run and cannot outlive a reboot, so a
+	// test that dies half-way never leaves nginx masked for good.
+	CmdMaskNginx   = "systemctl mask --runtime nginx"
+	CmdUnmaskNginx = "systemctl unmask --runtime nginx"
+)
+
+// action is one way back from a disruption, recorded before the disruptive
+// command is sent (a command whose answer is lost may still have acted).
+type action struct {
+	desc string
+	cmds []string
+	// tolerate lists commands whose failure does not matter.
+	tolerate map[string]bool
+}
+
+// undo is the stack of actions a scenario still owes the fleet.
+type undo struct{ stack []action }
+
+func (u *undo) push(a action) { u.stack = append(u.stack, a) }
+func (u *undo) pop()          { u.stack = u.stack[:len(u.stack)-1] }
+
+// outcome is how a scenario's restoration ended.
+type outcome struct {
+	left    []string
+	aborted bool
+}
+
+// scen is one running scenario.
+type scen struct {
+	r      *Runner
+	sc     Scenario
+	in     *vrrp.Instance
+	node   *fleet.Host
+	backup string
+	w      *watch
+	u      undo
+	res    *Result
+	margin time.Duration
+	bound  time.Duration
+	check  struct{ interval, fall int }
+}
+
+func (s *scen) step(format string, args ...any) {
+	s.r.o.Progress(Step{Node: s.sc.Node, Mode: s.sc.Mode, Msg: fmt.Sprintf(format, args...)})
+}
+
+func (s *scen) note(format string, args ...any) {
+	s.res.Notes = append(s.res.Notes, fmt.Sprintf(format, args...))
+}
+
+// fail records the first reason the scenario fails.
+func (s *scen) fail(format string, args ...any) {
+	if s.res.Error == "" {
+		s.res.Error = fmt.Sprintf(format, args...)
+	} else {
+		s.note(format, args...)
+	}
+}
+
+// run sends cmd to the node; a transport error or a non-zero exit is an error.
+func (s *scen) run(ctx context.Context, cmd string) error {
+	return runCmd(ctx, s.node, cmd)
+}
+
+func runCmd(ctx context.Context, h *fleet.Host, cmd string) error {
+	if h.Conn == nil {
+		return fmt.Errorf("%s: %q: not connected: %w", h.Name(), cmd, h.Err)
+	}
+	res, err := h.Conn.Run(ctx, cmd, nil)
+	if err != nil {
+		return fmt.Errorf("%s: %q: %w", h.Name(), cmd, err)
+	}
+	if res.ExitCode != 0 {
+		return fmt.Errorf("%s: %q: %w", h.Name(), cmd, &ExitError{Code: res.ExitCode, Stderr: strings.TrimSpace(string(res.Stderr))})
+	}
+	return nil
+}
+
+// runOne runs one scenario and its restoration.
+func (r *Runner) runOne(ctx context.Context, sc Scenario) (Result, outcome) {
+	in := r.o.Layout.MasterOf(sc.Node)
+	res := Result{Node: sc.Node, Mode: sc.Mode}
+	node := r.o.Fleet.Get(sc.Node)
+	if in == nil || node == nil || node.Cluster == nil || len(in.Members) < 2 {
+		res.Error = fmt.Sprintf("%s: not a master with a backup in this fleet", sc.Node)
+		return res, r.restore(ctx, nil, sc)
+	}
+	res.VIP = in.VIP.String()
+	s := &scen{r: r, sc: sc, in: in, node: node, backup: in.FirstBackup().Host, res: &res}
+	s.check.interval, s.check.fall = node.Cluster.HealthCheck.Interval, node.Cluster.HealthCheck.Fall
+	s.bound, s.margin = r.Bound(in, s.check.interval, s.check.fall, sc.Mode)
+	res.BoundS, res.MarginS = secs(s.bound), secs(s.margin)
+
+	var hosts []*fleet.Host
+	for _, h := range r.o.Fleet.Hosts {
+		if h.Cluster != nil && h.Cluster.Name == in.Cluster {
+			hosts = append(hosts, h)
+		}
+	}
+	probeCtx, cancelProbes := context.WithCancel(ctx)
+	defer cancelProbes()
+	s.w = &watch{
+		r: r, hosts: hosts, node: node, vip: in.VIP.Addr(), settle: r.settle(in),
+		url:      "http://" + net.JoinHostPort(in.VIP.Addr().String(), strconv.Itoa(node.Cluster.Nginx.Listen)) + HealthPath,
+		probeCtx: probeCtx, probeCh: make(chan probeRec, 64),
+	}
+
+	var err error
+	switch sc.Mode {
+	case ModeStop:
+		err = s.stop(ctx)
+	case ModeKill:
+		err = s.kill(ctx)
+	case ModeNginx:
+		err = s.nginx(ctx)
+	case ModeNginxDead:
+		err = s.nginxDead(ctx)
+	default:
+		err = fmt.Errorf("%w %q", ErrUnknownMode, sc.Mode)
+	}
+	if err != nil {
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			s.fail("interrupted: %v", err)
+		} else {
+			s.fail("%v", err)
+		}
+	}
+	cancelProbes()
+	var gap time.Duration
+	res.HTTPRequests, res.HTTPFailed, gap, res.HTTPNodes = httpStats(s.w.finish())
+	res.HTTPGapS = secs(gap)
+	if s.w.split {
+		s.fail("VIP on two hosts for %s (longer than the %s settle window)", s.w.longestSplit, s.w.settle)
+	} else if s.w.longestSplit > 0 {
+		s.note("VIP briefly on two hosts (%s, within the %s settle window)", s.w.longestSplit, s.w.settle)
+	}
+
+	out := r.restore(ctx, s.u.stack, sc)
+	res.Restored = len(out.left) == 0 && !out.aborted
+	if !res.Restored && res.Error == "" {
+		res.Error = "not restored: " + strings.Join(out.left, "; ")
+	}
+	res.Pass = res.Restored && res.Error == ""
+	return res, out
+}
+
+// takeover waits for the VIP on the first backup only. It keeps watching
+// past bound+margin (up to twice that, at least 3 s more) so that a late
+// handover is reported with its real drift instead of "never".
+func (s *scen) takeover(ctx context.Context, t0 time.Time) error {
+	limit := s.bound + s.margin
+	wait := limit + max(limit, 3*time.Second)
+	smp, ok, err := s.w.until(ctx, t0, wait, func(x sample) bool { return x.only(s.backup) }, nil)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		s.res.MovedTo = strings.Join(smp.holders, ",")
+		s.fail("VIP %s not on %s alone within %s (on [%s] after %s)%s", s.in.VIP, s.backup, wait.Round(10*time.Millisecond),
+			strings.Join(smp.holders, " "), smp.at.Sub(t0).Round(10*time.Millisecond), s.w.blindNote(smp))
+		return nil
+	}
+	s.res.MovedTo = s.backup
+	drift := smp.at.Sub(t0)
+	s.res.DriftS = secs(drift)
+	if drift > limit {
+		s.fail("drift %s exceeds bound %s + margin %s", drift.Round(10*time.Millisecond), s.bound.Round(10*time.Millisecond), s.margin)
+	}
+	return nil
+}
+
+func (w *watch) blindNote(s sample) string {
+	if s.blind {
+		return "; a host could not be asked: " + w.obsErr
+	}
+	return ""
+}
+
+// failback waits for the VIP on its master only and records the time since t1.
+func (s *scen) failback(ctx context.Context, t1 time.Time) error {
+	smp, ok, err := s.w.until(ctx, t1, s.r.o.FailbackTimeout, func(x sample) bool { return x.only(s.sc.Node) }, nil)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		s.fail("VIP %s not back on %s alone within %s (on [%s])%s", s.in.VIP, s.sc.Node, s.r.o.FailbackTimeout,
+			strings.Join(smp.holders, " "), s.w.blindNote(smp))
+		return nil
+	}
+	s.res.FailbackS = secs(smp.at.Sub(t1))
+	return nil
+}
+
+// restoreStep runs the top undo action's commands as the scenario's own way
+// back, and pops it when all succeeded.
+func (s *scen) restoreStep(ctx context.Context) error {
+	a := s.u.stack[len(s.u.stack)-1]
+	for _, c := range a.cmds {
+		if err := s.run(ctx, c); err != nil && !a.tolerate[c] {
+			return err
+		}
+	}
+	s.u.pop()
+	return nil
+}
+
+func (s *scen) stop(ctx context.Context) error {
+	s.u.push(action{desc: "start keepalived on " + s.sc.Node, cmds: []string{CmdStartKeepalived}})
+	s.step("stopping keepalived")
+	t0 := s.r.o.Clock.Now()
+	if err := s.run(ctx, CmdStopKeepalived); err != nil {
+		return err
+	}
+	s.step("keepalived stopped, waiting for %s on %s…", s.in.VIP.Addr(), s.backup)
+	if err := s.takeover(ctx, t0); err != nil {
+		return err
+	}
+	s.step("starting keepalived, waiting for %s back on %s…", s.in.VIP.Addr(), s.sc.Node)
+	t1 := s.r.o.Clock.Now()
+	if err := s.restoreStep(ctx); err != nil {
+		return err
+	}
+	return s.failback(ctx, t1)
+}
+
+// kill crashes keepalived and expects the hactl drop-in to clean up (its
+// ExecStopPost removes the dead node's VIPs, so nothing answers next to the
+// new master) and systemd to restart it (Restart=on-failure), after which the
+// master preempts. Fail-back is measured from the moment systemd has
+// keepalived active again, the crash's equivalent of a restore command.
+func (s *scen) kill(ctx context.Context) error {
+	s.u.push(action{
+		desc:     "resume and start keepalived on " + s.sc.Node,
+		cmds:     []string{CmdThawKeepalived, CmdStartKeepalived},
+		tolerate: map[string]bool{CmdThawKeepalived: true},
+	})
+	s.step("freezing and killing keepalived")
+	// t0 is the freeze: from then on no advert leaves the node.
+	t0 := s.r.o.Clock.Now()
+	if err := s.run(ctx, CmdFreezeKeepalived); err != nil {
+		return err
+	}
+	if err := s.run(ctx, CmdKillKeepalived); err != nil {
+		return err
+	}
+	s.step("keepalived killed, waiting for %s on %s…", s.in.VIP.Addr(), s.backup)
+	if err := s.takeover(ctx, t0); err != nil || s.res.Error != "" {
+		return err
+	}
+	s.step("waiting for systemd to restart keepalived and %s back on %s…", s.in.VIP.Addr(), s.sc.Node)
+	s.w.unit = "keepalived"
+	var t1 time.Time
+	smp, ok, err := s.w.until(ctx, s.r.o.Clock.Now(), s.r.o.FailbackTimeout,
+		func(x sample) bool { return !t1.IsZero() && x.only(s.sc.Node) },
+		func(x sample) bool {
+			if t1.IsZero() && x.unit == "active" {
+				t1 = x.at
+			}
+			return true
+		})
+	s.w.unit = ""
+	if err != nil {
+		return err
+	}
+	if !ok {
+		if t1.IsZero() {
+			s.fail("keepalived not restarted by systemd within %s (is hactl's drop-in with Restart=on-failure applied?)", s.r.o.FailbackTimeout)
+		} else {
+			s.fail("VIP %s not back on %s alone within %s of keepalived's restart (on [%s])", s.in.VIP, s.sc.Node,
+				s.r.o.FailbackTimeout, strings.Join(smp.holders, " "))
+		}
+		return nil
+	}
+	s.res.FailbackS = secs(smp.at.Sub(t1))
+	s.note("keepalived restarted by systemd %s after the crash", t1.Sub(t0).Round(10*time.Millisecond))
+	s.u.pop()
+	return nil
+}
+
+// nginx stops nginx and expects the check script to start it again before
+// the check has failed fall times, so the VIP never moves. drift_s is the
+// time until nginx was active again; moved_to is the node itself.
+func (s *scen) nginx(ctx context.Context) error {
+	s.u.push(action{desc: "start nginx on " + s.sc.Node, cmds: []string{CmdStartNginx}})
+	s.step("stopping nginx")
+	t0 := s.r.o.Clock.Now()
+	if err := s.run(ctx, CmdStopNginx); err != nil {
+		return err
+	}
+	s.step("nginx stopped, waiting for the check script to restart it (bound %s)…", s.bound)
+	s.w.unit = "nginx"
+	defer func() { s.w.unit = "" }()
+	stayed := true
+	var moved []string
+	stays := func(x sample) bool {
+		if !x.blind && !x.only(s.sc.Node) && stayed {
+			stayed, moved = false, x.holders
+		}
+		return true
+	}
+	limit := s.bound + s.margin
+	wait := limit + max(limit, 3*time.Second)
+	smp, ok, err := s.w.until(ctx, t0, wait, func(x sample) bool { return x.unit == "active" }, stays)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		s.fail("nginx on %s not active again within %s (%s)", s.sc.Node, wait, smp.unit)
+		return nil
+	}
+	back := smp.at.Sub(t0)
+	s.res.DriftS = secs(back)
+	if back > limit {
+		s.fail("nginx back after %s, beyond fall × interval %s + margin %s", back.Round(10*time.Millisecond), s.bound, s.margin)
+	}
+	// Watch one more check interval: a VIP that moves because the check
+	// failed anyway would do so by then.
+	hold := time.Duration(s.check.interval) * time.Second
+	if _, _, err := s.w.until(ctx, smp.at, hold, func(sample) bool { return false }, stays); err != nil {
+		return err
+	}
+	s.u.pop()
+	if stayed {
+		s.res.MovedTo = s.sc.Node
+	} else {
+		s.res.MovedTo = strings.Join(moved, ",")
+		s.fail("VIP %s left %s (seen on [%s]) although nginx came back", s.in.VIP, s.sc.Node, strings.Join(moved, " "))
+	}
+	return nil
+}
+
+// nginxDead keeps nginx down (masked, so the check script cannot start it):
+// the check fails fall times, the master's priority drops below the first
+// backup's, and the backup takes over.
+func (s *scen) nginxDead(ctx context.Context) error {
+	s.u.push(action{desc: "unmask and start nginx on " + s.sc.Node, cmds: []string{CmdUnmaskNginx, CmdStartNginx}})
+	s.step("masking and stopping nginx")
+	if err := s.run(ctx, CmdMaskNginx); err != nil {
+		return err
+	}
+	t0 := s.r.o.Clock.Now()
+	if err := s.run(ctx, CmdStopNginx); err != nil {
+		return err
+	}
+	s.step("nginx stopped and masked, waiting for %s on %s (bound %s + %s)…", s.in.VIP.Addr(), s.backup, s.bound, s.margin)
+	if err := s.takeover(ctx, t0); err != nil {
+		return err
+	}
+	s.step("unmasking and starting nginx, waiting for %s back on %s…", s.in.VIP.Addr(), s.sc.Node)
+	t1 := s.r.o.Clock.Now()
+	if err := s.restoreStep(ctx); err != nil {
+		return err
+	}
+	return s.failback(ctx, t1)
+}
+
+// restore puts back what a scenario left and waits until the fleet's Status
+// is OK. It runs on a fresh context (the scenario's may be cancelled by the
+// first interrupt), bounded by RestoreTimeout; Options.Abort stops it at once.
+func (r *Runner) restore(parent context.Context, pending []action, sc Scenario) outcome {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(parent), r.o.RestoreTimeout)
+	defer cancel()
+	abort := r.o.Abort
+	if abort != nil {
+		// Also cut off a command in flight when the abort comes.
+		go func() {
+			select {
+			case <-abort:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+	}
+	aborted := func() bool {
+		select {
+		case <-abort:
+			return true
+		default:
+			return false
+		}
+	}
+	progress := func(format string, args ...any) {
+		r.o.Progress(Step{Node: sc.Node, Mode: sc.Mode, Msg: fmt.Sprintf(format, args...)})
+	}
+	node := r.o.Fleet.Get(sc.Node)
+	// try runs one action; false when a command that matters failed.
+	try := func(a action) error {
+		if node == nil {
+			return fmt.Errorf("%s: host not in the fleet", sc.Node)
+		}
+		for _, c := range a.cmds {
+			if err := runCmd(ctx, node, c); err != nil && !a.tolerate[c] {
+				return err
+			}
+		}
+		return nil
+	}
+	// failed keeps the actions that did not go through, in order; they are
+	// retried while waiting (an SSH hiccup should not leave nginx masked).
+	var failed []action
+	var lastErr map[string]error
+	attempt := func(as []action) {
+		failed, lastErr = nil, map[string]error{}
+		for _, a := range as {
+			if aborted() {
+				failed = append(failed, a)
+				continue
+			}
+			progress("restoring: %s", a.desc)
+			if err := try(a); err != nil {
+				failed = append(failed, a)
+				lastErr[a.desc] = err
+			}
+		}
+	}
+	left := func() []string {
+		var out []string
+		for _, a := range failed {
+			if err := lastErr[a.desc]; err != nil {
+				out = append(out, fmt.Sprintf("%s (%v)", a.desc, err))
+			} else {
+				out = append(out, a.desc)
+			}
+		}
+		return out
+	}
+	reversed := make([]action, 0, len(pending))
+	for i := len(pending) - 1; i >= 0; i-- {
+		reversed = append(reversed, pending[i])
+	}
+	attempt(reversed)
+	if aborted() {
+		return outcome{left: append(left(), r.quickReasons(parent)...), aborted: true}
+	}
+	// Wait for the whole fleet to be healthy again: preemption takes a
+	// master-down interval, and a crash restart RestartSec more.
+	start := r.o.Clock.Now()
+	lastTry := start
+	progress("waiting for every VIP on its master and all services active…")
+	for {
+		if aborted() {
+			return outcome{left: append(left(), r.quickReasons(parent)...), aborted: true}
+		}
+		if len(failed) > 0 && r.o.Clock.Now().Sub(lastTry) >= retryEvery {
+			lastTry = r.o.Clock.Now()
+			attempt(failed)
+		}
+		st := r.Status(ctx)
+		if st.OK() && len(failed) == 0 {
+			return outcome{}
+		}
+		if r.o.Clock.Now().Sub(start) >= r.o.RestoreTimeout || ctx.Err() != nil {
+			if aborted() {
+				return outcome{left: append(left(), r.quickReasons(parent)...), aborted: true}
+			}
+			return outcome{left: append(left(), st.Reasons()...)}
+		}
+		select {
+		case <-abort:
+		case <-ctx.Done():
+		case <-r.o.Clock.After(r.o.Poll):
+		}
+	}
+}
+
+// retryEvery spaces out retries of restoring commands that failed.
+const retryEvery = time.Second
+
+// quickReasons reads the Status once more after an abort, briefly: the user
+// wants out, but also to know which VIPs and services are left as they are.
+func (r *Runner) quickReasons(parent context.Context) []string {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(parent), 2*time.Second)
+	defer cancel()
+	return r.Status(ctx).Reasons()
+}
+
+// ExitError is a remote command that ran and exited non-zero.
+type ExitError struct {
+	Code   int
+	Stderr string
+}
+
+func (e *ExitError) Error() string {
+	if e.Stderr == "" {
+		return fmt.Sprintf("exit status %d", e.Code)
+	}
+	return fmt.Sprintf("exit status %d: %s", e.Code, e.Stderr)
+}

@@ -1,0 +1,210 @@
+package failover
+
+import (
+	"context"
+	"net/netip"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/hactl/hactl/pkg/fleet"
+)
+
+// sample is one poll of the cluster.
+type sample struct {
+	at      time.Time // when the answers were in (conservative for drift)
+	holders []string  // hosts that carry the VIP, in fleet order
+	blind   bool      // a host could not be asked: holders may be incomplete
+	unit    string    // state of the watched unit on the node, if any
+}
+
+// only reports whether the VIP is on host and nowhere else, as far as a
+// complete sample can tell.
+func (s sample) only(host string) bool {
+	return !s.blind && len(s.holders) == 1 && s.holders[0] == host
+}
+
+type probeRec struct {
+	sent time.Time
+	res  ProbeResult
+}
+
+// watch polls one VIP's placement and probes its site while a scenario runs.
+// Only the scenario's goroutine calls its methods; probes run in their own
+// goroutines so that a request hanging until its timeout never slows the
+// poll, and report back through a channel.
+type watch struct {
+	r      *Runner
+	hosts  []*fleet.Host // the VIP's cluster
+	node   *fleet.Host
+	vip    netip.Addr
+	url    string
+	unit   string // "" or a unit whose state on node is read at every poll
+	settle time.Duration
+
+	probeCtx context.Context
+	inflight sync.WaitGroup
+	probeCh  chan probeRec
+	probes   []probeRec
+
+	splitSince   time.Time
+	longestSplit time.Duration
+	split        bool // the VIP sat on ≥ 2 hosts longer than settle
+	obsErr       string
+}
+
+func (w *watch) probe() {
+	sent := w.r.o.Clock.Now()
+	w.inflight.Add(1)
+	go func() {
+		defer w.inflight.Done()
+		w.probeCh <- probeRec{sent: sent, res: w.r.o.Prober.Probe(w.probeCtx, w.url)}
+	}()
+}
+
+// drain collects finished probes without waiting.
+func (w *watch) drain() {
+	for {
+		select {
+		case p := <-w.probeCh:
+			w.probes = append(w.probes, p)
+		default:
+			return
+		}
+	}
+}
+
+// finish waits for the probes still in flight (each bounded by the prober's
+// timeout) and returns all of them.
+func (w *watch) finish() []probeRec {
+	done := make(chan struct{})
+	go func() { w.inflight.Wait(); close(done) }()
+	for {
+		select {
+		case p := <-w.probeCh:
+			w.probes = append(w.probes, p)
+		case <-done:
+			w.drain()
+			return w.probes
+		}
+	}
+}
+
+// tick takes one sample: the VIP interface of every host of the cluster, and
+// the watched unit on the node, in parallel over the open connections.
+func (w *watch) tick(ctx context.Context) sample {
+	w.probe()
+	var unit string
+	var wg sync.WaitGroup
+	if w.unit != "" && w.node.Conn != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			unit = unitState(ctx, w.node.Conn, w.unit)
+		}()
+	}
+	obs := w.r.o.Observer.Observe(ctx, w.hosts)
+	wg.Wait()
+	s := sample{at: w.r.o.Clock.Now(), unit: unit, holders: []string{}}
+	for _, o := range obs {
+		if o.Err != nil {
+			s.blind = true
+			w.obsErr = o.Err.Error()
+			continue
+		}
+		for _, a := range o.Addrs {
+			if a.Addr() == w.vip {
+				s.holders = append(s.holders, o.Host)
+				break
+			}
+		}
+	}
+	w.trackSplit(s)
+	w.drain()
+	return s
+}
+
+// trackSplit tolerates two holders for up to settle (a handover in progress)
+// and flags anything longer.
+func (w *watch) trackSplit(s sample) {
+	if len(s.holders) < 2 {
+		if !s.blind {
+			w.splitSince = time.Time{}
+		}
+		return
+	}
+	if w.splitSince.IsZero() {
+		w.splitSince = s.at
+	}
+	d := s.at.Sub(w.splitSince)
+	w.longestSplit = max(w.longestSplit, d)
+	if d > w.settle {
+		w.split = true
+	}
+}
+
+// until samples every poll period until cond holds or limit has passed since
+// from. each, if set, sees every sample. ok is false on timeout; err is set
+// only when ctx ends.
+func (w *watch) until(ctx context.Context, from time.Time, limit time.Duration, cond, each func(sample) bool) (s sample, ok bool, err error) {
+	clk := w.r.o.Clock
+	for {
+		if err := ctx.Err(); err != nil {
+			return s, false, err
+		}
+		started := clk.Now()
+		s = w.tick(ctx)
+		if err := ctx.Err(); err != nil {
+			return s, false, err
+		}
+		if each != nil && !each(s) {
+			return s, false, nil
+		}
+		if cond(s) {
+			return s, true, nil
+		}
+		if s.at.Sub(from) >= limit {
+			return s, false, nil
+		}
+		// The period is Poll from sample start to sample start: the SSH
+		// round trips of the sample are part of it, not added to it.
+		if rest := w.r.o.Poll - clk.Now().Sub(started); rest > 0 {
+			select {
+			case <-ctx.Done():
+				return s, false, ctx.Err()
+			case <-clk.After(rest):
+			}
+		}
+	}
+}
+
+// httpStats sums the probes: how many, how many failed, and the longest time
+// without a successful answer, measured between the send times of successes
+// (and from the first probe / to the last one). Send times, not answer
+// times, because that is when the site was asked; the difference is at most
+// one request's latency.
+func httpStats(ps []probeRec) (total, failed int, gap time.Duration, nodes map[string]int) {
+	if len(ps) == 0 {
+		return 0, 0, 0, nil
+	}
+	sort.SliceStable(ps, func(i, j int) bool { return ps[i].sent.Before(ps[j].sent) })
+	nodes = map[string]int{}
+	last := ps[0].sent
+	for _, p := range ps {
+		total++
+		if !p.res.OK() {
+			failed++
+			continue
+		}
+		if p.res.Node != "" {
+			nodes[p.res.Node]++
+		}
+		gap = max(gap, p.sent.Sub(last))
+		last = p.sent
+	}
+	gap = max(gap, ps[len(ps)-1].sent.Sub(last))
+	if len(nodes) == 0 {
+		nodes = nil
+	}
+	return total, failed, gap, nodes
+}
