@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"github.com/hactl/hactl/internal/golden"
 	"os"
 	"path/filepath"
 	"sort"
@@ -188,25 +189,9 @@ func transcript(calls []remote.FakeCall) string {
 	return b.String()
 }
 
-func golden(t *testing.T, name, got string) {
+func goldenFile(t *testing.T, name, got string) {
 	t.Helper()
-	p := filepath.Join("testdata", name+".golden")
-	if *update {
-		if err := os.MkdirAll("testdata", 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatalf("%v (go test ./pkg/playbook -update)", err)
-	}
-	if string(want) != got {
-		t.Errorf("%s differs:\n--- want\n%s\n--- got\n%s", p, want, got)
-	}
+	golden.Check(t, filepath.Join("testdata", name+".golden"), []byte(got), *update)
 }
 
 func TestDebian12FirstApplyThenNoChange(t *testing.T) {
@@ -215,7 +200,7 @@ func TestDebian12FirstApplyThenNoChange(t *testing.T) {
 	if err := first.results[0].Err; err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "debian12-first-apply", transcript(first.conn.Calls()))
+	goldenFile(t, "debian12-first-apply", transcript(first.conn.Calls()))
 	if first.results[0].Changed == 0 || len(first.settled) != 1 {
 		t.Errorf("first apply: changed=%d settled=%v", first.results[0].Changed, first.settled)
 	}
@@ -240,7 +225,7 @@ func TestDebian12FirstApplyThenNoChange(t *testing.T) {
 	if len(second.settled) != 0 {
 		t.Errorf("no-change apply restarted something: %v", second.settled)
 	}
-	golden(t, "debian12-no-change", transcript(second.conn.Calls()))
+	goldenFile(t, "debian12-no-change", transcript(second.conn.Calls()))
 	for _, c := range second.conn.Calls() {
 		if strings.HasPrefix(c.Cmd, "LC_ALL=C") {
 			continue

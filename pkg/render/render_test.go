@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"flag"
 	"fmt"
+	"github.com/hactl/hactl/internal/golden"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -53,26 +54,10 @@ func renderAll(t *testing.T, inv *inventory.Inventory, l *vrrp.Layout) []File {
 	return files
 }
 
-func golden(t *testing.T, dir string, files []File) {
+func goldenTree(t *testing.T, dir string, files []File) {
 	t.Helper()
 	for _, f := range files {
-		p := filepath.Join("testdata", dir, f.Host, f.Path+".golden")
-		if *update {
-			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(p, f.Content, 0o644); err != nil {
-				t.Fatal(err)
-			}
-			continue
-		}
-		want, err := os.ReadFile(p)
-		if err != nil {
-			t.Fatalf("%v (run go test ./pkg/render -update to create)", err)
-		}
-		if !bytes.Equal(want, f.Content) {
-			t.Errorf("%s %s differs from %s:\n--- want\n%s\n--- got\n%s", f.Host, f.Path, p, want, f.Content)
-		}
+		golden.Check(t, filepath.Join("testdata", dir, f.Host, f.Path+".golden"), f.Content, *update)
 	}
 }
 
@@ -82,7 +67,7 @@ func TestGoldenProd(t *testing.T) {
 	if len(files) != 15 {
 		t.Fatalf("want 5 files × 3 hosts, got %d", len(files))
 	}
-	golden(t, "prod", files)
+	goldenTree(t, "prod", files)
 }
 
 func TestGoldenVariants(t *testing.T) {
@@ -100,7 +85,7 @@ func TestGoldenVariants(t *testing.T) {
 				t.Fatalf("replacement %q did not apply", tc.old)
 			}
 			inv, l := load(t, tc.name+".hcl", []byte(mod))
-			golden(t, tc.name, renderAll(t, inv, l))
+			goldenTree(t, tc.name, renderAll(t, inv, l))
 		})
 	}
 }
