@@ -4,7 +4,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"github.com/hactl/hactl/internal/golden"
 	"os"
 	"path/filepath"
 	"sort"
@@ -12,6 +11,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/hactl/hactl/internal/golden"
 	"github.com/hactl/hactl/pkg/inventory"
 	"github.com/hactl/hactl/pkg/remote"
 	"github.com/hactl/hactl/pkg/render"

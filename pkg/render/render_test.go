@@ -4,13 +4,13 @@ import (
 	"bytes"
 	"flag"
 	"fmt"
-	"github.com/hactl/hactl/internal/golden"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/hactl/hactl/internal/golden"
 	"github.com/hactl/hactl/pkg/inventory"
 	"github.com/hactl/hactl/pkg/vrrp"
 )
