@@ -5,11 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"flag"
-	"github.com/hactl/hactl/internal/golden"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/hactl/hactl/internal/golden"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
