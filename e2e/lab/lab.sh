@@ -1,0 +1,652 @@
+#!/usr/bin/env bash
+# lab.sh — the hactl container-VM lab: N Debian 12 hosts booted with systemd-nspawn on one machine.
+#
+#   lab.sh up [N]   bring up hosts lab1..labN (N 1..50, default 3); idempotent, resizes a running lab
+#   lab.sh down     stop every host, remove netns/links/mounts/cgroups; keep the cached base and repo
+#   lab.sh status   print each host and whether it runs and answers SSH
+#   lab.sh purge    down, then delete the whole lab directory (caches included)
+#
+# How it works and why each odd flag is there: e2e/README.md and notes/lab-facts.md.
+set -Eeuo pipefail
+shopt -s nullglob
+
+LAB=$(realpath -m "${HACTL_LAB_DIR:-/var/lib/hactl-lab}") # absolute: it is written into lab.hcl
+BRIDGE=hactl0
+NET=198.18.0
+GATEWAY=$NET.1
+MAX_HOSTS=50
+BOOT_TIMEOUT=${LAB_BOOT_TIMEOUT:-90}      # seconds per host, boot + sshd
+STOP_TIMEOUT=${LAB_STOP_TIMEOUT:-20}      # seconds between the one SIGTERM and SIGKILL
+SUITE=bookworm
+# Bump when the base recipe changes: a cached base with another version is rebuilt.
+BASE_VERSION=4
+CG_NAME=hactl-lab
+
+BASE=$LAB/cache/base
+REPO=$LAB/cache/repo
+HOSTS=$LAB/hosts
+KEY=$LAB/id_ed25519
+KNOWN=$LAB/known_hosts
+INVENTORY=$LAB/lab.hcl
+
+log() { printf 'lab: %s\n' "$*" >&2; }
+die() { printf 'lab: error: %s\n' "$*" >&2; exit 1; }
+now() { date +%s.%N; }
+elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
+
+addr_of() { echo "$NET.$((10 + $1))"; }
+vip_of() { echo "$NET.$((200 + $1))"; }
+veth_of() { echo "hactl-lab$1"; }
+
+# ---------------------------------------------------------------------------------------------
+# Preconditions
+# ---------------------------------------------------------------------------------------------
+
+require_root_linux() {
+	[ "$(uname -s)" = Linux ] || die "the lab needs Linux (network namespaces, overlayfs, systemd-nspawn); this is $(uname -s)"
+	[ "$(id -u)" = 0 ] || die "the lab needs root (it creates network namespaces, a bridge, mounts and cgroups); run: sudo $0 $*"
+}
+
+# Installs the host tools that are missing, once. Checking commands first keeps a no-op `up` fast.
+ensure_tools() {
+	local missing=() pair cmd pkg
+	for pair in systemd-nspawn:systemd-container debootstrap:debootstrap dpkg-scanpackages:dpkg-dev \
+		ssh:openssh-client ssh-keygen:openssh-client ip:iproute2 flock:util-linux setsid:util-linux \
+		gzip:gzip sha256sum:coreutils; do
+		cmd=${pair%%:*} pkg=${pair#*:}
+		command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg")
+	done
+	[ ${#missing[@]} -eq 0 ] && return 0
+	command -v apt-get >/dev/null 2>&1 || die "missing tools (${missing[*]}) and no apt-get: the lab supports Debian/Ubuntu hosts only"
+	log "installing host tools: ${missing[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get -o DPkg::Lock::Timeout=300 -qq update >&2
+	apt-get -o DPkg::Lock::Timeout=300 -qq install -y --no-install-recommends "${missing[@]}" >&2
+}
+
+ip2int() {
+	local a b c d
+	IFS=. read -r a b c d <<<"$1"
+	echo $(((a << 24) | (b << 16) | (c << 8) | d))
+}
+
+# Refuses when 198.18.0.0/24 (or a prefix overlapping it) is already in use by anything but our bridge:
+# two owners of one subnet would send the hosts' traffic somewhere unexpected.
+check_subnet_free() {
+	local ours line prefix dev net plen l a b
+	ours=$(ip2int "$NET.0")
+	while read -r line; do
+		prefix=$(awk '{print $1}' <<<"$line")
+		dev=$(sed -n 's/.* dev \([^ ]*\).*/\1/p' <<<"$line")
+		[ "$prefix" = default ] && continue
+		[ "$dev" = "$BRIDGE" ] && continue
+		net=${prefix%/*}
+		plen=32
+		[[ $prefix == */* ]] && plen=${prefix#*/}
+		[ "$plen" -eq 0 ] && continue
+		l=$((plen < 24 ? plen : 24))
+		a=$(($(ip2int "$net") >> (32 - l)))
+		b=$((ours >> (32 - l)))
+		[ "$a" -eq "$b" ] && die "$NET.0/24 is already used on this machine ($line); the lab needs it for bridge $BRIDGE — remove that route/address or use another machine"
+	done < <({
+		ip -4 route show table all type unicast 2>/dev/null
+		ip -4 -o addr show | awk '{print $4, "dev", $2}'
+	} | grep -E '^[0-9]')
+	return 0
+}
+
+# Bridged frames pass the root FORWARD chain when br_netfilter is loaded; a DROP policy there would
+# silently cut host-to-host traffic (VRRP included).
+warn_forward_drop() {
+	[ "$(cat /proc/sys/net/bridge/bridge-nf-call-iptables 2>/dev/null || echo 0)" = 1 ] || return 0
+	if command -v nft >/dev/null 2>&1 && nft list ruleset 2>/dev/null | grep -Eq 'hook forward.*policy drop'; then
+		log "warning: br_netfilter is loaded and a FORWARD chain has policy drop: traffic between lab hosts may be dropped"
+	elif command -v iptables >/dev/null 2>&1 && iptables -S FORWARD 2>/dev/null | grep -q -- '-P FORWARD DROP'; then
+		log "warning: br_netfilter is loaded and iptables FORWARD policy is DROP: traffic between lab hosts may be dropped"
+	fi
+}
+
+# ---------------------------------------------------------------------------------------------
+# Cached base root filesystem and local apt repository
+# ---------------------------------------------------------------------------------------------
+
+debian_mirror() {
+	local uri=""
+	if [ -r /etc/apt/sources.list.d/debian.sources ]; then
+		# First URIs line whose suites are the main archive (not -security).
+		uri=$(awk '/^URIs:/ {u=$2} /^Suites:/ && u != "" && $0 !~ /security/ {print u; exit}' /etc/apt/sources.list.d/debian.sources)
+	fi
+	if [ -z "$uri" ] && [ -r /etc/apt/sources.list ]; then
+		uri=$(awk '$1 == "deb" && $0 !~ /security/ && $0 ~ /debian/ { for (i = 2; i <= NF; i++) if ($i ~ /^https?:/) { print $i; exit } }' /etc/apt/sources.list)
+	fi
+	echo "${uri:-http://deb.debian.org/debian}"
+}
+
+in_chroot() { LC_ALL=C DEBIAN_FRONTEND=noninteractive chroot "$1" "${@:2}"; }
+
+umount_under() { # unmounts everything mounted at or below $1, deepest first
+	local dir mp tries mps
+	dir=$(realpath -m "$1")
+	for tries in 1 2 3 4 5 6 7 8 9 10; do
+		mapfile -t mps < <(awk -v d="$dir" '$5 == d || index($5, d "/") == 1 {print $5}' /proc/self/mountinfo | sort -r)
+		[ ${#mps[@]} -eq 0 ] && return 0
+		for mp in "${mps[@]}"; do umount "$mp" 2>/dev/null || true; done
+		[ "$tries" -ge 5 ] && for mp in "${mps[@]}"; do umount -l "$mp" 2>/dev/null || true; done
+		sleep 0.1
+	done
+	die "cannot unmount everything under $dir"
+}
+
+safe_rm() { # never rm -rf a tree that still has something mounted in it
+	umount_under "$1"
+	rm -rf --one-file-system "$1"
+}
+
+build_base() {
+	local t0 tmp repo_tmp mirror
+	t0=$(now)
+	mirror=$(debian_mirror)
+	tmp=$LAB/cache/base.tmp
+	repo_tmp=$LAB/cache/repo.tmp
+	safe_rm "$tmp"
+	rm -rf "$repo_tmp"
+	mkdir -p "$tmp" "$repo_tmp"
+	log "building the Debian 12 base with debootstrap from $mirror (once; ~1 min)"
+	debootstrap --variant=minbase \
+		--include=systemd,systemd-sysv,dbus,openssh-server,iproute2,iputils-ping,procps,sudo,curl \
+		"$SUITE" "$tmp" "$mirror" >"$LAB/cache/debootstrap.log" 2>&1 ||
+		die "debootstrap failed; see $LAB/cache/debootstrap.log"
+
+	# The chroot still has this machine's network: fetch every package the tests and benchmarks will
+	# install later, with all dependencies, into the local repository. arping and iputils-arping conflict,
+	# so the second is fetched on its own. python3 + python3-apt serve the Ansible benchmark.
+	cp /etc/resolv.conf "$tmp/etc/resolv.conf"
+	mount -t proc proc "$tmp/proc"
+	{
+		in_chroot "$tmp" apt-get -qq update &&
+			in_chroot "$tmp" apt-get -qq install -y --download-only keepalived nginx arping python3 python3-apt &&
+			in_chroot "$tmp" apt-get -qq install -y --download-only iputils-arping
+	} >"$LAB/cache/repo-download.log" 2>&1 || {
+		umount "$tmp/proc"
+		die "downloading packages for the local repo failed; see $LAB/cache/repo-download.log"
+	}
+	mv "$tmp"/var/cache/apt/archives/*.deb "$repo_tmp/"
+	in_chroot "$tmp" apt-get clean
+
+	# A user like a cloud image's: same key as root (added per host), passwordless sudo.
+	in_chroot "$tmp" useradd --create-home --shell /bin/bash ops
+	printf 'ops ALL=(ALL) NOPASSWD:ALL\n' >"$tmp/etc/sudoers.d/ops"
+	chmod 0440 "$tmp/etc/sudoers.d/ops"
+	# apt's timers would take the dpkg lock in the middle of a test; a lab has no use for them.
+	in_chroot "$tmp" systemctl mask apt-daily.timer apt-daily-upgrade.timer >/dev/null 2>&1
+	in_chroot "$tmp" systemctl set-default multi-user.target >/dev/null 2>&1
+	# nspawn's console is a read-only log here: a getty on it only costs a process per host.
+	in_chroot "$tmp" systemctl mask console-getty.service >/dev/null 2>&1
+	umount "$tmp/proc"
+
+	# Identity that every overlay would otherwise share: generated per host at start.
+	rm -f "$tmp"/etc/ssh/ssh_host_* "$tmp/var/lib/dbus/machine-id"
+	: >"$tmp/etc/machine-id"
+	printf '# hactl lab: no DNS, hosts are reached by address\n' >"$tmp/etc/resolv.conf"
+	cat >"$tmp/etc/ssh/sshd_config.d/hactl-lab.conf" <<-'EOF'
+		# hactl lab: key-only logins, one host key (generated per host), no DNS lookups.
+		HostKey /etc/ssh/ssh_host_ed25519_key
+		PermitRootLogin prohibit-password
+		PasswordAuthentication no
+		KbdInteractiveAuthentication no
+		UseDNS no
+	EOF
+	# The local repository is the only package source, and no lists are cached: like a fresh image,
+	# `apt-get update` comes first.
+	rm -f "$tmp"/etc/apt/sources.list.d/*
+	printf 'deb [trusted=yes] file:/srv/labrepo ./\n' >"$tmp/etc/apt/sources.list"
+	rm -rf "$tmp"/var/lib/apt/lists/*
+	mkdir -p "$tmp/var/lib/apt/lists/partial" "$tmp/srv/labrepo"
+
+	make_repo "$repo_tmp"
+	safe_rm "$BASE"
+	rm -rf "$REPO"
+	mv "$repo_tmp" "$REPO"
+	echo "$BASE_VERSION" >"$tmp/.hactl-lab-base"
+	mv "$tmp" "$BASE"
+	log "base and local repo ready in $(elapsed "$t0") s ($(du -sh "$BASE" | cut -f1) base, $(du -sh "$REPO" | cut -f1) repo, $(find "$REPO" -name '*.deb' | wc -l) packages)"
+}
+
+make_repo() { # a flat repository: Packages(.gz) and a minimal Release with hashes
+	local dir=$1 f
+	(
+		cd "$dir"
+		dpkg-scanpackages -m . /dev/null >Packages 2>/dev/null
+		gzip -9c Packages >Packages.gz
+		{
+			echo "Origin: hactl-lab"
+			echo "Label: hactl-lab"
+			echo "Suite: lab"
+			echo "Codename: lab"
+			echo "Date: $(LC_ALL=C date -u '+%a, %d %b %Y %H:%M:%S UTC')"
+			echo "Architectures: $(dpkg --print-architecture) all"
+			echo "SHA256:"
+			for f in Packages Packages.gz; do
+				printf ' %s %s %s\n' "$(sha256sum "$f" | cut -d' ' -f1)" "$(stat -c %s "$f")" "$f"
+			done
+		} >Release
+	)
+}
+
+ensure_base() {
+	if [ "$(cat "$BASE/.hactl-lab-base" 2>/dev/null)" = "$BASE_VERSION" ] && [ -s "$REPO/Packages.gz" ]; then
+		return 0
+	fi
+	[ -d "$HOSTS" ] && [ -n "$(ls -A "$HOSTS")" ] && die "the base needs a rebuild but hosts still use it: run '$0 down' first"
+	build_base
+}
+
+ensure_key() {
+	[ -s "$KEY" ] && [ -s "$KEY.pub" ] && return 0
+	rm -f "$KEY" "$KEY.pub"
+	ssh-keygen -q -t ed25519 -N '' -C hactl-lab -f "$KEY"
+}
+
+# Every host's systemd, journald, logind… take inotify instances, all charged to root (the hosts share
+# its UID): Debian's default of 128 runs out near 15 hosts and boots then fail with "Too many open
+# files". Raise the limits (never lower them); they last until the machine reboots.
+ensure_inotify() {
+	local n=$1 key want cur
+	for key in max_user_instances:$((64 * n + 512)) max_user_watches:$((16384 * n + 524288)); do
+		want=${key#*:} key=${key%%:*}
+		cur=$(cat "/proc/sys/fs/inotify/$key")
+		if [ "$cur" -lt "$want" ]; then
+			log "raising fs.inotify.$key from $cur to $want (the hosts' systemd need them)"
+			echo "$want" >"/proc/sys/fs/inotify/$key"
+		fi
+	done
+}
+
+ensure_bridge() {
+	if ! ip link show "$BRIDGE" >/dev/null 2>&1; then
+		ip link add "$BRIDGE" type bridge forward_delay 0 mcast_snooping 0
+	fi
+	ip link set "$BRIDGE" type bridge forward_delay 0 mcast_snooping 0
+	ip addr replace "$GATEWAY/24" dev "$BRIDGE"
+	ip link set "$BRIDGE" up
+}
+
+# ---------------------------------------------------------------------------------------------
+# One host
+# ---------------------------------------------------------------------------------------------
+
+cgroup_dirs() { # the per-host cgroup directories on this machine's layout, one per line
+	local h=$1
+	if [ -e /sys/fs/cgroup/cgroup.controllers ]; then
+		echo "/sys/fs/cgroup/$CG_NAME/$h"
+	else
+		[ -d /sys/fs/cgroup/unified ] && echo "/sys/fs/cgroup/unified/$CG_NAME/$h"
+		[ -d /sys/fs/cgroup/systemd ] && echo "/sys/fs/cgroup/systemd/$CG_NAME/$h"
+	fi
+	return 0
+}
+
+proc_starttime() { awk '{print $22}' "/proc/$1/stat" 2>/dev/null; }
+# A killed nspawn can linger as a zombie (this machine's PID 1 reaps slowly): that is not a live host.
+proc_alive() { [ -n "$(awk '$3 != "Z" && $3 != "X" {print $3}' "/proc/$1/stat" 2>/dev/null)" ]; }
+
+# The recorded nspawn PID if that exact process (same start time) is still alive, else nothing.
+host_pid() {
+	local h=$1 pid start
+	[ -r "$HOSTS/$h/pid" ] || return 0
+	read -r pid start <"$HOSTS/$h/pid" || return 0
+	[ -n "$pid" ] && [ "$(proc_starttime "$pid")" = "$start" ] && proc_alive "$pid" && echo "$pid"
+	return 0
+}
+
+cgroup_procs() { # every PID in a cgroup tree
+	local d
+	for d in "$@"; do
+		[ -d "$d" ] && find "$d" -name cgroup.procs -exec cat {} + 2>/dev/null
+	done
+	return 0
+}
+
+ssh_lab() { # ssh_lab ADDR CMD... — strict host keys against the lab's known_hosts
+	ssh -F /dev/null -i "$KEY" -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=yes \
+		-o UserKnownHostsFile="$KNOWN" -o GlobalKnownHostsFile=/dev/null -o ConnectTimeout=3 \
+		-o LogLevel=ERROR "root@$1" "${@:2}" </dev/null
+}
+
+# Stops one host and removes everything it left: process tree, cgroups, mounts, netns, veth, files.
+stop_host() {
+	local h=$1 pid start="" i t d dirs pids=()
+	mapfile -t dirs < <(cgroup_dirs "$h")
+	pid=$(host_pid "$h")
+	[ -n "$pid" ] && start=$(proc_starttime "$pid")
+	if [ -n "$pid" ]; then
+		# One SIGTERM = clean poweroff of the container; a second one would kill it at once.
+		kill -TERM "$pid" 2>/dev/null || true
+		t=$((STOP_TIMEOUT * 10))
+		for ((i = 0; i < t; i++)); do
+			proc_alive "$pid" || break
+			sleep 0.1
+		done
+		kill -KILL -- "-$pid" 2>/dev/null || true
+	fi
+	# Whatever survived (nspawn killed earlier, container processes orphaned) is in the host's cgroup.
+	for ((i = 0; i < 50; i++)); do
+		mapfile -t pids < <(cgroup_procs "${dirs[@]}")
+		[ ${#pids[@]} -eq 0 ] && break
+		kill -KILL "${pids[@]}" 2>/dev/null || true
+		sleep 0.1
+	done
+	[ ${#pids[@]} -eq 0 ] || die "$h: processes ${pids[*]} survive SIGKILL"
+	# The dead nspawn is a zombie until this machine's PID 1 reaps it (~1 s here): wait, so that
+	# `down` really leaves no process behind.
+	if [ -n "$pid" ]; then
+		for ((i = 0; i < 100; i++)); do
+			[ "$(proc_starttime "$pid")" = "$start" ] || break
+			sleep 0.1
+		done
+	fi
+	for d in "${dirs[@]}"; do
+		[ -d "$d" ] && { find "$d" -depth -type d -exec rmdir {} + 2>/dev/null || true; }
+		[ -d "$d" ] && die "$h: cannot remove cgroup $d"
+	done
+	[ -d "$HOSTS/$h" ] && umount_under "$HOSTS/$h"
+	ip netns delete "$h" 2>/dev/null || true
+	[ -e "/run/netns/$h" ] && { umount "/run/netns/$h" 2>/dev/null || true; rm -f "/run/netns/$h"; }
+	ip link delete "$(veth_of "${h#lab}")" 2>/dev/null || true
+	rm -rf "/run/systemd/nspawn/propagate/$h" "/run/systemd/nspawn/unix-export/$h"
+	[ -d "$HOSTS/$h" ] && safe_rm "$HOSTS/$h"
+	return 0
+}
+
+# Prepares and boots host i; does not wait for it. Runs in parallel with the other hosts.
+start_host() {
+	local i=$1 h=lab$1 addr dir root pid mac d
+	addr=$(addr_of "$i")
+	dir=$HOSTS/$h
+	root=$dir/root
+	stop_host "$h" # stale remains of a killed lab: netns, mounts, cgroups, old upper dir
+	mkdir -p "$dir/upper" "$dir/work" "$root"
+
+	# Network: own netns, veth into the bridge, eth0 inside, no default route. A fixed MAC keeps the
+	# other hosts' ARP caches right when a host is recreated.
+	mac=$(printf '02:48:41:00:00:%02x' "$i")
+	ip netns add "$h"
+	ip link add "$(veth_of "$i")" type veth peer name eth0 netns "$h"
+	ip link set "$(veth_of "$i")" master "$BRIDGE" up
+	ip -n "$h" link set lo up
+	ip -n "$h" link set eth0 address "$mac"
+	ip -n "$h" addr add "$addr/24" dev eth0
+	ip -n "$h" link set eth0 up
+
+	mount -t overlay overlay -o "lowerdir=$BASE,upperdir=$dir/upper,workdir=$dir/work" "$root"
+
+	# Identity: own host key, machine-id, name; the lab key for root and ops; sshd on this address only.
+	ssh-keygen -q -t ed25519 -N '' -C "root@$h" -f "$root/etc/ssh/ssh_host_ed25519_key"
+	tr -d - </proc/sys/kernel/random/uuid >"$root/etc/machine-id"
+	echo "$h" >"$root/etc/hostname"
+	printf '127.0.0.1\tlocalhost\n%s\t%s\n::1\tlocalhost ip6-localhost ip6-loopback\n' "$addr" "$h" >"$root/etc/hosts"
+	printf 'ListenAddress %s\n' "$addr" >"$root/etc/ssh/sshd_config.d/hactl-lab-listen.conf"
+	install -d -m 0700 "$root/root/.ssh"
+	install -m 0600 "$KEY.pub" "$root/root/.ssh/authorized_keys"
+	install -d -m 0700 "$root/home/ops/.ssh"
+	install -m 0600 "$KEY.pub" "$root/home/ops/.ssh/authorized_keys"
+	chown -R --reference="$root/home/ops" "$root/home/ops/.ssh"
+
+	# With --keep-unit nspawn builds its payload/supervisor cgroups under the caller's: give every host
+	# its own, so `down` can find and kill exactly what belongs to it.
+	while read -r d; do mkdir -p "$d"; done < <(cgroup_dirs "$h")
+
+	(
+		while read -r d; do echo "$BASHPID" >"$d/cgroup.procs"; done < <(cgroup_dirs "$h")
+		# A long-lived child must not hold our lock or the caller's pipes (a Go test waiting on
+		# stdout would hang until the lab is down).
+		for fd in /proc/"$BASHPID"/fd/*; do
+			fd=${fd##*/}
+			[ "$fd" -gt 2 ] && eval "exec $fd>&-"
+		done
+		export SYSTEMD_NSPAWN_API_VFS_WRITABLE=network
+		# Not a process-group leader here, so setsid does not fork: $! below is nspawn's PID.
+		exec setsid systemd-nspawn --boot --quiet --directory="$root" --machine="$h" \
+			--register=no --keep-unit --network-namespace-path="/run/netns/$h" \
+			--capability=CAP_NET_ADMIN --bind-ro="$REPO:/srv/labrepo" \
+			--resolv-conf=off --timezone=off --link-journal=no --console=read-only \
+			</dev/null >"$dir/console.log" 2>&1
+	) &
+	pid=$!
+	# Record PID with its start time, so a recycled PID is never mistaken for the host.
+	for _ in 1 2 3 4 5 6 7 8 9 10; do
+		[ "$(cat "/proc/$pid/comm" 2>/dev/null)" = systemd-nspawn ] && break
+		sleep 0.05
+	done
+	echo "$pid $(proc_starttime "$pid")" >"$dir/pid"
+}
+
+# Waits until systemd reports running/degraded over SSH, bounded; on timeout names the host and shows
+# its console. Polling sshd's port is a cheap fork-free probe (0.1 s steps); then one ssh with
+# `is-system-running --wait` replaces dozens of ssh handshakes per host, which matters at 30+ hosts.
+wait_host() {
+	local h=lab$1 addr state="" deadline left
+	addr=$(addr_of "$1")
+	deadline=$(($(date +%s) + BOOT_TIMEOUT))
+	while left=$((deadline - $(date +%s))) && [ "$left" -gt 0 ]; do
+		if [ -z "$(host_pid "$h")" ]; then
+			echo "lab: error: $h: systemd-nspawn exited during boot; last lines of $HOSTS/$h/console.log:" >&2
+			tail -n 20 "$HOSTS/$h/console.log" >&2 2>/dev/null
+			return 1
+		fi
+		if ! (exec 3<>"/dev/tcp/$addr/22") 2>/dev/null; then
+			sleep 0.1
+			continue
+		fi
+		state=$(ssh_lab "$addr" timeout "$left" systemctl is-system-running --wait 2>/dev/null) || true
+		case $state in
+		running) return 0 ;;
+		degraded)
+			log "warning: $h is degraded: $(ssh_lab "$addr" systemctl --failed --no-legend --plain 2>/dev/null | awk '{print $1}' | xargs)"
+			return 0
+			;;
+		esac
+		sleep 0.1
+	done
+	{
+		echo "lab: error: $h ($addr) not ready after ${BOOT_TIMEOUT}s (systemd state: '${state:-no ssh}'); last lines of $HOSTS/$h/console.log:"
+		tail -n 20 "$HOSTS/$h/console.log" 2>/dev/null
+	} >&2
+	return 1
+}
+
+# ---------------------------------------------------------------------------------------------
+# Lab-wide state files
+# ---------------------------------------------------------------------------------------------
+
+running_hosts() { # names of hosts with a live nspawn, sorted by index
+	local d h
+	for d in "$HOSTS"/lab*; do
+		h=${d##*/}
+		[ -n "$(host_pid "$h")" ] && echo "${h#lab}"
+	done | sort -n
+	return 0
+}
+
+write_known_hosts() { # from each host's own key file, never from a first connection
+	local i tmp=$KNOWN.tmp
+	: >"$tmp"
+	for i in "$@"; do
+		printf '%s %s\n' "$(addr_of "$i")" "$(cut -d' ' -f1,2 "$HOSTS/lab$i/upper/etc/ssh/ssh_host_ed25519_key.pub")" >>"$tmp"
+	done
+	mv "$tmp" "$KNOWN"
+}
+
+write_inventory() {
+	local n=$1 i tmp=$INVENTORY.tmp
+	{
+		cat <<-EOF
+			# generated by e2e/lab/lab.sh for $n hosts
+			ssh {
+			  user             = "root"
+			  private_key_file = "$KEY"
+			  known_hosts_file = "$KNOWN"
+			}
+
+			cluster "lab" {
+			  interface              = "eth0"
+			  gateway                = "$GATEWAY"
+			  advert_int             = 1
+			  virtual_router_id_base = 51
+			  auth_pass              = "labpass1"
+
+			  health_check {
+			    interval = 2
+			    weight   = -5
+			    fall     = 2
+			    rise     = 1
+			  }
+
+			  nginx {
+			    listen = 80
+			  }
+		EOF
+		for ((i = 1; i <= n; i++)); do
+			printf '\n  host "lab%d" {\n    address = "%s"\n    vip     = "%s/24"\n  }\n' "$i" "$(addr_of "$i")" "$(vip_of "$i")"
+		done
+		echo "}"
+	} >"$tmp"
+	mv "$tmp" "$INVENTORY"
+}
+
+lock() {
+	mkdir -p "$LAB"
+	exec {LOCKFD}>"$LAB/.lock"
+	flock -w 900 "$LOCKFD" || die "another lab.sh holds $LAB/.lock"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Commands
+# ---------------------------------------------------------------------------------------------
+
+cmd_up() {
+	local n=${1:-3} t0 i d pid pids=() failed=0 start=() stop=() running all
+	if ! [[ $n =~ ^[0-9]+$ ]] || [ "$n" -lt 1 ] || [ "$n" -gt "$MAX_HOSTS" ]; then
+		die "N must be 1..$MAX_HOSTS, got '$n'"
+	fi
+	t0=$(now)
+	ensure_tools
+	lock
+	check_subnet_free
+	warn_forward_drop
+	ensure_base
+	ensure_key
+	mkdir -p "$HOSTS"
+	ensure_inotify "$n"
+	ensure_bridge
+
+	# Resize policy: keep running hosts 1..N, start the missing ones, stop the ones above N.
+	running=" $(running_hosts | xargs) "
+	for d in "$HOSTS"/lab*; do
+		i=${d##*/lab}
+		if [[ $i =~ ^[0-9]+$ ]] && [ "$i" -gt "$n" ]; then
+			stop_host "lab$i" &
+			pids+=($!)
+			stop+=("$i")
+		fi
+	done
+	for ((i = 1; i <= n; i++)); do
+		[[ $running == *" $i "* ]] || start+=("$i")
+	done
+	for i in "${start[@]}"; do
+		start_host "$i" &
+		pids+=($!)
+	done
+	for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
+	[ "$failed" = 0 ] || die "starting or stopping some hosts failed (see above)"
+	mapfile -t all < <(seq 1 "$n")
+	write_known_hosts "${all[@]}"
+
+	pids=()
+	for ((i = 1; i <= n; i++)); do
+		wait_host "$i" &
+		pids+=($!)
+	done
+	for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
+	[ "$failed" = 0 ] || die "some hosts did not boot; the lab is left as is for inspection ('$0 down' cleans up)"
+	write_inventory "$n"
+	if [ ${#start[@]} -eq 0 ] && [ ${#stop[@]} -eq 0 ]; then
+		log "lab of $n hosts already up ($(elapsed "$t0") s); inventory: $INVENTORY"
+	else
+		log "lab of $n hosts up in $(elapsed "$t0") s (started: ${start[*]:-none}; stopped: ${stop[*]:-none}); inventory: $INVENTORY"
+	fi
+}
+
+# Everything of the lab this machine still has, whether or not its host directory survived.
+all_host_names() {
+	{
+		for d in "$HOSTS"/lab*; do echo "${d##*/}"; done
+		ip netns list 2>/dev/null | awk '{print $1}' | grep -E '^lab[0-9]+$'
+		ip -o link show 2>/dev/null | awk -F': ' '{print $2}' | sed -n 's/^hactl-lab\([0-9]*\)@.*/lab\1/p'
+		for d in "/sys/fs/cgroup/$CG_NAME"/lab* /sys/fs/cgroup/*/"$CG_NAME"/lab*; do echo "${d##*/}"; done
+	} | sort -u
+}
+
+cmd_down() {
+	local t0 pids=() failed=0 h d
+	t0=$(now)
+	lock
+	for h in $(all_host_names); do
+		stop_host "$h" &
+		pids+=($!)
+	done
+	for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
+	ip link delete "$BRIDGE" 2>/dev/null || true
+	for d in "/sys/fs/cgroup/$CG_NAME" /sys/fs/cgroup/*/"$CG_NAME"; do rmdir "$d" 2>/dev/null || true; done
+	rm -f "$INVENTORY" "$KNOWN"
+	[ "$failed" = 0 ] || die "some hosts could not be cleaned up (see above)"
+	log "lab down in $(elapsed "$t0") s"
+}
+
+cmd_status() {
+	local d h i addr pid state any=0
+	if ip link show "$BRIDGE" >/dev/null 2>&1; then
+		echo "bridge $BRIDGE: $(ip -4 -o addr show dev "$BRIDGE" | awk '{print $4}') up"
+	else
+		echo "bridge $BRIDGE: absent"
+	fi
+	printf '%-6s %-13s %-8s %-9s %s\n' HOST ADDRESS PID NSPAWN SSH/SYSTEMD
+	for i in $(for d in "$HOSTS"/lab*; do echo "${d##*/lab}"; done | sort -n); do
+		any=1
+		h=lab$i
+		addr=$(addr_of "$i")
+		pid=$(host_pid "$h")
+		if [ -n "$pid" ]; then
+			state=$(ssh_lab "$addr" systemctl is-system-running 2>/dev/null) || state=${state:-unreachable}
+			printf '%-6s %-13s %-8s %-9s %s\n' "$h" "$addr" "$pid" running "$state"
+		else
+			printf '%-6s %-13s %-8s %-9s %s\n' "$h" "$addr" - stopped -
+		fi
+	done
+	[ "$any" = 1 ] || echo "(no hosts)"
+	[ -f "$INVENTORY" ] && echo "inventory: $INVENTORY"
+	return 0
+}
+
+cmd_purge() {
+	cmd_down
+	umount_under "$LAB"
+	rm -rf --one-file-system "$LAB"
+	log "purged $LAB"
+}
+
+main() {
+	local cmd=${1:-}
+	case $cmd in
+	up | down | purge) require_root_linux "$@" ;;
+	status) require_root_linux "$@" ;;
+	*)
+		echo "usage: $0 up [N] | down | status | purge" >&2
+		exit 2
+		;;
+	esac
+	shift
+	"cmd_$cmd" "$@"
+}
+
+main "$@"

@@ -1,0 +1,297 @@
+// Package labkit drives the container-VM lab (e2e/lab/lab.sh) from Go tests: bring it up or
+// down, run commands on its hosts over SSH with strict host-key checking, and check that
+// `down` left nothing behind.
+//
+// The lab needs root on a Debian/Ubuntu machine; see e2e/README.md for how it works.
+package labkit
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/knownhosts"
+)
+
+// DefaultDir is the lab directory when HACTL_LAB_DIR is unset (the Makefile uses the same).
+const DefaultDir = "/var/lib/hactl-lab"
+
+// Host is one lab machine: lab<i> at 198.18.0.(10+i).
+type Host struct {
+	Name string // lab1, lab2, …
+	Addr string // 198.18.0.11, …
+}
+
+// VIP is the virtual address the lab inventory gives host i (1-based): 198.18.0.(200+i).
+func VIP(i int) string { return fmt.Sprintf("198.18.0.%d", 200+i) }
+
+// Lab is a running lab of len(Hosts) hosts whose state lives in Dir.
+type Lab struct {
+	Dir   string
+	Hosts []Host
+}
+
+// Dir is the lab directory: $HACTL_LAB_DIR or DefaultDir.
+func Dir() string {
+	if d := os.Getenv("HACTL_LAB_DIR"); d != "" {
+		return d
+	}
+	return DefaultDir
+}
+
+// RepoRoot is the hactl repository root: the nearest parent of the working directory holding
+// go.mod (tests run in their package directory), else the one above this source file.
+func RepoRoot() (string, error) {
+	if wd, err := os.Getwd(); err == nil {
+		for d := wd; ; d = filepath.Dir(d) {
+			if _, err := os.Stat(filepath.Join(d, "e2e", "lab", "lab.sh")); err == nil {
+				return d, nil
+			}
+			if filepath.Dir(d) == d {
+				break
+			}
+		}
+	}
+	if _, file, _, ok := runtime.Caller(0); ok {
+		d := filepath.Join(filepath.Dir(file), "..", "..")
+		if _, err := os.Stat(filepath.Join(d, "e2e", "lab", "lab.sh")); err == nil {
+			return filepath.Clean(d), nil
+		}
+	}
+	return "", errors.New("labkit: cannot find the repository root (no e2e/lab/lab.sh above the working directory)")
+}
+
+// run calls lab.sh with args; the error carries the script's output, which names the failing host.
+func run(ctx context.Context, args ...string) (string, error) {
+	root, err := RepoRoot()
+	if err != nil {
+		return "", err
+	}
+	cmd := exec.CommandContext(ctx, "bash", append([]string{filepath.Join(root, "e2e", "lab", "lab.sh")}, args...)...)
+	cmd.Env = append(os.Environ(), "HACTL_LAB_DIR="+Dir())
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	// lab.sh closes the pipes in the long-lived nspawn processes; WaitDelay guards against a regression
+	// that would otherwise hang the test until its global timeout.
+	cmd.WaitDelay = 10 * time.Second
+	if err := cmd.Run(); err != nil {
+		return out.String(), fmt.Errorf("lab.sh %s: %w\n%s", strings.Join(args, " "), err, out.String())
+	}
+	return out.String(), nil
+}
+
+// Up brings up hosts lab1..labN (idempotent: running hosts are kept, so their state is too).
+func Up(ctx context.Context, n int) (*Lab, error) {
+	if _, err := run(ctx, "up", fmt.Sprint(n)); err != nil {
+		return nil, err
+	}
+	l := &Lab{Dir: Dir()}
+	for i := 1; i <= n; i++ {
+		l.Hosts = append(l.Hosts, Host{Name: fmt.Sprintf("lab%d", i), Addr: fmt.Sprintf("198.18.0.%d", 10+i)})
+	}
+	if _, err := os.Stat(l.InventoryPath()); err != nil {
+		return nil, fmt.Errorf("labkit: lab.sh up succeeded but wrote no inventory: %w", err)
+	}
+	return l, nil
+}
+
+// Down stops every lab host and removes its namespaces, links, mounts and cgroups.
+func Down(ctx context.Context) error {
+	_, err := run(ctx, "down")
+	return err
+}
+
+// Fresh gives a test a lab of n freshly booted hosts (nothing installed beyond the base image):
+// it skips the test when not root, brings any previous lab down first, and takes the lab down
+// when the test ends unless HACTL_LAB_KEEP=1 (to inspect a failure).
+func Fresh(t testing.TB, n int) *Lab {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("the container-VM lab needs root (network namespaces, bridge, mounts, systemd-nspawn); run as root, e.g. sudo make e2e")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute) // a cold base build takes ~1 min
+	defer cancel()
+	if err := Down(ctx); err != nil {
+		t.Fatalf("lab down before the test: %v", err)
+	}
+	l, err := Up(ctx, n)
+	if err != nil {
+		t.Fatalf("lab up %d: %v", n, err)
+	}
+	t.Cleanup(func() {
+		if os.Getenv("HACTL_LAB_KEEP") == "1" {
+			t.Logf("HACTL_LAB_KEEP=1: lab left running in %s", l.Dir)
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		if err := Down(ctx); err != nil {
+			t.Errorf("lab down after the test: %v", err)
+		}
+	})
+	return l
+}
+
+// InventoryPath is the generated hactl inventory for this lab.
+func (l *Lab) InventoryPath() string { return filepath.Join(l.Dir, "lab.hcl") }
+
+// KeyPath is the private key that root and ops on every host accept.
+func (l *Lab) KeyPath() string { return filepath.Join(l.Dir, "id_ed25519") }
+
+// KnownHostsPath holds every host's real ed25519 host key, by address.
+func (l *Lab) KnownHostsPath() string { return filepath.Join(l.Dir, "known_hosts") }
+
+// Host returns the host with that name.
+func (l *Lab) Host(name string) (Host, error) {
+	for _, h := range l.Hosts {
+		if h.Name == name {
+			return h, nil
+		}
+	}
+	return Host{}, fmt.Errorf("labkit: no host %q in a lab of %d", name, len(l.Hosts))
+}
+
+// SSH runs cmd as root on h and returns its stdout.
+func (l *Lab) SSH(ctx context.Context, h Host, cmd string) (string, error) {
+	return l.SSHAs(ctx, "root", h, cmd)
+}
+
+// SSHAs runs cmd as user on h (key auth, host key checked against KnownHostsPath, never trusted
+// on first use). A non-zero exit is an error that carries the command's stderr.
+func (l *Lab) SSHAs(ctx context.Context, user string, h Host, cmd string) (string, error) {
+	return l.sshWith(ctx, user, h, cmd, l.KnownHostsPath())
+}
+
+func (l *Lab) sshWith(ctx context.Context, user string, h Host, cmd, knownHostsFile string) (string, error) {
+	keyPEM, err := os.ReadFile(l.KeyPath())
+	if err != nil {
+		return "", fmt.Errorf("labkit: %w", err)
+	}
+	signer, err := ssh.ParsePrivateKey(keyPEM)
+	if err != nil {
+		return "", fmt.Errorf("labkit: parse %s: %w", l.KeyPath(), err)
+	}
+	hostKeys, err := knownhosts.New(knownHostsFile)
+	if err != nil {
+		return "", fmt.Errorf("labkit: %w", err)
+	}
+	cfg := &ssh.ClientConfig{
+		User:              user,
+		Auth:              []ssh.AuthMethod{ssh.PublicKeys(signer)},
+		HostKeyCallback:   hostKeys,
+		HostKeyAlgorithms: []string{ssh.KeyAlgoED25519}, // the only key type the hosts have
+		Timeout:           10 * time.Second,
+	}
+	addr := net.JoinHostPort(h.Addr, "22")
+	conn, err := (&net.Dialer{Timeout: cfg.Timeout}).DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return "", fmt.Errorf("labkit: %s: %w", h.Name, err)
+	}
+	// Closing the connection is how a cancelled context interrupts a running command.
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	c, chans, reqs, err := ssh.NewClientConn(conn, addr, cfg)
+	if err != nil {
+		conn.Close()
+		return "", fmt.Errorf("labkit: %s: ssh handshake: %w", h.Name, err)
+	}
+	client := ssh.NewClient(c, chans, reqs)
+	defer client.Close()
+	sess, err := client.NewSession()
+	if err != nil {
+		return "", fmt.Errorf("labkit: %s: %w", h.Name, err)
+	}
+	defer sess.Close()
+	var stdout, stderr bytes.Buffer
+	sess.Stdout, sess.Stderr = &stdout, &stderr
+	if err := sess.Run(cmd); err != nil {
+		if ctx.Err() != nil {
+			err = ctx.Err()
+		}
+		return stdout.String(), fmt.Errorf("labkit: %s@%s: %q: %w: %s", user, h.Name, cmd, err, strings.TrimSpace(stderr.String()))
+	}
+	return stdout.String(), nil
+}
+
+// SSHWithKnownHosts is SSHAs with another known_hosts file: for tests that prove host keys are checked.
+func (l *Lab) SSHWithKnownHosts(ctx context.Context, user string, h Host, cmd, knownHostsFile string) (string, error) {
+	return l.sshWith(ctx, user, h, cmd, knownHostsFile)
+}
+
+var labName = regexp.MustCompile(`^lab[0-9]+$`)
+
+// Leftovers lists what a lab leaves on this machine: network namespaces, links, mounts, cgroups
+// and processes. After `lab.sh down` it must be empty.
+func Leftovers() ([]string, error) {
+	var left []string
+	dir := filepath.Clean(Dir())
+
+	entries, err := os.ReadDir("/run/netns")
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	for _, e := range entries {
+		if labName.MatchString(e.Name()) {
+			left = append(left, "netns "+e.Name())
+		}
+	}
+
+	ifaces, err := net.Interfaces()
+	if err != nil {
+		return nil, err
+	}
+	for _, ifc := range ifaces {
+		if ifc.Name == "hactl0" || strings.HasPrefix(ifc.Name, "hactl-lab") {
+			left = append(left, "link "+ifc.Name)
+		}
+	}
+
+	mountinfo, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	for _, line := range strings.Split(string(mountinfo), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 5 {
+			continue
+		}
+		mp := f[4]
+		if strings.HasPrefix(mp, dir+"/") || (strings.HasPrefix(mp, "/run/netns/") && labName.MatchString(filepath.Base(mp))) {
+			left = append(left, "mount "+mp)
+		}
+	}
+
+	cgroups, _ := filepath.Glob("/sys/fs/cgroup/*/hactl-lab")
+	if _, err := os.Stat("/sys/fs/cgroup/hactl-lab"); err == nil {
+		cgroups = append(cgroups, "/sys/fs/cgroup/hactl-lab")
+	}
+	for _, cg := range cgroups {
+		left = append(left, "cgroup "+cg)
+	}
+
+	// A lab process is one in a lab cgroup, or an nspawn pointed at a lab netns (e.g. if its cgroup went).
+	procs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, p := range procs {
+		cg, err1 := os.ReadFile(filepath.Join(p, "cgroup"))
+		cmdline, err2 := os.ReadFile(filepath.Join(p, "cmdline"))
+		if err1 != nil || err2 != nil {
+			continue // exited meanwhile
+		}
+		if bytes.Contains(cg, []byte("/hactl-lab/")) || bytes.Contains(cmdline, []byte("--network-namespace-path=/run/netns/lab")) {
+			comm, _ := os.ReadFile(filepath.Join(p, "comm"))
+			left = append(left, fmt.Sprintf("process %s (%s)", filepath.Base(p), strings.TrimSpace(string(comm))))
+		}
+	}
+	return left, nil
+}
