@@ -203,7 +203,23 @@ func runApply(ctx context.Context, g *Globals, o *ApplyOptions, l *Loaded, dry b
 			}
 		}
 	}
-	// Verification reads every host of the touched clusters.
+	// Verification reads every host of the touched clusters. A VIP may still
+	// be on its way home (preemption after the last restart): give each
+	// cluster its settle time before judging.
+	if !dry && failed == 0 {
+		for _, c := range l.Inv.Clusters {
+			if fl.Get(c.Hosts[0].Name) != nil {
+				_ = waitVIPs(ctx, l, fl, c.Name, func(vs []verify.VIPState) bool {
+					for _, v := range vs {
+						if v.Cluster == c.Name && !v.OK() {
+							return false
+						}
+					}
+					return true
+				})
+			}
+		}
+	}
 	vips := verify.Classify(clusterLayout(l, fl), verify.Observe(ctx, fl.Hosts))
 	doc.VIPs = vips
 
@@ -259,30 +275,46 @@ func vipProblems(vs []verify.VIPState) string {
 	return strings.Join(p, "; ")
 }
 
-// settle waits until every VIP of host's cluster is held by exactly one host.
-// The timeout covers a full master-down interval plus preemption, twice.
+// settle waits until every VIP of host's cluster is held by exactly one host
+// and host holds the VIP it is master of again (preemption done), so the next
+// host is only touched once this one serves its VIP. The timeout covers a full
+// master-down interval plus preemption, three times over.
 func settle(ctx context.Context, l *Loaded, fl *fleet.Fleet, host string) error {
 	c := l.Inv.ClusterOf(host)
+	return waitVIPs(ctx, l, fl, c.Name, func(vs []verify.VIPState) bool {
+		if !verify.Settled(vs, c.Name) {
+			return false
+		}
+		for _, v := range vs {
+			if v.Master == host && (len(v.Holders) != 1 || v.Holders[0] != host) {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// waitVIPs polls the cluster's hosts every 100 ms until done holds.
+func waitVIPs(ctx context.Context, l *Loaded, fl *fleet.Fleet, cluster string, done func([]verify.VIPState) bool) error {
 	var hosts []*fleet.Host
 	for _, h := range fl.Hosts {
-		if h.Cluster.Name == c.Name {
+		if h.Cluster.Name == cluster {
 			hosts = append(hosts, h)
 		}
 	}
 	var bound time.Duration
-	for _, in := range l.Layout.ForCluster(c.Name) {
+	for _, in := range l.Layout.ForCluster(cluster) {
 		bound = max(bound, in.Bounds.Crash)
 	}
 	timeout := 3*bound + 5*time.Second
 	deadline := time.Now().Add(timeout)
-	var last []verify.VIPState
 	for {
-		last = verify.Classify(l.Layout, verify.Observe(ctx, hosts))
-		if verify.Settled(last, c.Name) {
+		last := verify.Classify(l.Layout, verify.Observe(ctx, hosts))
+		if done(last) {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%s: VIPs did not settle within %s after restarting services: %s", host, timeout.Round(time.Second), vipProblems(last))
+			return fmt.Errorf("cluster %s: VIPs did not settle within %s: %s", cluster, timeout.Round(time.Second), vipProblems(last))
 		}
 		select {
 		case <-ctx.Done():

@@ -59,7 +59,7 @@ func TestStopPasses(t *testing.T) {
 	for _, s := range r.steps {
 		msgs = append(msgs, s.String())
 	}
-	if !strings.Contains(strings.Join(msgs, "\n"), "lab1 stop: keepalived stopped, waiting for 198.18.0.201 on lab2…") {
+	if !strings.Contains(strings.Join(msgs, "\n"), "lab1 stop: stopping keepalived, waiting for 198.18.0.201 on lab2…") {
 		t.Errorf("progress:\n%s", strings.Join(msgs, "\n"))
 	}
 }

@@ -235,14 +235,19 @@ func (s *scen) restoreStep(ctx context.Context) error {
 
 func (s *scen) stop(ctx context.Context) error {
 	s.u.push(action{desc: "start keepalived on " + s.sc.Node, cmds: []string{CmdStartKeepalived}})
-	s.step("stopping keepalived")
+	s.step("stopping keepalived, waiting for %s on %s…", s.in.VIP.Addr(), s.backup)
 	t0 := s.r.o.Clock.Now()
-	if err := s.run(ctx, CmdStopKeepalived); err != nil {
+	// `systemctl stop keepalived` returns only once keepalived has exited,
+	// about a second after its priority-0 advert; the backup takes over
+	// during that second. Sampling must not wait for the command.
+	done := make(chan error, 1)
+	go func() { done <- s.run(ctx, CmdStopKeepalived) }()
+	terr := s.takeover(ctx, t0)
+	if err := <-done; err != nil {
 		return err
 	}
-	s.step("keepalived stopped, waiting for %s on %s…", s.in.VIP.Addr(), s.backup)
-	if err := s.takeover(ctx, t0); err != nil {
-		return err
+	if terr != nil {
+		return terr
 	}
 	s.step("starting keepalived, waiting for %s back on %s…", s.in.VIP.Addr(), s.sc.Node)
 	t1 := s.r.o.Clock.Now()
@@ -316,7 +321,7 @@ func (s *scen) nginx(ctx context.Context) error {
 	if err := s.run(ctx, CmdStopNginx); err != nil {
 		return err
 	}
-	s.step("nginx stopped, waiting for the check script to restart it (bound %s)…", s.bound)
+	s.step("nginx stopped, waiting for the check script to restart it (bound %s)…", s.bound.Round(10*time.Millisecond))
 	s.w.unit = "nginx"
 	defer func() { s.w.unit = "" }()
 	stayed := true
@@ -371,7 +376,7 @@ func (s *scen) nginxDead(ctx context.Context) error {
 	if err := s.run(ctx, CmdStopNginx); err != nil {
 		return err
 	}
-	s.step("nginx stopped and masked, waiting for %s on %s (bound %s + %s)…", s.in.VIP.Addr(), s.backup, s.bound, s.margin)
+	s.step("nginx stopped and masked, waiting for %s on %s (bound %s + %s)…", s.in.VIP.Addr(), s.backup, s.bound.Round(10*time.Millisecond), s.margin)
 	if err := s.takeover(ctx, t0); err != nil {
 		return err
 	}
