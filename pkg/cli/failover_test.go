@@ -158,7 +158,7 @@ func TestFailoverStopJSON(t *testing.T) {
 		s["bound_s"] != 0.61 || s["pass"] != true || s["restored"] != true {
 		t.Errorf("%v", s)
 	}
-	if !strings.Contains(r.err, "lab1 stop: keepalived stopped, waiting for 198.18.0.201 on lab2…") {
+	if !strings.Contains(r.err, "lab1 stop: stopping keepalived, waiting for 198.18.0.201 on lab2…") {
 		t.Errorf("progress:\n%s", r.err)
 	}
 	var sent []string
