@@ -135,7 +135,7 @@ func runApply(ctx context.Context, g *Globals, o *ApplyOptions, l *Loaded, dry b
 	if err != nil {
 		return &ExitError{Code: ExitUsage, Err: err}
 	}
-	r, err := render.New()
+	r, err := g.renderer()
 	if err != nil {
 		return &ExitError{Code: ExitFailed, Err: err}
 	}

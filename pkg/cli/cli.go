@@ -73,6 +73,7 @@ type Globals struct {
 	IO        IO
 	Inventory string
 	Output    string
+	Templates string // --templates DIR: render from DIR instead of the embedded templates
 	// Dial opens SSH connections; nil means remote.Dial. Tests inject fakes.
 	Dial fleet.DialFunc
 }
@@ -116,6 +117,7 @@ applies them over SSH, and proves where every VIP sits.`,
 	pf := root.PersistentFlags()
 	pf.StringVarP(&g.Inventory, "inventory", "i", "", "inventory file (HCL)")
 	pf.StringVar(&g.Output, "output", "text", "output format: text or json")
+	pf.StringVar(&g.Templates, "templates", "", "render from the *.tmpl files in DIR instead of the embedded templates/")
 	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
 		if g.Output != "text" && g.Output != "json" {
 			return &ExitError{Code: ExitUsage, Err: fmt.Errorf("--output must be text or json, not %q", g.Output)}
@@ -244,7 +246,7 @@ func newRender(g *Globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			files, err := renderAll(l)
+			files, err := g.renderAll(l)
 			if err != nil {
 				return &ExitError{Code: ExitFailed, Err: err}
 			}
@@ -269,12 +271,20 @@ func newRender(g *Globals) *cobra.Command {
 	return cmd
 }
 
-func renderAll(l *Loaded) ([]render.File, error) {
-	r, err := render.New()
+func (g *Globals) renderAll(l *Loaded) ([]render.File, error) {
+	r, err := g.renderer()
 	if err != nil {
 		return nil, err
 	}
 	return r.All(l.Inv, l.Layout)
+}
+
+// renderer parses the embedded templates, or those of --templates DIR.
+func (g *Globals) renderer() (*render.Renderer, error) {
+	if g.Templates == "" {
+		return render.New()
+	}
+	return render.NewFromFS(os.DirFS(g.Templates))
 }
 
 // writeTree writes DIR/<host>/<path> with each file's intended mode. Host

@@ -65,7 +65,7 @@ when every VIP is ok and every host reachable.`,
 }
 
 func runStatus(ctx context.Context, g *Globals, o *StatusOptions, l *Loaded) error {
-	r, err := render.New()
+	r, err := g.renderer()
 	if err != nil {
 		return &ExitError{Code: ExitFailed, Err: err}
 	}

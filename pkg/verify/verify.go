@@ -152,10 +152,12 @@ func AllOK(vs []VIPState) bool {
 }
 
 // Settled reports whether every VIP of cluster is held by exactly one host
-// (its master or not): the condition a rolling restart waits for.
+// (its master or not): the condition a rolling restart waits for. A VIP that
+// cannot be seen (a host is unreachable) does not hold the rollout up; the
+// final verification reports it.
 func Settled(vs []VIPState, cluster string) bool {
 	for _, v := range vs {
-		if v.Cluster == cluster && len(v.Holders) != 1 {
+		if v.Cluster == cluster && v.State != StateUnknown && len(v.Holders) != 1 {
 			return false
 		}
 	}
