@@ -1,0 +1,24 @@
+package e2e
+
+import (
+	"os/exec"
+	"path/filepath"
+	"testing"
+)
+
+// TestShellcheck keeps the lab's scripts shellcheck-clean (.ci/run installs
+// shellcheck; elsewhere the test is skipped with a note).
+func TestShellcheck(t *testing.T) {
+	bin, err := exec.LookPath("shellcheck")
+	if err != nil {
+		t.Skip("shellcheck not installed (apt-get install shellcheck)")
+	}
+	scripts, err := filepath.Glob("lab/*.sh")
+	if err != nil || len(scripts) == 0 {
+		t.Fatalf("no scripts found: %v", err)
+	}
+	out, err := exec.Command(bin, append([]string{"-x"}, scripts...)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("shellcheck: %v\n%s", err, out)
+	}
+}
