@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"strings"
 	"sync"
 	"syscall"
 
@@ -211,16 +210,7 @@ func refuse(g *Globals, st failover.Status, err error) error {
 		return &ExitError{Code: ExitFailed, Err: errReported}
 	}
 	p := g.stdout()
-	rows := make([][]string, 0, len(st.VIPs))
-	for _, v := range st.VIPs {
-		rows = append(rows, []string{v.VIP, v.Cluster, v.Master, strings.Join(v.Holders, ", "), v.State})
-	}
-	p.Table([]string{"VIP", "cluster", "master", "holders", "state"}, rows, func(row, col int) *lipgloss.Style {
-		if col == 4 && st.VIPs[row].State != "ok" {
-			return &p.Styles.Bad
-		}
-		return nil
-	})
+	printVIPs(p, st.VIPs)
 	p.Printf("%s the fleet must be healthy before a failover test:\n", p.Styles.Bad.Render("refusing:"))
 	for _, r := range st.Reasons() {
 		p.Printf("  - %s\n", r)
@@ -251,7 +241,7 @@ func printFailover(p *ui.Printer, rep failover.Report) {
 			fmt.Sprintf("%d/%d", s.HTTPFailed, s.HTTPRequests), ui.Seconds(s.HTTPGapS), failback, pass,
 		})
 	}
-	p.Table([]string{"node", "mode", "VIP", "moved to", "drift", "bound", "HTTP failed/total", "longest gap", "fail-back", "pass"},
+	p.Table([]string{"NODE", "MODE", "VIP", "MOVED TO", "DRIFT", "BOUND", "HTTP FAILED/TOTAL", "LONGEST GAP", "FAIL-BACK", "PASS"},
 		rows, func(row, col int) *lipgloss.Style {
 			if col != 9 {
 				return nil
