@@ -4,14 +4,43 @@
 # host at a time (hactl waits for the VIPs to settle after each host).
 #
 # Modules: package, template (a file hactl renders), file (state = "absent"),
-# service, command. `notify` names handlers that run once, after the steps,
-# only when a notifying step changed something.
+# service, command, firewall. `notify` names handlers that run once, after the
+# steps, only when a notifying step changed something. `when = "os:KEY"` runs a
+# step only on hosts whose OS has that key: "el", "el7", "el8", "el9",
+# "debian", "debian11", "debian12", "ubuntu22.04" … (others report "skipped").
+# Attribute values may name per-host inventory values as {nginx_listen},
+# {interface}, {vrrp_transport}.
+
+step "epel" {
+  # CentOS 7 has no nginx in base; EPEL has it, and epel-release is in
+  # CentOS extras. Only when nginx is not installed yet: a host that got nginx
+  # elsewhere (e.g. nginx.org's repository) keeps its repositories as they are.
+  when = "os:el7"
+  package {
+    names            = ["epel-release"]
+    unless_installed = ["nginx"]
+  }
+}
 
 step "packages" {
   package {
     # "a|b": either satisfies; a is installed when neither is. Both arping
     # flavours work: clean_arp.sh detects which one it runs.
     names = ["nginx", "keepalived", "arping|iputils-arping"]
+    # EL: arping is part of iputils (in every EL install).
+    names_by_family = {
+      el = ["nginx", "keepalived", "iputils"]
+    }
+  }
+}
+
+step "firewall" {
+  # Only when firewalld or ufw is active: VRRP between the balancers and the
+  # nginx port for clients. hactl never turns a firewall on.
+  firewall {
+    vrrp      = true
+    interface = "{interface}"
+    ports     = ["{nginx_listen}/tcp"]
   }
 }
 
@@ -51,6 +80,24 @@ step "distro default site" {
   file {
     path  = "/etc/nginx/sites-enabled/default"
     state = "absent"
+  }
+  notify = ["nginx"]
+}
+
+step "distro default server (EL)" {
+  # EL's /etc/nginx/nginx.conf has its own `server { listen 80 default_server; }`
+  # (EL 7 EPEL and EL 8): with hactl's site also default_server, `nginx -t`
+  # fails with "a duplicate default server". The flag is removed from
+  # nginx.conf's listen lines (original kept as nginx.conf.hactl-orig); hactl's
+  # site stays the catch-all, so requests to a VIP by any name reach it. The
+  # edit is tested with `nginx -t` and undone if the test fails.
+  when = "os:el"
+  command {
+    run     = <<-EOT
+      f=/etc/nginx/nginx.conf; [ -e $f.hactl-orig ] || cp -p $f $f.hactl-orig || exit 1; cp -p $f $f.hactl-prev && sed -i -E 's/^([^#]*listen[^;]*)[[:space:]]+default_server/\1/' $f && { ! selinuxenabled 2>/dev/null || restorecon $f; } && if nginx -t >/dev/null 2>&1; then rm -f $f.hactl-prev; else mv -f $f.hactl-prev $f; nginx -t; exit 1; fi
+    EOT
+    summary = "removed default_server from /etc/nginx/nginx.conf (original: nginx.conf.hactl-orig), nginx -t passed"
+    unless  = "! grep -Eq '^[^#]*listen[^;]*[[:space:]]default_server' /etc/nginx/nginx.conf"
   }
   notify = ["nginx"]
 }

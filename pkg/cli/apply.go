@@ -108,6 +108,16 @@ type change struct {
 	Diff    string `json:"diff,omitempty"`
 }
 
+// targetVars are the inventory values the playbook may name as "{name}".
+func targetVars(inv *inventory.Inventory, h *inventory.Host) map[string]string {
+	c := inv.ClusterOf(h.Name)
+	return map[string]string{
+		"nginx_listen":   fmt.Sprint(c.Nginx.Listen),
+		"interface":      h.Interface,
+		"vrrp_transport": c.Transport,
+	}
+}
+
 // clusterHosts widens a --limit selection to every host of the touched
 // clusters: VIP placement can only be judged on the whole cluster.
 func clusterHosts(inv *inventory.Inventory, sel []*inventory.Host) []string {
@@ -165,7 +175,7 @@ func runApply(ctx context.Context, g *Globals, o *ApplyOptions, l *Loaded, dry b
 			byPath[f.Path] = f
 		}
 		inputs = append(inputs, playbook.HostInput{
-			Target: &playbook.Target{Name: h.Name, Conn: fh.Conn, Files: byPath, Stamp: stamp},
+			Target: &playbook.Target{Name: h.Name, Conn: fh.Conn, Files: byPath, Stamp: stamp, Vars: targetVars(l.Inv, h)},
 			Check: func(f *facts.Facts) error {
 				if err := f.CheckSupported(h.Name); err != nil {
 					return err

@@ -49,7 +49,75 @@ func union(a, b []string) []string {
 // OS identifies the distribution from /etc/os-release.
 type OS struct {
 	ID, IDLike, VersionID, PrettyName string
-	Family                            string // "debian" or "el"; "" when unsupported
+	Family                            string // "debian" or "el"; "" when unknown
+	Major                             string // VERSION_ID's major ("7", "9", "22"); "" when none
+}
+
+// Keys are the names playbooks select per-OS values by, most specific first:
+// e.g. "el7", "el" on CentOS 7, "ubuntu22.04", "debian" on Ubuntu 22.04,
+// "debian12", "debian" on Debian 12.
+func (o OS) Keys() []string {
+	switch o.Family {
+	case "el":
+		return []string{"el" + o.Major, "el"}
+	case "debian":
+		if o.ID == "ubuntu" {
+			return []string{"ubuntu" + o.VersionID, "debian"}
+		}
+		return []string{"debian" + o.Major, "debian"}
+	}
+	return nil
+}
+
+// supported lists, per os-release ID, the VERSION_ID majors (or full
+// VERSION_IDs for Ubuntu) hactl is tested for. CentOS 9 is CentOS Stream 9;
+// CentOS Linux 8 and Stream 8 are end of life and not listed.
+type release struct {
+	id       string
+	versions []string
+	label    string
+}
+
+func supportedReleases() []release {
+	return []release{
+		{"debian", []string{"11", "12"}, "debian 11/12"},
+		{"ubuntu", []string{"20.04", "22.04", "24.04"}, "ubuntu 20.04/22.04/24.04"},
+		{"centos", []string{"7", "9"}, "centos 7, centos stream 9"},
+		{"rhel", []string{"8", "9"}, "rhel 8/9"},
+		{"rocky", []string{"8", "9"}, "rocky 8/9"},
+		{"almalinux", []string{"8", "9"}, "almalinux 8/9"},
+	}
+}
+
+// Supported returns the list of supported systems for messages.
+func Supported() string {
+	var l []string
+	for _, s := range supportedReleases() {
+		l = append(l, s.label)
+	}
+	return strings.Join(l, ", ")
+}
+
+// IsSupported reports whether hactl supports this exact OS release. The
+// decision is by ID (and VERSION_ID), never by ID_LIKE: a derivative that
+// merely claims likeness (e.g. Linux Mint, Amazon Linux) has different
+// package sets and is refused with a clear message instead of half-working.
+func (o OS) IsSupported() bool {
+	for _, s := range supportedReleases() {
+		if s.id != o.ID {
+			continue
+		}
+		v := o.Major
+		if o.ID == "ubuntu" {
+			v = o.VersionID
+		}
+		for _, want := range s.versions {
+			if v == want {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // File is the state of one path on the host.
@@ -78,13 +146,18 @@ type Facts struct {
 	AptListsEmpty     bool              // apt-get update never ran (fresh image)
 	Arping            string            // "iputils", "habets" or "" (none installed)
 	KeepalivedVersion string            // e.g. "2.2.7"; "" when not installed
+	Firewall          string            // "firewalld" or "ufw" when one is active; "" otherwise
+	SELinux           string            // "enforcing", "permissive", "disabled" or "" (no SELinux tools)
 	Addrs             map[string][]netip.Prefix
 	Services          map[string]Service
 	Files             map[string]File
 }
 
-// Families hactl supports, for the "unsupported OS" message.
-const Supported = "debian 11/12, ubuntu 20.04/22.04/24.04"
+// SELinuxEnabled reports whether files need their SELinux labels restored
+// (enforcing or permissive: a permissive host may be switched to enforcing).
+func (f *Facts) SELinuxEnabled() bool {
+	return f.SELinux == "enforcing" || f.SELinux == "permissive"
+}
 
 // KeepalivedConfigTest reports whether `keepalived -t` exists (2.0.4 and later).
 func (f *Facts) KeepalivedConfigTest() bool {
@@ -114,6 +187,10 @@ func Script(req Request) string {
 	w(`echo @@arping; if command -v arping >/dev/null 2>&1; then arping -V 2>&1 | head -n 1; fi`)
 	w(`echo @@keepalived; if command -v keepalived >/dev/null 2>&1; then keepalived --version 2>&1 | head -n 1; fi`)
 	w(`echo @@addrs; ip -o -4 addr show 2>/dev/null`)
+	// firewalld first: it is the EL default; ufw's status needs root and
+	// prints "Status: active" only when its rules are loaded.
+	w(`echo @@firewall; if systemctl is-active -q firewalld 2>/dev/null; then echo firewalld; elif command -v ufw >/dev/null 2>&1 && ufw status 2>/dev/null | grep -q '^Status: active'; then echo ufw; fi`)
+	w(`echo @@selinux; if command -v getenforce >/dev/null 2>&1; then getenforce 2>/dev/null; fi`)
 	if len(req.Services) > 0 {
 		w(`echo @@services; for s in ` + remote.Join(req.Services...) + `; do printf '%s\t%s\t%s\n' "$s" "$(systemctl is-active "$s" 2>/dev/null)" "$(systemctl is-enabled "$s" 2>/dev/null)"; done`)
 	}
@@ -188,6 +265,11 @@ func Parse(out string) (*Facts, error) {
 	if m := kaVersion.FindStringSubmatch(first(sections["keepalived"])); m != nil {
 		f.KeepalivedVersion = m[1]
 	}
+	switch fw := first(sections["firewall"]); fw {
+	case "firewalld", "ufw":
+		f.Firewall = fw
+	}
+	f.SELinux = strings.ToLower(first(sections["selinux"]))
 	for _, l := range sections["addrs"] {
 		fs := strings.Fields(l)
 		if len(fs) < 4 || fs[2] != "inet" {
@@ -241,6 +323,13 @@ func first(l []string) string {
 	return strings.TrimSpace(l[0])
 }
 
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
 func orUnknown(s string) string {
 	if s = strings.TrimSpace(s); s == "" {
 		return "unknown"
@@ -258,12 +347,13 @@ func parseOSRelease(lines []string) OS {
 		kv[k] = strings.Trim(v, `"'`)
 	}
 	o := OS{ID: kv["ID"], IDLike: kv["ID_LIKE"], VersionID: kv["VERSION_ID"], PrettyName: kv["PRETTY_NAME"]}
+	o.Major, _, _ = strings.Cut(o.VersionID, ".")
 	ids := append([]string{o.ID}, strings.Fields(o.IDLike)...)
 	for _, id := range ids {
 		switch id {
 		case "debian", "ubuntu":
 			o.Family = "debian"
-		case "rhel", "centos", "fedora", "rocky", "almalinux":
+		case "rhel", "centos", "rocky", "almalinux":
 			o.Family = "el"
 		}
 		if o.Family != "" {
@@ -275,12 +365,16 @@ func parseOSRelease(lines []string) OS {
 
 // CheckSupported fails early, naming the host and what is supported.
 func (f *Facts) CheckSupported(host string) error {
-	if f.OS.Family != "debian" {
+	if !f.OS.IsSupported() {
 		name := f.OS.PrettyName
-		if name == "" {
+		switch {
+		case name == "" && f.OS.ID == "":
 			name = "an unknown OS (no /etc/os-release)"
+		case name == "":
+			name = strings.TrimSpace(f.OS.ID + " " + f.OS.VersionID)
 		}
-		return fmt.Errorf("host %s runs %s; hactl supports %s", host, name, Supported)
+		return fmt.Errorf("host %s runs %s (ID=%s VERSION_ID=%s), which hactl does not support; supported: %s",
+			host, name, orDash(f.OS.ID), orDash(f.OS.VersionID), Supported())
 	}
 	if !f.Systemd {
 		return fmt.Errorf("host %s does not run systemd; hactl manages keepalived and nginx as systemd units", host)

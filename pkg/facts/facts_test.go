@@ -135,7 +135,7 @@ func TestParseTruncated(t *testing.T) {
 
 func TestUnsupported(t *testing.T) {
 	f, _ := Parse("@@os\nID=arch\nPRETTY_NAME=\"Arch Linux\"\n@@systemd\nyes\n@@end\n")
-	if err := f.CheckSupported("x"); err == nil || !strings.Contains(err.Error(), "Arch Linux") || !strings.Contains(err.Error(), "debian 11/12") {
+	if err := f.CheckSupported("x"); err == nil || !strings.Contains(err.Error(), "Arch Linux") || !strings.Contains(err.Error(), "debian 11/12") && strings.Contains(err.Error(), "rocky 8/9") {
 		t.Errorf("%v", err)
 	}
 }
@@ -181,5 +181,71 @@ func TestScriptRunsHere(t *testing.T) {
 	}
 	if f.Addrs["lo"] == nil {
 		t.Errorf("no lo address: %v", f.Addrs)
+	}
+}
+
+// TestOSRelease parses each release's /etc/os-release (as shipped) and
+// checks the support decision; the test names carry the release.
+func TestOSRelease(t *testing.T) {
+	for _, tc := range []struct {
+		name, osRelease, family, major string
+		keys                           []string
+		ok                             bool
+	}{
+		{"debian11", "PRETTY_NAME=\"Debian GNU/Linux 11 (bullseye)\"\nNAME=\"Debian GNU/Linux\"\nVERSION_ID=\"11\"\nVERSION=\"11 (bullseye)\"\nID=debian\n", "debian", "11", []string{"debian11", "debian"}, true},
+		{"debian12", "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nVERSION_ID=\"12\"\nID=debian\n", "debian", "12", []string{"debian12", "debian"}, true},
+		{"ubuntu2004", "NAME=\"Ubuntu\"\nVERSION=\"20.04.6 LTS (Focal Fossa)\"\nID=ubuntu\nID_LIKE=debian\nPRETTY_NAME=\"Ubuntu 20.04.6 LTS\"\nVERSION_ID=\"20.04\"\n", "debian", "20", []string{"ubuntu20.04", "debian"}, true},
+		{"ubuntu2204", "PRETTY_NAME=\"Ubuntu 22.04.4 LTS\"\nNAME=\"Ubuntu\"\nVERSION_ID=\"22.04\"\nID=ubuntu\nID_LIKE=debian\n", "debian", "22", []string{"ubuntu22.04", "debian"}, true},
+		{"ubuntu2404", "PRETTY_NAME=\"Ubuntu 24.04.1 LTS\"\nVERSION_ID=\"24.04\"\nID=ubuntu\nID_LIKE=debian\n", "debian", "24", []string{"ubuntu24.04", "debian"}, true},
+		{"centos7", "NAME=\"CentOS Linux\"\nVERSION=\"7 (Core)\"\nID=\"centos\"\nID_LIKE=\"rhel fedora\"\nVERSION_ID=\"7\"\nPRETTY_NAME=\"CentOS Linux 7 (Core)\"\nCPE_NAME=\"cpe:/o:centos:centos:7\"\n", "el", "7", []string{"el7", "el"}, true},
+		{"rocky8", "NAME=\"Rocky Linux\"\nVERSION=\"8.9 (Green Obsidian)\"\nID=\"rocky\"\nID_LIKE=\"rhel centos fedora\"\nVERSION_ID=\"8.9\"\nPRETTY_NAME=\"Rocky Linux 8.9 (Green Obsidian)\"\n", "el", "8", []string{"el8", "el"}, true},
+		{"rocky9", "NAME=\"Rocky Linux\"\nID=\"rocky\"\nID_LIKE=\"rhel centos fedora\"\nVERSION_ID=\"9.3\"\nPRETTY_NAME=\"Rocky Linux 9.3 (Blue Onyx)\"\n", "el", "9", []string{"el9", "el"}, true},
+		{"rhel9", "NAME=\"Red Hat Enterprise Linux\"\nID=\"rhel\"\nID_LIKE=\"fedora\"\nVERSION_ID=\"9.4\"\nPRETTY_NAME=\"Red Hat Enterprise Linux 9.4 (Plow)\"\n", "el", "9", []string{"el9", "el"}, true},
+		{"almalinux8", "NAME=\"AlmaLinux\"\nID=\"almalinux\"\nID_LIKE=\"rhel centos fedora\"\nVERSION_ID=\"8.10\"\nPRETTY_NAME=\"AlmaLinux 8.10 (Cerulean Leopard)\"\n", "el", "8", []string{"el8", "el"}, true},
+		{"almalinux9", "NAME=\"AlmaLinux\"\nID=\"almalinux\"\nID_LIKE=\"rhel centos fedora\"\nVERSION_ID=\"9.3\"\nPRETTY_NAME=\"AlmaLinux 9.3 (Shamrock Pampas Cat)\"\n", "el", "9", []string{"el9", "el"}, true},
+		{"centos-stream9", "NAME=\"CentOS Stream\"\nVERSION=\"9\"\nID=\"centos\"\nID_LIKE=\"rhel fedora\"\nVERSION_ID=\"9\"\nPRETTY_NAME=\"CentOS Stream 9\"\n", "el", "9", []string{"el9", "el"}, true},
+		// Refused: end-of-life or untested releases, and look-alikes.
+		{"centos-stream8", "NAME=\"CentOS Stream\"\nID=\"centos\"\nID_LIKE=\"rhel fedora\"\nVERSION_ID=\"8\"\nPRETTY_NAME=\"CentOS Stream 8\"\n", "el", "8", []string{"el8", "el"}, false},
+		{"rhel7", "NAME=\"Red Hat Enterprise Linux Server\"\nID=\"rhel\"\nID_LIKE=\"fedora\"\nVERSION_ID=\"7.9\"\nPRETTY_NAME=\"Red Hat Enterprise Linux Server 7.9 (Maipo)\"\n", "el", "7", []string{"el7", "el"}, false},
+		{"debian10", "PRETTY_NAME=\"Debian GNU/Linux 10 (buster)\"\nVERSION_ID=\"10\"\nID=debian\n", "debian", "10", []string{"debian10", "debian"}, false},
+		{"debian-sid", "PRETTY_NAME=\"Debian GNU/Linux trixie/sid\"\nID=debian\n", "debian", "", []string{"debian", "debian"}, false},
+		{"ubuntu1804", "PRETTY_NAME=\"Ubuntu 18.04.6 LTS\"\nVERSION_ID=\"18.04\"\nID=ubuntu\nID_LIKE=debian\n", "debian", "18", []string{"ubuntu18.04", "debian"}, false},
+		{"fedora39", "NAME=\"Fedora Linux\"\nVERSION_ID=39\nID=fedora\nPRETTY_NAME=\"Fedora Linux 39 (Server Edition)\"\n", "", "39", nil, false},
+		{"linuxmint21", "NAME=\"Linux Mint\"\nID=linuxmint\nID_LIKE=\"ubuntu debian\"\nVERSION_ID=\"21.3\"\nPRETTY_NAME=\"Linux Mint 21.3\"\n", "debian", "21", []string{"debian21", "debian"}, false},
+		{"centos6", "", "", "", nil, false}, // CentOS 6 has no /etc/os-release
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f, err := Parse("@@os\n" + tc.osRelease + "@@systemd\nyes\n@@end\n")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if f.OS.Family != tc.family || f.OS.Major != tc.major || strings.Join(f.OS.Keys(), ",") != strings.Join(tc.keys, ",") {
+				t.Errorf("family %q major %q keys %v", f.OS.Family, f.OS.Major, f.OS.Keys())
+			}
+			err = f.CheckSupported("h1")
+			if (err == nil) != tc.ok {
+				t.Fatalf("supported = %v, want %v (%v)", err == nil, tc.ok, err)
+			}
+			if err != nil && (!strings.Contains(err.Error(), "host h1") || !strings.Contains(err.Error(), "centos 7, centos stream 9") || !strings.Contains(err.Error(), "ubuntu 20.04/22.04/24.04")) {
+				t.Errorf("message does not name the host and what is supported: %v", err)
+			}
+		})
+	}
+}
+
+func TestFirewallAndSELinuxFacts(t *testing.T) {
+	for _, tc := range []struct{ fw, se, wantFw, wantSe string }{
+		{"firewalld", "Enforcing", "firewalld", "enforcing"},
+		{"ufw", "", "ufw", ""},
+		{"", "Disabled", "", "disabled"},
+		{"iptables", "Permissive", "", "permissive"},
+	} {
+		f, err := Parse("@@os\nID=rocky\nVERSION_ID=9.3\n@@firewall\n" + tc.fw + "\n@@selinux\n" + tc.se + "\n@@end\n")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f.Firewall != tc.wantFw || f.SELinux != tc.wantSe || f.SELinuxEnabled() != (tc.wantSe == "enforcing" || tc.wantSe == "permissive") {
+			t.Errorf("%+v: firewall %q selinux %q", tc, f.Firewall, f.SELinux)
+		}
 	}
 }

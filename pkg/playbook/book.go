@@ -1,6 +1,7 @@
 // Package playbook is hactl's small configuration engine: ordered steps of
-// idempotent modules (package, template, file, service, command) and handlers
-// that run only when a notifying step changed something. The engine is
+// idempotent modules (package, template, file, service, command, firewall)
+// and handlers that run only when a notifying step changed something; a
+// step's `when` limits it to hosts where a fact condition holds. The engine is
 // general; what makes a host an HA load balancer lives in the playbook file
 // (playbooks/ha-nginx.hcl) and the templates.
 package playbook
@@ -45,11 +46,13 @@ type modulesSchema struct {
 	File     []*fileSchema     `hcl:"file,block"`
 	Service  []*serviceSchema  `hcl:"service,block"`
 	Command  []*commandSchema  `hcl:"command,block"`
+	Firewall []*firewallSchema `hcl:"firewall,block"`
 }
 
 type stepSchema struct {
 	Name     string    `hcl:"name,label"`
 	Notify   []string  `hcl:"notify,optional"`
+	When     *string   `hcl:"when,optional"`
 	Modules  hcl.Body  `hcl:",remain"`
 	DefRange hcl.Range `hcl:",def_range"`
 }
@@ -61,7 +64,15 @@ type handlerSchema struct {
 }
 
 type packageSchema struct {
-	Names []string `hcl:"names"`
+	Names           []string            `hcl:"names"`
+	NamesByFamily   map[string][]string `hcl:"names_by_family,optional"`
+	UnlessInstalled []string            `hcl:"unless_installed,optional"`
+}
+
+type firewallSchema struct {
+	VRRP      *bool    `hcl:"vrrp,optional"`
+	Interface *string  `hcl:"interface,optional"`
+	Ports     []string `hcl:"ports,optional"`
 }
 
 type templateSchema struct {
@@ -82,8 +93,9 @@ type serviceSchema struct {
 }
 
 type commandSchema struct {
-	Run    string  `hcl:"run"`
-	Unless *string `hcl:"unless,optional"`
+	Run     string  `hcl:"run"`
+	Unless  *string `hcl:"unless,optional"`
+	Summary *string `hcl:"summary,optional"`
 }
 
 // Parse reads a playbook. name is used in diagnostics. The parser is
@@ -112,6 +124,12 @@ func Parse(name string, src []byte) (*Book, *hclparse.Parser, hcl.Diagnostics) {
 	for _, s := range raw.Steps {
 		m, d := decodeModule(s.Modules, s.DefRange, "step "+s.Name)
 		diags = append(diags, d...)
+		if s.When != nil && m != nil {
+			if condition(*s.When) == nil {
+				diags = append(diags, errAt(s.DefRange, "Unknown condition", fmt.Sprintf("step %q: when %q is not one of: %s.", s.Name, *s.When, conditionNames())))
+			}
+			m = &When{Cond: *s.When, Module: m}
+		}
 		for _, n := range s.Notify {
 			if !handlers[n] {
 				diags = append(diags, errAt(s.DefRange, "Unknown handler",
@@ -137,7 +155,15 @@ func decodeModule(body hcl.Body, r hcl.Range, where string) (Module, hcl.Diagnos
 	}
 	var mods []Module
 	for _, x := range ms.Package {
-		mods = append(mods, &Package{Names: x.Names})
+		mods = append(mods, &Package{Names: x.Names, NamesByFamily: x.NamesByFamily, UnlessInstalled: x.UnlessInstalled})
+	}
+	for _, x := range ms.Firewall {
+		f := &Firewall{Ports: x.Ports}
+		if x.VRRP != nil {
+			f.VRRP = *x.VRRP
+		}
+		setStr(&f.Interface, x.Interface)
+		mods = append(mods, f)
 	}
 	for _, x := range ms.Template {
 		t := &Template{Path: x.Path}
@@ -169,6 +195,7 @@ func decodeModule(body hcl.Body, r hcl.Range, where string) (Module, hcl.Diagnos
 	for _, x := range ms.Command {
 		c := &Command{Cmd: x.Run}
 		setStr(&c.Unless, x.Unless)
+		setStr(&c.Summary, x.Summary)
 		mods = append(mods, c)
 	}
 	if len(mods) != 1 {

@@ -7,6 +7,9 @@ import (
 	"encoding/hex"
 	"fmt"
 	"path"
+	"regexp"
+	"slices"
+	"sort"
 	"strings"
 
 	udiff "github.com/aymanbagabas/go-udiff"
@@ -24,6 +27,10 @@ type Target struct {
 	Files  map[string]render.File // the files hactl renders for this host, by path
 	Stamp  string                 // backup suffix shared by the whole run (UTC time)
 	DryRun bool                   // report what would change; change nothing
+	// Vars are per-host values from the inventory that module attributes
+	// may name as "{name}" (e.g. "{nginx_listen}/tcp"): the playbook is
+	// parsed once, the values differ per cluster and host.
+	Vars map[string]string
 	// Touched is set once anything changed on the host in this run: facts
 	// gathered before may then be stale for modules that read them.
 	Touched bool
@@ -92,23 +99,58 @@ func (e *ExitErr) Error() string {
 // --- package ------------------------------------------------------------------
 
 // Package makes sure packages are installed. "a|b" is satisfied by either and
-// installs a when neither is there.
-type Package struct{ Names []string }
+// installs a when neither is there. NamesByFamily replaces Names on the OS
+// whose key (facts.OS.Keys: "el7", "el", "debian12", "ubuntu22.04", "debian")
+// matches first, most specific key first; an empty list means "nothing to
+// install here". UnlessInstalled: nothing to do when any of these is
+// installed (e.g. a repository package that is only needed to get nginx).
+type Package struct {
+	Names           []string
+	NamesByFamily   map[string][]string
+	UnlessInstalled []string
+}
 
 func (p *Package) Kind() string { return "package" }
 
+// Needs asks for every name of every OS: the OS is not known before the
+// facts are in, and asking rpm or dpkg about an unknown name costs nothing.
 func (p *Package) Needs() facts.Request {
 	var all []string
-	for _, n := range p.Names {
-		all = append(all, strings.Split(n, "|")...)
+	lists := [][]string{p.Names, p.UnlessInstalled}
+	for _, k := range sortedKeys(p.NamesByFamily) {
+		lists = append(lists, p.NamesByFamily[k])
+	}
+	for _, l := range lists {
+		for _, n := range l {
+			all = append(all, strings.Split(n, "|")...)
+		}
 	}
 	return facts.Request{Packages: all}
+}
+
+func sortedKeys(m map[string][]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// names is the list that applies to the host's OS.
+func (p *Package) names(f *facts.Facts) []string {
+	for _, k := range f.OS.Keys() {
+		if l, ok := p.NamesByFamily[k]; ok {
+			return l
+		}
+	}
+	return p.Names
 }
 
 func (p *Package) missing(f *facts.Facts) []string {
 	var miss []string
 outer:
-	for _, n := range p.Names {
+	for _, n := range p.names(f) {
 		alts := strings.Split(n, "|")
 		for _, a := range alts {
 			if f.Installed(a) {
@@ -130,13 +172,26 @@ func InstallCommand(pm string, pkgs []string) (string, error) {
 		return "export DEBIAN_FRONTEND=noninteractive; " +
 			"apt-get -q -o DPkg::Lock::Timeout=300 update && " +
 			"apt-get -q -y -o DPkg::Lock::Timeout=300 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold install " + list, nil
-	case "dnf", "yum":
-		return pm + " -q -y install " + list, nil
+	case "yum":
+		// yum 3 (EL 7) exits 0 when some names do not exist; this option
+		// (yum >= 3.4.3-161, CentOS 7.7) makes a missing package an error.
+		return "yum -q -y --setopt=skip_missing_names_on_install=False install " + list, nil
+	case "dnf":
+		// dnf fails on a missing name by default (strict=True).
+		return "dnf -q -y install " + list, nil
 	}
 	return "", fmt.Errorf("no supported package manager (apt-get, dnf, yum)")
 }
 
 func (p *Package) Run(ctx context.Context, t *Target) (Outcome, error) {
+	for _, u := range p.UnlessInstalled {
+		if t.Facts.Installed(u) {
+			return Outcome{Summary: "not needed (" + u + " is installed)"}, nil
+		}
+	}
+	if len(p.names(t.Facts)) == 0 {
+		return Outcome{Summary: "nothing to install on " + t.Facts.OS.PrettyName}, nil
+	}
 	miss := p.missing(t.Facts)
 	if len(miss) == 0 {
 		return Outcome{Summary: "installed"}, nil
@@ -198,9 +253,24 @@ func (m *Template) Run(ctx context.Context, t *Target) (Outcome, error) {
 		return o, err
 	}
 	if t.DryRun {
-		return m.plan(ctx, t, want, cur)
+		o, err := m.plan(ctx, t, want, cur)
+		o.Summary += m.skipNote(t.Facts)
+		return o, err
 	}
 	return m.swap(ctx, t, want, cur)
+}
+
+// skipNote says, in the step's output, that the validation does not run on
+// this host and why: a silently skipped test would look like a passed one.
+func (m *Template) skipNote(f *facts.Facts) string {
+	if m.Validate == "" || m.ValidateIf == "" {
+		return ""
+	}
+	c := condition(m.ValidateIf)
+	if c == nil || c.test(f) {
+		return ""
+	}
+	return " (validation skipped: " + c.why(f) + ")"
 }
 
 func (m *Template) plan(ctx context.Context, t *Target, want render.File, cur facts.File) (Outcome, error) {
@@ -235,15 +305,11 @@ func (m *Template) swap(ctx context.Context, t *Target, want render.File, cur fa
 	if err := t.Conn.Upload(ctx, cand, want.Content, want.Mode); err != nil {
 		return Outcome{}, fmt.Errorf("upload %s: %w", m.Path, err)
 	}
-	validate, skipped := "", ""
-	if m.Validate != "" {
-		if cond := condition(m.ValidateIf); cond == nil || cond(t.Facts) {
-			validate = fmt.Sprintf(m.Validate, remote.Quote(cand))
-		} else {
-			skipped = fmt.Sprintf(" (validation skipped: %s does not hold on this host)", m.ValidateIf)
-		}
+	validate, skipped := "", m.skipNote(t.Facts)
+	if m.Validate != "" && skipped == "" {
+		validate = fmt.Sprintf(m.Validate, remote.Quote(cand))
 	}
-	script := swapScript(m.Path, cand, backup, want, validate, m.Check)
+	script := swapScript(m.Path, cand, backup, want, validate, m.Check, t.Facts.SELinuxEnabled())
 	res, err := t.Conn.Run(ctx, script, nil)
 	if err != nil {
 		return Outcome{}, fmt.Errorf("%s: %w", m.Path, err)
@@ -269,7 +335,10 @@ func (m *Template) swap(ctx context.Context, t *Target, want render.File, cur fa
 // candidate into place, prunes old backups and runs the post-swap check.
 // Exit 10: validation failed (candidate removed, live file untouched).
 // Exit 11: the check failed and the previous file (or none) was restored.
-func swapScript(p, cand, backup string, f render.File, validate, check string) string {
+// With relabel (SELinux enabled) the file gets its policy label back after
+// the rename: an uploaded file carries the label of where it was created,
+// and keepalived or nginx may be denied a file labelled wrongly.
+func swapScript(p, cand, backup string, f render.File, validate, check string, relabel bool) string {
 	q := remote.Quote
 	var b strings.Builder
 	fmt.Fprintf(&b, "set -u\nP=%s; C=%s; B=%s\n", q(p), q(cand), q(backup))
@@ -279,6 +348,9 @@ func swapScript(p, cand, backup string, f render.File, validate, check string) s
 	}
 	b.WriteString("if [ -n \"$B\" ] && [ -e \"$P\" ]; then cp -p \"$P\" \"$B\" || { rm -f \"$C\"; exit 13; }; fi\n")
 	b.WriteString("mv -f \"$C\" \"$P\" || exit 14\n")
+	if relabel {
+		b.WriteString("restorecon \"$P\" || echo \"warning: restorecon $P failed\" >&2\n")
+	}
 	fmt.Fprintf(&b, "ls -1t \"$P\".hactl-* 2>/dev/null | tail -n +%d | while read -r old; do rm -f \"$old\"; done\n", Backups+1)
 	if check != "" {
 		fmt.Fprintf(&b, "if ! out=$(%s 2>&1); then echo \"$out\"; if [ -n \"$B\" ]; then mv -f \"$B\" \"$P\"; else rm -f \"$P\"; fi; exit 11; fi\n", check)
@@ -295,16 +367,74 @@ func RestoreCommand(s Swap) string {
 	return "cp -a " + remote.Quote(s.Backup) + " " + remote.Quote(s.Path)
 }
 
-// condition returns the named fact test, or nil for an unknown name.
-func condition(name string) func(*facts.Facts) bool {
+// cond is a named fact test for validate_if and a step's when.
+type cond struct {
+	test func(*facts.Facts) bool
+	why  func(*facts.Facts) string // why it does not hold, for the step output
+}
+
+// condition returns the named fact test, or nil for an unknown name:
+// "keepalived_config_test" (keepalived >= 2.0.4 has -t), or "os:KEY", true
+// when KEY is one of the host's facts.OS.Keys ("os:el", "os:el7",
+// "os:debian", "os:ubuntu22.04" …).
+func condition(name string) *cond {
+	if key, ok := strings.CutPrefix(name, "os:"); ok && key != "" {
+		return &cond{
+			test: func(f *facts.Facts) bool { return slices.Contains(f.OS.Keys(), key) },
+			why: func(f *facts.Facts) string {
+				return fmt.Sprintf("only for %s; this host runs %s", key, orName(f.OS.PrettyName, f.OS.ID))
+			},
+		}
+	}
 	switch name {
 	case "keepalived_config_test":
-		return (*facts.Facts).KeepalivedConfigTest
+		return &cond{
+			test: (*facts.Facts).KeepalivedConfigTest,
+			why: func(f *facts.Facts) string {
+				if f.KeepalivedVersion == "" {
+					return "keepalived is not installed, so it cannot test the file"
+				}
+				return "keepalived " + f.KeepalivedVersion + " has no config test (-t needs 2.0.4 or later); the file is installed untested"
+			},
+		}
 	}
 	return nil
 }
 
-func conditionNames() string { return "keepalived_config_test" }
+func orName(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+func conditionNames() string {
+	return `keepalived_config_test, os:KEY (e.g. "os:el", "os:el7", "os:debian")`
+}
+
+// When runs its module only when the condition holds on the host; else the
+// step reports why it was skipped and touches nothing.
+type When struct {
+	Cond   string
+	Module Module
+}
+
+func (w *When) Kind() string         { return w.Module.Kind() }
+func (w *When) Needs() facts.Request { return w.Module.Needs() }
+
+// Serial keeps the wrapped module's phase.
+func (w *When) Serial() bool { s, ok := w.Module.(serial); return ok && s.Serial() }
+
+func (w *When) Run(ctx context.Context, t *Target) (Outcome, error) {
+	c := condition(w.Cond)
+	if c == nil {
+		return Outcome{}, fmt.Errorf("unknown condition %q", w.Cond)
+	}
+	if !c.test(t.Facts) {
+		return Outcome{Summary: "skipped: " + c.why(t.Facts)}, nil
+	}
+	return w.Module.Run(ctx, t)
+}
 
 // --- file (absent) ------------------------------------------------------------
 
@@ -406,18 +536,37 @@ func (m *Service) Run(ctx context.Context, t *Target) (Outcome, error) {
 // tells an operator why.
 func (m *Service) failed(ctx context.Context, t *Target, err error) error {
 	res, jerr := t.Conn.Run(ctx, "journalctl -u "+remote.Quote(m.Name)+" -n 8 --no-pager -o cat 2>/dev/null", nil)
+	detail := ""
 	if jerr == nil && len(bytes.TrimSpace(res.Stdout)) > 0 {
-		return fmt.Errorf("%s %s: %w\njournal:\n%s", m.Action, m.Name, err, strings.TrimSpace(string(res.Stdout)))
+		detail = "\njournal:\n" + strings.TrimSpace(string(res.Stdout))
 	}
-	return fmt.Errorf("%s %s: %w", m.Action, m.Name, err)
+	if t.Facts != nil && t.Facts.SELinuxEnabled() {
+		detail += avcHint(ctx, t, m.Name)
+	}
+	return fmt.Errorf("%s %s: %w%s", m.Action, m.Name, err, detail)
+}
+
+// avcHint looks for recent SELinux denials of the unit's process (cheap,
+// optional: ausearch comes with audit, which EL installs by default). hactl
+// never relaxes SELinux; it shows the denial so the operator can fix labels.
+func avcHint(ctx context.Context, t *Target, comm string) string {
+	res, err := t.Conn.Run(ctx, "command -v ausearch >/dev/null 2>&1 && ausearch -m avc -ts recent -c "+remote.Quote(comm)+" 2>/dev/null | grep -m 3 'avc:'", nil)
+	if err != nil || len(bytes.TrimSpace(res.Stdout)) == 0 {
+		return ""
+	}
+	return "\nSELinux denied " + comm + " something (ausearch -m avc -ts recent -c " + comm + "); check the labels with `ls -Z` and `restorecon -v`:\n" +
+		strings.TrimSpace(string(res.Stdout))
 }
 
 // --- command ------------------------------------------------------------------
 
 // Command runs a shell command; with Unless, only when that command fails.
+// Summary, when set, replaces the command text in the step output (long
+// scripts make unreadable progress lines).
 type Command struct {
-	Cmd    string
-	Unless string
+	Cmd     string
+	Unless  string
+	Summary string
 }
 
 func (m *Command) Kind() string         { return "command" }
@@ -433,11 +582,227 @@ func (m *Command) Run(ctx context.Context, t *Target) (Outcome, error) {
 			return Outcome{Summary: "not needed"}, nil
 		}
 	}
+	what := m.Cmd
+	if m.Summary != "" {
+		what = m.Summary
+	}
 	if t.DryRun {
-		return Outcome{Changed: true, Summary: "run: " + m.Cmd}, nil
+		return Outcome{Changed: true, Summary: "run: " + what}, nil
 	}
 	if _, err := run(ctx, t, m.Cmd); err != nil {
-		return Outcome{}, fmt.Errorf("%s: %w", m.Cmd, err)
+		return Outcome{}, fmt.Errorf("%s: %w", what, err)
 	}
-	return Outcome{Changed: true, Summary: "ran " + m.Cmd}, nil
+	return Outcome{Changed: true, Summary: "ran " + what}, nil
+}
+
+// --- firewall -----------------------------------------------------------------
+
+// Firewall opens what the cluster needs in the host's active firewall:
+// VRRP (IP protocol 112) and the listed ports ("80/tcp"; "{var}" names a
+// Target var). firewalld: permanent rules in the zone of Interface (the
+// default zone when the interface has none), queried first, then one
+// --reload only when something was added. ufw: rules queried with
+// --dry-run, added with `ufw allow` (live at once). No active firewall:
+// nothing is changed — hactl never enables a firewall.
+type Firewall struct {
+	VRRP      bool
+	Interface string
+	Ports     []string
+}
+
+// VRRPRichRule is firewalld's rule for VRRP (Red Hat's keepalived guide).
+const VRRPRichRule = `rule protocol value="vrrp" accept`
+
+// VRRPGroup is VRRP's multicast group (RFC 5798).
+const VRRPGroup = "224.0.0.18"
+
+func (m *Firewall) Kind() string         { return "firewall" }
+func (m *Firewall) Needs() facts.Request { return facts.Request{} }
+
+// fwRule is one thing to allow, in the backend's own words.
+type fwRule struct {
+	label string // for summaries: "vrrp", "80/tcp"
+	arg   string // firewalld: "--add-port=80/tcp" minus "--add-"; ufw: the allow arguments
+}
+
+func expand(s string, vars map[string]string) (string, error) {
+	var err error
+	out := varRef.ReplaceAllStringFunc(s, func(ref string) string {
+		v, ok := vars[ref[1:len(ref)-1]]
+		if !ok && err == nil {
+			err = fmt.Errorf("%q names %s, which this host does not define", s, ref)
+		}
+		return v
+	})
+	return out, err
+}
+
+var varRef = regexp.MustCompile(`\{[a-z_][a-z0-9_]*\}`)
+
+func (m *Firewall) ports(t *Target) ([]string, error) {
+	var out []string
+	for _, p := range m.Ports {
+		v, err := expand(p, t.Vars)
+		if err != nil {
+			return nil, err
+		}
+		if !portSpec.MatchString(v) {
+			return nil, fmt.Errorf("port %q: want PORT/tcp or PORT/udp", v)
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+var portSpec = regexp.MustCompile(`^[0-9]{1,5}/(tcp|udp)$`)
+
+func (m *Firewall) Run(ctx context.Context, t *Target) (Outcome, error) {
+	ports, err := m.ports(t)
+	if err != nil {
+		return Outcome{}, err
+	}
+	switch t.Facts.Firewall {
+	case "firewalld":
+		return m.firewalld(ctx, t, ports)
+	case "ufw":
+		return m.ufw(ctx, t, ports)
+	}
+	return Outcome{Summary: "no active firewall (firewalld, ufw): nothing to open"}, nil
+}
+
+// missing runs a read-only query script that prints "missing N" for every
+// rule N not in place (and, for firewalld, "zone Z" first).
+func missing(ctx context.Context, t *Target, script string, rules []fwRule) (zone string, miss []fwRule, err error) {
+	out, err := run(ctx, t, script)
+	if err != nil {
+		return "", nil, fmt.Errorf("query firewall: %w", err)
+	}
+	for _, l := range strings.Split(out, "\n") {
+		f := strings.Fields(l)
+		switch {
+		case len(f) == 2 && f[0] == "zone":
+			zone = f[1]
+		case len(f) == 2 && f[0] == "missing":
+			var i int
+			if _, err := fmt.Sscan(f[1], &i); err == nil && i >= 0 && i < len(rules) {
+				miss = append(miss, rules[i])
+			}
+		}
+	}
+	return zone, miss, nil
+}
+
+func labels(rs []fwRule) string {
+	var l []string
+	for _, r := range rs {
+		l = append(l, r.label)
+	}
+	return strings.Join(l, ", ")
+}
+
+func (m *Firewall) firewalld(ctx context.Context, t *Target, ports []string) (Outcome, error) {
+	q := remote.Quote
+	var rules []fwRule
+	if m.VRRP {
+		rules = append(rules, fwRule{"vrrp", "rich-rule=" + q(VRRPRichRule)})
+	}
+	for _, p := range ports {
+		rules = append(rules, fwRule{p, "port=" + q(p)})
+	}
+	if len(rules) == 0 {
+		return Outcome{Summary: "nothing to open"}, nil
+	}
+	var b strings.Builder
+	// The zone that filters the VRRP interface; firewall-cmd exits non-zero
+	// ("no zone") when the interface is bound to none: the default zone applies.
+	zoneOf := "z=$(firewall-cmd --get-default-zone) || exit 3"
+	if iface, err := expand(m.Interface, t.Vars); err != nil {
+		return Outcome{}, err
+	} else if iface != "" {
+		zoneOf = "z=$(firewall-cmd --get-zone-of-interface=" + q(iface) + " 2>/dev/null) || " + zoneOf
+	}
+	fmt.Fprintf(&b, "%s; echo \"zone $z\"", zoneOf)
+	for i, r := range rules {
+		fmt.Fprintf(&b, "; firewall-cmd --permanent --zone=\"$z\" --query-%s >/dev/null 2>&1 || echo 'missing %d'", r.arg, i)
+	}
+	zone, miss, err := missing(ctx, t, b.String(), rules)
+	if err != nil {
+		return Outcome{}, err
+	}
+	if len(miss) == 0 {
+		return Outcome{Summary: "open in zone " + zone + ": " + labels(rules)}, nil
+	}
+	o := Outcome{Changed: true, Summary: fmt.Sprintf("allow %s in zone %s (permanent) and reload", labels(miss), zone)}
+	if t.DryRun {
+		return o, nil
+	}
+	var cmds []string
+	for _, r := range miss {
+		cmds = append(cmds, "firewall-cmd -q --permanent --zone="+q(zone)+" --add-"+r.arg)
+	}
+	// --reload makes the permanent configuration the runtime one; it runs
+	// only when a rule was added, so a converged host's firewall is never
+	// reloaded.
+	cmds = append(cmds, "firewall-cmd -q --reload")
+	if _, err := run(ctx, t, strings.Join(cmds, " && ")); err != nil {
+		return Outcome{}, fmt.Errorf("firewalld: %w", err)
+	}
+	o.Summary = fmt.Sprintf("allowed %s in zone %s (permanent), reloaded", labels(miss), zone)
+	return o, nil
+}
+
+// ufwSkip is what `ufw allow` prints for a rule it already has.
+const ufwSkip = "Skipping adding existing rule"
+
+func (m *Firewall) ufw(ctx context.Context, t *Target, ports []string) (Outcome, error) {
+	var rules []fwRule
+	note := ""
+	if m.VRRP {
+		// ufw's proto list has no vrrp before 0.36.2; allowing everything to
+		// VRRP's multicast group admits exactly the adverts. Unicast adverts
+		// go to the host's own address and cannot be singled out this way.
+		rules = append(rules, fwRule{"vrrp (to " + VRRPGroup + ")", "to " + VRRPGroup})
+		if t.Vars["vrrp_transport"] == "unicast" {
+			note = "; note: ufw cannot match unicast VRRP by protocol, allow the peers' protocol 112 in /etc/ufw/before.rules"
+		}
+	}
+	for _, p := range ports {
+		rules = append(rules, fwRule{p, p})
+	}
+	if len(rules) == 0 {
+		return Outcome{Summary: "nothing to open"}, nil
+	}
+	var b strings.Builder
+	for i, r := range rules {
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		fmt.Fprintf(&b, "ufw --dry-run allow %s 2>&1 | grep -q '%s' || echo 'missing %d'", r.arg, ufwSkip, i)
+	}
+	_, miss, err := missing(ctx, t, b.String(), rules)
+	if err != nil {
+		return Outcome{}, err
+	}
+	if len(miss) == 0 {
+		return Outcome{Summary: "open: " + labels(rules) + note}, nil
+	}
+	o := Outcome{Changed: true, Summary: "allow " + labels(miss) + note}
+	if t.DryRun {
+		return o, nil
+	}
+	var added []fwRule
+	for _, r := range miss {
+		out, err := run(ctx, t, "ufw allow "+r.arg)
+		if err != nil {
+			return Outcome{}, fmt.Errorf("ufw allow %s: %w", r.arg, err)
+		}
+		if !strings.Contains(out, ufwSkip) {
+			added = append(added, r)
+		}
+	}
+	if len(added) == 0 {
+		return Outcome{Summary: "open: " + labels(rules) + note}, nil
+	}
+	o.Summary = "allowed " + labels(added) + note
+	return o, nil
 }

@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"sync"
 	"testing"
 
 	"github.com/hactl/hactl/internal/golden"
+	"github.com/hactl/hactl/pkg/facts"
 	"github.com/hactl/hactl/pkg/inventory"
 	"github.com/hactl/hactl/pkg/remote"
 	"github.com/hactl/hactl/pkg/render"
@@ -21,41 +23,173 @@ import (
 
 var update = flag.Bool("update", false, "rewrite golden files")
 
-// host is a fake Debian host for "facts in, commands out" tests: the facts
-// script answers from its state, other commands are recorded and answered by
-// rules, and the state changes as a real host's would.
-type host struct {
-	mu        sync.Mutex
-	installed bool
-	files     map[string]string // path → sha256 of what the swap put there
-	modes     map[string]string // path → "644 root root"; default "600 root root"
-	fail      map[string]int    // command substring → exit code
+// fixture is one distribution release as the playbook sees it: what
+// /etc/os-release says, what is installed before hactl, what the package
+// manager installs, which firewall and SELinux mode are on, and whether the
+// distribution's nginx.conf claims default_server. Versions are the ones
+// those releases ship (or shipped last).
+type fixture struct {
+	name      string
+	osRelease string
+	pkgmgr    string
+	preinst   map[string]string // installed before hactl
+	repo      map[string]string // what the package manager can install → version
+	needsEPEL []string          // packages only installable once epel-release is
+	kaLine    string            // `keepalived --version` once installed
+	arping    string            // `arping -V` first line once installed ("" until then on Debian)
+	firewall  string            // "firewalld", "ufw" or ""
+	selinux   string            // `getenforce`, "" when absent
+	// debian: packages start their services; EL: installed units are
+	// disabled and stopped until enabled.
+	startsOnInstall bool
+	defaultSite     bool // Debian's sites-enabled/default link appears with nginx
+	confDefault     bool // nginx.conf has `listen 80 default_server` once nginx is installed
 }
 
-func (h *host) factsOutput(req string) string {
+func fixtures() []fixture {
+	deb := func(name, osr string, nginx, ka, kaLine, arping, arpingLine, fw string) fixture {
+		return fixture{name: name, osRelease: osr, pkgmgr: "apt-get",
+			preinst: map[string]string{},
+			repo:    map[string]string{"nginx": nginx, "keepalived": ka, "arping": arping, "iputils-arping": "3:20221126-1"},
+			kaLine:  kaLine, arping: arpingLine, firewall: fw, startsOnInstall: true, defaultSite: true}
+	}
+	el := func(name, osr, pm, iputils string, repo map[string]string, kaLine, arping, fw, se string, confDefault bool) fixture {
+		return fixture{name: name, osRelease: osr, pkgmgr: pm,
+			preinst: map[string]string{"iputils": iputils}, repo: repo,
+			kaLine: kaLine, arping: arping, firewall: fw, selinux: se, confDefault: confDefault}
+	}
+	return []fixture{
+		deb("debian12", "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nVERSION_ID=\"12\"\nID=debian\n",
+			"1.22.1-9", "1:2.2.7-1", "Keepalived v2.2.7 (01/16,2022)", "2.23-1", "ARPing 2.23", ""),
+		deb("debian11", "PRETTY_NAME=\"Debian GNU/Linux 11 (bullseye)\"\nVERSION_ID=\"11\"\nID=debian\n",
+			"1.18.0-6.1+deb11u3", "1:2.1.5-0.2+deb11u1", "Keepalived v2.1.5 (07/13,2020)", "2.21-2", "ARPing 2.21", ""),
+		deb("ubuntu2004", "PRETTY_NAME=\"Ubuntu 20.04.6 LTS\"\nVERSION_ID=\"20.04\"\nID=ubuntu\nID_LIKE=debian\n",
+			"1.18.0-0ubuntu1.4", "1:2.0.19-2ubuntu0.2", "Keepalived v2.0.19 (10/19,2019)", "2.20-1", "ARPing 2.20", "ufw"),
+		deb("ubuntu2204", "PRETTY_NAME=\"Ubuntu 22.04.4 LTS\"\nVERSION_ID=\"22.04\"\nID=ubuntu\nID_LIKE=debian\n",
+			"1.18.0-6ubuntu14.4", "1:2.2.4-0.2build1", "Keepalived v2.2.4 (08/21,2021)", "2.22-1", "ARPing 2.22", "ufw"),
+		deb("ubuntu2404", "PRETTY_NAME=\"Ubuntu 24.04.1 LTS\"\nVERSION_ID=\"24.04\"\nID=ubuntu\nID_LIKE=debian\n",
+			"1.24.0-2ubuntu7.1", "1:2.2.8-1build2", "Keepalived v2.2.8 (04/04,2023)", "2.24-1", "ARPing 2.24", ""),
+		func() fixture {
+			f := el("centos7", "NAME=\"CentOS Linux\"\nVERSION=\"7 (Core)\"\nID=\"centos\"\nID_LIKE=\"rhel fedora\"\nVERSION_ID=\"7\"\nPRETTY_NAME=\"CentOS Linux 7 (Core)\"\n",
+				"yum", "20160308-10.el7", map[string]string{"epel-release": "7-14", "nginx": "1:1.20.1-10.el7", "keepalived": "1.3.5-19.el7"},
+				"Keepalived v1.3.5 (03/19,2017), git commit v1.3.5-6-g6fa32f2", "arping utility, iputils-s20160308", "firewalld", "Enforcing", true)
+			f.needsEPEL = []string{"nginx"}
+			return f
+		}(),
+		el("rocky8", "NAME=\"Rocky Linux\"\nVERSION=\"8.9 (Green Obsidian)\"\nID=\"rocky\"\nID_LIKE=\"rhel centos fedora\"\nVERSION_ID=\"8.9\"\nPRETTY_NAME=\"Rocky Linux 8.9 (Green Obsidian)\"\n",
+			"dnf", "20180629-11.el8", map[string]string{"nginx": "1:1.14.1-9.module+el8.4.0+542+81547229", "keepalived": "2.1.5-9.el8"},
+			"Keepalived v2.1.5 (07/13,2020)", "arping from iputils s20180629", "firewalld", "Enforcing", true),
+		el("rocky9", "NAME=\"Rocky Linux\"\nVERSION=\"9.3 (Blue Onyx)\"\nID=\"rocky\"\nID_LIKE=\"rhel centos fedora\"\nVERSION_ID=\"9.3\"\nPRETTY_NAME=\"Rocky Linux 9.3 (Blue Onyx)\"\n",
+			"dnf", "20210202-9.el9", map[string]string{"nginx": "1:1.20.1-14.el9_2.1", "keepalived": "2.2.8-3.el9"},
+			"Keepalived v2.2.8 (04/04,2023)", "arping from iputils 20210202", "firewalld", "Enforcing", false),
+		el("almalinux9", "NAME=\"AlmaLinux\"\nVERSION=\"9.3 (Shamrock Pampas Cat)\"\nID=\"almalinux\"\nID_LIKE=\"rhel centos fedora\"\nVERSION_ID=\"9.3\"\nPRETTY_NAME=\"AlmaLinux 9.3 (Shamrock Pampas Cat)\"\n",
+			"dnf", "20210202-9.el9", map[string]string{"nginx": "1:1.20.1-14.el9_2.1", "keepalived": "2.2.8-3.el9"},
+			"Keepalived v2.2.8 (04/04,2023)", "arping from iputils 20210202", "", "Permissive", false),
+		el("centos-stream9", "NAME=\"CentOS Stream\"\nVERSION=\"9\"\nID=\"centos\"\nID_LIKE=\"rhel fedora\"\nVERSION_ID=\"9\"\nPRETTY_NAME=\"CentOS Stream 9\"\n",
+			"dnf", "20210202-11.el9", map[string]string{"nginx": "1:1.22.1-4.el9", "keepalived": "2.2.8-4.el9"},
+			"Keepalived v2.2.8 (04/04,2023)", "arping from iputils 20210202", "firewalld", "Enforcing", false),
+	}
+}
+
+func fixtureNamed(t *testing.T, name string) fixture {
+	t.Helper()
+	for _, f := range fixtures() {
+		if f.name == name {
+			return f
+		}
+	}
+	t.Fatalf("no fixture %s", name)
+	return fixture{}
+}
+
+type svc struct{ active, enabled bool }
+
+// host is a fake host for "facts in, commands out" tests: the facts script
+// answers from its state, other commands are recorded and answered by
+// rules, and the state changes as a real host's would.
+type host struct {
+	fx          fixture
+	mu          sync.Mutex
+	pkgs        map[string]string
+	files       map[string]string // path → sha256 of what the swap put there
+	modes       map[string]string // path → "644 root root"; default "600 root root"
+	fail        map[string]int    // command substring → exit code
+	services    map[string]svc
+	fwRules     map[string]bool // firewalld "port='80/tcp'" / ufw "80/tcp"
+	reloads     int             // firewall-cmd --reload
+	confDefault bool            // nginx.conf has default_server now
+	siteRemoved bool
+}
+
+func newHost(fx fixture) *host {
+	h := &host{fx: fx, pkgs: map[string]string{}, files: map[string]string{}, modes: map[string]string{},
+		services: map[string]svc{}, fwRules: map[string]bool{}}
+	for p, v := range fx.preinst {
+		h.pkgs[p] = v
+	}
+	return h
+}
+
+// converged installs everything as a first apply would, without the files.
+func (h *host) preinstall() {
+	for _, p := range []string{"epel-release", "nginx", "keepalived", "arping"} {
+		if v, ok := h.fx.repo[p]; ok {
+			h.pkgs[p] = v
+		}
+	}
+	h.installed()
+	h.services["nginx"], h.services["keepalived"] = svc{true, true}, svc{true, true}
+}
+
+// installed applies what installing nginx does to the host's files.
+func (h *host) installed() {
+	if _, ok := h.pkgs["nginx"]; ok && h.fx.confDefault {
+		h.confDefault = true
+	}
+}
+
+func (h *host) factsOutput() string {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	var b strings.Builder
-	b.WriteString("@@os\nPRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nVERSION_ID=\"12\"\nID=debian\n@@uid\n0\n@@systemd\nyes\n@@pkgmgr\napt-get\n@@aptlists\n0\n@@packages\n")
-	if h.installed {
-		b.WriteString("nginx\t1.22.1-9\tinstalled\nkeepalived\t1:2.2.7-1\tinstalled\narping\t2.23-1\tinstalled\n@@arping\nARPing 2.23\n@@keepalived\nKeepalived v2.2.7 (01/16,2022)\n")
-	} else {
-		b.WriteString("@@arping\n@@keepalived\n")
+	fmt.Fprintf(&b, "@@os\n%s@@uid\n0\n@@systemd\nyes\n@@pkgmgr\n%s\n@@aptlists\n0\n@@packages\n", h.fx.osRelease, h.fx.pkgmgr)
+	names := make([]string, 0, len(h.pkgs))
+	for p := range h.pkgs {
+		names = append(names, p)
 	}
-	b.WriteString("@@addrs\n2: eth0    inet 198.18.0.11/24 brd 198.18.0.255 scope global eth0\n@@services\n")
-	st := "inactive\tnot-found"
-	if h.installed {
-		st = "active\tenabled"
+	sort.Strings(names)
+	for _, p := range names {
+		fmt.Fprintf(&b, "%s\t%s\tinstalled\n", p, h.pkgs[p])
 	}
-	b.WriteString("nginx\t" + st + "\nkeepalived\t" + st + "\n@@files\n")
+	b.WriteString("@@arping\n")
+	if _, ok := h.pkgs["arping"]; ok || h.pkgs["iputils"] != "" {
+		b.WriteString(h.fx.arping + "\n")
+	}
+	b.WriteString("@@keepalived\n")
+	if _, ok := h.pkgs["keepalived"]; ok {
+		b.WriteString(h.fx.kaLine + "\n")
+	}
+	b.WriteString("@@addrs\n2: eth0    inet 198.18.0.11/24 brd 198.18.0.255 scope global eth0\n")
+	fmt.Fprintf(&b, "@@firewall\n%s\n@@selinux\n%s\n@@services\n", h.fx.firewall, h.fx.selinux)
+	for _, n := range []string{"nginx", "keepalived"} {
+		s, ok := h.services[n]
+		switch {
+		case !ok:
+			fmt.Fprintf(&b, "%s\tinactive\tnot-found\n", n)
+		default:
+			fmt.Fprintf(&b, "%s\t%s\t%s\n", n, map[bool]string{true: "active", false: "inactive"}[s.active], map[bool]string{true: "enabled", false: "disabled"}[s.enabled])
+		}
+	}
+	b.WriteString("@@files\n")
 	for _, p := range []string{render.KeepalivedConf, render.CheckScript, render.NotifyScript, render.NginxSite, render.KeepalivedDrop, "/etc/nginx/sites-enabled/default"} {
+		_, nginx := h.pkgs["nginx"]
 		if sum, ok := h.files[p]; ok {
 			mode := h.modes[p]
 			if mode == "" {
 				mode = "600 root root"
 			}
 			fmt.Fprintf(&b, "%s\tfile\t%s\t%s\n", p, mode, sum)
-		} else if p == "/etc/nginx/sites-enabled/default" && h.installed && h.files["default-removed"] == "" {
+		} else if p == "/etc/nginx/sites-enabled/default" && nginx && h.fx.defaultSite && !h.siteRemoved {
 			fmt.Fprintf(&b, "%s\tlink\n", p)
 		} else {
 			fmt.Fprintf(&b, "%s\tabsent\n", p)
@@ -65,10 +199,18 @@ func (h *host) factsOutput(req string) string {
 	return b.String()
 }
 
+var (
+	quoted    = regexp.MustCompile(`'([^']+)'`)
+	fwdQuery  = regexp.MustCompile(`--query-([a-z-]+='[^']*') >/dev/null 2>&1 \|\| echo 'missing (\d+)'`)
+	fwdAdd    = regexp.MustCompile(`--add-([a-z-]+='[^']*')`)
+	ufwQuery  = regexp.MustCompile(`ufw --dry-run allow (.+?) 2>&1 \| grep -q '[^']*' \|\| echo 'missing (\d+)'`)
+	unitQuote = regexp.MustCompile(`systemctl (?:restart|start) '([^']+)'`)
+)
+
 func (h *host) handler(uploads map[string][]byte) func(cmd string, stdin []byte) remote.Result {
 	return func(cmd string, _ []byte) remote.Result {
 		if strings.HasPrefix(cmd, "LC_ALL=C") {
-			return remote.Result{Stdout: []byte(h.factsOutput(cmd))}
+			return remote.Result{Stdout: []byte(h.factsOutput())}
 		}
 		h.mu.Lock()
 		defer h.mu.Unlock()
@@ -77,9 +219,27 @@ func (h *host) handler(uploads map[string][]byte) func(cmd string, stdin []byte)
 				return remote.Result{ExitCode: code, Stderr: []byte("simulated failure of " + sub)}
 			}
 		}
+		ok := func(s string) remote.Result { return remote.Result{Stdout: []byte(s)} }
 		switch {
-		case strings.Contains(cmd, "apt-get") && strings.Contains(cmd, "install"):
-			h.installed = true
+		case strings.Contains(cmd, " install ") && (strings.Contains(cmd, "apt-get") || strings.HasPrefix(cmd, "yum ") || strings.HasPrefix(cmd, "dnf ")):
+			_, list, _ := strings.Cut(cmd[strings.LastIndex(cmd, " install "):], " install ")
+			for _, m := range quoted.FindAllStringSubmatch(list, -1) {
+				v, known := h.fx.repo[m[1]]
+				epel := false
+				for _, e := range h.fx.needsEPEL {
+					epel = epel || e == m[1]
+				}
+				if !known || (epel && h.pkgs["epel-release"] == "") {
+					return remote.Result{ExitCode: 1, Stderr: []byte("No package " + m[1] + " available.\nError: Nothing to do")}
+				}
+				h.pkgs[m[1]] = v
+				if h.fx.startsOnInstall && (m[1] == "nginx" || m[1] == "keepalived") {
+					h.services[m[1]] = svc{true, true}
+				} else if m[1] == "nginx" || m[1] == "keepalived" {
+					h.services[m[1]] = svc{}
+				}
+			}
+			h.installed()
 		case strings.HasPrefix(cmd, "set -u\nP="):
 			// a swap: the candidate's content becomes the file's
 			p := strings.Trim(strings.Fields(strings.TrimPrefix(cmd, "set -u\nP="))[0], "';")
@@ -89,11 +249,68 @@ func (h *host) handler(uploads map[string][]byte) func(cmd string, stdin []byte)
 				}
 			}
 		case strings.Contains(cmd, "mv -f '/etc/nginx/sites-enabled/default'"):
-			h.files["default-removed"] = "yes"
+			h.siteRemoved = true
+		case strings.HasPrefix(cmd, "! grep -Eq"):
+			if h.confDefault {
+				return remote.Result{ExitCode: 1}
+			}
+		case strings.HasPrefix(cmd, "f=/etc/nginx/nginx.conf;"):
+			h.confDefault = false
+		case strings.Contains(cmd, "--query-"):
+			out := "zone public\n"
+			for _, m := range fwdQuery.FindAllStringSubmatch(cmd, -1) {
+				if !h.fwRules[m[1]] {
+					out += "missing " + m[2] + "\n"
+				}
+			}
+			return ok(out)
+		case strings.HasPrefix(cmd, "firewall-cmd -q --permanent"):
+			for _, m := range fwdAdd.FindAllStringSubmatch(cmd, -1) {
+				h.fwRules[m[1]] = true
+			}
+			if strings.Contains(cmd, "--reload") {
+				h.reloads++
+			}
+		case strings.HasPrefix(cmd, "ufw --dry-run"):
+			out := ""
+			for _, m := range ufwQuery.FindAllStringSubmatch(cmd, -1) {
+				if !h.fwRules[m[1]] {
+					out += "missing " + m[2] + "\n"
+				}
+			}
+			return ok(out)
+		case strings.HasPrefix(cmd, "ufw allow "):
+			r := strings.TrimPrefix(cmd, "ufw allow ")
+			if h.fwRules[r] {
+				return ok("Skipping adding existing rule\nSkipping adding existing rule (v6)\n")
+			}
+			h.fwRules[r] = true
+			return ok("Rule added\nRule added (v6)\n")
 		case strings.HasPrefix(cmd, `c=""; systemctl is-enabled`):
-			return remote.Result{Stdout: []byte("\n")}
+			n := quoted.FindStringSubmatch(cmd)[1]
+			s, c := h.services[n], ""
+			if !s.enabled {
+				c += " enabled"
+			}
+			if !s.active {
+				c += " started"
+			}
+			h.services[n] = svc{true, true}
+			return ok(c + "\n")
 		case strings.Contains(cmd, "then systemctl reload"):
-			return remote.Result{Stdout: []byte("reloaded\n")}
+			n := quoted.FindStringSubmatch(cmd)[1]
+			if h.services[n].active {
+				return ok("reloaded\n")
+			}
+			s := h.services[n]
+			s.active = true
+			h.services[n] = s
+			return ok("started\n")
+		case unitQuote.MatchString(cmd):
+			n := unitQuote.FindStringSubmatch(cmd)[1]
+			s := h.services[n]
+			s.active = true
+			h.services[n] = s
 		}
 		return remote.Result{}
 	}
@@ -154,6 +371,11 @@ type bookRun struct {
 	settled []string
 }
 
+// labVars are what pkg/cli sets for lab1 of inventory/lab.hcl.
+func labVars() map[string]string {
+	return map[string]string{"nginx_listen": "80", "interface": "eth0", "vrrp_transport": "multicast"}
+}
+
 func runBook(t *testing.T, h *host, dry bool) bookRun {
 	t.Helper()
 	conn := &uploadRecorder{Fake: &remote.Fake{}, uploads: map[string][]byte{}}
@@ -167,7 +389,8 @@ func runBook(t *testing.T, h *host, dry bool) bookRun {
 	}
 	out.conn = conn
 	out.results = r.Run(context.Background(), []HostInput{{
-		Target: &Target{Name: "lab1", Conn: conn, Files: labFiles(t), Stamp: "20261124T000000Z"},
+		Target: &Target{Name: "lab1", Conn: conn, Files: labFiles(t), Stamp: "20261124T000000Z", Vars: labVars()},
+		Check:  func(f *facts.Facts) error { return f.CheckSupported("lab1") },
 	}})
 	return out
 }
@@ -189,83 +412,293 @@ func transcript(calls []remote.FakeCall) string {
 	return b.String()
 }
 
+// eventLog is the step outputs, in order (the runner emits them in order
+// for a single host).
+func eventLog(evs []Event) string {
+	var b strings.Builder
+	for _, e := range evs {
+		if e.Step == "facts" {
+			continue
+		}
+		fmt.Fprintf(&b, "%-8s %s: %s\n", e.Status, e.Step, e.Summary)
+	}
+	return b.String()
+}
+
 func goldenFile(t *testing.T, name, got string) {
 	t.Helper()
 	golden.Check(t, filepath.Join("testdata", name+".golden"), []byte(got), *update)
 }
 
-func TestDebian12FirstApplyThenNoChange(t *testing.T) {
-	h := &host{files: map[string]string{}, modes: map[string]string{}}
-	first := runBook(t, h, false)
-	if err := first.results[0].Err; err != nil {
-		t.Fatal(err)
-	}
-	goldenFile(t, "debian12-first-apply", transcript(first.conn.Calls()))
-	if first.results[0].Changed == 0 || len(first.settled) != 1 {
-		t.Errorf("first apply: changed=%d settled=%v", first.results[0].Changed, first.settled)
-	}
+// TestFirstApplyThenNoChange runs the default playbook on a fresh host of
+// every supported release, then again on the converged host: the complete
+// command transcripts are golden files (testdata/<release>-*.golden; the
+// step outputs are in <release>-first-apply-steps.golden).
+func TestFirstApplyThenNoChange(t *testing.T) {
+	for _, fx := range fixtures() {
+		t.Run(fx.name, func(t *testing.T) {
+			h := newHost(fx)
+			first := runBook(t, h, false)
+			if err := first.results[0].Err; err != nil {
+				t.Fatal(err)
+			}
+			goldenFile(t, fx.name+"-first-apply", transcript(first.conn.Calls()))
+			if fx.name != "debian12" {
+				goldenFile(t, fx.name+"-first-apply-steps", eventLog(first.events))
+			}
+			if first.results[0].Changed == 0 || len(first.settled) != 1 {
+				t.Errorf("first apply: changed=%d settled=%v", first.results[0].Changed, first.settled)
+			}
 
-	// The swaps put the rendered content in place; modes must match too for
-	// a clean second run.
-	h.mu.Lock()
-	for p, f := range labFiles(t) {
-		if h.files[p] != sum(f.Content) {
-			t.Errorf("%s: the swap did not install the rendered content", p)
-		}
-		h.modes[p] = fmt.Sprintf("%o root root", f.Mode)
+			// The swaps put the rendered content in place; modes must match
+			// too for a clean second run.
+			h.mu.Lock()
+			for p, f := range labFiles(t) {
+				if h.files[p] != sum(f.Content) {
+					t.Errorf("%s: the swap did not install the rendered content", p)
+				}
+				h.modes[p] = fmt.Sprintf("%o root root", f.Mode)
+			}
+			for _, n := range []string{"nginx", "keepalived"} {
+				if s := h.services[n]; !s.active || !s.enabled {
+					t.Errorf("%s not enabled and running after the first apply: %+v", n, s)
+				}
+			}
+			if h.confDefault {
+				t.Error("nginx.conf still claims default_server")
+			}
+			if fx.firewall != "" && len(h.fwRules) != 2 {
+				t.Errorf("firewall rules %v", h.fwRules)
+			}
+			if fx.firewall == "" && len(h.fwRules) != 0 {
+				t.Errorf("no firewall is active, but rules were added: %v", h.fwRules)
+			}
+			h.mu.Unlock()
+
+			second := runBook(t, h, false)
+			if err := second.results[0].Err; err != nil {
+				t.Fatal(err)
+			}
+			if n := second.results[0].Changed; n != 0 {
+				t.Errorf("no-change apply changed %d things:\n%s", n, eventLog(second.events))
+			}
+			if len(second.settled) != 0 {
+				t.Errorf("no-change apply restarted something: %v", second.settled)
+			}
+			goldenFile(t, fx.name+"-no-change", transcript(second.conn.Calls()))
+			for _, c := range second.conn.Calls() {
+				if strings.HasPrefix(c.Cmd, "LC_ALL=C") {
+					continue
+				}
+				if c.Upload || strings.Contains(c.Cmd, " install ") || strings.Contains(c.Cmd, "reload") || strings.Contains(c.Cmd, "restart") ||
+					strings.Contains(c.Cmd, "--add-") || strings.HasPrefix(c.Cmd, "ufw allow") || strings.HasPrefix(c.Cmd, "f=") {
+					t.Errorf("no-change apply ran %q", c.Cmd+c.Path)
+				}
+			}
+		})
 	}
-	h.mu.Unlock()
-	second := runBook(t, h, false)
-	if err := second.results[0].Err; err != nil {
+}
+
+// TestELRules checks the EL-specific decisions in the transcripts, so a
+// golden rewritten with -update cannot silently lose them.
+func TestELRules(t *testing.T) {
+	for _, fx := range fixtures() {
+		t.Run(fx.name, func(t *testing.T) {
+			h := newHost(fx)
+			r := runBook(t, h, false)
+			if err := r.results[0].Err; err != nil {
+				t.Fatal(err)
+			}
+			tr := transcript(r.conn.Calls())
+			steps := eventLog(r.events)
+			el := fx.pkgmgr != "apt-get"
+			has := func(s string) bool { return strings.Contains(tr, s) }
+			check := func(want bool, what, s string) {
+				t.Helper()
+				if has(s) != want {
+					t.Errorf("%s: want %v for %q", what, want, s)
+				}
+			}
+			check(fx.name == "centos7", "EPEL first on EL 7", "RUN yum -q -y --setopt=skip_missing_names_on_install=False install 'epel-release'\n")
+			check(fx.name == "centos7", "yum on EL 7", "skip_missing_names_on_install=False install 'nginx' 'keepalived'\n")
+			check(el && fx.name != "centos7", "dnf on EL 8+", "RUN dnf -q -y install 'nginx' 'keepalived'\n")
+			check(!el, "arping on Debian", "'arping'")
+			check(el && fx.selinux != "", "restorecon with SELinux", `restorecon "$P"`)
+			check(fx.firewall == "firewalld", "firewalld rules", `--add-rich-rule='rule protocol value="vrrp" accept' && firewall-cmd -q --permanent --zone='public' --add-port='80/tcp' && firewall-cmd -q --reload`)
+			check(fx.firewall == "ufw", "ufw vrrp", "RUN ufw allow to 224.0.0.18\n")
+			check(fx.firewall == "ufw", "ufw port", "RUN ufw allow 80/tcp\n")
+			check(fx.confDefault, "nginx.conf default_server removed", "RUN f=/etc/nginx/nginx.conf;")
+			check(fx.name != "centos7", "keepalived config test", "keepalived -t -f")
+			if fx.name == "centos7" && !strings.Contains(steps, "validation skipped: keepalived 1.3.5 has no config test") {
+				t.Errorf("the skipped config test is not reported:\n%s", steps)
+			}
+			if el && !strings.Contains(steps, "nginx -t") && fx.confDefault {
+				t.Errorf("nginx.conf edit not shown:\n%s", steps)
+			}
+			if !el && !strings.Contains(steps, "skipped: only for el") {
+				t.Errorf("EL step not skipped on %s:\n%s", fx.name, steps)
+			}
+		})
+	}
+}
+
+// TestPlanShowsFirewall: `hactl plan` (the dry run) reports the firewall
+// rules it would add, and adds none.
+func TestPlanShowsFirewall(t *testing.T) {
+	for _, name := range []string{"rocky9", "ubuntu2204"} {
+		t.Run(name, func(t *testing.T) {
+			h := newHost(fixtureNamed(t, name))
+			r := runBook(t, h, true)
+			if err := r.results[0].Err; err != nil {
+				t.Fatal(err)
+			}
+			var got string
+			for _, c := range r.results[0].Changes {
+				if c.Step == "firewall" {
+					got = c.Summary
+				}
+			}
+			want := map[string]string{"rocky9": "allow vrrp, 80/tcp in zone public (permanent) and reload", "ubuntu2204": "allow vrrp (to 224.0.0.18), 80/tcp"}[name]
+			if got != want {
+				t.Errorf("firewall plan %q, want %q", got, want)
+			}
+			if len(h.fwRules) != 0 || h.reloads != 0 {
+				t.Errorf("the plan changed the firewall: %v", h.fwRules)
+			}
+		})
+	}
+}
+
+// TestUfwReportsOnlyAdded: a rule ufw already has ("Skipping adding existing
+// rule") is not a change even when the query missed it.
+func TestUfwReportsOnlyAdded(t *testing.T) {
+	h := newHost(fixtureNamed(t, "ubuntu2204"))
+	h.preinstall()
+	h.fwRules["80/tcp"] = true
+	conn := &uploadRecorder{Fake: &remote.Fake{}, uploads: map[string][]byte{}}
+	conn.Fake.Handler = func(cmd string, stdin []byte) remote.Result {
+		if strings.HasPrefix(cmd, "ufw --dry-run") {
+			return remote.Result{Stdout: []byte("missing 0\nmissing 1\n")} // a query that missed both
+		}
+		return h.handler(conn.uploads)(cmd, stdin)
+	}
+	f, err := factsFor(h)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if n := second.results[0].Changed; n != 0 {
-		t.Errorf("no-change apply changed %d things: %+v", n, second.events)
+	o, err := (&Firewall{VRRP: true, Ports: []string{"{nginx_listen}/tcp"}}).Run(context.Background(),
+		&Target{Name: "lab1", Conn: conn, Facts: f, Vars: labVars()})
+	if err != nil {
+		t.Fatal(err)
 	}
-	if len(second.settled) != 0 {
-		t.Errorf("no-change apply restarted something: %v", second.settled)
+	if !o.Changed || o.Summary != "allowed vrrp (to 224.0.0.18)" {
+		t.Errorf("%+v", o)
 	}
-	goldenFile(t, "debian12-no-change", transcript(second.conn.Calls()))
-	for _, c := range second.conn.Calls() {
-		if strings.HasPrefix(c.Cmd, "LC_ALL=C") {
-			continue
+}
+
+func TestFirewallBadVar(t *testing.T) {
+	h := newHost(fixtureNamed(t, "rocky9"))
+	f, err := factsFor(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = (&Firewall{Ports: []string{"{nope}/tcp"}}).Run(context.Background(), &Target{Name: "x", Conn: &remote.Fake{}, Facts: f})
+	if err == nil || !strings.Contains(err.Error(), "{nope}") {
+		t.Errorf("err = %v", err)
+	}
+}
+
+func factsFor(h *host) (*facts.Facts, error) { return facts.Parse(h.factsOutput()) }
+
+// TestSELinuxDenialHint: a failed start on an SELinux host shows the
+// recent AVC denials of the unit's process.
+func TestSELinuxDenialHint(t *testing.T) {
+	h := newHost(fixtureNamed(t, "rocky9"))
+	h.preinstall()
+	h.services["keepalived"] = svc{}
+	conn := &remote.Fake{Handler: func(cmd string, stdin []byte) remote.Result {
+		switch {
+		case strings.Contains(cmd, "systemctl start 'keepalived'"):
+			return remote.Result{ExitCode: 4}
+		case strings.HasPrefix(cmd, "journalctl"):
+			return remote.Result{Stdout: []byte("Keepalived_vrrp: cannot execute /etc/keepalived/check_nginx.sh\n")}
+		case strings.Contains(cmd, "ausearch -m avc -ts recent -c 'keepalived'"):
+			return remote.Result{Stdout: []byte("type=AVC msg=audit(1700000000.1:42): avc:  denied  { execute } for comm=\"keepalived\" scontext=system_u:system_r:keepalived_t:s0 tcontext=unconfined_u:object_r:user_tmp_t:s0\n")}
 		}
-		if c.Upload || strings.Contains(c.Cmd, "apt-get") || strings.Contains(c.Cmd, "reload") || strings.Contains(c.Cmd, "restart") {
-			t.Errorf("no-change apply ran %q", c.Cmd+c.Path)
+		return h.handler(nil)(cmd, stdin)
+	}}
+	f, err := factsFor(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = (&Service{Name: "keepalived", Action: "started"}).Run(context.Background(), &Target{Name: "x", Conn: conn, Facts: f, Touched: true})
+	if err == nil || !strings.Contains(err.Error(), "SELinux denied keepalived") || !strings.Contains(err.Error(), "user_tmp_t") {
+		t.Errorf("err = %v", err)
+	}
+	// Debian: no SELinux, no ausearch round trip.
+	d := newHost(fixtureNamed(t, "debian12"))
+	df, _ := factsFor(d)
+	conn2 := &remote.Fake{Handler: func(string, []byte) remote.Result { return remote.Result{ExitCode: 4} }}
+	_, _ = (&Service{Name: "keepalived", Action: "started"}).Run(context.Background(), &Target{Name: "x", Conn: conn2, Facts: df, Touched: true})
+	for _, c := range conn2.Runs() {
+		if strings.Contains(c.Cmd, "ausearch") {
+			t.Error("ausearch ran on Debian")
+		}
+	}
+}
+
+func TestUnsupportedFailsBeforeChanges(t *testing.T) {
+	fx := fixtureNamed(t, "debian12")
+	fx.osRelease = "PRETTY_NAME=\"Debian GNU/Linux 10 (buster)\"\nVERSION_ID=\"10\"\nID=debian\n"
+	h := newHost(fx)
+	r := runBook(t, h, false)
+	err := r.results[0].Err
+	if err == nil || !strings.Contains(err.Error(), "Debian GNU/Linux 10") || !strings.Contains(err.Error(), "rocky 8/9") {
+		t.Fatalf("err = %v", err)
+	}
+	for _, c := range r.conn.Calls() {
+		if !strings.HasPrefix(c.Cmd, "LC_ALL=C") {
+			t.Errorf("ran %q on an unsupported host", c.Cmd+c.Path)
 		}
 	}
 }
 
 func TestDryRunChangesNothing(t *testing.T) {
-	h := &host{files: map[string]string{}, modes: map[string]string{}}
-	r := runBook(t, h, true)
-	if err := r.results[0].Err; err != nil {
-		t.Fatal(err)
-	}
-	for _, c := range r.conn.Calls() {
-		if c.Upload || (!strings.HasPrefix(c.Cmd, "LC_ALL=C") && !strings.HasPrefix(c.Cmd, "cat ")) {
-			t.Errorf("dry run sent %q %s", c.Cmd, c.Path)
-		}
-	}
-	var diffs []string
-	for _, c := range r.results[0].Changes {
-		if c.Diff != "" {
-			diffs = append(diffs, c.Step)
-		}
-		if strings.Contains(c.Diff, "labpass1") {
-			t.Errorf("secret in plan diff of %s", c.Step)
-		}
-	}
-	sort.Strings(diffs)
-	if len(diffs) != 5 {
-		t.Errorf("want a diff per rendered file, got %v", diffs)
+	for _, name := range []string{"debian12", "centos7", "rocky9"} {
+		t.Run(name, func(t *testing.T) {
+			h := newHost(fixtureNamed(t, name))
+			r := runBook(t, h, true)
+			if err := r.results[0].Err; err != nil {
+				t.Fatal(err)
+			}
+			for _, c := range r.conn.Calls() {
+				if c.Upload || (!strings.HasPrefix(c.Cmd, "LC_ALL=C") && !strings.HasPrefix(c.Cmd, "cat ") &&
+					!strings.HasPrefix(c.Cmd, "! grep") && !strings.Contains(c.Cmd, "--query-") && !strings.HasPrefix(c.Cmd, "ufw --dry-run")) {
+					t.Errorf("dry run sent %q %s", c.Cmd, c.Path)
+				}
+			}
+			var diffs []string
+			for _, c := range r.results[0].Changes {
+				if c.Diff != "" {
+					diffs = append(diffs, c.Step)
+				}
+				if strings.Contains(c.Diff, "labpass1") {
+					t.Errorf("secret in plan diff of %s", c.Step)
+				}
+			}
+			sort.Strings(diffs)
+			if len(diffs) != 5 {
+				t.Errorf("want a diff per rendered file, got %v", diffs)
+			}
+		})
 	}
 }
 
 func TestValidationFailureKeepsLiveFile(t *testing.T) {
 	// The swap script exits 10 when the candidate fails validation.
-	h := &host{files: map[string]string{}, modes: map[string]string{}, installed: true,
-		fail: map[string]int{"P='/etc/keepalived/keepalived.conf'": 10}}
+	h := newHost(fixtureNamed(t, "debian12"))
+	h.preinstall()
+	h.fail = map[string]int{"P='/etc/keepalived/keepalived.conf'": 10}
 	r := runBook(t, h, false)
 	err := r.results[0].Err
 	if err == nil || !strings.Contains(err.Error(), "failed validation") || !strings.Contains(err.Error(), "live file was not touched") {
@@ -282,8 +715,9 @@ func TestValidationFailureKeepsLiveFile(t *testing.T) {
 }
 
 func TestHandlerFailureRestores(t *testing.T) {
-	h := &host{files: map[string]string{}, modes: map[string]string{}, installed: true,
-		fail: map[string]int{"then systemctl reload 'nginx'": 1}}
+	h := newHost(fixtureNamed(t, "debian12"))
+	h.preinstall()
+	h.fail = map[string]int{"then systemctl reload 'nginx'": 1}
 	r := runBook(t, h, false)
 	err := r.results[0].Err
 	if err == nil || !strings.Contains(err.Error(), `handler "nginx"`) || !strings.Contains(err.Error(), "restored") {
@@ -311,6 +745,7 @@ func TestParseErrors(t *testing.T) {
 		"bad state":       `step "a" { file { path = "/x" state = "present" } }`,
 		"bad validate":    `step "a" { template { path = "/x" validate = "check" } }`,
 		"bad condition":   `step "a" { template { path = "/x" validate_if = "sunny" } }`,
+		"bad when":        `step "a" { when = "os:" command { run = "true" } }`,
 		"unknown module":  `step "a" { copy { src = "x" } }`,
 		"empty":           ``,
 	} {
@@ -318,4 +753,21 @@ func TestParseErrors(t *testing.T) {
 			t.Errorf("%s: accepted", name)
 		}
 	}
+}
+
+// TestHeredocCommand: the EL nginx.conf edit reaches the shell verbatim
+// (HCL heredocs interpret no backslash escapes).
+func TestHeredocCommand(t *testing.T) {
+	for _, s := range defaultBook(t).Steps {
+		w, ok := s.Module.(*When)
+		if !ok || w.Cond != "os:el" {
+			continue
+		}
+		c := w.Module.(*Command)
+		if !strings.Contains(c.Cmd, `default_server/\1/'`) {
+			t.Errorf("sed back-reference mangled: %s", c.Cmd)
+		}
+		return
+	}
+	t.Fatal("no os:el command step")
 }
