@@ -2,10 +2,14 @@ package cli
 
 import (
 	"context"
+	"fmt"
 	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/hactl/hactl/pkg/fleet"
+	"github.com/hactl/hactl/pkg/sshconfig"
 
 	"github.com/spf13/cobra"
 )
@@ -15,6 +19,9 @@ type ConnOptions struct {
 	AcceptNewHostKeys bool
 	Parallel          int
 	Timeout           time.Duration
+	// SSHConfig is the ssh_config file read for what the inventory leaves
+	// unset; "" means ~/.ssh/config. A missing file is fine.
+	SSHConfig string
 }
 
 func (o *ConnOptions) addFlags(cmd *cobra.Command) {
@@ -23,6 +30,8 @@ func (o *ConnOptions) addFlags(cmd *cobra.Command) {
 		"trust and record the key of a host not yet in known_hosts (OpenSSH accept-new); a changed key is always refused")
 	f.IntVar(&o.Parallel, "parallel", 10, "hosts worked on at once")
 	f.DurationVar(&o.Timeout, "connect-timeout", 10*time.Second, "SSH connect timeout per host")
+	f.StringVar(&o.SSHConfig, "ssh-config", "",
+		"OpenSSH client config read for HostName, User, Port, IdentityFile and ProxyJump where the inventory sets none (default ~/.ssh/config; a missing file is fine)")
 }
 
 // connect opens one SSH connection per selected host. Hosts that cannot be
@@ -37,7 +46,22 @@ func (g *Globals) connect(ctx context.Context, l *Loaded, o ConnOptions, limit [
 		home, _ = os.UserHomeDir()
 	}
 	sock, _ := g.IO.LookupEnv("SSH_AUTH_SOCK")
+	path := o.SSHConfig
+	if path == "" {
+		path = "~/.ssh/config"
+	}
+	if path == "~" || strings.HasPrefix(path, "~/") {
+		if home == "" {
+			return nil, &ExitError{Code: ExitUsage, Err: fmt.Errorf("--ssh-config %s: no home directory known", path)}
+		}
+		path = filepath.Join(home, path[1:])
+	}
+	sc, err := sshconfig.Load(path)
+	if err != nil {
+		return nil, &ExitError{Code: ExitUsage, Err: err}
+	}
 	return fleet.Connect(ctx, l.Inv, hosts, fleet.Options{
+		SSHConfig:         sc,
 		AcceptNewHostKeys: o.AcceptNewHostKeys,
 		ConnectTimeout:    o.Timeout,
 		Parallel:          max(o.Parallel, len(hosts)),

@@ -128,7 +128,19 @@ func gatherStatus(ctx context.Context, l *Loaded, r *render.Renderer, fl *fleet.
 			for _, f := range files {
 				paths = append(paths, f.Path)
 			}
+			// keepalived's own view (last state per instance) comes from
+			// its journal, on a second channel of the same connection in
+			// parallel with the facts: no extra round trip of latency.
+			vrrpc := make(chan map[string]string, 1)
+			go func() {
+				st, err := verify.VRRPStates(ctx, h.Conn)
+				if err != nil {
+					st = nil // unknown: the verdict rests on addresses alone
+				}
+				vrrpc <- st
+			}()
 			f, err := facts.Gather(ctx, h.Conn, facts.Request{Paths: paths, Services: []string{"keepalived", "nginx"}})
+			states := <-vrrpc
 			if err != nil {
 				sh.Error, obs[i].Err = err.Error(), err
 				doc.Hosts[i] = sh
@@ -151,11 +163,15 @@ func gatherStatus(ctx context.Context, l *Loaded, r *render.Renderer, fl *fleet.
 			}
 			sort.Strings(sh.Drift)
 			obs[i].Addrs = f.Addrs[h.Host.Interface]
+			if ka.Active == "active" {
+				// A stopped daemon claims nothing, whatever it last logged.
+				obs[i].VRRP = states
+			}
 			doc.Hosts[i] = sh
 		}()
 	}
 	wg.Wait()
-	doc.VIPs = verify.Classify(l.Layout, obs)
+	doc.VIPs = verify.SetTransports(verify.Classify(l.Layout, obs), l.Inv)
 	return doc, nil
 }
 

@@ -13,6 +13,7 @@ import (
 
 	"github.com/hactl/hactl/pkg/inventory"
 	"github.com/hactl/hactl/pkg/remote"
+	"github.com/hactl/hactl/pkg/sshconfig"
 )
 
 // Host is one inventory host and, when it could be reached, its connection.
@@ -37,6 +38,8 @@ type Options struct {
 	HomeDir           string // for ~/ in key and known_hosts paths
 	AgentSocket       string // SSH_AUTH_SOCK
 	Dial              DialFunc
+	// SSHConfig fills what the inventory leaves unset (nil: nothing).
+	SSHConfig *sshconfig.File
 }
 
 // Fleet is the set of hosts a command works on, in inventory order.
@@ -85,17 +88,19 @@ func Connect(ctx context.Context, inv *inventory.Inventory, hosts []*inventory.H
 	for _, h := range hosts {
 		f.Hosts = append(f.Hosts, &Host{Host: h, Cluster: inv.ClusterOf(h.Name)})
 	}
+	// One bastion connection per jump host for the whole run.
+	jumps := &remote.Jumps{}
 	var g errgroup.Group
 	g.SetLimit(max(opts.Parallel, 1))
 	for _, fh := range f.Hosts {
 		g.Go(func() error {
-			s := fh.Host.SSH
-			conn, err := dial(ctx, remote.Config{
-				Name: fh.Host.Name, Address: fh.Host.Address.String(), Port: s.Port, User: s.User,
-				PrivateKeyFile: s.PrivateKeyFile, AgentSocket: opts.AgentSocket, KnownHostsFile: s.KnownHostsFile,
-				AcceptNewHostKeys: opts.AcceptNewHostKeys, Become: s.Become,
-				ConnectTimeout: opts.ConnectTimeout, HomeDir: opts.HomeDir,
-			})
+			cfg, err := ResolveSSH(fh.Host, opts)
+			if err != nil {
+				fh.Err = fmt.Errorf("connect %s: %w", fh.Host.Name, err)
+				return nil
+			}
+			cfg.Jumps = jumps
+			conn, err := dial(ctx, cfg)
 			if err != nil {
 				fh.Err = fmt.Errorf("connect %s: %w", fh.Host.Name, err)
 				return nil

@@ -41,6 +41,7 @@ type clusterSchema struct {
 	AuthPass       *string         `hcl:"auth_pass,optional"`
 	BackupOrder    *string         `hcl:"backup_order,optional"`
 	Transport      *string         `hcl:"vrrp_transport,optional"`
+	CrossSubnet    *bool           `hcl:"allow_cross_subnet,optional"`
 	MasterPriority *int            `hcl:"master_priority,optional"`
 	PriorityStep   *int            `hcl:"priority_step,optional"`
 	HealthCheck    []*healthSchema `hcl:"health_check,block"`
@@ -202,22 +203,22 @@ func build(path string, raw *fileSchema) (*Inventory, hcl.Diagnostics) {
 
 func mergeSSH(base SSH, s *sshSchema) SSH {
 	if s.User != nil {
-		base.User = *s.User
+		base.User, base.Set.User = *s.User, true
 	}
 	if s.Port != nil {
-		base.Port = *s.Port
+		base.Port, base.Set.Port = *s.Port, true
 	}
 	if s.PrivateKeyFile != nil {
-		base.PrivateKeyFile = *s.PrivateKeyFile
+		base.PrivateKeyFile, base.Set.PrivateKeyFile = *s.PrivateKeyFile, true
 	}
 	if s.KnownHostsFile != nil {
-		base.KnownHostsFile = *s.KnownHostsFile
+		base.KnownHostsFile, base.Set.KnownHostsFile = *s.KnownHostsFile, true
 	}
 	if s.Become != nil {
-		base.Become = *s.Become
+		base.Become, base.Set.Become = *s.Become, true
 	}
 	if s.JumpHost != nil {
-		base.JumpHost = *s.JumpHost
+		base.JumpHost, base.Set.JumpHost = *s.JumpHost, true
 	}
 	return base
 }
@@ -234,6 +235,12 @@ func checkSSH(merged SSH, s *sshSchema) hcl.Diagnostics {
 	if s.KnownHostsFile != nil && merged.KnownHostsFile == "" {
 		diags = append(diags, errAt(r["known_hosts_file"], "Empty known_hosts_file",
 			"Host keys are always verified: known_hosts_file must name a file."))
+	}
+	if s.JumpHost != nil {
+		if _, _, _, err := ParseJumpHost(merged.JumpHost); err != nil {
+			diags = append(diags, errAt(r["jump_host"], "Invalid jump_host",
+				fmt.Sprintf("jump_host %q: %v; write \"[user@]host[:port]\" (one hop) or \"none\".", merged.JumpHost, err)))
+		}
 	}
 	return diags
 }
@@ -258,6 +265,9 @@ func buildCluster(rc *clusterSchema, defaults SSH) (*Cluster, hcl.Diagnostics) {
 	setInt(&c.VRIDBase, rc.VRIDBase)
 	setStr(&c.BackupOrder, rc.BackupOrder)
 	setStr(&c.Transport, rc.Transport)
+	if rc.CrossSubnet != nil {
+		c.AllowCrossSubnet = *rc.CrossSubnet
+	}
 	setInt(&c.MasterPriority, rc.MasterPriority)
 	setInt(&c.PriorityStep, rc.PriorityStep)
 	if rc.AuthPass != nil {

@@ -176,6 +176,11 @@ func TestValidation(t *testing.T) {
 		{"duplicate ssh block", `cluster "web" {`, "ssh { #HERE\n}\ncluster \"web\" {", "Duplicate ssh block", ""},
 		{"bad ssh port", `  user             = "root"`, `  port = 0 #HERE`, "Invalid SSH port", ""},
 		{"missing address", `    address = "10.11.7.232"`, ``, "Missing address", ""},
+		{"cross subnet without unicast", `  advert_int             = 1`, `  allow_cross_subnet = true #HERE`, "allow_cross_subnet needs unicast", "multicast"},
+		{"cross subnet still keeps VIPs together", `    vip     = "10.11.7.236/24"`, "    vip     = \"10.11.9.236/24\" #HERE", "VIP outside the cluster's subnet", ""},
+		{"cross subnet: gateway still on the VIPs' segment", `  gateway                = "10.11.7.2"`, "  gateway = \"10.11.6.1\" #HERE\n  vrrp_transport = \"unicast\"\n  allow_cross_subnet = true", "Gateway outside the cluster's subnet", "clean_arp.sh"},
+		{"bad jump_host", `  user             = "root"`, `  jump_host = "ops@bastion:99999" #HERE`, "Invalid jump_host", "1-65535"},
+		{"jump chain", `      become = true`, "      become = true\n      jump_host = \"a,b\" #HERE", "Invalid jump_host", "only one jump host"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -251,4 +256,67 @@ func diagList(d hcl.Diagnostics) string {
 		fmt.Fprintf(&b, "  %v: %s: %s\n", x.Subject, x.Summary, x.Detail)
 	}
 	return b.String()
+}
+
+// TestCrossSubnet: hosts in different subnets need unicast AND the explicit
+// allow_cross_subnet; then host addresses may differ (a warning remains),
+// the VIPs and the gateway may not.
+func TestCrossSubnet(t *testing.T) {
+	moveB := func(src string) string {
+		return strings.Replace(src, `    address = "10.11.7.232"`, `    address = "10.128.2.106" #HERE`, 1)
+	}
+	unicast := func(src string, allow bool) string {
+		add := "  vrrp_transport = \"unicast\"\n"
+		if allow {
+			add += "  allow_cross_subnet = true\n"
+		}
+		return strings.Replace(src, "  advert_int             = 1\n", "  advert_int             = 1\n"+add, 1)
+	}
+	for _, tc := range []struct {
+		name, src       string
+		summary, detail string
+		severity        hcl.DiagnosticSeverity
+	}{
+		{"multicast refuses", moveB(base), "Host outside the cluster's subnet", "does not cross subnets", hcl.DiagError},
+		{"unicast alone refuses", unicast(moveB(base), false), "Host outside the cluster's subnet", "allow_cross_subnet = true", hcl.DiagError},
+		{"unicast + allow warns", unicast(moveB(base), true), "Host address outside the VIPs' subnet", "never cross a router", hcl.DiagWarning},
+		{"VIP must stay on the segment", unicast(strings.Replace(base, `    vip     = "10.11.7.236/24"`, `    vip     = "10.11.9.236/24" #HERE`, 1), true),
+			"VIP outside the cluster's subnet", "a segment its holder is attached to", hcl.DiagError},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			inv, diags := loadString(t, tc.src)
+			var hit *hcl.Diagnostic
+			for _, d := range diags {
+				if d.Summary == tc.summary && strings.Contains(d.Detail, tc.detail) {
+					hit = d
+				}
+			}
+			if hit == nil || hit.Severity != tc.severity {
+				t.Fatalf("want %q (%v) among:\n%s", tc.summary, tc.severity, diagList(diags))
+			}
+			if want := markerLine(tc.src); hit.Subject == nil || hit.Subject.Start.Line != want {
+				t.Errorf("points at %v, want line %d", hit.Subject, want)
+			}
+			if (tc.severity == hcl.DiagWarning) != (inv != nil) {
+				t.Errorf("inventory returned = %v with %s", inv != nil, diagList(diags))
+			}
+			if tc.severity == hcl.DiagWarning && !inv.Clusters[0].AllowCrossSubnet {
+				t.Errorf("AllowCrossSubnet not set")
+			}
+		})
+	}
+}
+
+func TestSSHSetTracksExplicitFields(t *testing.T) {
+	inv, diags := loadString(t, base)
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	a, d := inv.Clusters[0].Hosts[0].SSH.Set, inv.Clusters[1].Hosts[1].SSH.Set
+	if !a.User || !a.KnownHostsFile || a.Port || a.PrivateKeyFile || a.JumpHost || a.Become {
+		t.Errorf("host a: %+v", a)
+	}
+	if !d.User || !d.Become || !d.KnownHostsFile || d.Port {
+		t.Errorf("host d: %+v", d)
+	}
 }

@@ -5,7 +5,12 @@
 package inventory
 
 import (
+	"errors"
+	"fmt"
+	"net"
 	"net/netip"
+	"strconv"
+	"strings"
 
 	"github.com/hashicorp/hcl/v2"
 )
@@ -44,8 +49,23 @@ type SSH struct {
 	PrivateKeyFile string
 	KnownHostsFile string
 	Become         bool
-	JumpHost       string
+	// JumpHost is "[user@]host[:port]" (OpenSSH ProxyJump, one hop), "none"
+	// to connect directly even when ~/.ssh/config names a ProxyJump, or empty.
+	JumpHost string
+	// Set records which fields the inventory wrote (in the ssh block or the
+	// host's own): those win over ~/.ssh/config; the others are defaults that
+	// ~/.ssh/config may replace.
+	Set SSHSet
 }
+
+// SSHSet says which SSH fields were written in the inventory.
+type SSHSet struct {
+	User, Port, PrivateKeyFile, KnownHostsFile, Become, JumpHost bool
+}
+
+// JumpNone is the jump_host value that forbids a jump host (OpenSSH's
+// "ProxyJump none").
+const JumpNone = "none"
 
 // Secret is a string that never prints itself: fmt, %v, JSON and templates all
 // see "(sensitive)". Only Reveal gives the value, and only the renderer of
@@ -88,19 +108,22 @@ type Nginx struct {
 
 // Cluster is one group of load balancers sharing an L2 segment and a set of VIPs.
 type Cluster struct {
-	Name           string
-	Interface      string
-	Gateway        netip.Addr
-	AdvertInt      float64
-	VRIDBase       int
-	AuthPass       Secret
-	BackupOrder    string
-	Transport      string
-	MasterPriority int
-	PriorityStep   int
-	HealthCheck    HealthCheck
-	Nginx          Nginx
-	Hosts          []*Host
+	Name        string
+	Interface   string
+	Gateway     netip.Addr
+	AdvertInt   float64
+	VRIDBase    int
+	AuthPass    Secret
+	BackupOrder string
+	Transport   string
+	// AllowCrossSubnet (unicast only) lets host addresses sit in different
+	// subnets; the VIPs and the gateway still share one (see validateSubnet).
+	AllowCrossSubnet bool
+	MasterPriority   int
+	PriorityStep     int
+	HealthCheck      HealthCheck
+	Nginx            Nginx
+	Hosts            []*Host
 
 	DefRange hcl.Range
 	// Ranges maps attribute names to where they were written (or to the
@@ -162,4 +185,42 @@ func (c *Cluster) VRRPVersion() int {
 		return 3
 	}
 	return 2
+}
+
+// ParseJumpHost splits "[user@]host[:port]" (OpenSSH's ProxyJump syntax for
+// one hop; an IPv6 host needs brackets when a port is given). user is empty
+// and port 0 when not written. "none" and "" give an empty host and no error.
+func ParseJumpHost(s string) (user, host string, port int, err error) {
+	if s == "" || s == JumpNone {
+		return "", "", 0, nil
+	}
+	if strings.ContainsAny(s, ", \t") {
+		return "", "", 0, errors.New("only one jump host is supported (no chains, no blanks)")
+	}
+	rest := s
+	if i := strings.LastIndex(rest, "@"); i >= 0 {
+		user, rest = rest[:i], rest[i+1:]
+		if user == "" {
+			return "", "", 0, errors.New("empty user before '@'")
+		}
+	}
+	host = rest
+	if h, p, serr := net.SplitHostPort(rest); serr == nil {
+		n, perr := strconv.Atoi(p)
+		if perr != nil || n < 1 || n > 65535 {
+			return "", "", 0, fmt.Errorf("port %q is not 1-65535", p)
+		}
+		host, port = h, n
+	} else if strings.Count(rest, ":") == 1 {
+		return "", "", 0, fmt.Errorf("cannot read host:port from %q", rest)
+	}
+	if host == "" {
+		return "", "", 0, errors.New("no host")
+	}
+	if !hostRE.MatchString(host) {
+		if _, aerr := netip.ParseAddr(host); aerr != nil {
+			return "", "", 0, fmt.Errorf("%q is neither an IP address nor a host name", host)
+		}
+	}
+	return user, host, port, nil
 }

@@ -125,8 +125,23 @@ func checkUpstream(u string) error {
 // validateSubnet enforces the seed's rule: VRRP multicast and gratuitous ARP
 // do not cross subnets, so every host, VIP and the gateway share one L2 subnet.
 // The subnet is the first host's VIP prefix.
+//
+// Unicast VRRP can be routed, so with vrrp_transport = "unicast" AND an
+// explicit allow_cross_subnet = true the host addresses (unicast_src_ip,
+// unicast_peer, the SSH target) may sit anywhere. The VIPs may not: every host
+// of a cluster can become MASTER of every VIP, and a VIP (with the gratuitous
+// ARP that announces it) only reaches the segment its holder's VIP interface
+// is attached to. So the VIPs and the gateway still share one subnet, and a
+// host whose address lies outside it gets a warning: its `interface` must be
+// a NIC on the VIPs' segment, which the inventory cannot prove.
 func validateSubnet(c *Cluster) hcl.Diagnostics {
 	var diags hcl.Diagnostics
+	unicast := c.Transport == TransportUnicast
+	if c.AllowCrossSubnet && !unicast {
+		diags = append(diags, errAt(c.Range("allow_cross_subnet"), "allow_cross_subnet needs unicast",
+			fmt.Sprintf("cluster %q: allow_cross_subnet = true only makes sense with vrrp_transport = \"unicast\"; "+
+				"VRRP multicast (224.0.0.18) never crosses a router, so multicast peers must share one subnet.", c.Name)))
+	}
 	var subnet netip.Prefix
 	var from *Host
 	for _, h := range c.Hosts {
@@ -136,15 +151,19 @@ func validateSubnet(c *Cluster) hcl.Diagnostics {
 		}
 	}
 	if from == nil {
-		return nil
+		return diags
 	}
 	where := fmt.Sprintf("%s (from host %q's vip at %s)", subnet, from.Name, from.Range("vip"))
-	unicast := c.Transport == TransportUnicast
+	crossOK := unicast && c.AllowCrossSubnet
 	for _, h := range c.Hosts {
 		if h.VIP.IsValid() {
 			if h.VIP.Masked() != subnet {
-				diags = append(diags, errAt(h.Range("vip"), "VIP outside the cluster's subnet",
-					fmt.Sprintf("host %q: vip %s is not in %s; keepalived's VIPs of one cluster share one L2 subnet.", h.Name, h.VIP, where)))
+				detail := fmt.Sprintf("host %q: vip %s is not in %s; keepalived's VIPs of one cluster share one L2 subnet.", h.Name, h.VIP, where)
+				if crossOK {
+					detail = fmt.Sprintf("host %q: vip %s is not in %s. allow_cross_subnet lets the hosts' addresses differ, not the VIPs': "+
+						"every host may hold every VIP, and a VIP can only be announced (gratuitous ARP) on a segment its holder is attached to.", h.Name, h.VIP, where)
+				}
+				diags = append(diags, errAt(h.Range("vip"), "VIP outside the cluster's subnet", detail))
 			}
 			if a := h.VIP.Addr(); h.VIP.Bits() < 31 && (a == subnet.Addr() || a == lastAddr(subnet)) {
 				diags = append(diags, errAt(h.Range("vip"), "VIP is a network or broadcast address",
@@ -159,19 +178,36 @@ func validateSubnet(c *Cluster) hcl.Diagnostics {
 					fmt.Sprintf("host %q: vip %s is the gateway's address.", h.Name, h.VIP.Addr())))
 			}
 		}
-		// Unicast VRRP may cross subnets for the hosts themselves (the VIP still
-		// needs an L2 segment), so only multicast insists on the host address.
-		if h.Address.IsValid() && !subnet.Contains(h.Address) && !unicast {
+		if !h.Address.IsValid() || subnet.Contains(h.Address) {
+			continue
+		}
+		switch {
+		case crossOK:
+			diags = append(diags, &hcl.Diagnostic{
+				Severity: hcl.DiagWarning,
+				Summary:  "Host address outside the VIPs' subnet",
+				Detail: fmt.Sprintf("host %q: address %s is not in %s. Unicast VRRP reaches it (allow_cross_subnet), but it can only hold the VIPs "+
+					"if its interface %q is attached to the VIPs' segment: a VIP and its gratuitous ARP never cross a router.", h.Name, h.Address, where, h.Interface),
+				Subject: rangePtr(h.Range("address")),
+			})
+		case unicast:
 			diags = append(diags, errAt(h.Range("address"), "Host outside the cluster's subnet",
-				fmt.Sprintf("host %q: address %s is not in %s; VRRP multicast does not cross subnets (the seed warns about this).", h.Name, h.Address, where)))
+				fmt.Sprintf("host %q: address %s is not in %s. Unicast VRRP can be routed, but hosts in different subnets are refused "+
+					"unless the cluster says so explicitly with allow_cross_subnet = true.", h.Name, h.Address, where)))
+		default:
+			diags = append(diags, errAt(h.Range("address"), "Host outside the cluster's subnet",
+				fmt.Sprintf("host %q: address %s is not in %s; VRRP multicast does not cross subnets (the seed warns about this). "+
+					"Use vrrp_transport = \"unicast\" with allow_cross_subnet = true if the hosts really are routed apart.", h.Name, h.Address, where)))
 		}
 	}
 	if c.Gateway.IsValid() && !subnet.Contains(c.Gateway) {
 		diags = append(diags, errAt(c.Range("gateway"), "Gateway outside the cluster's subnet",
-			fmt.Sprintf("cluster %q: gateway %s is not in %s; gratuitous ARP only reaches the local segment.", c.Name, c.Gateway, where)))
+			fmt.Sprintf("cluster %q: gateway %s is not in %s; clean_arp.sh announces a VIP to the gateway with ARP, which only reaches the local segment.", c.Name, c.Gateway, where)))
 	}
 	return diags
 }
+
+func rangePtr(r hcl.Range) *hcl.Range { return &r }
 
 func lastAddr(p netip.Prefix) netip.Addr {
 	a := p.Masked().Addr().As4()

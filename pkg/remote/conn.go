@@ -35,6 +35,8 @@ type sshConn struct {
 
 	mu      sync.Mutex
 	deadErr error // why the keepalive loop closed the connection
+
+	release func() // gives the bastion connection back (no-op without one)
 }
 
 func newConn(client *ssh.Client, cfg Config, where string) *sshConn {
@@ -300,6 +302,9 @@ func (c *sshConn) Close() error {
 			_ = c.sftp.Close()
 		}
 		c.sftpMu.Unlock()
+		if c.release != nil {
+			c.release()
+		}
 	})
 	return c.closeErr
 }

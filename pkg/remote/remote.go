@@ -65,6 +65,14 @@ type Config struct {
 	ConnectTimeout    time.Duration // default 10s; bounds TCP connect + SSH handshake + auth
 	KeepAlive         time.Duration // default 15s; negative disables; a peer silent for 3 intervals closes the conn
 	HomeDir           string        // for "~/" expansion (caller passes os.UserHomeDir())
+	// Jump, when set, is the bastion to reach this host through (OpenSSH
+	// ProxyJump, one hop): Dial logs in there first, with its own host key
+	// verified against Jump.KnownHostsFile, then opens a direct-tcpip channel
+	// to Address:Port and runs this host's SSH session inside it.
+	Jump *Config
+	// Jumps shares bastion connections between dials; nil gives every Conn
+	// its own bastion connection.
+	Jumps *Jumps
 }
 
 const (
@@ -133,9 +141,30 @@ func Dial(ctx context.Context, cfg Config) (Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", cfg.Name, err)
 	}
-	hostport := net.JoinHostPort(cfg.Address, strconv.Itoa(cfg.Port))
-	where := fmt.Sprintf("%s (%s)", cfg.Name, hostport)
+	where := fmt.Sprintf("%s (%s)", cfg.Name, net.JoinHostPort(cfg.Address, strconv.Itoa(cfg.Port)))
+	var via *ssh.Client
+	release := func() {}
+	if cfg.Jump != nil {
+		via, release, err = cfg.Jumps.acquire(ctx, *cfg.Jump)
+		if err != nil {
+			return nil, fmt.Errorf("%s: through jump host: %w", where, err)
+		}
+		where = fmt.Sprintf("%s via %s", where, cfg.Jump.Name)
+	}
+	client, err := dialClient(ctx, cfg, via, where)
+	if err != nil {
+		release()
+		return nil, err
+	}
+	c := newConn(client, cfg, where)
+	c.release = release
+	return c, nil
+}
 
+// dialClient opens the SSH client connection to cfg's host: over TCP, or
+// through via (a bastion's direct-tcpip channel) when via is not nil.
+func dialClient(ctx context.Context, cfg Config, via *ssh.Client, where string) (*ssh.Client, error) {
+	hostport := net.JoinHostPort(cfg.Address, strconv.Itoa(cfg.Port))
 	hk, err := loadHostKeys(cfg.KnownHostsFile, hostport, where, cfg.AcceptNewHostKeys)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", where, err)
@@ -150,14 +179,26 @@ func Dial(ctx context.Context, cfg Config) (Conn, error) {
 	dctx, cancel := context.WithTimeout(ctx, cfg.ConnectTimeout)
 	defer cancel()
 
-	dialer := net.Dialer{KeepAlive: 30 * time.Second}
-	tcp, err := dialer.DialContext(dctx, "tcp", hostport)
+	var nc net.Conn
+	if via != nil {
+		nc, err = via.DialContext(dctx, "tcp", hostport)
+	} else {
+		dialer := net.Dialer{KeepAlive: 30 * time.Second}
+		nc, err = dialer.DialContext(dctx, "tcp", hostport)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%s: connect: %w", where, dialErr(ctx, err, cfg.ConnectTimeout))
 	}
-	// ssh.NewClientConn has no context: an immediate deadline unblocks its
-	// reads and writes when dctx ends.
-	stop := context.AfterFunc(dctx, func() { _ = tcp.SetDeadline(time.Now()) })
+	// ssh.NewClientConn has no context: when dctx ends, an immediate deadline
+	// unblocks its reads and writes on TCP; a bastion channel has no
+	// deadlines, so it is closed instead.
+	stop := context.AfterFunc(dctx, func() {
+		if via != nil {
+			_ = nc.Close()
+			return
+		}
+		_ = nc.SetDeadline(time.Now())
+	})
 
 	ccfg := &ssh.ClientConfig{
 		User:              cfg.User,
@@ -166,7 +207,7 @@ func Dial(ctx context.Context, cfg Config) (Conn, error) {
 		HostKeyAlgorithms: hk.algorithms(),
 		ClientVersion:     "SSH-2.0-hactl",
 	}
-	sc, chans, reqs, err := ssh.NewClientConn(tcp, hostport, ccfg)
+	sc, chans, reqs, err := ssh.NewClientConn(nc, hostport, ccfg)
 	if !stop() && err == nil {
 		// The deadline fired just after a successful handshake: the
 		// connection is unusable, and the caller's ctx is over anyway.
@@ -174,13 +215,13 @@ func Dial(ctx context.Context, cfg Config) (Conn, error) {
 		err = dctx.Err()
 	}
 	if err != nil {
-		_ = tcp.Close()
+		_ = nc.Close()
 		return nil, classifyHandshake(ctx, err, hk, where, cfg)
 	}
-	_ = tcp.SetDeadline(time.Time{})
-
-	c := newConn(ssh.NewClient(sc, chans, reqs), cfg, where)
-	return c, nil
+	if via == nil {
+		_ = nc.SetDeadline(time.Time{})
+	}
+	return ssh.NewClient(sc, chans, reqs), nil
 }
 
 // dialErr turns a connect failure caused by the timeout into a message that

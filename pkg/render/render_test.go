@@ -77,6 +77,8 @@ func TestGoldenVariants(t *testing.T) {
 	}
 	for _, tc := range []struct{ name, old, new string }{
 		{"lab-unicast-ring-v3", `advert_int             = 1`, "advert_int = 0.1\n  vrrp_transport = \"unicast\"\n  backup_order = \"ring\""},
+		// The e2e's unicast cluster: the lab as shipped, VRRPv2, PASS auth.
+		{"lab-unicast", `advert_int             = 1`, "advert_int             = 1\n  vrrp_transport         = \"unicast\""},
 		{"lab-upstream", `listen = 80`, "listen = 8080\n    upstream = [\"198.18.0.50:8080\", \"app.internal:9000\"]"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -8,10 +8,12 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"regexp"
 	"strings"
 	"sync"
 
 	"github.com/hactl/hactl/pkg/fleet"
+	"github.com/hactl/hactl/pkg/inventory"
 	"github.com/hactl/hactl/pkg/remote"
 	"github.com/hactl/hactl/pkg/vrrp"
 )
@@ -33,6 +35,13 @@ type VIPState struct {
 	Master  string   `json:"master"`
 	Holders []string `json:"holders"`
 	State   string   `json:"state"`
+	// Claims lists the hosts whose keepalived last entered MASTER state for
+	// this VIP's instance (from its journal); absent when not read. Two or
+	// more claims is split brain even if `ip addr` shows the VIP once.
+	Claims []string `json:"vrrp_masters,omitempty"`
+	// Transport is the cluster's vrrp_transport when the caller knows it; it
+	// only tunes SplitHint.
+	Transport string `json:"vrrp_transport,omitempty"`
 }
 
 // OK reports whether the VIP sits on its master only.
@@ -65,7 +74,10 @@ func ParseAddrs(out string) []netip.Prefix {
 type Observation struct {
 	Host  string
 	Addrs []netip.Prefix
-	Err   error
+	// VRRP maps instance names (VI_1…) to the state keepalived last entered
+	// (MASTER, BACKUP, FAULT) since it started; nil when not read.
+	VRRP map[string]string
+	Err  error
 }
 
 // Observe reads the VIP interface of every reachable host in parallel.
@@ -123,9 +135,12 @@ func Classify(l *vrrp.Layout, obs []Observation) []VIPState {
 					break
 				}
 			}
+			if o.VRRP != nil && o.VRRP[in.Name] == "MASTER" && in.PriorityOf(o.Host) > 0 {
+				s.Claims = append(s.Claims, o.Host)
+			}
 		}
 		switch {
-		case len(s.Holders) > 1:
+		case len(s.Holders) > 1 || len(s.Claims) > 1:
 			s.State = StateSplit
 		case len(s.Holders) == 1 && s.Holders[0] == in.Master:
 			s.State = StateOK
@@ -165,14 +180,137 @@ func Settled(vs []VIPState, cluster string) bool {
 }
 
 // SplitHint explains the usual cause of a split: VRRP adverts not reaching the
-// peers (multicast filtered), so every host believes it is MASTER.
+// peers, so every host believes it is MASTER. With multicast (or when the
+// transport is unknown) that is multicast being filtered, and unicast is the
+// fix; with unicast it is protocol 112 being dropped between the addresses.
 func SplitHint(vs []VIPState) string {
+	var split []VIPState
 	for _, v := range vs {
 		if v.State == StateSplit {
-			return "A VIP on several hosts means the hosts do not hear each other's VRRP adverts: " +
-				"multicast (224.0.0.18, IP protocol 112) is probably filtered between them (cloud networks, " +
-				"firewalls, VLANs). Allow VRRP, or set vrrp_transport = \"unicast\" on the cluster."
+			split = append(split, v)
 		}
 	}
-	return ""
+	if len(split) == 0 {
+		return ""
+	}
+	symptom := "A VIP on several hosts means the hosts do not hear each other's VRRP adverts"
+	if all := allClaim(vs, split); all != "" {
+		symptom = "Every keepalived of cluster " + all + " claims MASTER of every VIP: none hears the others' VRRP adverts"
+	}
+	if split[0].Transport == "unicast" {
+		return symptom + ": unicast VRRP (IP protocol 112) between the hosts' addresses is dropped (firewall, security group). " +
+			"Allow protocol 112 (vrrp) from every peer address."
+	}
+	return symptom + ": multicast (224.0.0.18, IP protocol 112) is probably filtered between them (cloud networks, " +
+		"firewalls, VLANs, switches without multicast). Allow VRRP, or set vrrp_transport = \"unicast\" on the cluster " +
+		"(keepalived then sends adverts to each peer's address)."
+}
+
+// allClaim returns the cluster whose VIPs are each claimed (or held) by all
+// of its hosts: the all-MASTER signature of adverts that never arrive.
+func allClaim(vs, split []VIPState) string {
+	cluster := split[0].Cluster
+	hosts := map[string]bool{}
+	for _, v := range vs {
+		if v.Cluster == cluster {
+			hosts[v.Master] = true
+		}
+	}
+	for _, v := range vs {
+		if v.Cluster != cluster {
+			continue
+		}
+		n := max(len(v.Claims), len(v.Holders))
+		if n < len(hosts) || len(hosts) < 2 {
+			return ""
+		}
+	}
+	return cluster
+}
+
+// VRRPCommand prints the keepalived journal lines that say which state each
+// instance entered, plus the daemon's start/stop lines: cheap (a bounded
+// tail of one unit's journal) and present on every systemd host.
+const VRRPCommand = `journalctl -u keepalived -o cat --no-pager -n 400 2>/dev/null | ` +
+	`grep -E 'Entering [A-Z]+ STATE|Starting (Keepalived|VRRP child)|Stopped Keepalived|Stopping' || true`
+
+var (
+	enterRE = regexp.MustCompile(`\(([^()\s]+)\)\s*:?\s*Entering ([A-Z]+) STATE`)
+	resetRE = regexp.MustCompile(`Starting (Keepalived|VRRP child)|Stopped Keepalived|Stopping`)
+)
+
+// ParseVRRP reads VRRPCommand's output: the last state each instance entered
+// since keepalived last started (a stop forgets everything: a stopped daemon
+// claims nothing). Both keepalived 2.x "(VI_1) Entering MASTER STATE" and
+// 1.3's "VRRP_Instance(VI_1) Entering MASTER STATE" are understood.
+func ParseVRRP(out string) map[string]string {
+	m := map[string]string{}
+	for _, line := range strings.Split(out, "\n") {
+		if resetRE.MatchString(line) {
+			m = map[string]string{}
+			continue
+		}
+		if g := enterRE.FindStringSubmatch(line); g != nil {
+			m[g[1]] = g[2]
+		}
+	}
+	return m
+}
+
+// VRRPStates runs VRRPCommand on one connection.
+func VRRPStates(ctx context.Context, c remote.Conn) (map[string]string, error) {
+	res, err := c.Run(ctx, VRRPCommand, nil)
+	if err != nil {
+		return nil, err
+	}
+	if res.ExitCode != 0 {
+		return nil, fmt.Errorf("reading keepalived's journal: exit %d: %s", res.ExitCode, strings.TrimSpace(string(res.Stderr)))
+	}
+	return ParseVRRP(string(res.Stdout)), nil
+}
+
+// ObserveVRRP is Observe plus each host's keepalived states, in the same
+// round trip per host. Use it for verdicts (status, apply's final check);
+// polling loops use the cheaper Observe.
+func ObserveVRRP(ctx context.Context, hosts []*fleet.Host) []Observation {
+	obs := make([]Observation, len(hosts))
+	var wg sync.WaitGroup
+	const mark = "@@hactl-vrrp"
+	for i, h := range hosts {
+		obs[i].Host = h.Host.Name
+		if h.Conn == nil {
+			obs[i].Err = h.Err
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cmd := AddrCommand(h.Host.Interface) + "; rc=$?; echo " + mark + "; " + VRRPCommand + "; exit $rc"
+			res, err := h.Conn.Run(ctx, cmd, nil)
+			switch {
+			case err != nil:
+				obs[i].Err = fmt.Errorf("%s: %w", h.Host.Name, err)
+			case res.ExitCode != 0:
+				obs[i].Err = fmt.Errorf("%s: ip addr show dev %s: exit %d: %s", h.Host.Name, h.Host.Interface, res.ExitCode, strings.TrimSpace(string(res.Stderr)))
+			default:
+				addrs, journal, _ := strings.Cut(string(res.Stdout), mark+"\n")
+				obs[i].Addrs, obs[i].VRRP = ParseAddrs(addrs), ParseVRRP(journal)
+			}
+		}()
+	}
+	wg.Wait()
+	return obs
+}
+
+// SetTransports records each VIP's cluster transport (for SplitHint) and
+// returns vs.
+func SetTransports(vs []VIPState, inv *inventory.Inventory) []VIPState {
+	for i := range vs {
+		for _, c := range inv.Clusters {
+			if c.Name == vs[i].Cluster {
+				vs[i].Transport = c.Transport
+			}
+		}
+	}
+	return vs
 }

@@ -82,3 +82,66 @@ func TestClassify(t *testing.T) {
 		t.Errorf("unknown: %+v", got)
 	}
 }
+
+// journal is what VRRPCommand prints on a Debian 12 host (keepalived 2.2.7)
+// that was restarted: the states before the last start are forgotten.
+const journal = `Starting Keepalived v2.2.7 (01/16,2022)
+(VI_1) Entering BACKUP STATE (init)
+(VI_1) Entering MASTER STATE
+Stopping
+Stopped Keepalived v2.2.7 (01/16,2022)
+Starting Keepalived v2.2.7 (01/16,2022)
+Starting VRRP child process, pid=812
+(VI_1) Entering BACKUP STATE (init)
+(VI_2) Entering BACKUP STATE (init)
+VRRP_Instance(VI_3) Entering MASTER STATE
+(VI_2) Entering MASTER STATE
+`
+
+func TestParseVRRP(t *testing.T) {
+	got := ParseVRRP(journal)
+	if got["VI_1"] != "BACKUP" || got["VI_2"] != "MASTER" || got["VI_3"] != "MASTER" || len(got) != 3 {
+		t.Fatalf("%v", got)
+	}
+	if got := ParseVRRP(journal + "Stopping\n"); len(got) != 0 {
+		t.Errorf("a stopped daemon claims %v", got)
+	}
+}
+
+// TestAllMaster: every host claims MASTER of every instance (multicast
+// dropped) — split even where `ip addr` has not caught up, and the hint
+// names multicast and unicast; a unicast cluster gets the firewall hint.
+func TestAllMaster(t *testing.T) {
+	l := layout(t)
+	all := map[string]string{"VI_1": "MASTER", "VI_2": "MASTER", "VI_3": "MASTER"}
+	obs := []Observation{
+		{Host: "lab1", Addrs: addrs("198.18.0.11/24", "198.18.0.201/24"), VRRP: all},
+		{Host: "lab2", Addrs: addrs("198.18.0.12/24", "198.18.0.202/24"), VRRP: all},
+		{Host: "lab3", Addrs: addrs("198.18.0.13/24", "198.18.0.203/24"), VRRP: all},
+	}
+	got := Classify(l, obs)
+	for _, v := range got {
+		if v.State != StateSplit || len(v.Claims) != 3 || len(v.Holders) != 1 {
+			t.Errorf("%+v", v)
+		}
+	}
+	hint := SplitHint(got)
+	for _, want := range []string{"Every keepalived of cluster lab claims MASTER", "multicast", `vrrp_transport = "unicast"`} {
+		if !strings.Contains(hint, want) {
+			t.Errorf("hint lacks %q: %s", want, hint)
+		}
+	}
+	for i := range got {
+		got[i].Transport = inventory.TransportUnicast
+	}
+	if hint := SplitHint(got); !strings.Contains(hint, "protocol 112") || strings.Contains(hint, `set vrrp_transport`) {
+		t.Errorf("unicast hint: %s", hint)
+	}
+	// Healthy: one claim per instance, nothing to say.
+	obs[0].VRRP = map[string]string{"VI_1": "MASTER", "VI_2": "BACKUP", "VI_3": "BACKUP"}
+	obs[1].VRRP = map[string]string{"VI_1": "BACKUP", "VI_2": "MASTER", "VI_3": "BACKUP"}
+	obs[2].VRRP = map[string]string{"VI_1": "BACKUP", "VI_2": "BACKUP", "VI_3": "MASTER"}
+	if got := Classify(l, obs); !AllOK(got) || SplitHint(got) != "" {
+		t.Errorf("healthy: %+v", got)
+	}
+}

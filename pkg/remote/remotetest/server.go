@@ -21,6 +21,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -176,10 +177,14 @@ type Server struct {
 	closed     atomic.Bool
 	keepalives atomic.Int64
 
+	forward func(addr string) (net.Conn, error)
+
 	mu       sync.Mutex
 	conns    map[net.Conn]struct{}
 	commands []string
 	users    []string
+	forwards []string
+	logins   int
 }
 
 type options struct {
@@ -190,6 +195,7 @@ type options struct {
 	env        []string
 	dir        string
 	sudo       string
+	forward    func(addr string) (net.Conn, error)
 }
 
 // Option configures NewServer.
@@ -215,6 +221,15 @@ func WithPath(dirs ...string) Option {
 // WithEnv adds KEY=VALUE pairs to the commands' environment.
 func WithEnv(kv ...string) Option {
 	return func(o *options) { o.env = append(o.env, kv...) }
+}
+
+// WithForwarding makes the server act as a jump host: it accepts
+// "direct-tcpip" channels (what ssh -J and ssh.Client.Dial open) and connects
+// them with dial, which gets "host:port" as the client asked. Tests map
+// made-up names to other test servers here, so a target is reachable only
+// through this server. Without this option such channels are refused.
+func WithForwarding(dial func(addr string) (net.Conn, error)) Option {
+	return func(o *options) { o.forward = dial }
 }
 
 // WithDir sets the commands' working directory (default: a fresh temp dir).
@@ -268,6 +283,7 @@ func NewServer(t testing.TB, opts ...Option) *Server {
 		ClientKey: NewKey(t),
 		Dir:       o.dir,
 		conns:     map[net.Conn]struct{}{},
+		forward:   o.forward,
 	}
 	if s.Dir == "" {
 		s.Dir = t.TempDir()
@@ -360,6 +376,21 @@ func (s *Server) Users() []string {
 	return append([]string(nil), s.users...)
 }
 
+// Forwards returns the "host:port" of every direct-tcpip channel opened,
+// in order (refused ones included).
+func (s *Server) Forwards() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.forwards...)
+}
+
+// Logins counts completed SSH handshakes (connections, not sessions).
+func (s *Server) Logins() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.logins
+}
+
 // KeepAlives counts keepalive@openssh.com requests received.
 func (s *Server) KeepAlives() int { return int(s.keepalives.Load()) }
 
@@ -435,6 +466,9 @@ func (s *Server) serveConn(c *freezable) {
 		return
 	}
 	_ = c.SetDeadline(time.Time{})
+	s.mu.Lock()
+	s.logins++
+	s.mu.Unlock()
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -451,6 +485,14 @@ func (s *Server) serveConn(c *freezable) {
 	}()
 	var sessions sync.WaitGroup
 	for nc := range chans {
+		if nc.ChannelType() == "direct-tcpip" {
+			sessions.Add(1)
+			go func() {
+				defer sessions.Done()
+				s.serveForward(nc)
+			}()
+			continue
+		}
 		if nc.ChannelType() != "session" {
 			_ = nc.Reject(ssh.UnknownChannelType, "only sessions")
 			continue
@@ -466,6 +508,55 @@ func (s *Server) serveConn(c *freezable) {
 		}()
 	}
 	sessions.Wait()
+}
+
+// serveForward connects a direct-tcpip channel (RFC 4254 7.2) to the
+// address it names, through the WithForwarding dialer.
+func (s *Server) serveForward(nc ssh.NewChannel) {
+	var p struct {
+		Host       string
+		Port       uint32
+		OriginHost string
+		OriginPort uint32
+	}
+	if err := ssh.Unmarshal(nc.ExtraData(), &p); err != nil {
+		_ = nc.Reject(ssh.ConnectionFailed, "bad direct-tcpip payload")
+		return
+	}
+	addr := net.JoinHostPort(p.Host, strconv.Itoa(int(p.Port)))
+	s.mu.Lock()
+	s.forwards = append(s.forwards, addr)
+	s.mu.Unlock()
+	if s.forward == nil {
+		_ = nc.Reject(ssh.Prohibited, "forwarding disabled")
+		return
+	}
+	up, err := s.forward(addr)
+	if err != nil {
+		_ = nc.Reject(ssh.ConnectionFailed, err.Error())
+		return
+	}
+	ch, reqs, err := nc.Accept()
+	if err != nil {
+		_ = up.Close()
+		return
+	}
+	go ssh.DiscardRequests(reqs)
+	done := make(chan struct{}, 2)
+	go func() { _, _ = io.Copy(up, ch); _ = closeWrite(up); done <- struct{}{} }()
+	go func() { _, _ = io.Copy(ch, up); _ = ch.CloseWrite(); done <- struct{}{} }()
+	<-done
+	// Either side ending tears both down, as sshd does.
+	_ = ch.Close()
+	_ = up.Close()
+	<-done
+}
+
+func closeWrite(c net.Conn) error {
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return c.Close()
 }
 
 // signalNamed maps an SSH signal name (RFC 4254 6.9) to the local signal.
