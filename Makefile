@@ -8,7 +8,7 @@ BIN        := bin/hactl
 VERSION    ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS    := -s -w -X github.com/hactl/hactl/pkg/cli.Version=$(VERSION)
 
-.PHONY: build test unit e2e demo lab-up lab-down lab-status lab-purge fuzz clean
+.PHONY: build test unit e2e demo lab-up lab-down lab-status lab-purge fuzz clean bench
 
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/hactl
@@ -35,6 +35,10 @@ demo: build
 
 fuzz:
 	$(GO) test ./pkg/inventory -run '^$$' -fuzz FuzzLoad -fuzztime $${FUZZTIME:-60s}
+
+# make bench: hactl vs Ansible on the lab (several minutes, as root); writes BENCHMARKS.md.
+bench:
+	bash bench/run.sh all
 
 lab-up:
 	bash e2e/lab/lab.sh up $(N)

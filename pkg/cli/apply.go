@@ -186,9 +186,10 @@ func runApply(ctx context.Context, g *Globals, o *ApplyOptions, l *Loaded, dry b
 	}
 	runner := &playbook.Runner{
 		Book: book, Parallel: o.Conn.Parallel, DryRun: dry, Lock: !dry,
-		Event:  progress.event,
-		Settle: func(ctx context.Context, host string) error { return settle(ctx, l, fl, host) },
+		Event: progress.event,
 	}
+	ro := &rollout{l: l, fl: fl, held: map[string]map[string]bool{}}
+	runner.Snapshot, runner.Settle = ro.snapshot, ro.settle
 	for _, res := range runner.Run(ctx, inputs) {
 		results[res.Host] = res
 	}
@@ -230,7 +231,7 @@ func runApply(ctx context.Context, g *Globals, o *ApplyOptions, l *Loaded, dry b
 			}
 		}
 	}
-	vips := verify.Classify(clusterLayout(l, fl), verify.Observe(ctx, fl.Hosts))
+	vips := verify.SetTransports(verify.Classify(clusterLayout(l, fl), verify.ObserveVRRP(ctx, fl.Hosts)), l.Inv)
 	doc.VIPs = vips
 
 	if g.Output == "json" {
@@ -285,36 +286,113 @@ func vipProblems(vs []verify.VIPState) string {
 	return strings.Join(p, "; ")
 }
 
-// settle waits until every VIP of host's cluster is held by exactly one host
-// and host holds the VIP it is master of again (preemption done), so the next
-// host is only touched once this one serves its VIP. The timeout covers a full
-// master-down interval plus preemption, three times over.
-func settle(ctx context.Context, l *Loaded, fl *fleet.Fleet, host string) error {
-	c := l.Inv.ClusterOf(host)
-	return waitVIPs(ctx, l, fl, c.Name, func(vs []verify.VIPState) bool {
-		if !verify.Settled(vs, c.Name) {
+// rollout remembers, per host, which VIPs of its cluster were served (held
+// by exactly one host) just before the host's daemons were touched.
+type rollout struct {
+	l    *Loaded
+	fl   *fleet.Fleet
+	mu   sync.Mutex
+	held map[string]map[string]bool // host -> VIPs served before its restart
+}
+
+// snapshot records the VIPs served right now in host's cluster, and reports
+// the cluster dark when no host holds any of its VIPs (a first rollout:
+// keepalived runs nowhere yet, or only on hosts started moments ago that have
+// not claimed anything). When a host cannot be observed, nothing is recorded,
+// the cluster is not dark, and settle falls back to the strict rule (every
+// VIP of the cluster on exactly one host).
+func (ro *rollout) snapshot(ctx context.Context, host string) (dark bool) {
+	c := ro.l.Inv.ClusterOf(host)
+	vs := verify.Classify(ro.l.Layout, verify.Observe(ctx, clusterFleet(ro.fl, c.Name)))
+	held := map[string]bool{}
+	dark = true
+	for _, v := range vs {
+		if v.Cluster != c.Name {
+			continue
+		}
+		if v.State == verify.StateUnknown {
+			ro.mu.Lock()
+			delete(ro.held, host)
+			ro.mu.Unlock()
 			return false
 		}
-		for _, v := range vs {
-			if v.Master == host && (len(v.Holders) != 1 || v.Holders[0] != host) {
-				return false
-			}
+		if len(v.Holders) == 1 {
+			held[v.VIP] = true
 		}
-		return true
+		if len(v.Holders) > 0 {
+			dark = false
+		}
+	}
+	ro.mu.Lock()
+	ro.held[host] = held
+	ro.mu.Unlock()
+	return dark
+}
+
+// settle waits, after host's daemons were (re)started, until
+//   - no VIP of the cluster is on two hosts,
+//   - host holds the VIP it is master of (so it serves before the next host
+//     is touched), and
+//   - every VIP that was served before the restart is served again.
+//
+// A VIP nobody held before may stay unheld: on a first rollout the other
+// hosts' keepalived is not running yet, and waiting for a backup to claim
+// their VIPs (a full master-down interval) protects nothing. Without a
+// snapshot every VIP must be on exactly one host. The timeout covers a full
+// master-down interval plus preemption, three times over.
+func (ro *rollout) settle(ctx context.Context, host string) error {
+	c := ro.l.Inv.ClusterOf(host)
+	ro.mu.Lock()
+	held, known := ro.held[host]
+	ro.mu.Unlock()
+	return waitVIPs(ctx, ro.l, ro.fl, c.Name, func(vs []verify.VIPState) bool {
+		return rolledOut(vs, c.Name, host, held, known)
 	})
 }
 
-// waitVIPs polls the cluster's hosts every 100 ms until done holds.
-func waitVIPs(ctx context.Context, l *Loaded, fl *fleet.Fleet, cluster string, done func([]verify.VIPState) bool) error {
+// rolledOut is settle's condition on one observation of the cluster; held
+// (when known) are the VIPs served before host's restart.
+func rolledOut(vs []verify.VIPState, cluster, host string, held map[string]bool, known bool) bool {
+	for _, v := range vs {
+		if v.Cluster != cluster {
+			continue
+		}
+		mine := v.Master == host
+		switch {
+		case mine && (len(v.Holders) != 1 || v.Holders[0] != host):
+			return false
+		case v.State == verify.StateUnknown:
+			// A host cannot be asked: the final verification reports it.
+		case len(v.Holders) > 1:
+			return false
+		case len(v.Holders) == 0 && (!known || held[v.VIP]):
+			return false
+		}
+	}
+	return true
+}
+
+func clusterFleet(fl *fleet.Fleet, cluster string) []*fleet.Host {
 	var hosts []*fleet.Host
 	for _, h := range fl.Hosts {
 		if h.Cluster.Name == cluster {
 			hosts = append(hosts, h)
 		}
 	}
+	return hosts
+}
+
+// waitVIPs polls the cluster's hosts until done holds: every 50 ms (each poll
+// is one short command per host), every 100 ms on clusters of more than 20.
+func waitVIPs(ctx context.Context, l *Loaded, fl *fleet.Fleet, cluster string, done func([]verify.VIPState) bool) error {
+	hosts := clusterFleet(fl, cluster)
 	var bound time.Duration
 	for _, in := range l.Layout.ForCluster(cluster) {
 		bound = max(bound, in.Bounds.Crash)
+	}
+	every := 50 * time.Millisecond
+	if len(hosts) > 20 {
+		every = 100 * time.Millisecond
 	}
 	timeout := 3*bound + 5*time.Second
 	deadline := time.Now().Add(timeout)
@@ -329,7 +407,7 @@ func waitVIPs(ctx context.Context, l *Loaded, fl *fleet.Fleet, cluster string, d
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
+		case <-time.After(every):
 		}
 	}
 }

@@ -61,6 +61,15 @@ type Runner struct {
 	// next host starts its own: the caller waits there for the VIPs to sit
 	// on exactly one host each.
 	Settle func(ctx context.Context, host string) error
+	// Snapshot runs before a host's serial phase when that phase is going
+	// to touch a daemon (handlers are pending, the host changed in phase 1,
+	// or a serial step would act), so the caller can record which VIPs are
+	// served before the host's daemons restart and Settle can insist on
+	// exactly those. A converged host costs nothing: no snapshot is taken.
+	// It returns true when the host's cluster serves nothing at all (no VIP
+	// held by any host, every host observed): the host may then start
+	// before the hosts ahead of it have settled.
+	Snapshot func(ctx context.Context, host string) (dark bool)
 	// Extra facts to gather besides what the modules need.
 	Needs facts.Request
 }
@@ -109,25 +118,47 @@ func (r *Runner) Run(ctx context.Context, hosts []HostInput) []Result {
 	}
 	_ = g.Wait()
 
-	// Phase 2, one host at a time: handlers and services, then settle.
+	// Phase 2, one host at a time: handlers and services, then settle. A
+	// host whose cluster serves nothing yet (Snapshot reports it dark)
+	// starts without waiting for the hosts before it: nothing can be taken
+	// down there, and each first start of keepalived waits a full
+	// master-down interval before it claims its VIP. Those hosts settle
+	// together, before any host of a serving cluster is touched.
+	var unsettled []*hostRun
+	settleAll := func() {
+		for _, d := range unsettled {
+			if d.res.Err == nil {
+				d.res.Err = r.settle(ctx, d)
+			}
+		}
+		unsettled = nil
+	}
 	for _, hr := range runs {
 		if hr.res.Err != nil {
 			continue
 		}
 		before := hr.res.Changed
+		dark := false
+		if r.Snapshot != nil && !r.DryRun && r.serialMayAct(ctx, hr) {
+			dark = r.Snapshot(ctx, hr.res.Host)
+			if !dark && len(unsettled) > 0 {
+				settleAll()
+				dark = r.Snapshot(ctx, hr.res.Host)
+			}
+		}
 		err := r.handlers(ctx, hr)
 		if err == nil {
 			err = r.steps(ctx, hr, needs, true)
 		}
+		hr.res.Err = err
 		if err == nil && !r.DryRun && hr.res.Changed > before && r.Settle != nil {
-			start := time.Now()
-			err = r.Settle(ctx, hr.res.Host)
-			if err == nil {
-				r.emit(Event{Host: hr.res.Host, Step: "vrrp", Status: "settled", Summary: "every VIP on exactly one host", Elapsed: time.Since(start)})
+			unsettled = append(unsettled, hr)
+			if !dark {
+				settleAll()
 			}
 		}
-		hr.res.Err = err
 	}
+	settleAll()
 	out := make([]Result, len(runs))
 	for i, hr := range runs {
 		if hr.unlock != nil {
@@ -136,6 +167,38 @@ func (r *Runner) Run(ctx context.Context, hosts []HostInput) []Result {
 		out[i] = hr.res
 	}
 	return out
+}
+
+func (r *Runner) settle(ctx context.Context, hr *hostRun) error {
+	start := time.Now()
+	err := r.Settle(ctx, hr.res.Host)
+	if err == nil {
+		r.emit(Event{Host: hr.res.Host, Step: "vrrp", Status: "settled", Summary: "every VIP on exactly one host", Elapsed: time.Since(start)})
+	}
+	return err
+}
+
+// serialMayAct tells whether the host's serial phase may change anything:
+// handlers are pending, phase 1 changed the host (facts are stale then), or
+// a serial step reports, in a dry run on the facts, that it would act. Any
+// doubt (an error) counts as "may act".
+func (r *Runner) serialMayAct(ctx context.Context, hr *hostRun) bool {
+	t := hr.in.Target
+	if len(hr.pending) > 0 || t.Touched {
+		return true
+	}
+	dry := t.DryRun
+	defer func() { t.DryRun = dry }()
+	t.DryRun = true
+	for _, s := range r.Book.Steps {
+		if sm, ok := s.Module.(serial); !ok || !sm.Serial() {
+			continue
+		}
+		if o, err := s.Module.Run(ctx, t); err != nil || o.Changed {
+			return true
+		}
+	}
+	return false
 }
 
 func (r *Runner) emit(e Event) {
@@ -299,6 +362,9 @@ func Lock(ctx context.Context, c remote.Conn, host string) (func(), error) {
 		cancel()
 	}
 	deadline := time.Now().Add(10 * time.Second)
+	// The remote flock usually holds the lock within a few milliseconds
+	// (one session start): poll soon, then back off to 20 ms.
+	wait := 2 * time.Millisecond
 	for {
 		select {
 		case <-done:
@@ -332,7 +398,8 @@ func Lock(ctx context.Context, c remote.Conn, host string) (func(), error) {
 		case <-ctx.Done():
 			release()
 			return nil, ctx.Err()
-		case <-time.After(20 * time.Millisecond):
+		case <-time.After(wait):
 		}
+		wait = min(2*wait, 20*time.Millisecond)
 	}
 }
