@@ -211,7 +211,7 @@ func TestHactl(t *testing.T) {
 			t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
 		}
 		var doc struct {
-			VIPs []struct{ State string } `json:"vips"`
+			VIPs  []struct{ State string } `json:"vips"`
 			Hosts []struct {
 				Reachable         bool
 				Keepalived, Nginx string

@@ -189,7 +189,8 @@ func runApply(ctx context.Context, g *Globals, o *ApplyOptions, l *Loaded, dry b
 		Event: progress.event,
 	}
 	ro := &rollout{l: l, fl: fl, held: map[string]map[string]bool{}}
-	runner.Snapshot, runner.Settle = ro.snapshot, ro.settle
+	runner.Snapshot, runner.Settle, runner.SettleAll = ro.snapshot, ro.settle, ro.settleAll
+	runner.Group = func(host string) string { return l.Inv.ClusterOf(host).Name }
 	for _, res := range runner.Run(ctx, inputs) {
 		results[res.Host] = res
 	}
@@ -348,6 +349,49 @@ func (ro *rollout) settle(ctx context.Context, host string) error {
 	return waitVIPs(ctx, ro.l, ro.fl, c.Name, func(vs []verify.VIPState) bool {
 		return rolledOut(vs, c.Name, host, held, known)
 	})
+}
+
+// settleAll is settle for several hosts that started together (the hosts of
+// a dark cluster): one wait per cluster until settle's condition holds for
+// every one of them. The hosts it does not hold for get the error.
+func (ro *rollout) settleAll(ctx context.Context, hosts []string) map[string]error {
+	var clusters []string
+	byCluster := map[string][]string{}
+	for _, h := range hosts {
+		c := ro.l.Inv.ClusterOf(h).Name
+		if byCluster[c] == nil {
+			clusters = append(clusters, c)
+		}
+		byCluster[c] = append(byCluster[c], h)
+	}
+	ok := func(vs []verify.VIPState, c, h string) bool {
+		ro.mu.Lock()
+		held, known := ro.held[h]
+		ro.mu.Unlock()
+		return rolledOut(vs, c, h, held, known)
+	}
+	errs := map[string]error{}
+	for _, c := range clusters {
+		var last []verify.VIPState
+		err := waitVIPs(ctx, ro.l, ro.fl, c, func(vs []verify.VIPState) bool {
+			last = vs
+			for _, h := range byCluster[c] {
+				if !ok(vs, c, h) {
+					return false
+				}
+			}
+			return true
+		})
+		if err == nil {
+			continue
+		}
+		for _, h := range byCluster[c] {
+			if last == nil || !ok(last, c, h) {
+				errs[h] = err
+			}
+		}
+	}
+	return errs
 }
 
 // rolledOut is settle's condition on one observation of the cluster; held

@@ -9,6 +9,7 @@ import (
 	"io"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -70,11 +71,19 @@ type Runner struct {
 	// held by any host, every host observed): the host may then start
 	// before the hosts ahead of it have settled.
 	Snapshot func(ctx context.Context, host string) (dark bool)
+	// Group names a host's cluster. With it, the hosts of a dark cluster
+	// run their serial phase at the same time (at most Parallel at once).
+	Group func(host string) string
+	// SettleAll, when set, waits once for several hosts that started
+	// together (Settle's condition for each); it returns the hosts that
+	// did not settle, with why.
+	SettleAll func(ctx context.Context, hosts []string) map[string]error
 	// Extra facts to gather besides what the modules need.
 	Needs facts.Request
 }
 
 type hostRun struct {
+	idx     int // position in the runner's input
 	in      HostInput
 	res     Result
 	pending map[string]bool   // handlers notified
@@ -86,7 +95,7 @@ type hostRun struct {
 func (r *Runner) Run(ctx context.Context, hosts []HostInput) []Result {
 	runs := make([]*hostRun, len(hosts))
 	for i, h := range hosts {
-		runs[i] = &hostRun{in: h, res: Result{Host: h.Target.Name}, pending: map[string]bool{}, swaps: map[string][]Swap{}}
+		runs[i] = &hostRun{idx: i, in: h, res: Result{Host: h.Target.Name}, pending: map[string]bool{}, swaps: map[string][]Swap{}}
 	}
 	needs := r.Needs
 	for _, s := range r.Book.Steps {
@@ -118,26 +127,39 @@ func (r *Runner) Run(ctx context.Context, hosts []HostInput) []Result {
 	}
 	_ = g.Wait()
 
-	// Phase 2, one host at a time: handlers and services, then settle. A
-	// host whose cluster serves nothing yet (Snapshot reports it dark)
-	// starts without waiting for the hosts before it: nothing can be taken
-	// down there, and each first start of keepalived waits a full
-	// master-down interval before it claims its VIP. Those hosts settle
-	// together, before any host of a serving cluster is touched.
+	// Phase 2, one host at a time: handlers and services, then settle.
+	// When a host's cluster serves nothing yet (Snapshot reports it dark),
+	// nothing can be taken down there, and each first start of keepalived
+	// waits a full master-down interval before it claims its VIP: the
+	// cluster's hosts that will act run their serial phase together (with
+	// Group; without it, one after the other without waiting), and settle
+	// together before any host of a serving cluster is touched.
+	var mu sync.Mutex
 	var unsettled []*hostRun
 	settleAll := func() {
-		for _, d := range unsettled {
-			if d.res.Err == nil {
-				d.res.Err = r.settle(ctx, d)
-			}
-		}
+		// In inventory order, whatever order a batch finished in.
+		sort.SliceStable(unsettled, func(i, j int) bool { return unsettled[i].idx < unsettled[j].idx })
+		r.settleAll(ctx, unsettled)
 		unsettled = nil
 	}
-	for _, hr := range runs {
-		if hr.res.Err != nil {
+	serialPhase := func(hr *hostRun) {
+		before := hr.res.Changed
+		err := r.handlers(ctx, hr)
+		if err == nil {
+			err = r.steps(ctx, hr, needs, true)
+		}
+		hr.res.Err = err
+		if err == nil && !r.DryRun && hr.res.Changed > before && r.Settle != nil {
+			mu.Lock()
+			unsettled = append(unsettled, hr)
+			mu.Unlock()
+		}
+	}
+	done := map[*hostRun]bool{}
+	for i, hr := range runs {
+		if hr.res.Err != nil || done[hr] {
 			continue
 		}
-		before := hr.res.Changed
 		dark := false
 		if r.Snapshot != nil && !r.DryRun && r.serialMayAct(ctx, hr) {
 			dark = r.Snapshot(ctx, hr.res.Host)
@@ -146,17 +168,27 @@ func (r *Runner) Run(ctx context.Context, hosts []HostInput) []Result {
 				dark = r.Snapshot(ctx, hr.res.Host)
 			}
 		}
-		err := r.handlers(ctx, hr)
-		if err == nil {
-			err = r.steps(ctx, hr, needs, true)
-		}
-		hr.res.Err = err
-		if err == nil && !r.DryRun && hr.res.Changed > before && r.Settle != nil {
-			unsettled = append(unsettled, hr)
+		if !dark || r.Group == nil {
+			serialPhase(hr)
 			if !dark {
 				settleAll()
 			}
+			continue
 		}
+		batch := []*hostRun{hr}
+		group := r.Group(hr.res.Host)
+		for _, x := range runs[i+1:] {
+			if x.res.Err == nil && !done[x] && r.Group(x.res.Host) == group && r.serialMayAct(ctx, x) {
+				batch = append(batch, x)
+			}
+		}
+		var bg errgroup.Group
+		bg.SetLimit(max(r.Parallel, 1))
+		for _, x := range batch {
+			done[x] = true
+			bg.Go(func() error { serialPhase(x); return nil })
+		}
+		_ = bg.Wait()
 	}
 	settleAll()
 	out := make([]Result, len(runs))
@@ -169,13 +201,36 @@ func (r *Runner) Run(ctx context.Context, hosts []HostInput) []Result {
 	return out
 }
 
-func (r *Runner) settle(ctx context.Context, hr *hostRun) error {
+// settleAll waits for the hosts whose serial phase changed a daemon: with
+// SettleAll in one wait, else one host after the other.
+func (r *Runner) settleAll(ctx context.Context, hrs []*hostRun) {
+	if len(hrs) == 0 {
+		return
+	}
 	start := time.Now()
-	err := r.Settle(ctx, hr.res.Host)
-	if err == nil {
+	if r.SettleAll != nil && len(hrs) > 1 {
+		names := make([]string, len(hrs))
+		for i, hr := range hrs {
+			names[i] = hr.res.Host
+		}
+		errs := r.SettleAll(ctx, names)
+		for _, hr := range hrs {
+			if err := errs[hr.res.Host]; err != nil {
+				hr.res.Err = err
+				continue
+			}
+			r.emit(Event{Host: hr.res.Host, Step: "vrrp", Status: "settled", Summary: "every VIP on exactly one host", Elapsed: time.Since(start)})
+		}
+		return
+	}
+	for _, hr := range hrs {
+		start := time.Now()
+		if err := r.Settle(ctx, hr.res.Host); err != nil {
+			hr.res.Err = err
+			continue
+		}
 		r.emit(Event{Host: hr.res.Host, Step: "vrrp", Status: "settled", Summary: "every VIP on exactly one host", Elapsed: time.Since(start)})
 	}
-	return err
 }
 
 // serialMayAct tells whether the host's serial phase may change anything:

@@ -1,0 +1,160 @@
+package playbook
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/hactl/hactl/pkg/remote"
+)
+
+// TestSnapshotOnlyWhenTheSerialPhaseActs: the rollout snapshot (one VIP
+// observation of the cluster) is taken before a host's serial phase only when
+// that phase will touch a daemon, and always before it does.
+func TestSnapshotOnlyWhenTheSerialPhaseActs(t *testing.T) {
+	for _, tc := range []struct {
+		name, active string
+		want         string
+	}{
+		{"converged", "active", ""},
+		{"stopped", "inactive", "snapshot,start,settle"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var mu sync.Mutex
+			var order []string
+			note := func(s string) { mu.Lock(); order = append(order, s); mu.Unlock() }
+			conn := &remote.Fake{Handler: func(cmd string, _ []byte) remote.Result {
+				if strings.HasPrefix(cmd, "LC_ALL=C") {
+					return remote.Result{Stdout: []byte("@@os\nID=debian\nVERSION_ID=\"12\"\n@@services\nx\t" + tc.active + "\tenabled\n@@end\n")}
+				}
+				if strings.Contains(cmd, "systemctl start") {
+					note("start")
+					return remote.Result{Stdout: []byte("started\n")}
+				}
+				return remote.Result{}
+			}}
+			r := &Runner{
+				Book:     &Book{Steps: []Step{{Name: "x running", Module: &Service{Name: "x"}}}},
+				Parallel: 1,
+				Snapshot: func(context.Context, string) bool { note("snapshot"); return false },
+				Settle:   func(context.Context, string) error { note("settle"); return nil },
+			}
+			res := r.Run(context.Background(), []HostInput{{Target: &Target{Name: "h1", Conn: conn}}})
+			if res[0].Err != nil {
+				t.Fatal(res[0].Err)
+			}
+			if got := strings.Join(order, ","); got != tc.want {
+				t.Errorf("order %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestDarkClusterStartsTogether: hosts of a cluster that serves nothing start
+// one after the other without waiting, then settle; as soon as the snapshot
+// sees a VIP served, the hosts started so far settle before the next one is
+// touched, and that one is snapshotted again.
+func TestDarkClusterStartsTogether(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		dark map[string][]bool // per host: what its successive snapshots return
+		want string
+	}{
+		{"dark", map[string][]bool{"h1": {true}, "h2": {true}, "h3": {true}},
+			"snapshot h1,start h1,snapshot h2,start h2,snapshot h3,start h3,settle h1,settle h2,settle h3"},
+		{"serving", map[string][]bool{"h1": {false}, "h2": {false}},
+			"snapshot h1,start h1,settle h1,snapshot h2,start h2,settle h2"},
+		{"lights up", map[string][]bool{"h1": {true}, "h2": {false, false}},
+			"snapshot h1,start h1,snapshot h2,settle h1,snapshot h2,start h2,settle h2"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var mu sync.Mutex
+			var order []string
+			note := func(s string) { mu.Lock(); order = append(order, s); mu.Unlock() }
+			var inputs []HostInput
+			for _, name := range []string{"h1", "h2", "h3"} {
+				if tc.dark[name] == nil {
+					continue
+				}
+				conn := &remote.Fake{Handler: func(cmd string, _ []byte) remote.Result {
+					if strings.HasPrefix(cmd, "LC_ALL=C") {
+						return remote.Result{Stdout: []byte("@@os\nID=debian\nVERSION_ID=\"12\"\n@@services\nx\tinactive\tenabled\n@@end\n")}
+					}
+					if strings.Contains(cmd, "systemctl start") {
+						note("start " + name)
+						return remote.Result{Stdout: []byte("started\n")}
+					}
+					return remote.Result{}
+				}}
+				inputs = append(inputs, HostInput{Target: &Target{Name: name, Conn: conn}})
+			}
+			r := &Runner{
+				Book:     &Book{Steps: []Step{{Name: "x running", Module: &Service{Name: "x"}}}},
+				Parallel: 3,
+				Snapshot: func(_ context.Context, h string) bool {
+					note("snapshot " + h)
+					d := tc.dark[h][0]
+					tc.dark[h] = tc.dark[h][1:]
+					return d
+				},
+				Settle: func(_ context.Context, h string) error { note("settle " + h); return nil },
+			}
+			for _, res := range r.Run(context.Background(), inputs) {
+				if res.Err != nil {
+					t.Fatal(res.Err)
+				}
+			}
+			if got := strings.Join(order, ","); got != tc.want {
+				t.Errorf("order\n %s\nwant\n %s", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestDarkClusterBatch: with Group, the acting hosts of a dark cluster run
+// their serial phase at once (one snapshot), then settle in one SettleAll;
+// a host of another, serving cluster waits for them (its snapshot is taken
+// again after they settled) and goes alone.
+func TestDarkClusterBatch(t *testing.T) {
+	var mu sync.Mutex
+	var order []string
+	note := func(s string) { mu.Lock(); order = append(order, s); mu.Unlock() }
+	var inputs []HostInput
+	for _, name := range []string{"a1", "a2", "b1", "a3"} {
+		conn := &remote.Fake{Handler: func(cmd string, _ []byte) remote.Result {
+			if strings.HasPrefix(cmd, "LC_ALL=C") {
+				return remote.Result{Stdout: []byte("@@os\nID=debian\nVERSION_ID=\"12\"\n@@services\nx\tinactive\tenabled\n@@end\n")}
+			}
+			if strings.Contains(cmd, "systemctl start") {
+				note("start " + name)
+				return remote.Result{Stdout: []byte("started\n")}
+			}
+			return remote.Result{}
+		}}
+		inputs = append(inputs, HostInput{Target: &Target{Name: name, Conn: conn}})
+	}
+	r := &Runner{
+		Book:     &Book{Steps: []Step{{Name: "x running", Module: &Service{Name: "x"}}}},
+		Parallel: 4,
+		Group:    func(h string) string { return h[:1] },
+		Snapshot: func(_ context.Context, h string) bool { note("snapshot " + h); return h[0] == 'a' },
+		Settle:   func(_ context.Context, h string) error { note("settle " + h); return nil },
+		SettleAll: func(_ context.Context, hs []string) map[string]error {
+			note("settleall " + strings.Join(hs, " "))
+			return map[string]error{"a2": errors.New("no VIP")}
+		},
+	}
+	res := r.Run(context.Background(), inputs)
+	got := strings.Join(order, ",")
+	if !strings.HasPrefix(got, "snapshot a1,start a") || !strings.HasSuffix(got, "snapshot b1,settleall a1 a2 a3,snapshot b1,start b1,settle b1") ||
+		strings.Count(got, "start a") != 3 || strings.Count(got, "snapshot") != 3 {
+		t.Errorf("order %s", got)
+	}
+	for i, want := range []bool{true, false, true, true} {
+		if (res[i].Err == nil) != want {
+			t.Errorf("%s: err %v", res[i].Host, res[i].Err)
+		}
+	}
+}
