@@ -158,6 +158,7 @@ func runApply(ctx context.Context, g *Globals, o *ApplyOptions, l *Loaded, dry b
 
 	results := map[string]playbook.Result{}
 	var inputs []playbook.HostInput
+	ro := &rollout{l: l, fl: fl, held: map[string]map[string]bool{}, switching: map[string]bool{}, progress: progress}
 	stamp := o.Now().UTC().Format("20060102T150405Z")
 	for _, h := range sel {
 		fh := fl.Get(h.Name)
@@ -180,6 +181,7 @@ func runApply(ctx context.Context, g *Globals, o *ApplyOptions, l *Loaded, dry b
 				if err := f.CheckSupported(h.Name); err != nil {
 					return err
 				}
+				ro.noteTransport(h, f.VRRPTransport)
 				return f.CheckInterface(h.Name, h.Interface, h.Address)
 			},
 		})
@@ -188,7 +190,6 @@ func runApply(ctx context.Context, g *Globals, o *ApplyOptions, l *Loaded, dry b
 		Book: book, Parallel: o.Conn.Parallel, DryRun: dry, Lock: !dry,
 		Event: progress.event,
 	}
-	ro := &rollout{l: l, fl: fl, held: map[string]map[string]bool{}}
 	runner.Snapshot, runner.Settle, runner.SettleAll = ro.snapshot, ro.settle, ro.settleAll
 	runner.Group = func(host string) string { return l.Inv.ClusterOf(host).Name }
 	for _, res := range runner.Run(ctx, inputs) {
@@ -290,10 +291,40 @@ func vipProblems(vs []verify.VIPState) string {
 // rollout remembers, per host, which VIPs of its cluster were served (held
 // by exactly one host) just before the host's daemons were touched.
 type rollout struct {
-	l    *Loaded
-	fl   *fleet.Fleet
-	mu   sync.Mutex
-	held map[string]map[string]bool // host -> VIPs served before its restart
+	l        *Loaded
+	fl       *fleet.Fleet
+	progress *progress
+	mu       sync.Mutex
+	held     map[string]map[string]bool // host -> VIPs served before its restart
+	// switching marks clusters whose VRRP transport changes in this run:
+	// until every host is switched, hosts on the old and the new transport
+	// cannot hear each other and each claims MASTER, so no per-host settle
+	// condition can hold. Their hosts are not waited for one by one; the
+	// final verification waits for the whole cluster.
+	switching map[string]bool
+}
+
+// noteTransport records a host whose live keepalived uses another transport
+// than the inventory asks for.
+func (ro *rollout) noteTransport(h *inventory.Host, live string) {
+	c := ro.l.Inv.ClusterOf(h.Name)
+	if live == "" || live == c.Transport {
+		return
+	}
+	ro.mu.Lock()
+	first := !ro.switching[c.Name]
+	ro.switching[c.Name] = true
+	ro.mu.Unlock()
+	if first {
+		ro.progress.event(playbook.Event{Host: h.Name, Step: "vrrp", Status: "changed",
+			Summary: fmt.Sprintf("cluster %s switches VRRP transport %s → %s: hosts on different transports cannot hear each other, so VIPs may sit on several hosts until every host is switched; waiting once at the end instead of after each host", c.Name, live, c.Transport)})
+	}
+}
+
+func (ro *rollout) isSwitching(host string) bool {
+	ro.mu.Lock()
+	defer ro.mu.Unlock()
+	return ro.switching[ro.l.Inv.ClusterOf(host).Name]
 }
 
 // snapshot records the VIPs served right now in host's cluster, and reports
@@ -342,6 +373,9 @@ func (ro *rollout) snapshot(ctx context.Context, host string) (dark bool) {
 // snapshot every VIP must be on exactly one host. The timeout covers a full
 // master-down interval plus preemption, three times over.
 func (ro *rollout) settle(ctx context.Context, host string) error {
+	if ro.isSwitching(host) {
+		return nil
+	}
 	c := ro.l.Inv.ClusterOf(host)
 	ro.mu.Lock()
 	held, known := ro.held[host]
@@ -372,6 +406,9 @@ func (ro *rollout) settleAll(ctx context.Context, hosts []string) map[string]err
 	}
 	errs := map[string]error{}
 	for _, c := range clusters {
+		if ro.isSwitching(byCluster[c][0]) {
+			continue
+		}
 		var last []verify.VIPState
 		err := waitVIPs(ctx, ro.l, ro.fl, c, func(vs []verify.VIPState) bool {
 			last = vs

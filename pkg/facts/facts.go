@@ -89,6 +89,10 @@ func supportedReleases() []release {
 	}
 }
 
+// LiveKeepalivedConf is where keepalived reads its configuration on every
+// supported family.
+const LiveKeepalivedConf = "/etc/keepalived/keepalived.conf"
+
 // Supported returns the list of supported systems for messages.
 func Supported() string {
 	var l []string
@@ -146,11 +150,15 @@ type Facts struct {
 	AptListsEmpty     bool              // apt-get update never ran (fresh image)
 	Arping            string            // "iputils", "habets" or "" (none installed)
 	KeepalivedVersion string            // e.g. "2.2.7"; "" when not installed
-	Firewall          string            // "firewalld" or "ufw" when one is active; "" otherwise
-	SELinux           string            // "enforcing", "permissive", "disabled" or "" (no SELinux tools)
-	Addrs             map[string][]netip.Prefix
-	Services          map[string]Service
-	Files             map[string]File
+	// VRRPTransport is what the live keepalived.conf uses: "unicast",
+	// "multicast", or "" when there is none. Hosts on different transports
+	// cannot hear each other, so a switch cannot be rolled out host by host.
+	VRRPTransport string
+	Firewall      string // "firewalld" or "ufw" when one is active; "" otherwise
+	SELinux       string // "enforcing", "permissive", "disabled" or "" (no SELinux tools)
+	Addrs         map[string][]netip.Prefix
+	Services      map[string]Service
+	Files         map[string]File
 }
 
 // SELinuxEnabled reports whether files need their SELinux labels restored
@@ -186,6 +194,7 @@ func Script(req Request) string {
 	}
 	w(`echo @@arping; if command -v arping >/dev/null 2>&1; then arping -V 2>&1 | head -n 1; fi`)
 	w(`echo @@keepalived; if command -v keepalived >/dev/null 2>&1; then keepalived --version 2>&1 | head -n 1; fi`)
+	w(`echo @@vrrptransport; if [ -s ` + LiveKeepalivedConf + ` ]; then if grep -q unicast_peer ` + LiveKeepalivedConf + `; then echo unicast; else echo multicast; fi; fi`)
 	w(`echo @@addrs; ip -o -4 addr show 2>/dev/null`)
 	// firewalld first: it is the EL default; ufw's status needs root and
 	// prints "Status: active" only when its rules are loaded.
@@ -265,6 +274,7 @@ func Parse(out string) (*Facts, error) {
 	if m := kaVersion.FindStringSubmatch(first(sections["keepalived"])); m != nil {
 		f.KeepalivedVersion = m[1]
 	}
+	f.VRRPTransport = first(sections["vrrptransport"])
 	switch fw := first(sections["firewall"]); fw {
 	case "firewalld", "ufw":
 		f.Firewall = fw
