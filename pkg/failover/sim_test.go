@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hactl/hactl/internal/testinv"
 	"github.com/hactl/hactl/pkg/fleet"
 	"github.com/hactl/hactl/pkg/inventory"
 	"github.com/hactl/hactl/pkg/remote"
@@ -282,14 +283,7 @@ type rig struct {
 
 func labLayout(t *testing.T) (*inventory.Inventory, *vrrp.Layout) {
 	t.Helper()
-	inv, d := inventory.NewLoader(inventory.Options{}).LoadFile("../../inventory/lab.hcl")
-	if d.HasErrors() {
-		t.Fatal(d)
-	}
-	l, d := vrrp.Build(inv)
-	if d.HasErrors() {
-		t.Fatal(d)
-	}
+	inv, l := testinv.Load(t, "lab.hcl")
 	return inv, l
 }
 

@@ -13,11 +13,10 @@ import (
 	"testing"
 
 	"github.com/hactl/hactl/internal/golden"
+	"github.com/hactl/hactl/internal/testinv"
 	"github.com/hactl/hactl/pkg/facts"
-	"github.com/hactl/hactl/pkg/inventory"
 	"github.com/hactl/hactl/pkg/remote"
 	"github.com/hactl/hactl/pkg/render"
-	"github.com/hactl/hactl/pkg/vrrp"
 	"github.com/hactl/hactl/playbooks"
 )
 
@@ -332,14 +331,7 @@ func (u *uploadRecorder) Upload(ctx context.Context, path string, content []byte
 
 func labFiles(t *testing.T) map[string]render.File {
 	t.Helper()
-	inv, d := inventory.NewLoader(inventory.Options{}).LoadFile("../../inventory/lab.hcl")
-	if d.HasErrors() {
-		t.Fatal(d)
-	}
-	l, d := vrrp.Build(inv)
-	if d.HasErrors() {
-		t.Fatal(d)
-	}
+	inv, l := testinv.Load(t, "lab.hcl")
 	r, err := render.New()
 	if err != nil {
 		t.Fatal(err)

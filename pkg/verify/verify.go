@@ -83,6 +83,16 @@ type Observation struct {
 // Observe reads the VIP interface of every reachable host in parallel.
 // Unreachable hosts (and hosts whose command fails) carry Err.
 func Observe(ctx context.Context, hosts []*fleet.Host) []Observation {
+	return observeEach(hosts, func(h *fleet.Host, o *Observation) {
+		if o.Addrs, o.Err = Addrs(ctx, h.Conn, h.Host.Interface); o.Err != nil {
+			o.Err = fmt.Errorf("%s: %w", h.Host.Name, o.Err)
+		}
+	})
+}
+
+// observeEach runs observe for every reachable host in parallel; unreachable
+// hosts carry their connection error.
+func observeEach(hosts []*fleet.Host, observe func(*fleet.Host, *Observation)) []Observation {
 	obs := make([]Observation, len(hosts))
 	var wg sync.WaitGroup
 	for i, h := range hosts {
@@ -94,10 +104,7 @@ func Observe(ctx context.Context, hosts []*fleet.Host) []Observation {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			obs[i].Addrs, obs[i].Err = Addrs(ctx, h.Conn, h.Host.Interface)
-			if obs[i].Err != nil {
-				obs[i].Err = fmt.Errorf("%s: %w", h.Host.Name, obs[i].Err)
-			}
+			observe(h, &obs[i])
 		}()
 	}
 	wg.Wait()
@@ -273,33 +280,20 @@ func VRRPStates(ctx context.Context, c remote.Conn) (map[string]string, error) {
 // round trip per host. Use it for verdicts (status, apply's final check);
 // polling loops use the cheaper Observe.
 func ObserveVRRP(ctx context.Context, hosts []*fleet.Host) []Observation {
-	obs := make([]Observation, len(hosts))
-	var wg sync.WaitGroup
 	const mark = "@@hactl-vrrp"
-	for i, h := range hosts {
-		obs[i].Host = h.Host.Name
-		if h.Conn == nil {
-			obs[i].Err = h.Err
-			continue
+	return observeEach(hosts, func(h *fleet.Host, o *Observation) {
+		cmd := AddrCommand(h.Host.Interface) + "; rc=$?; echo " + mark + "; " + VRRPCommand + "; exit $rc"
+		res, err := h.Conn.Run(ctx, cmd, nil)
+		switch {
+		case err != nil:
+			o.Err = fmt.Errorf("%s: %w", h.Host.Name, err)
+		case res.ExitCode != 0:
+			o.Err = fmt.Errorf("%s: ip addr show dev %s: exit %d: %s", h.Host.Name, h.Host.Interface, res.ExitCode, strings.TrimSpace(string(res.Stderr)))
+		default:
+			addrs, journal, _ := strings.Cut(string(res.Stdout), mark+"\n")
+			o.Addrs, o.VRRP = ParseAddrs(addrs), ParseVRRP(journal)
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			cmd := AddrCommand(h.Host.Interface) + "; rc=$?; echo " + mark + "; " + VRRPCommand + "; exit $rc"
-			res, err := h.Conn.Run(ctx, cmd, nil)
-			switch {
-			case err != nil:
-				obs[i].Err = fmt.Errorf("%s: %w", h.Host.Name, err)
-			case res.ExitCode != 0:
-				obs[i].Err = fmt.Errorf("%s: ip addr show dev %s: exit %d: %s", h.Host.Name, h.Host.Interface, res.ExitCode, strings.TrimSpace(string(res.Stderr)))
-			default:
-				addrs, journal, _ := strings.Cut(string(res.Stdout), mark+"\n")
-				obs[i].Addrs, obs[i].VRRP = ParseAddrs(addrs), ParseVRRP(journal)
-			}
-		}()
-	}
-	wg.Wait()
-	return obs
+	})
 }
 
 // SetTransports records each VIP's cluster transport (for SplitHint) and

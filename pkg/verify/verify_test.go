@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hactl/hactl/internal/testinv"
 	"github.com/hactl/hactl/pkg/inventory"
 	"github.com/hactl/hactl/pkg/vrrp"
 )
@@ -27,14 +28,7 @@ func TestParseAddrs(t *testing.T) {
 
 func layout(t *testing.T) *vrrp.Layout {
 	t.Helper()
-	inv, d := inventory.NewLoader(inventory.Options{}).LoadFile("../../inventory/lab.hcl")
-	if d.HasErrors() {
-		t.Fatal(d)
-	}
-	l, d := vrrp.Build(inv)
-	if d.HasErrors() {
-		t.Fatal(d)
-	}
+	_, l := testinv.Load(t, "lab.hcl")
 	return l
 }
 
