@@ -372,6 +372,35 @@ func TestHactl(t *testing.T) {
 		}
 	})
 
+	t.Run("Ctrl-C during a failover test restores the node", func(t *testing.T) {
+		root, _ := labkit.RepoRoot()
+		cmd := exec.Command(filepath.Join(root, "bin", "hactl"), "failover-test", "-i", inv, "--node", "lab1", "--mode", "stop")
+		cmd.Env = append(os.Environ(), "NO_COLOR=1")
+		var out, errb bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		// Interrupt once keepalived is down on lab1 (the VIP has left it).
+		waitFor(t, "keepalived stopped on lab1", 15*time.Second, func() bool {
+			return ssh(t, lab, "lab1", "systemctl is-active keepalived || true") != "active"
+		})
+		if err := cmd.Process.Signal(os.Interrupt); err != nil {
+			t.Fatal(err)
+		}
+		err := cmd.Wait()
+		ee, ok := err.(*exec.ExitError)
+		if !ok || ee.ExitCode() != 1 {
+			t.Fatalf("want exit 1 after an interrupt, got %v\n%s\n%s", err, out.String(), errb.String())
+		}
+		if got := ssh(t, lab, "lab1", "systemctl is-active keepalived || true"); got != "active" {
+			t.Errorf("keepalived on lab1 is %q after the interrupted test\n%s", got, errb.String())
+		}
+		if got := vipHolders(t, lab)[labkit.VIP(1)]; len(got) != 1 || got[0] != "lab1" {
+			t.Errorf("VIP 1 on %v after restoration", got)
+		}
+	})
+
 	t.Run("failover-test all modes on every node", func(t *testing.T) {
 		out, errOut, code := hactl(t, "failover-test", "-i", inv, "--mode", "all", "--output", "json")
 		var doc struct {

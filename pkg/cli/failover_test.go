@@ -163,11 +163,11 @@ func TestFailoverStopJSON(t *testing.T) {
 	}
 	var sent []string
 	for _, c := range m.fakes["lab1"].Runs() {
-		if strings.HasPrefix(c.Cmd, "systemctl stop") || strings.HasPrefix(c.Cmd, "systemctl start") {
+		if c.Cmd == failover.CmdStopKeepalived || c.Cmd == failover.CmdStartKeepalived {
 			sent = append(sent, c.Cmd)
 		}
 	}
-	if strings.Join(sent, "|") != "systemctl stop keepalived|systemctl start keepalived" {
+	if strings.Join(sent, "|") != failover.CmdStopKeepalived+"|"+failover.CmdStartKeepalived {
 		t.Errorf("sent %q", sent)
 	}
 }

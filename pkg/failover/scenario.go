@@ -15,18 +15,24 @@ import (
 
 // Commands the scenarios send, exactly as sent (tests assert them).
 const (
-	CmdStopKeepalived  = "systemctl stop keepalived"
-	CmdStartKeepalived = "systemctl start keepalived"
+	CmdStopKeepalived = "systemctl stop keepalived"
+	// reset-failed first: hactl's drop-in limits keepalived to 5 starts a
+	// minute (a crash loop must not flap the VIP), and a test's own starts
+	// must neither hit that limit nor use up the budget of the restart after
+	// a crash.
+	CmdStartKeepalived = "systemctl reset-failed keepalived; systemctl start keepalived"
 	// A plain SIGKILL is not always a crash: keepalived's processes do not die
 	// at the same instant and one may still send the priority-0 advert
 	// (lab-facts.md). Frozen processes send nothing, so freeze all first.
-	CmdFreezeKeepalived = "systemctl kill -s SIGSTOP keepalived"
+	// reset-failed gives systemd's automatic restart after the crash a fresh
+	// start budget.
+	CmdFreezeKeepalived = "systemctl reset-failed keepalived; systemctl kill -s SIGSTOP keepalived"
 	CmdKillKeepalived   = "systemctl kill -s SIGKILL keepalived"
 	// Undoes a freeze whose kill never happened; harmless (and allowed to
 	// fail) when nothing is left to continue.
 	CmdThawKeepalived = "systemctl kill -s SIGCONT keepalived"
 	CmdStopNginx      = "systemctl stop nginx"
-	CmdStartNginx     = "systemctl start nginx"
+	CmdStartNginx     = "systemctl reset-failed nginx; systemctl start nginx"
 	// --runtime: the mask lives in /run and cannot outlive a reboot, so a
 	// test that dies half-way never leaves nginx masked for good.
 	CmdMaskNginx   = "systemctl mask --runtime nginx"

@@ -487,7 +487,7 @@ func (m *Service) Run(ctx context.Context, t *Target) (Outcome, error) {
 		if t.DryRun {
 			return Outcome{Changed: true, Summary: "reload or start " + m.Name}, nil
 		}
-		out, err := run(ctx, t, fmt.Sprintf("if systemctl is-active -q %s; then systemctl reload %s && echo reloaded; else systemctl restart %s && echo started; fi", n, n, n))
+		out, err := run(ctx, t, fmt.Sprintf("if systemctl is-active -q %s; then systemctl reload %s && echo reloaded; else systemctl reset-failed -q %s 2>/dev/null; systemctl restart %s && echo started; fi", n, n, n, n))
 		if err != nil {
 			return Outcome{}, m.failed(ctx, t, err)
 		}
@@ -496,7 +496,7 @@ func (m *Service) Run(ctx context.Context, t *Target) (Outcome, error) {
 		if t.DryRun {
 			return Outcome{Changed: true, Summary: "restart " + m.Name}, nil
 		}
-		if _, err := run(ctx, t, "systemctl restart "+n); err != nil {
+		if _, err := run(ctx, t, "systemctl reset-failed -q "+n+" 2>/dev/null; systemctl restart "+n); err != nil {
 			return Outcome{}, m.failed(ctx, t, err)
 		}
 		return Outcome{Changed: true, Summary: "restarted"}, nil
@@ -522,7 +522,7 @@ func (m *Service) Run(ctx context.Context, t *Target) (Outcome, error) {
 	// Asked at run time, not from facts: package installs and handlers
 	// earlier in this run may have changed the unit's state.
 	out, err := run(ctx, t, fmt.Sprintf(`c=""; systemctl is-enabled -q %s || { systemctl enable -q %s || exit 3; c="$c enabled"; }; `+
-		`systemctl is-active -q %s || { systemctl start %s || exit 4; c="$c started"; }; echo "$c"`, n, n, n, n))
+		`systemctl is-active -q %s || { systemctl reset-failed -q %s 2>/dev/null; systemctl start %s || exit 4; c="$c started"; }; echo "$c"`, n, n, n, n, n))
 	if err != nil {
 		return Outcome{}, m.failed(ctx, t, err)
 	}
