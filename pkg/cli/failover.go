@@ -11,6 +11,7 @@ import (
 	"charm.land/lipgloss/v2"
 	"github.com/spf13/cobra"
 
+	"github.com/hactl/hactl/pkg/clock"
 	"github.com/hactl/hactl/pkg/failover"
 	"github.com/hactl/hactl/pkg/ui"
 )
@@ -27,7 +28,7 @@ type FailoverOptions struct {
 	// abort restoration, which runs on a fresh context.
 	Signals <-chan os.Signal
 	// Clock and Prober replace the engine's (tests); nil: wall clock, HTTP.
-	Clock  failover.Clock
+	Clock  clock.Clock
 	Prober failover.Prober
 }
 

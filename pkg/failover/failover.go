@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hactl/hactl/pkg/clock"
 	"github.com/hactl/hactl/pkg/fleet"
 	"github.com/hactl/hactl/pkg/vrrp"
 )
@@ -184,9 +185,9 @@ type Options struct {
 	Layout *vrrp.Layout
 	Fleet  *fleet.Fleet
 
-	Clock    Clock    // RealClock
-	Observer Observer // SSHObserver
-	Prober   Prober   // NewHTTPProber(DefaultProbeTimeout)
+	Clock    clock.Clock // clock.Real
+	Observer Observer    // SSHObserver
+	Prober   Prober      // NewHTTPProber(DefaultProbeTimeout)
 
 	Poll              time.Duration
 	Margin            time.Duration
@@ -218,7 +219,7 @@ func New(o Options) (*Runner, error) {
 		return nil, errors.New("failover: Layout and Fleet are required")
 	}
 	if o.Clock == nil {
-		o.Clock = RealClock{}
+		o.Clock = clock.Real{}
 	}
 	if o.Observer == nil {
 		o.Observer = SSHObserver{}

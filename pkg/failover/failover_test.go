@@ -66,7 +66,7 @@ func TestStopPasses(t *testing.T) {
 
 func TestKillLateButWithinBound(t *testing.T) {
 	r := newRig(t)
-	r.w.takeover = 3500 * time.Millisecond // crash bound 3.61 s
+	r.w.Takeover = 3500 * time.Millisecond // crash bound 3.61 s
 	rep, err := run1(t, r, context.Background(), nil, ModeKill)
 	if err != nil {
 		t.Fatal(err)
@@ -88,7 +88,7 @@ func TestKillLateButWithinBound(t *testing.T) {
 
 func TestStopTooLate(t *testing.T) {
 	r := newRig(t)
-	r.w.takeover = 1500 * time.Millisecond // bound 0.61 + 0.5 margin
+	r.w.Takeover = 1500 * time.Millisecond // bound 0.61 + 0.5 margin
 	rep, err := run1(t, r, context.Background(), nil, ModeStop)
 	if err != nil {
 		t.Fatal(err)
@@ -115,8 +115,8 @@ func TestVIPNeverMovesIsRestored(t *testing.T) {
 	} {
 		t.Run(string(tc.mode), func(t *testing.T) {
 			r := newRig(t)
-			r.w.takeover = never
-			r.w.autoRestart = never
+			r.w.Takeover = never
+			r.w.AutoRestart = never
 			rep, err := run1(t, r, context.Background(), nil, tc.mode)
 			if err != nil {
 				t.Fatal(err)
@@ -136,8 +136,8 @@ func TestSplitFails(t *testing.T) {
 	// A crash without the drop-in's ExecStopPost: lab1 keeps answering on its
 	// VIP until 3.5 s next to lab2, which took over at 0.3 s (samples at 0.3
 	// and 3.4 s see both: 3.1 s).
-	r.w.takeover = 300 * time.Millisecond
-	r.w.keepOnDead = 3500 * time.Millisecond
+	r.w.Takeover = 300 * time.Millisecond
+	r.w.KeepOnDead = 3500 * time.Millisecond
 	rep, err := run1(t, r, context.Background(), nil, ModeKill)
 	if err != nil {
 		t.Fatal(err)
@@ -150,8 +150,8 @@ func TestSplitFails(t *testing.T) {
 
 func TestShortSplitWithinSettle(t *testing.T) {
 	r := newRig(t)
-	r.w.takeover = 300 * time.Millisecond
-	r.w.keepOnDead = 1200 * time.Millisecond // seen on both from 0.3 to 1.1 s < 1.5 s settle
+	r.w.Takeover = 300 * time.Millisecond
+	r.w.KeepOnDead = 1200 * time.Millisecond // seen on both from 0.3 to 1.1 s < 1.5 s settle
 	rep, err := run1(t, r, context.Background(), nil, ModeKill)
 	if err != nil {
 		t.Fatal(err)
@@ -178,7 +178,7 @@ func TestNginxRestartedVIPStays(t *testing.T) {
 
 func TestNginxNotRestartedIsRestored(t *testing.T) {
 	r := newRig(t)
-	r.w.nginxRestart = never
+	r.w.NginxRestart = never
 	rep, err := run1(t, r, context.Background(), nil, ModeNginx)
 	if err != nil {
 		t.Fatal(err)
@@ -192,7 +192,7 @@ func TestNginxNotRestartedIsRestored(t *testing.T) {
 
 func TestNginxDeadPasses(t *testing.T) {
 	r := newRig(t)
-	r.w.takeover = 6 * time.Second // fall × interval 4 s + crash 3.61 s, margin 1.5 s
+	r.w.Takeover = 6 * time.Second // fall × interval 4 s + crash 3.61 s, margin 1.5 s
 	rep, err := run1(t, r, context.Background(), nil, ModeNginxDead)
 	if err != nil {
 		t.Fatal(err)
@@ -207,8 +207,8 @@ func TestNginxDeadPasses(t *testing.T) {
 func TestSSHErrorRestores(t *testing.T) {
 	r := newRig(t)
 	// The stop's answer is lost although the command ran (recorded by the fake).
-	lab1 := r.fleet.Get("lab1")
-	lab1.Conn = &flakyConn{Fake: r.fakes["lab1"], failOn: CmdStopKeepalived}
+	lab1 := r.w.Fleet.Get("lab1")
+	lab1.Conn = &flakyConn{Fake: r.w.Fakes["lab1"], failOn: CmdStopKeepalived}
 	rep, err := run1(t, r, context.Background(), nil, ModeStop)
 	if err != nil {
 		t.Fatal(err)
@@ -223,13 +223,11 @@ func TestSSHErrorRestores(t *testing.T) {
 func TestRestoreCommandFailsIsRetried(t *testing.T) {
 	r := newRig(t)
 	// unmask fails once inside the scenario; start then refuses (masked)...
-	r.w.failCmd["lab1 "+CmdUnmaskNginx] = 1
-	r.w.clk.at(7*time.Second, func() {
-		r.w.mu.Lock()
-		delete(r.w.failCmd, "lab1 "+CmdUnmaskNginx)
-		r.w.mu.Unlock()
+	r.w.FailCommand("lab1", CmdUnmaskNginx, 1)
+	r.w.Clock.At(7*time.Second, func() {
+		r.w.FailCommand("lab1", CmdUnmaskNginx, 0)
 	})
-	r.w.takeover = 6 * time.Second
+	r.w.Takeover = 6 * time.Second
 	rep, err := run1(t, r, context.Background(), nil, ModeNginxDead)
 	if err != nil {
 		t.Fatal(err)
@@ -245,10 +243,10 @@ func TestRestoreCommandFailsIsRetried(t *testing.T) {
 
 func TestInterruptRestores(t *testing.T) {
 	r := newRig(t)
-	r.w.takeover = never
+	r.w.Takeover = never
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	r.w.clk.at(300*time.Millisecond, cancel) // Ctrl-C while waiting for the takeover
+	r.w.Clock.At(300*time.Millisecond, cancel) // Ctrl-C while waiting for the takeover
 	rep, err := run1(t, r, ctx, make(chan struct{}), ModeNginxDead)
 	if !errors.Is(err, ErrInterrupted) || !errors.Is(err, context.Canceled) {
 		t.Fatalf("err %v", err)
@@ -268,7 +266,7 @@ func TestInterruptStopsTheRun(t *testing.T) {
 	r := newRig(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	r.w.clk.at(200*time.Millisecond, cancel)
+	r.w.Clock.At(200*time.Millisecond, cancel)
 	rep, err := r.runner(t, nil).Run(ctx, []Scenario{{"lab1", ModeStop}, {"lab2", ModeStop}})
 	if !errors.Is(err, ErrInterrupted) || len(rep.Scenarios) != 1 {
 		t.Fatalf("%v %+v", err, rep)
@@ -279,12 +277,12 @@ func TestInterruptStopsTheRun(t *testing.T) {
 
 func TestSecondInterruptBeforeRestoring(t *testing.T) {
 	r := newRig(t)
-	r.w.takeover = never
+	r.w.Takeover = never
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	abort := make(chan struct{})
 	// Two Ctrl-C in quick succession: nothing may be restored.
-	r.w.clk.at(time.Second, func() { cancel(); close(abort) })
+	r.w.Clock.At(time.Second, func() { cancel(); close(abort) })
 	rep, err := run1(t, r, ctx, abort, ModeNginxDead)
 	if !errors.Is(err, ErrRestoreAborted) {
 		t.Fatalf("err %v", err)
@@ -306,13 +304,13 @@ func TestSecondInterruptBeforeRestoring(t *testing.T) {
 
 func TestSecondInterruptWhileWaiting(t *testing.T) {
 	r := newRig(t)
-	r.w.takeover = never
-	r.w.failback = never // the VIP never comes home
+	r.w.Takeover = never
+	r.w.Failback = never // the VIP never comes home
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	abort := make(chan struct{})
-	r.w.clk.at(300*time.Millisecond, cancel)
-	r.w.clk.at(5*time.Second, func() { close(abort) })
+	r.w.Clock.At(300*time.Millisecond, cancel)
+	r.w.Clock.At(5*time.Second, func() { close(abort) })
 	rep, err := run1(t, r, ctx, abort, ModeStop)
 	if !errors.Is(err, ErrRestoreAborted) || !rep.Aborted {
 		t.Fatalf("%v %+v", err, rep)
@@ -322,14 +320,14 @@ func TestSecondInterruptWhileWaiting(t *testing.T) {
 	if got := strings.Join(rep.Left, "\n"); got != "VIP 198.18.0.201/24 is missing: on [], want lab1 only" {
 		t.Errorf("left %q", got)
 	}
-	if r.w.clk.elapsed() > 6*time.Second {
-		t.Errorf("restoration went on for %s after the abort", r.w.clk.elapsed())
+	if r.w.Clock.Elapsed() > 6*time.Second {
+		t.Errorf("restoration went on for %s after the abort", r.w.Clock.Elapsed())
 	}
 }
 
 func TestPreflightRefuses(t *testing.T) {
 	r := newRig(t)
-	r.w.nginx["lab2"] = "failed"
+	r.w.SetNginx("lab2", "failed")
 	run := r.runner(t, nil)
 	st, err := run.Preflight(context.Background())
 	if !errors.Is(err, ErrNotReady) || st.OK() || !strings.Contains(err.Error(), "lab2: keepalived active, nginx failed") {
@@ -345,7 +343,7 @@ func TestPreflightRefuses(t *testing.T) {
 
 func TestAllModesAllNodes(t *testing.T) {
 	r := newRig(t)
-	r.w.takeover = 500 * time.Millisecond // within every bound
+	r.w.Takeover = 500 * time.Millisecond // within every bound
 	modes, _ := ParseModes("all")
 	scs, err := Plan(r.layout, "", modes)
 	if err != nil || len(scs) != 12 {

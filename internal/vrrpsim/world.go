@@ -1,0 +1,369 @@
+// Package vrrpsim simulates keepalived balancers in virtual time for unit
+// tests of the code that drives and watches them (pkg/failover, pkg/rollout):
+// which host carries which VIP and what systemd says about keepalived and
+// nginx, driven by the commands sent to each host's remote.Fake. It answers
+// `ip -o -4 addr show dev IFACE` and the systemctl commands hactl sends
+// (is-active, start, stop, restart, kill -s SIG…, mask/unmask --runtime,
+// reset-failed, `;`-joined), and nothing else: an unexpected command exits
+// 127, so a test sees what it did not expect.
+package vrrpsim
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hactl/hactl/pkg/fleet"
+	"github.com/hactl/hactl/pkg/inventory"
+	"github.com/hactl/hactl/pkg/remote"
+	"github.com/hactl/hactl/pkg/vrrp"
+)
+
+// Never disables a timing knob: the event does not happen.
+const Never time.Duration = -1
+
+// World is the simulated fleet. Set the knobs before the run (or from a
+// Clock.At hook); the defaults are the lab's measured timings.
+type World struct {
+	Clock *Clock
+	Fleet *fleet.Fleet
+	Fakes map[string]*remote.Fake
+
+	// Knobs.
+	Takeover     time.Duration // disruption → VIP on the first backup (Never: stays away)
+	KeepOnDead   time.Duration // disruption → VIP gone from the master (Never: stays)
+	Failback     time.Duration // restore → VIP back on the master only (Never)
+	AutoRestart  time.Duration // SIGKILL → systemd has keepalived active again (Never)
+	NginxRestart time.Duration // nginx stopped → the check script restarted it (Never)
+	// FirstClaim: a host whose keepalived never ran claims its VIP this long
+	// after its first start (no advert heard for a master-down interval).
+	FirstClaim time.Duration
+
+	mu      sync.Mutex
+	failCmd map[string]int
+	ka      map[string]string
+	nginx   map[string]string
+	masked  map[string]bool
+	down    map[string]time.Duration // master → when its VIP began to move
+	back    map[string]time.Duration // master → when it was restored
+	killed  map[string]time.Duration
+	stopped map[string]time.Duration // nginx stop time
+	cold    map[string]time.Duration // keepalived never ran: first start (Never: not yet)
+	placed  []placement
+	sent    []Sent
+
+	inst  []*vrrp.Instance
+	hosts []*inventory.Host
+}
+
+// placement pins a VIP on exactly these hosts for a span of virtual time.
+type placement struct {
+	vip      string
+	from, to time.Duration
+	holders  []string
+}
+
+// Sent is one command the code under test sent, other than the polls.
+type Sent struct {
+	At   time.Duration
+	Host string
+	Cmd  string
+}
+
+// New simulates inv's hosts with layout l, every VIP on its master and both
+// services active.
+func New(inv *inventory.Inventory, l *vrrp.Layout) *World {
+	w := &World{
+		Clock: NewClock(), Fleet: &fleet.Fleet{}, Fakes: map[string]*remote.Fake{},
+		Takeover: 400 * time.Millisecond, Failback: 3700 * time.Millisecond,
+		AutoRestart: 5 * time.Second, NginxRestart: 1200 * time.Millisecond, FirstClaim: 3600 * time.Millisecond,
+		ka: map[string]string{}, nginx: map[string]string{}, masked: map[string]bool{},
+		down: map[string]time.Duration{}, back: map[string]time.Duration{}, killed: map[string]time.Duration{},
+		stopped: map[string]time.Duration{}, cold: map[string]time.Duration{}, failCmd: map[string]int{},
+		inst: l.Instances, hosts: inv.Hosts(),
+	}
+	for _, h := range w.hosts {
+		w.ka[h.Name] = "active"
+		w.nginx[h.Name] = "active"
+		f := &remote.Fake{Handler: w.handler(h)}
+		w.Fakes[h.Name] = f
+		w.Fleet.Hosts = append(w.Fleet.Hosts, &fleet.Host{Host: h, Cluster: inv.ClusterOf(h.Name), Conn: f})
+	}
+	return w
+}
+
+// Dark makes a first rollout: keepalived has never run anywhere, no host
+// holds a VIP, and a backup covers for no master that never started.
+func (w *World) Dark() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, h := range w.hosts {
+		w.ka[h.Name] = "inactive"
+		w.cold[h.Name] = Never
+	}
+}
+
+// Place pins vip (as in verify.VIPState.VIP) on exactly holders from virtual
+// time from until to, whatever keepalived would do.
+func (w *World) Place(vip string, from, to time.Duration, holders ...string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.placed = append(w.placed, placement{vip: vip, from: from, to: to, holders: holders})
+}
+
+// FailCommand makes host answer cmd (exactly as sent) with exit code;
+// code 0 lifts the failure.
+func (w *World) FailCommand(host, cmd string, code int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if code == 0 {
+		delete(w.failCmd, host+" "+cmd)
+		return
+	}
+	w.failCmd[host+" "+cmd] = code
+}
+
+// SetNginx sets what systemd says about nginx on host.
+func (w *World) SetNginx(host, state string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.nginx[host] = state
+}
+
+// Holders returns, per VIP, the hosts that carry it now.
+func (w *World) Holders() map[string][]string {
+	now := w.Clock.Elapsed()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.update(now)
+	out := map[string][]string{}
+	for _, in := range w.inst {
+		out[in.VIP.String()] = w.holders(in, now)
+	}
+	return out
+}
+
+// Sent lists the commands sent so far other than the polls (ip addr,
+// systemctl is-active), in order.
+func (w *World) Sent() []Sent {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]Sent(nil), w.sent...)
+}
+
+// update applies what time has done since the last command; w.mu held.
+func (w *World) update(now time.Duration) {
+	for h, k := range w.killed {
+		if w.AutoRestart != Never && now >= k+w.AutoRestart {
+			w.ka[h] = "active"
+			w.back[h] = k + w.AutoRestart
+			delete(w.killed, h)
+		}
+	}
+	for h, s := range w.stopped {
+		if !w.masked[h] && w.NginxRestart != Never && now >= s+w.NginxRestart {
+			w.nginx[h] = "active"
+			delete(w.stopped, h)
+		}
+	}
+	for h, b := range w.back {
+		if w.Failback != Never && now >= b+w.Failback {
+			delete(w.back, h)
+			delete(w.down, h)
+		}
+	}
+	for h, s := range w.cold {
+		if s != Never && w.FirstClaim != Never && now >= s+w.FirstClaim {
+			delete(w.cold, h)
+		}
+	}
+}
+
+// holders of in's VIP; w.mu held.
+func (w *World) holders(in *vrrp.Instance, now time.Duration) []string {
+	for _, p := range w.placed {
+		if p.vip == in.VIP.String() && now >= p.from && now < p.to {
+			return p.holders
+		}
+	}
+	m := in.Master
+	if _, cold := w.cold[m]; cold {
+		return nil
+	}
+	d, moving := w.down[m]
+	if !moving {
+		return []string{m}
+	}
+	var out []string
+	if w.KeepOnDead == Never || now < d+w.KeepOnDead {
+		out = append(out, m)
+	}
+	if w.Takeover != Never && now >= d+w.Takeover {
+		out = append(out, in.FirstBackup().Host)
+	}
+	return out
+}
+
+func (w *World) handler(h *inventory.Host) func(string, []byte) remote.Result {
+	host := h.Name
+	return func(cmd string, _ []byte) remote.Result {
+		now := w.Clock.Elapsed()
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		w.update(now)
+		poll := strings.HasPrefix(cmd, "ip -o -4 addr show dev ")
+		if !poll && !strings.HasPrefix(cmd, "systemctl is-active") {
+			w.sent = append(w.sent, Sent{At: now, Host: host, Cmd: cmd})
+		}
+		if code, ok := w.failCmd[host+" "+cmd]; ok {
+			return remote.Result{ExitCode: code, Stderr: []byte("simulated failure")}
+		}
+		if poll {
+			return w.addrs(h, now)
+		}
+		var res remote.Result
+		for _, part := range strings.Split(cmd, ";") {
+			if res = w.systemctl(host, strings.TrimSpace(part), now); res.ExitCode == 127 {
+				return res
+			}
+		}
+		return res
+	}
+}
+
+// addrs answers `ip -o -4 addr show dev`; w.mu held.
+func (w *World) addrs(h *inventory.Host, now time.Duration) remote.Result {
+	var b strings.Builder
+	fmt.Fprintf(&b, "2: %s    inet %s/24 brd 198.18.0.255 scope global %s\\       valid_lft forever\n", h.Interface, h.Address, h.Interface)
+	for _, in := range w.inst {
+		for _, x := range w.holders(in, now) {
+			if x == h.Name {
+				fmt.Fprintf(&b, "2: %s    inet %s scope global secondary %s\\       valid_lft forever\n", h.Interface, in.VIP, h.Interface)
+			}
+		}
+	}
+	return remote.Result{Stdout: []byte(b.String())}
+}
+
+// systemctl runs one `systemctl VERB [flags] UNIT…` on host; w.mu held.
+func (w *World) systemctl(host, cmd string, now time.Duration) remote.Result {
+	f := strings.Fields(strings.TrimSuffix(cmd, " 2>/dev/null"))
+	unexpected := remote.Result{ExitCode: 127, Stderr: []byte("unexpected command " + cmd)}
+	if len(f) < 3 || f[0] != "systemctl" {
+		return unexpected
+	}
+	verb, signal, quiet := f[1], "", false
+	var units []string
+	for i := 2; i < len(f); i++ {
+		switch {
+		case f[i] == "-s" && i+1 < len(f):
+			signal = f[i+1]
+			i++
+		case f[i] == "-q":
+			quiet = true
+		case f[i] == "--runtime":
+		case strings.HasPrefix(f[i], "-"):
+			return unexpected
+		default:
+			units = append(units, strings.Trim(f[i], "'"))
+		}
+	}
+	for _, u := range units {
+		if u != "keepalived" && u != "nginx" {
+			return unexpected
+		}
+	}
+	if verb == "is-active" {
+		var r remote.Result
+		var out strings.Builder
+		for _, u := range units {
+			s := w.state(host, u)
+			fmt.Fprintln(&out, s)
+			if s != "active" {
+				r.ExitCode = 3
+			}
+		}
+		if !quiet {
+			r.Stdout = []byte(out.String())
+		}
+		return r
+	}
+	if len(units) != 1 {
+		return unexpected
+	}
+	switch verb + " " + signal + " " + units[0] {
+	case "reset-failed  keepalived", "reset-failed  nginx":
+	case "stop  keepalived":
+		w.ka[host] = "inactive"
+		w.down[host] = now
+	case "start  keepalived":
+		if w.firstStart(host, now) {
+			break
+		}
+		delete(w.killed, host)
+		if _, d := w.down[host]; d || w.ka[host] != "active" {
+			w.back[host] = now
+		}
+		w.ka[host] = "active"
+	case "restart  keepalived":
+		if w.firstStart(host, now) {
+			break
+		}
+		delete(w.killed, host)
+		w.down[host], w.back[host] = now, now
+		w.ka[host] = "active"
+	case "kill SIGSTOP keepalived":
+		w.down[host] = now
+	case "kill SIGKILL keepalived":
+		w.ka[host] = "activating"
+		w.killed[host] = now
+	case "kill SIGCONT keepalived":
+		if _, k := w.killed[host]; k {
+			return remote.Result{ExitCode: 1, Stderr: []byte("No main process to kill")}
+		}
+	case "stop  nginx":
+		w.nginx[host] = "inactive"
+		w.stopped[host] = now
+		if w.masked[host] {
+			w.down[host] = now
+		}
+	case "mask  nginx":
+		w.masked[host] = true
+	case "unmask  nginx":
+		delete(w.masked, host)
+		delete(w.stopped, host) // the engine starts it itself next
+	case "start  nginx", "restart  nginx":
+		if w.masked[host] {
+			return remote.Result{ExitCode: 1, Stderr: []byte("Unit nginx.service is masked.")}
+		}
+		if _, d := w.down[host]; d {
+			w.back[host] = now
+		}
+		delete(w.stopped, host)
+		w.nginx[host] = "active"
+	default:
+		return unexpected
+	}
+	return remote.Result{}
+}
+
+// firstStart starts a keepalived that never ran; w.mu held.
+func (w *World) firstStart(host string, now time.Duration) bool {
+	s, cold := w.cold[host]
+	if !cold {
+		return false
+	}
+	if s == Never {
+		w.cold[host] = now
+	}
+	w.ka[host] = "active"
+	return true
+}
+
+func (w *World) state(host, unit string) string {
+	if unit == "nginx" {
+		return w.nginx[host]
+	}
+	return w.ka[host]
+}
