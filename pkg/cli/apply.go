@@ -17,6 +17,7 @@ import (
 	"github.com/hactl/hactl/pkg/inventory"
 	"github.com/hactl/hactl/pkg/playbook"
 	"github.com/hactl/hactl/pkg/render"
+	"github.com/hactl/hactl/pkg/rollout"
 	"github.com/hactl/hactl/pkg/ui"
 	"github.com/hactl/hactl/pkg/verify"
 	"github.com/hactl/hactl/pkg/vrrp"
@@ -25,11 +26,22 @@ import (
 
 // ApplyOptions is `hactl apply`.
 type ApplyOptions struct {
-	Conn     ConnOptions
-	Limit    []string
-	Playbook string
+	Conn ConnOptions
+	Run  RunOptions
 	// Now stamps backups; tests fix it.
 	Now func() time.Time
+}
+
+// RunOptions choose what apply runs, and plan previews: which hosts and
+// which playbook.
+type RunOptions struct {
+	Limit    []string
+	Playbook string
+}
+
+func (o *RunOptions) addFlags(cmd *cobra.Command) {
+	cmd.Flags().StringSliceVar(&o.Limit, "limit", nil, "only these hosts (comma-separated names)")
+	cmd.Flags().StringVarP(&o.Playbook, "playbook", "p", "", "run this playbook file instead of the embedded playbooks/ha-nginx.hcl")
 }
 
 func newApply(ctx context.Context, g *Globals) *cobra.Command {
@@ -53,8 +65,7 @@ on its master only. Exit 1 if any host failed or any VIP is misplaced.`,
 		},
 	}
 	o.Conn.addFlags(cmd)
-	cmd.Flags().StringSliceVar(&o.Limit, "limit", nil, "only these hosts (comma-separated names)")
-	cmd.Flags().StringVarP(&o.Playbook, "playbook", "p", "", "run this playbook file instead of the embedded playbooks/ha-nginx.hcl")
+	o.Run.addFlags(cmd)
 	return cmd
 }
 
@@ -67,7 +78,7 @@ func planOnline(ctx context.Context, g *Globals, o *PlanOptions, l *Loaded) erro
 		PrintLayout(g.stdout(), l)
 		g.stdout().Println()
 	}
-	return runApply(ctx, g, &ApplyOptions{Conn: o.Conn, Now: time.Now}, l, true)
+	return runApply(ctx, g, &ApplyOptions{Conn: o.Conn, Run: o.Run, Now: time.Now}, l, true)
 }
 
 func (g *Globals) loadBook(path string) (*playbook.Book, error) {
@@ -137,11 +148,11 @@ func clusterHosts(inv *inventory.Inventory, sel []*inventory.Host) []string {
 }
 
 func runApply(ctx context.Context, g *Globals, o *ApplyOptions, l *Loaded, dry bool) error {
-	book, err := g.loadBook(o.Playbook)
+	book, err := g.loadBook(o.Run.Playbook)
 	if err != nil {
 		return err
 	}
-	sel, err := fleet.Select(l.Inv, o.Limit)
+	sel, err := fleet.Select(l.Inv, o.Run.Limit)
 	if err != nil {
 		return &ExitError{Code: ExitUsage, Err: err}
 	}
@@ -158,7 +169,7 @@ func runApply(ctx context.Context, g *Globals, o *ApplyOptions, l *Loaded, dry b
 
 	results := map[string]playbook.Result{}
 	var inputs []playbook.HostInput
-	ro := &rollout{l: l, fl: fl, held: map[string]map[string]bool{}, switching: map[string]bool{}, progress: progress}
+	ro := rollout.New(rollout.Options{Layout: l.Layout, Fleet: fl, Event: progress.event})
 	stamp := o.Now().UTC().Format("20060102T150405Z")
 	for _, h := range sel {
 		fh := fl.Get(h.Name)
@@ -181,17 +192,15 @@ func runApply(ctx context.Context, g *Globals, o *ApplyOptions, l *Loaded, dry b
 				if err := f.CheckSupported(h.Name); err != nil {
 					return err
 				}
-				ro.noteTransport(h, f.VRRPTransport)
+				ro.NoteTransport(h.Name, f.VRRPTransport)
 				return f.CheckInterface(h.Name, h.Interface, h.Address)
 			},
 		})
 	}
 	runner := &playbook.Runner{
 		Book: book, Parallel: o.Conn.Parallel, DryRun: dry, Lock: !dry,
-		Event: progress.event,
+		Event: progress.event, Rollout: ro,
 	}
-	runner.Snapshot, runner.Settle, runner.SettleAll = ro.snapshot, ro.settle, ro.settleAll
-	runner.Group = func(host string) string { return l.Inv.ClusterOf(host).Name }
 	for _, res := range runner.Run(ctx, inputs) {
 		results[res.Host] = res
 	}
@@ -216,22 +225,10 @@ func runApply(ctx context.Context, g *Globals, o *ApplyOptions, l *Loaded, dry b
 			}
 		}
 	}
-	// Verification reads every host of the touched clusters. A VIP may still
-	// be on its way home (preemption after the last restart): give each
-	// cluster its settle time before judging.
+	// Verification reads every host of the touched clusters, once each has
+	// had its time to converge; what did not, the verification reports.
 	if !dry && failed == 0 {
-		for _, c := range l.Inv.Clusters {
-			if fl.Get(c.Hosts[0].Name) != nil {
-				_ = waitVIPs(ctx, l, fl, c.Name, func(vs []verify.VIPState) bool {
-					for _, v := range vs {
-						if v.Cluster == c.Name && !v.OK() {
-							return false
-						}
-					}
-					return true
-				})
-			}
-		}
+		_ = ro.WaitConverged(ctx)
 	}
 	vips := verify.SetTransports(verify.Classify(clusterLayout(l, fl), verify.ObserveVRRP(ctx, fl.Hosts)), l.Inv)
 	doc.VIPs = vips
@@ -255,7 +252,7 @@ func runApply(ctx context.Context, g *Globals, o *ApplyOptions, l *Loaded, dry b
 	case dry:
 		return nil
 	case !verify.AllOK(vips):
-		return &ExitError{Code: ExitFailed, Err: errors.New("VIP placement is wrong after apply: " + vipProblems(vips))}
+		return &ExitError{Code: ExitFailed, Err: errors.New("VIP placement is wrong after apply: " + verify.Problems(vips))}
 	}
 	return nil
 }
@@ -273,224 +270,6 @@ func clusterLayout(l *Loaded, fl *fleet.Fleet) *vrrp.Layout {
 		}
 	}
 	return out
-}
-
-func vipProblems(vs []verify.VIPState) string {
-	var p []string
-	for _, v := range vs {
-		if !v.OK() {
-			p = append(p, fmt.Sprintf("%s is %s (holders: %s; master %s)", v.VIP, v.State, strings.Join(v.Holders, ","), v.Master))
-		}
-	}
-	if hint := verify.SplitHint(vs); hint != "" {
-		p = append(p, hint)
-	}
-	return strings.Join(p, "; ")
-}
-
-// rollout remembers, per host, which VIPs of its cluster were served (held
-// by exactly one host) just before the host's daemons were touched.
-type rollout struct {
-	l        *Loaded
-	fl       *fleet.Fleet
-	progress *progress
-	mu       sync.Mutex
-	held     map[string]map[string]bool // host -> VIPs served before its restart
-	// switching marks clusters whose VRRP transport changes in this run:
-	// until every host is switched, hosts on the old and the new transport
-	// cannot hear each other and each claims MASTER, so no per-host settle
-	// condition can hold. Their hosts are not waited for one by one; the
-	// final verification waits for the whole cluster.
-	switching map[string]bool
-}
-
-// noteTransport records a host whose live keepalived uses another transport
-// than the inventory asks for.
-func (ro *rollout) noteTransport(h *inventory.Host, live string) {
-	c := ro.l.Inv.ClusterOf(h.Name)
-	if live == "" || live == c.Transport {
-		return
-	}
-	ro.mu.Lock()
-	first := !ro.switching[c.Name]
-	ro.switching[c.Name] = true
-	ro.mu.Unlock()
-	if first {
-		ro.progress.event(playbook.Event{Host: h.Name, Step: "vrrp", Status: "changed",
-			Summary: fmt.Sprintf("cluster %s switches VRRP transport %s → %s: hosts on different transports cannot hear each other, so VIPs may sit on several hosts until every host is switched; waiting once at the end instead of after each host", c.Name, live, c.Transport)})
-	}
-}
-
-func (ro *rollout) isSwitching(host string) bool {
-	ro.mu.Lock()
-	defer ro.mu.Unlock()
-	return ro.switching[ro.l.Inv.ClusterOf(host).Name]
-}
-
-// snapshot records the VIPs served right now in host's cluster, and reports
-// the cluster dark when no host holds any of its VIPs (a first rollout:
-// keepalived runs nowhere yet, or only on hosts started moments ago that have
-// not claimed anything). When a host cannot be observed, nothing is recorded,
-// the cluster is not dark, and settle falls back to the strict rule (every
-// VIP of the cluster on exactly one host).
-func (ro *rollout) snapshot(ctx context.Context, host string) (dark bool) {
-	c := ro.l.Inv.ClusterOf(host)
-	vs := verify.Classify(ro.l.Layout, verify.Observe(ctx, clusterFleet(ro.fl, c.Name)))
-	held := map[string]bool{}
-	dark = true
-	for _, v := range vs {
-		if v.Cluster != c.Name {
-			continue
-		}
-		if v.State == verify.StateUnknown {
-			ro.mu.Lock()
-			delete(ro.held, host)
-			ro.mu.Unlock()
-			return false
-		}
-		if len(v.Holders) == 1 {
-			held[v.VIP] = true
-		}
-		if len(v.Holders) > 0 {
-			dark = false
-		}
-	}
-	ro.mu.Lock()
-	ro.held[host] = held
-	ro.mu.Unlock()
-	return dark
-}
-
-// settle waits, after host's daemons were (re)started, until
-//   - no VIP of the cluster is on two hosts,
-//   - host holds the VIP it is master of (so it serves before the next host
-//     is touched), and
-//   - every VIP that was served before the restart is served again.
-//
-// A VIP nobody held before may stay unheld: on a first rollout the other
-// hosts' keepalived is not running yet, and waiting for a backup to claim
-// their VIPs (a full master-down interval) protects nothing. Without a
-// snapshot every VIP must be on exactly one host. The timeout covers a full
-// master-down interval plus preemption, three times over.
-func (ro *rollout) settle(ctx context.Context, host string) error {
-	if ro.isSwitching(host) {
-		return nil
-	}
-	c := ro.l.Inv.ClusterOf(host)
-	ro.mu.Lock()
-	held, known := ro.held[host]
-	ro.mu.Unlock()
-	return waitVIPs(ctx, ro.l, ro.fl, c.Name, func(vs []verify.VIPState) bool {
-		return rolledOut(vs, c.Name, host, held, known)
-	})
-}
-
-// settleAll is settle for several hosts that started together (the hosts of
-// a dark cluster): one wait per cluster until settle's condition holds for
-// every one of them. The hosts it does not hold for get the error.
-func (ro *rollout) settleAll(ctx context.Context, hosts []string) map[string]error {
-	var clusters []string
-	byCluster := map[string][]string{}
-	for _, h := range hosts {
-		c := ro.l.Inv.ClusterOf(h).Name
-		if byCluster[c] == nil {
-			clusters = append(clusters, c)
-		}
-		byCluster[c] = append(byCluster[c], h)
-	}
-	ok := func(vs []verify.VIPState, c, h string) bool {
-		ro.mu.Lock()
-		held, known := ro.held[h]
-		ro.mu.Unlock()
-		return rolledOut(vs, c, h, held, known)
-	}
-	errs := map[string]error{}
-	for _, c := range clusters {
-		if ro.isSwitching(byCluster[c][0]) {
-			continue
-		}
-		var last []verify.VIPState
-		err := waitVIPs(ctx, ro.l, ro.fl, c, func(vs []verify.VIPState) bool {
-			last = vs
-			for _, h := range byCluster[c] {
-				if !ok(vs, c, h) {
-					return false
-				}
-			}
-			return true
-		})
-		if err == nil {
-			continue
-		}
-		for _, h := range byCluster[c] {
-			if last == nil || !ok(last, c, h) {
-				errs[h] = err
-			}
-		}
-	}
-	return errs
-}
-
-// rolledOut is settle's condition on one observation of the cluster; held
-// (when known) are the VIPs served before host's restart.
-func rolledOut(vs []verify.VIPState, cluster, host string, held map[string]bool, known bool) bool {
-	for _, v := range vs {
-		if v.Cluster != cluster {
-			continue
-		}
-		mine := v.Master == host
-		switch {
-		case mine && (len(v.Holders) != 1 || v.Holders[0] != host):
-			return false
-		case v.State == verify.StateUnknown:
-			// A host cannot be asked: the final verification reports it.
-		case len(v.Holders) > 1:
-			return false
-		case len(v.Holders) == 0 && (!known || held[v.VIP]):
-			return false
-		}
-	}
-	return true
-}
-
-func clusterFleet(fl *fleet.Fleet, cluster string) []*fleet.Host {
-	var hosts []*fleet.Host
-	for _, h := range fl.Hosts {
-		if h.Cluster.Name == cluster {
-			hosts = append(hosts, h)
-		}
-	}
-	return hosts
-}
-
-// waitVIPs polls the cluster's hosts until done holds: every 50 ms (each poll
-// is one short command per host), every 100 ms on clusters of more than 20.
-func waitVIPs(ctx context.Context, l *Loaded, fl *fleet.Fleet, cluster string, done func([]verify.VIPState) bool) error {
-	hosts := clusterFleet(fl, cluster)
-	var bound time.Duration
-	for _, in := range l.Layout.ForCluster(cluster) {
-		bound = max(bound, in.Bounds.Crash)
-	}
-	every := 50 * time.Millisecond
-	if len(hosts) > 20 {
-		every = 100 * time.Millisecond
-	}
-	timeout := 3*bound + 5*time.Second
-	deadline := time.Now().Add(timeout)
-	for {
-		last := verify.Classify(l.Layout, verify.Observe(ctx, hosts))
-		if done(last) {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("cluster %s: VIPs did not settle within %s: %s", cluster, timeout.Round(time.Second), vipProblems(last))
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(every):
-		}
-	}
 }
 
 // progress prints one line per host per step to stderr as it happens.

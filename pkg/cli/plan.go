@@ -17,12 +17,13 @@ import (
 type PlanOptions struct {
 	Offline bool
 	Conn    ConnOptions
+	Run     RunOptions // what the preview is of, as for apply
 }
 
 func newPlan(ctx context.Context, g *Globals) *cobra.Command {
 	o := &PlanOptions{}
 	cmd := &cobra.Command{
-		Use:   "plan -i FILE [--offline]",
+		Use:   "plan -i FILE [--offline] [--limit a,b] [-p PLAYBOOK]",
 		Short: "Show the VRRP layout and, over SSH, what apply would change",
 		Long: `plan prints the VRRP table: per VIP its router id, MASTER, BACKUPs in takeover
 order with their priorities, and the theoretical failover bounds. Without
@@ -46,6 +47,7 @@ apply would change. Secrets print as (sensitive).`,
 	}
 	cmd.Flags().BoolVar(&o.Offline, "offline", false, "do not connect: print the VRRP layout only")
 	o.Conn.addFlags(cmd)
+	o.Run.addFlags(cmd)
 	return cmd
 }
 

@@ -95,7 +95,7 @@ func runStatus(ctx context.Context, g *Globals, o *StatusOptions, l *Loaded) err
 		}
 	}
 	if !verify.AllOK(doc.VIPs) {
-		problems = append(problems, vipProblems(doc.VIPs))
+		problems = append(problems, verify.Problems(doc.VIPs))
 	}
 	if len(problems) > 0 {
 		return &ExitError{Code: ExitFailed, Err: errors.New(strings.Join(problems, "; "))}

@@ -376,8 +376,12 @@ func runBook(t *testing.T, h *host, dry bool) bookRun {
 	var mu sync.Mutex
 	r := &Runner{
 		Book: defaultBook(t), Parallel: 4, DryRun: dry,
-		Event:  func(e Event) { mu.Lock(); out.events = append(out.events, e); mu.Unlock() },
-		Settle: func(_ context.Context, host string) error { out.settled = append(out.settled, host); return nil },
+		Event: func(e Event) { mu.Lock(); out.events = append(out.events, e); mu.Unlock() },
+		Rollout: &fakeRollout{dark: func(string) bool { return false }, note: func(call string) {
+			if host, ok := strings.CutPrefix(call, "settle "); ok {
+				out.settled = append(out.settled, host)
+			}
+		}},
 	}
 	out.conn = conn
 	out.results = r.Run(context.Background(), []HostInput{{

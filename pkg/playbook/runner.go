@@ -58,28 +58,34 @@ type Runner struct {
 	Lock bool
 	// Event receives progress; it is called from several goroutines.
 	Event func(Event)
-	// Settle runs after a host's serial phase changed a daemon, before the
-	// next host starts its own: the caller waits there for the VIPs to sit
-	// on exactly one host each.
-	Settle func(ctx context.Context, host string) error
-	// Snapshot runs before a host's serial phase when that phase is going
-	// to touch a daemon (handlers are pending, the host changed in phase 1,
-	// or a serial step would act), so the caller can record which VIPs are
-	// served before the host's daemons restart and Settle can insist on
-	// exactly those. A converged host costs nothing: no snapshot is taken.
-	// It returns true when the host's cluster serves nothing at all (no VIP
-	// held by any host, every host observed): the host may then start
-	// before the hosts ahead of it have settled.
-	Snapshot func(ctx context.Context, host string) (dark bool)
-	// Group names a host's cluster. With it, the hosts of a dark cluster
-	// run their serial phase at the same time (at most Parallel at once).
-	Group func(host string) string
-	// SettleAll, when set, waits once for several hosts that started
-	// together (Settle's condition for each); it returns the hosts that
-	// did not settle, with why.
-	SettleAll func(ctx context.Context, hosts []string) map[string]error
+	// Rollout, when set, is asked around each host's serial phase (see
+	// Rollout); nil: hosts run their serial phase one after the other.
+	Rollout Rollout
 	// Extra facts to gather besides what the modules need.
 	Needs facts.Request
+}
+
+// Rollout is what the runner asks between hosts in phase 2, so that
+// changing a daemon never takes a served VIP down on two hosts at once
+// (pkg/rollout implements it for VRRP).
+type Rollout interface {
+	// Snapshot runs before a host's serial phase when that phase is going
+	// to touch a daemon (handlers are pending, the host changed in phase 1,
+	// or a serial step would act), so the rollout can record which VIPs
+	// are served before the host's daemons restart and Settle can insist
+	// on exactly those. A converged host costs nothing: no snapshot is
+	// taken. It returns true when the host's group serves nothing at all
+	// (no VIP held by any host, every host observed): the group's acting
+	// hosts then run their serial phase at the same time (at most Parallel
+	// at once) before any host of a serving group is touched.
+	Snapshot(ctx context.Context, host string) (dark bool)
+	// Group names a host's cluster.
+	Group(host string) string
+	// Settle runs after hosts' serial phases changed a daemon, before the
+	// next host starts its own: it waits once for all of them (one, or
+	// those of a dark group that started together) and returns the hosts
+	// that did not settle, with why.
+	Settle(ctx context.Context, hosts []string) map[string]error
 }
 
 type hostRun struct {
@@ -131,9 +137,8 @@ func (r *Runner) Run(ctx context.Context, hosts []HostInput) []Result {
 	// When a host's cluster serves nothing yet (Snapshot reports it dark),
 	// nothing can be taken down there, and each first start of keepalived
 	// waits a full master-down interval before it claims its VIP: the
-	// cluster's hosts that will act run their serial phase together (with
-	// Group; without it, one after the other without waiting), and settle
-	// together before any host of a serving cluster is touched.
+	// cluster's hosts that will act run their serial phase together, and
+	// settle together before any host of a serving cluster is touched.
 	var mu sync.Mutex
 	var unsettled []*hostRun
 	settleAll := func() {
@@ -149,7 +154,7 @@ func (r *Runner) Run(ctx context.Context, hosts []HostInput) []Result {
 			err = r.steps(ctx, hr, needs, true)
 		}
 		hr.res.Err = err
-		if err == nil && !r.DryRun && hr.res.Changed > before && r.Settle != nil {
+		if err == nil && !r.DryRun && hr.res.Changed > before && r.Rollout != nil {
 			mu.Lock()
 			unsettled = append(unsettled, hr)
 			mu.Unlock()
@@ -161,24 +166,22 @@ func (r *Runner) Run(ctx context.Context, hosts []HostInput) []Result {
 			continue
 		}
 		dark := false
-		if r.Snapshot != nil && !r.DryRun && r.serialMayAct(ctx, hr) {
-			dark = r.Snapshot(ctx, hr.res.Host)
+		if r.Rollout != nil && !r.DryRun && r.serialMayAct(ctx, hr) {
+			dark = r.Rollout.Snapshot(ctx, hr.res.Host)
 			if !dark && len(unsettled) > 0 {
 				settleAll()
-				dark = r.Snapshot(ctx, hr.res.Host)
+				dark = r.Rollout.Snapshot(ctx, hr.res.Host)
 			}
 		}
-		if !dark || r.Group == nil {
+		if !dark {
 			serialPhase(hr)
-			if !dark {
-				settleAll()
-			}
+			settleAll()
 			continue
 		}
 		batch := []*hostRun{hr}
-		group := r.Group(hr.res.Host)
+		group := r.Rollout.Group(hr.res.Host)
 		for _, x := range runs[i+1:] {
-			if x.res.Err == nil && !done[x] && r.Group(x.res.Host) == group && r.serialMayAct(ctx, x) {
+			if x.res.Err == nil && !done[x] && r.Rollout.Group(x.res.Host) == group && r.serialMayAct(ctx, x) {
 				batch = append(batch, x)
 			}
 		}
@@ -201,31 +204,19 @@ func (r *Runner) Run(ctx context.Context, hosts []HostInput) []Result {
 	return out
 }
 
-// settleAll waits for the hosts whose serial phase changed a daemon: with
-// SettleAll in one wait, else one host after the other.
+// settleAll waits once for the hosts whose serial phase changed a daemon.
 func (r *Runner) settleAll(ctx context.Context, hrs []*hostRun) {
 	if len(hrs) == 0 {
 		return
 	}
 	start := time.Now()
-	if r.SettleAll != nil && len(hrs) > 1 {
-		names := make([]string, len(hrs))
-		for i, hr := range hrs {
-			names[i] = hr.res.Host
-		}
-		errs := r.SettleAll(ctx, names)
-		for _, hr := range hrs {
-			if err := errs[hr.res.Host]; err != nil {
-				hr.res.Err = err
-				continue
-			}
-			r.emit(Event{Host: hr.res.Host, Step: "vrrp", Status: "settled", Summary: "every VIP on exactly one host", Elapsed: time.Since(start)})
-		}
-		return
+	names := make([]string, len(hrs))
+	for i, hr := range hrs {
+		names[i] = hr.res.Host
 	}
+	errs := r.Rollout.Settle(ctx, names)
 	for _, hr := range hrs {
-		start := time.Now()
-		if err := r.Settle(ctx, hr.res.Host); err != nil {
+		if err := errs[hr.res.Host]; err != nil {
 			hr.res.Err = err
 			continue
 		}

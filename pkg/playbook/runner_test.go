@@ -10,6 +10,32 @@ import (
 	"github.com/hactl/hactl/pkg/remote"
 )
 
+// fakeRollout records the runner's calls in order; each host is its own
+// group unless group says otherwise.
+type fakeRollout struct {
+	note  func(string)
+	dark  func(host string) bool
+	group func(host string) string
+	errs  map[string]error
+}
+
+func (f *fakeRollout) Snapshot(_ context.Context, h string) bool {
+	f.note("snapshot " + h)
+	return f.dark(h)
+}
+
+func (f *fakeRollout) Group(h string) string {
+	if f.group == nil {
+		return h
+	}
+	return f.group(h)
+}
+
+func (f *fakeRollout) Settle(_ context.Context, hs []string) map[string]error {
+	f.note("settle " + strings.Join(hs, " "))
+	return f.errs
+}
+
 // TestSnapshotOnlyWhenTheSerialPhaseActs: the rollout snapshot (one VIP
 // observation of the cluster) is taken before a host's serial phase only when
 // that phase will touch a daemon, and always before it does.
@@ -19,7 +45,7 @@ func TestSnapshotOnlyWhenTheSerialPhaseActs(t *testing.T) {
 		want         string
 	}{
 		{"converged", "active", ""},
-		{"stopped", "inactive", "snapshot,start,settle"},
+		{"stopped", "inactive", "snapshot h1,start,settle h1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var mu sync.Mutex
@@ -38,8 +64,7 @@ func TestSnapshotOnlyWhenTheSerialPhaseActs(t *testing.T) {
 			r := &Runner{
 				Book:     &Book{Steps: []Step{{Name: "x running", Module: &Service{Name: "x"}}}},
 				Parallel: 1,
-				Snapshot: func(context.Context, string) bool { note("snapshot"); return false },
-				Settle:   func(context.Context, string) error { note("settle"); return nil },
+				Rollout:  &fakeRollout{note: note, dark: func(string) bool { return false }},
 			}
 			res := r.Run(context.Background(), []HostInput{{Target: &Target{Name: "h1", Conn: conn}}})
 			if res[0].Err != nil {
@@ -52,8 +77,8 @@ func TestSnapshotOnlyWhenTheSerialPhaseActs(t *testing.T) {
 	}
 }
 
-// TestDarkClusterStartsTogether: hosts of a cluster that serves nothing start
-// one after the other without waiting, then settle; as soon as the snapshot
+// TestDarkClusterStartsTogether: hosts of clusters that serve nothing start
+// one after the other without waiting, then settle in one wait; as soon as the snapshot
 // sees a VIP served, the hosts started so far settle before the next one is
 // touched, and that one is snapshotted again.
 func TestDarkClusterStartsTogether(t *testing.T) {
@@ -63,7 +88,7 @@ func TestDarkClusterStartsTogether(t *testing.T) {
 		want string
 	}{
 		{"dark", map[string][]bool{"h1": {true}, "h2": {true}, "h3": {true}},
-			"snapshot h1,start h1,snapshot h2,start h2,snapshot h3,start h3,settle h1,settle h2,settle h3"},
+			"snapshot h1,start h1,snapshot h2,start h2,snapshot h3,start h3,settle h1 h2 h3"},
 		{"serving", map[string][]bool{"h1": {false}, "h2": {false}},
 			"snapshot h1,start h1,settle h1,snapshot h2,start h2,settle h2"},
 		{"lights up", map[string][]bool{"h1": {true}, "h2": {false, false}},
@@ -93,13 +118,11 @@ func TestDarkClusterStartsTogether(t *testing.T) {
 			r := &Runner{
 				Book:     &Book{Steps: []Step{{Name: "x running", Module: &Service{Name: "x"}}}},
 				Parallel: 3,
-				Snapshot: func(_ context.Context, h string) bool {
-					note("snapshot " + h)
+				Rollout: &fakeRollout{note: note, dark: func(h string) bool {
 					d := tc.dark[h][0]
 					tc.dark[h] = tc.dark[h][1:]
 					return d
-				},
-				Settle: func(_ context.Context, h string) error { note("settle " + h); return nil },
+				}},
 			}
 			for _, res := range r.Run(context.Background(), inputs) {
 				if res.Err != nil {
@@ -114,7 +137,7 @@ func TestDarkClusterStartsTogether(t *testing.T) {
 }
 
 // TestDarkClusterBatch: with Group, the acting hosts of a dark cluster run
-// their serial phase at once (one snapshot), then settle in one SettleAll;
+// their serial phase at once (one snapshot), then settle in one Settle;
 // a host of another, serving cluster waits for them (its snapshot is taken
 // again after they settled) and goes alone.
 func TestDarkClusterBatch(t *testing.T) {
@@ -138,17 +161,15 @@ func TestDarkClusterBatch(t *testing.T) {
 	r := &Runner{
 		Book:     &Book{Steps: []Step{{Name: "x running", Module: &Service{Name: "x"}}}},
 		Parallel: 4,
-		Group:    func(h string) string { return h[:1] },
-		Snapshot: func(_ context.Context, h string) bool { note("snapshot " + h); return h[0] == 'a' },
-		Settle:   func(_ context.Context, h string) error { note("settle " + h); return nil },
-		SettleAll: func(_ context.Context, hs []string) map[string]error {
-			note("settleall " + strings.Join(hs, " "))
-			return map[string]error{"a2": errors.New("no VIP")}
+		Rollout: &fakeRollout{note: note,
+			dark:  func(h string) bool { return h[0] == 'a' },
+			group: func(h string) string { return h[:1] },
+			errs:  map[string]error{"a2": errors.New("no VIP")},
 		},
 	}
 	res := r.Run(context.Background(), inputs)
 	got := strings.Join(order, ",")
-	if !strings.HasPrefix(got, "snapshot a1,start a") || !strings.HasSuffix(got, "snapshot b1,settleall a1 a2 a3,snapshot b1,start b1,settle b1") ||
+	if !strings.HasPrefix(got, "snapshot a1,start a") || !strings.HasSuffix(got, "snapshot b1,settle a1 a2 a3,snapshot b1,start b1,settle b1") ||
 		strings.Count(got, "start a") != 3 || strings.Count(got, "snapshot") != 3 {
 		t.Errorf("order %s", got)
 	}

@@ -186,6 +186,21 @@ func Settled(vs []VIPState, cluster string) bool {
 	return true
 }
 
+// Problems describes every VIP that is not on its master only, one clause
+// each, plus the split-brain hint when there is a split.
+func Problems(vs []VIPState) string {
+	var p []string
+	for _, v := range vs {
+		if !v.OK() {
+			p = append(p, fmt.Sprintf("%s is %s (holders: %s; master %s)", v.VIP, v.State, strings.Join(v.Holders, ","), v.Master))
+		}
+	}
+	if hint := SplitHint(vs); hint != "" {
+		p = append(p, hint)
+	}
+	return strings.Join(p, "; ")
+}
+
 // SplitHint explains the usual cause of a split: VRRP adverts not reaching the
 // peers, so every host believes it is MASTER. With multicast (or when the
 // transport is unknown) that is multicast being filtered, and unicast is the
