@@ -28,7 +28,8 @@ func newPlan(ctx context.Context, g *Globals) *cobra.Command {
 		Long: `plan prints the VRRP table: per VIP its router id, MASTER, BACKUPs in takeover
 order with their priorities, and the theoretical failover bounds. Without
 --offline it also connects to every host and shows, as unified diffs, what
-apply would change. Secrets print as (sensitive).`,
+apply would change; --limit and -p preview exactly what apply with the same
+flags would run. Secrets print as (sensitive).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			l, err := g.load()
