@@ -14,6 +14,7 @@ import (
 	"github.com/hactl/hactl/pkg/fleet"
 	"github.com/hactl/hactl/pkg/inventory"
 	"github.com/hactl/hactl/pkg/remote"
+	"github.com/hactl/hactl/pkg/remote/remotetest"
 	"github.com/hactl/hactl/pkg/vrrp"
 )
 
@@ -186,46 +187,46 @@ func (w *world) handler(host string) func(string, []byte) remote.Result {
 				}
 			}
 			return remote.Result{Stdout: []byte(b.String())}
-		case cmd == ServicesCommand:
+		case cmd == ServicesCommand():
 			r := remote.Result{Stdout: []byte(w.ka[host] + "\n" + w.nginx[host] + "\n")}
 			if w.ka[host] != "active" || w.nginx[host] != "active" {
 				r.ExitCode = 3
 			}
 			return r
-		case cmd == "systemctl is-active nginx":
+		case cmd == nginxUnit.IsActive():
 			return remote.Result{Stdout: []byte(w.nginx[host] + "\n")}
-		case cmd == "systemctl is-active keepalived":
+		case cmd == keepalivedUnit.IsActive():
 			return remote.Result{Stdout: []byte(w.ka[host] + "\n")}
-		case cmd == CmdStopKeepalived:
+		case cmd == CmdStopKeepalived():
 			w.ka[host] = "inactive"
 			w.down[host] = now
-		case cmd == CmdFreezeKeepalived:
+		case cmd == CmdFreezeKeepalived():
 			w.down[host] = now
-		case cmd == CmdKillKeepalived:
+		case cmd == CmdKillKeepalived():
 			w.ka[host] = "activating"
 			w.killed[host] = now
-		case cmd == CmdThawKeepalived:
+		case cmd == CmdThawKeepalived():
 			if _, k := w.killed[host]; k {
 				return remote.Result{ExitCode: 1, Stderr: []byte("No main process to kill")}
 			}
-		case cmd == CmdStartKeepalived:
+		case cmd == CmdStartKeepalived():
 			delete(w.killed, host)
 			if _, d := w.down[host]; d || w.ka[host] != "active" {
 				w.back[host] = now
 			}
 			w.ka[host] = "active"
-		case cmd == CmdStopNginx:
+		case cmd == CmdStopNginx():
 			w.nginx[host] = "inactive"
 			w.stopped[host] = now
 			if w.masked[host] {
 				w.down[host] = now
 			}
-		case cmd == CmdMaskNginx:
+		case cmd == CmdMaskNginx():
 			w.masked[host] = true
-		case cmd == CmdUnmaskNginx:
+		case cmd == CmdUnmaskNginx():
 			delete(w.masked, host)
 			delete(w.stopped, host) // the engine starts it itself next
-		case cmd == CmdStartNginx:
+		case cmd == CmdStartNginx():
 			if w.masked[host] {
 				return remote.Result{ExitCode: 1, Stderr: []byte("Unit nginx.service is masked.")}
 			}
@@ -260,7 +261,7 @@ func (p *okProber) Probe(ctx context.Context, url string) ProbeResult {
 // flakyConn fails one command with a transport error, like a dropped SSH
 // connection.
 type flakyConn struct {
-	*remote.Fake
+	*remotetest.Fake
 	failOn string
 }
 
@@ -274,7 +275,7 @@ func (c *flakyConn) Run(ctx context.Context, cmd string, stdin io.Reader) (remot
 
 type rig struct {
 	w      *world
-	fakes  map[string]*remote.Fake
+	fakes  map[string]*remotetest.Fake
 	fleet  *fleet.Fleet
 	layout *vrrp.Layout
 	steps  []Step
@@ -290,9 +291,9 @@ func labLayout(t *testing.T) (*inventory.Inventory, *vrrp.Layout) {
 func newRig(t *testing.T) *rig {
 	t.Helper()
 	inv, l := labLayout(t)
-	r := &rig{w: newWorld(t, l), fakes: map[string]*remote.Fake{}, fleet: &fleet.Fleet{}, layout: l, prober: &okProber{}}
+	r := &rig{w: newWorld(t, l), fakes: map[string]*remotetest.Fake{}, fleet: &fleet.Fleet{}, layout: l, prober: &okProber{}}
 	for _, h := range inv.Hosts() {
-		f := &remote.Fake{Handler: r.w.handler(h.Name)}
+		f := &remotetest.Fake{Handler: r.w.handler(h.Name)}
 		r.fakes[h.Name] = f
 		r.fleet.Hosts = append(r.fleet.Hosts, &fleet.Host{Host: h, Cluster: inv.ClusterOf(h.Name), Conn: f})
 	}

@@ -69,31 +69,9 @@ type Module interface {
 // runs them one host at a time, never in the parallel phase.
 type serial interface{ Serial() bool }
 
-// run runs a command and turns a non-zero exit into an error with its output.
+// run runs a command on the target; a non-zero exit is a *remote.ExitError.
 func run(ctx context.Context, t *Target, cmd string) (string, error) {
-	res, err := t.Conn.Run(ctx, cmd, nil)
-	if err != nil {
-		return "", err
-	}
-	if res.ExitCode != 0 {
-		return string(res.Stdout), &ExitErr{Cmd: cmd, Code: res.ExitCode, Output: strings.TrimSpace(string(res.Stderr) + "\n" + string(res.Stdout))}
-	}
-	return string(res.Stdout), nil
-}
-
-// ExitErr is a remote command that exited non-zero.
-type ExitErr struct {
-	Cmd    string
-	Code   int
-	Output string
-}
-
-func (e *ExitErr) Error() string {
-	out := e.Output
-	if len(out) > 2000 {
-		out = "…" + out[len(out)-2000:]
-	}
-	return fmt.Sprintf("exit %d: %s", e.Code, strings.TrimSpace(out))
+	return remote.Output(ctx, t.Conn, cmd)
 }
 
 // --- package ------------------------------------------------------------------
@@ -481,13 +459,13 @@ func (m *Service) Serial() bool         { return true }
 func (m *Service) Needs() facts.Request { return facts.Request{Services: []string{m.Name}} }
 
 func (m *Service) Run(ctx context.Context, t *Target) (Outcome, error) {
-	n := remote.Quote(m.Name)
+	u := remote.Unit(m.Name)
 	switch m.Action {
 	case "reload":
 		if t.DryRun {
 			return Outcome{Changed: true, Summary: "reload or start " + m.Name}, nil
 		}
-		out, err := run(ctx, t, fmt.Sprintf("if systemctl is-active -q %s; then systemctl reload %s && echo reloaded; else systemctl reset-failed -q %s 2>/dev/null; systemctl restart %s && echo started; fi", n, n, n, n))
+		out, err := run(ctx, t, "if "+u.Active()+"; then "+u.Reload()+" && echo reloaded; else "+u.ResetFailed()+"; "+u.Restart()+" && echo started; fi")
 		if err != nil {
 			return Outcome{}, m.failed(ctx, t, err)
 		}
@@ -496,7 +474,7 @@ func (m *Service) Run(ctx context.Context, t *Target) (Outcome, error) {
 		if t.DryRun {
 			return Outcome{Changed: true, Summary: "restart " + m.Name}, nil
 		}
-		if _, err := run(ctx, t, "systemctl reset-failed -q "+n+" 2>/dev/null; systemctl restart "+n); err != nil {
+		if _, err := run(ctx, t, u.ResetFailed()+"; "+u.Restart()); err != nil {
 			return Outcome{}, m.failed(ctx, t, err)
 		}
 		return Outcome{Changed: true, Summary: "restarted"}, nil
@@ -521,8 +499,8 @@ func (m *Service) Run(ctx context.Context, t *Target) (Outcome, error) {
 	}
 	// Asked at run time, not from facts: package installs and handlers
 	// earlier in this run may have changed the unit's state.
-	out, err := run(ctx, t, fmt.Sprintf(`c=""; systemctl is-enabled -q %s || { systemctl enable -q %s || exit 3; c="$c enabled"; }; `+
-		`systemctl is-active -q %s || { systemctl reset-failed -q %s 2>/dev/null; systemctl start %s || exit 4; c="$c started"; }; echo "$c"`, n, n, n, n, n))
+	out, err := run(ctx, t, `c=""; `+u.Enabled()+` || { `+u.Enable()+` || exit 3; c="$c enabled"; }; `+
+		u.Active()+` || { `+u.ResetFailed()+`; `+u.Start()+` || exit 4; c="$c started"; }; echo "$c"`)
 	if err != nil {
 		return Outcome{}, m.failed(ctx, t, err)
 	}

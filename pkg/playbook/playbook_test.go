@@ -16,6 +16,7 @@ import (
 	"github.com/hactl/hactl/internal/testinv"
 	"github.com/hactl/hactl/pkg/facts"
 	"github.com/hactl/hactl/pkg/remote"
+	"github.com/hactl/hactl/pkg/remote/remotetest"
 	"github.com/hactl/hactl/pkg/render"
 	"github.com/hactl/hactl/playbooks"
 )
@@ -317,7 +318,7 @@ func (h *host) handler(uploads map[string][]byte) func(cmd string, stdin []byte)
 
 // uploadRecorder wraps Fake so uploads are visible to the handler.
 type uploadRecorder struct {
-	*remote.Fake
+	*remotetest.Fake
 	mu      sync.Mutex
 	uploads map[string][]byte
 }
@@ -370,7 +371,7 @@ func labVars() map[string]string {
 
 func runBook(t *testing.T, h *host, dry bool) bookRun {
 	t.Helper()
-	conn := &uploadRecorder{Fake: &remote.Fake{}, uploads: map[string][]byte{}}
+	conn := &uploadRecorder{Fake: &remotetest.Fake{}, uploads: map[string][]byte{}}
 	conn.Fake.Handler = h.handler(conn.uploads)
 	var out bookRun
 	var mu sync.Mutex
@@ -389,7 +390,7 @@ func runBook(t *testing.T, h *host, dry bool) bookRun {
 
 // transcript is the ordered list of commands and uploads, with the facts
 // script shortened (it is tested in pkg/facts).
-func transcript(calls []remote.FakeCall) string {
+func transcript(calls []remotetest.FakeCall) string {
 	var b strings.Builder
 	for _, c := range calls {
 		switch {
@@ -567,7 +568,7 @@ func TestUfwReportsOnlyAdded(t *testing.T) {
 	h := newHost(fixtureNamed(t, "ubuntu2204"))
 	h.preinstall()
 	h.fwRules["80/tcp"] = true
-	conn := &uploadRecorder{Fake: &remote.Fake{}, uploads: map[string][]byte{}}
+	conn := &uploadRecorder{Fake: &remotetest.Fake{}, uploads: map[string][]byte{}}
 	conn.Fake.Handler = func(cmd string, stdin []byte) remote.Result {
 		if strings.HasPrefix(cmd, "ufw --dry-run") {
 			return remote.Result{Stdout: []byte("missing 0\nmissing 1\n")} // a query that missed both
@@ -594,7 +595,7 @@ func TestFirewallBadVar(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = (&Firewall{Ports: []string{"{nope}/tcp"}}).Run(context.Background(), &Target{Name: "x", Conn: &remote.Fake{}, Facts: f})
+	_, err = (&Firewall{Ports: []string{"{nope}/tcp"}}).Run(context.Background(), &Target{Name: "x", Conn: &remotetest.Fake{}, Facts: f})
 	if err == nil || !strings.Contains(err.Error(), "{nope}") {
 		t.Errorf("err = %v", err)
 	}
@@ -608,7 +609,7 @@ func TestSELinuxDenialHint(t *testing.T) {
 	h := newHost(fixtureNamed(t, "rocky9"))
 	h.preinstall()
 	h.services["keepalived"] = svc{}
-	conn := &remote.Fake{Handler: func(cmd string, stdin []byte) remote.Result {
+	conn := &remotetest.Fake{Handler: func(cmd string, stdin []byte) remote.Result {
 		switch {
 		case strings.Contains(cmd, "systemctl start 'keepalived'"):
 			return remote.Result{ExitCode: 4}
@@ -630,7 +631,7 @@ func TestSELinuxDenialHint(t *testing.T) {
 	// Debian: no SELinux, no ausearch round trip.
 	d := newHost(fixtureNamed(t, "debian12"))
 	df, _ := factsFor(d)
-	conn2 := &remote.Fake{Handler: func(string, []byte) remote.Result { return remote.Result{ExitCode: 4} }}
+	conn2 := &remotetest.Fake{Handler: func(string, []byte) remote.Result { return remote.Result{ExitCode: 4} }}
 	_, _ = (&Service{Name: "keepalived", Action: "started"}).Run(context.Background(), &Target{Name: "x", Conn: conn2, Facts: df, Touched: true})
 	for _, c := range conn2.Runs() {
 		if strings.Contains(c.Cmd, "ausearch") {
