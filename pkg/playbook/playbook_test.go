@@ -579,7 +579,7 @@ func TestUfwReportsOnlyAdded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	o, err := (&Firewall{VRRP: true, Ports: []string{"{nginx_listen}/tcp"}}).Run(context.Background(),
+	o, err := converge(&Firewall{VRRP: true, Ports: []string{"{nginx_listen}/tcp"}},
 		&Target{Name: "lab1", Conn: conn, Facts: f, Vars: labVars()})
 	if err != nil {
 		t.Fatal(err)
@@ -595,10 +595,20 @@ func TestFirewallBadVar(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = (&Firewall{Ports: []string{"{nope}/tcp"}}).Run(context.Background(), &Target{Name: "x", Conn: &remotetest.Fake{}, Facts: f})
+	_, err = converge(&Firewall{Ports: []string{"{nope}/tcp"}}, &Target{Name: "x", Conn: &remotetest.Fake{}, Facts: f})
 	if err == nil || !strings.Contains(err.Error(), "{nope}") {
 		t.Errorf("err = %v", err)
 	}
+}
+
+// converge decides and runs one module, as an apply does.
+func converge(m Module, t *Target) (Outcome, error) {
+	ctx := context.Background()
+	p, err := m.Plan(ctx, t)
+	if err != nil {
+		return Outcome{}, err
+	}
+	return execute(ctx, t, p)
 }
 
 func factsFor(h *host) (*facts.Facts, error) { return facts.Parse(h.factsOutput()) }
@@ -624,7 +634,7 @@ func TestSELinuxDenialHint(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = (&Service{Name: "keepalived", Action: "started"}).Run(context.Background(), &Target{Name: "x", Conn: conn, Facts: f, Touched: true})
+	_, err = converge(&Service{Name: "keepalived", Action: "started"}, &Target{Name: "x", Conn: conn, Facts: f, Touched: true})
 	if err == nil || !strings.Contains(err.Error(), "SELinux denied keepalived") || !strings.Contains(err.Error(), "user_tmp_t") {
 		t.Errorf("err = %v", err)
 	}
@@ -632,7 +642,7 @@ func TestSELinuxDenialHint(t *testing.T) {
 	d := newHost(fixtureNamed(t, "debian12"))
 	df, _ := factsFor(d)
 	conn2 := &remotetest.Fake{Handler: func(string, []byte) remote.Result { return remote.Result{ExitCode: 4} }}
-	_, _ = (&Service{Name: "keepalived", Action: "started"}).Run(context.Background(), &Target{Name: "x", Conn: conn2, Facts: df, Touched: true})
+	_, _ = converge(&Service{Name: "keepalived", Action: "started"}, &Target{Name: "x", Conn: conn2, Facts: df, Touched: true})
 	for _, c := range conn2.Runs() {
 		if strings.Contains(c.Cmd, "ausearch") {
 			t.Error("ausearch ran on Debian")
