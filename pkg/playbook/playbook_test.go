@@ -774,3 +774,30 @@ func TestHeredocCommand(t *testing.T) {
 	}
 	t.Fatal("no os:el command step")
 }
+
+// TestDrift: the one rule for "this file differs", used by the template
+// module and by `hactl status`; a symlink is never the rendered file.
+func TestDrift(t *testing.T) {
+	want := render.File{Path: "/etc/x", Content: []byte("x\n"), Mode: 0o644, Owner: "root", Group: "root"}
+	same := facts.File{Exists: true, Mode: 0o644, Owner: "root", Group: "root", SHA256: sum(want.Content)}
+	for name, tc := range map[string]struct {
+		have facts.File
+		want string
+	}{
+		"same":    {same, DriftNone},
+		"missing": {facts.File{}, DriftMissing},
+		"content": {func() facts.File { f := same; f.SHA256 = sum([]byte("y")); return f }(), DriftContent},
+		"symlink": {facts.File{Exists: true, Symlink: true}, DriftContent},
+		"mode":    {func() facts.File { f := same; f.Mode = 0o600; return f }(), DriftOwnerMode},
+		"owner":   {func() facts.File { f := same; f.Owner = "nobody"; return f }(), DriftOwnerMode},
+	} {
+		if got := Drift(want, tc.have); got != tc.want {
+			t.Errorf("%s: Drift = %q, want %q", name, got, tc.want)
+		}
+		p, err := (&Template{Path: want.Path}).Plan(context.Background(),
+			&Target{Facts: &facts.Facts{Files: map[string]facts.File{want.Path: tc.have}}, Files: map[string]render.File{want.Path: want}})
+		if err != nil || (len(p.Ops) > 0) != (tc.want != DriftNone) {
+			t.Errorf("%s: template plan %d ops (%v), drift %q", name, len(p.Ops), err, tc.want)
+		}
+	}
+}
