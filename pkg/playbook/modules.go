@@ -329,7 +329,8 @@ func (m *Template) swap(t *Target, want render.File, cur facts.File) Plan {
 	}
 }
 
-// swapScript validates the candidate, backs the live file up, renames the
+// swapScript validates the candidate, backs the live file up (0600 for a
+// Sensitive file), renames the
 // candidate into place, prunes old backups and runs the post-swap check.
 // Exit 10: validation failed (candidate removed, live file untouched).
 // Exit 11: the check failed and the previous file (or none) was restored.
@@ -344,7 +345,14 @@ func swapScript(p, cand, backup string, f render.File, validate, check string, r
 	if validate != "" {
 		fmt.Fprintf(&b, "if ! out=$(%s 2>&1); then echo \"$out\"; rm -f \"$C\"; exit 10; fi\n", validate)
 	}
-	b.WriteString("if [ -n \"$B\" ] && [ -e \"$P\" ]; then cp -p \"$P\" \"$B\" || { rm -f \"$C\"; exit 13; }; fi\n")
+	// A secret's backup is never more readable than 0600, whatever mode
+	// someone gave the live file by hand: it is created under umask 077
+	// (no moment with the old mode) and keeps only owner and timestamps.
+	cp := `cp -p "$P" "$B"`
+	if f.Sensitive {
+		cp = `{ rm -f "$B" && (umask 077 && cp --preserve=ownership,timestamps "$P" "$B") && chmod 0600 "$B"; }`
+	}
+	fmt.Fprintf(&b, "if [ -n \"$B\" ] && [ -e \"$P\" ]; then %s || { rm -f \"$C\"; exit 13; }; fi\n", cp)
 	b.WriteString("mv -f \"$C\" \"$P\" || exit 14\n")
 	if relabel {
 		b.WriteString("restorecon \"$P\" || echo \"warning: restorecon $P failed\" >&2\n")
