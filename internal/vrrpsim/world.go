@@ -1,7 +1,7 @@
 // Package vrrpsim simulates keepalived balancers in virtual time for unit
 // tests of the code that drives and watches them (pkg/failover, pkg/rollout):
 // which host carries which VIP and what systemd says about keepalived and
-// nginx, driven by the commands sent to each host's remote.Fake. It answers
+// nginx, driven by the commands sent to each host's remotetest.Fake. It answers
 // `ip -o -4 addr show dev IFACE` and the systemctl commands hactl sends
 // (is-active, start, stop, restart, kill -s SIG…, mask/unmask --runtime,
 // reset-failed, `;`-joined), and nothing else: an unexpected command exits
@@ -17,6 +17,7 @@ import (
 	"github.com/hactl/hactl/pkg/fleet"
 	"github.com/hactl/hactl/pkg/inventory"
 	"github.com/hactl/hactl/pkg/remote"
+	"github.com/hactl/hactl/pkg/remote/remotetest"
 	"github.com/hactl/hactl/pkg/vrrp"
 )
 
@@ -28,7 +29,7 @@ const Never time.Duration = -1
 type World struct {
 	Clock *Clock
 	Fleet *fleet.Fleet
-	Fakes map[string]*remote.Fake
+	Fakes map[string]*remotetest.Fake
 
 	// Knobs.
 	Takeover     time.Duration // disruption → VIP on the first backup (Never: stays away)
@@ -75,7 +76,7 @@ type Sent struct {
 // services active.
 func New(inv *inventory.Inventory, l *vrrp.Layout) *World {
 	w := &World{
-		Clock: NewClock(), Fleet: &fleet.Fleet{}, Fakes: map[string]*remote.Fake{},
+		Clock: NewClock(), Fleet: &fleet.Fleet{}, Fakes: map[string]*remotetest.Fake{},
 		Takeover: 400 * time.Millisecond, Failback: 3700 * time.Millisecond,
 		AutoRestart: 5 * time.Second, NginxRestart: 1200 * time.Millisecond, FirstClaim: 3600 * time.Millisecond,
 		ka: map[string]string{}, nginx: map[string]string{}, masked: map[string]bool{},
@@ -86,7 +87,7 @@ func New(inv *inventory.Inventory, l *vrrp.Layout) *World {
 	for _, h := range w.hosts {
 		w.ka[h.Name] = "active"
 		w.nginx[h.Name] = "active"
-		f := &remote.Fake{Handler: w.handler(h)}
+		f := &remotetest.Fake{Handler: w.handler(h)}
 		w.Fakes[h.Name] = f
 		w.Fleet.Hosts = append(w.Fleet.Hosts, &fleet.Host{Host: h, Cluster: inv.ClusterOf(h.Name), Conn: f})
 	}
@@ -258,7 +259,7 @@ func (w *World) systemctl(host, cmd string, now time.Duration) remote.Result {
 	for i := 2; i < len(f); i++ {
 		switch {
 		case f[i] == "-s" && i+1 < len(f):
-			signal = f[i+1]
+			signal = strings.Trim(f[i+1], "'")
 			i++
 		case f[i] == "-q":
 			quiet = true

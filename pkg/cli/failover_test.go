@@ -13,6 +13,7 @@ import (
 
 	"github.com/hactl/hactl/pkg/failover"
 	"github.com/hactl/hactl/pkg/remote"
+	"github.com/hactl/hactl/pkg/remote/remotetest"
 )
 
 const lab = "../../inventory/lab.hcl"
@@ -83,17 +84,17 @@ type miniLab struct {
 	mu      sync.Mutex
 	stopped map[string]bool
 	nginx   string // state of every nginx
-	fakes   map[string]*remote.Fake
+	fakes   map[string]*remotetest.Fake
 }
 
 func newMiniLab() *miniLab {
-	return &miniLab{stopped: map[string]bool{}, nginx: "active", fakes: map[string]*remote.Fake{}}
+	return &miniLab{stopped: map[string]bool{}, nginx: "active", fakes: map[string]*remotetest.Fake{}}
 }
 
 func (m *miniLab) dial(name string) remote.Conn {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	f := &remote.Fake{Handler: func(cmd string, _ []byte) remote.Result {
+	f := &remotetest.Fake{Handler: func(cmd string, _ []byte) remote.Result {
 		m.mu.Lock()
 		defer m.mu.Unlock()
 		switch {
@@ -109,15 +110,15 @@ func (m *miniLab) dial(name string) remote.Conn {
 				}
 			}
 			return remote.Result{Stdout: []byte(b.String())}
-		case cmd == failover.ServicesCommand:
+		case cmd == failover.ServicesCommand():
 			ka := "active"
 			if m.stopped[name] {
 				ka = "inactive"
 			}
 			return remote.Result{Stdout: []byte(ka + "\n" + m.nginx + "\n")}
-		case cmd == failover.CmdStopKeepalived:
+		case cmd == failover.CmdStopKeepalived():
 			m.stopped[name] = true
-		case cmd == failover.CmdStartKeepalived:
+		case cmd == failover.CmdStartKeepalived():
 			m.stopped[name] = false
 		}
 		return remote.Result{}
@@ -163,11 +164,11 @@ func TestFailoverStopJSON(t *testing.T) {
 	}
 	var sent []string
 	for _, c := range m.fakes["lab1"].Runs() {
-		if c.Cmd == failover.CmdStopKeepalived || c.Cmd == failover.CmdStartKeepalived {
+		if c.Cmd == failover.CmdStopKeepalived() || c.Cmd == failover.CmdStartKeepalived() {
 			sent = append(sent, c.Cmd)
 		}
 	}
-	if strings.Join(sent, "|") != failover.CmdStopKeepalived+"|"+failover.CmdStartKeepalived {
+	if strings.Join(sent, "|") != failover.CmdStopKeepalived()+"|"+failover.CmdStartKeepalived() {
 		t.Errorf("sent %q", sent)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/hactl/hactl/pkg/remote"
+	"github.com/hactl/hactl/pkg/remote/remotetest"
 )
 
 // TestPlanPreviewsLimitAndPlaybook: plan previews what apply with the same
@@ -25,7 +26,7 @@ func TestPlanPreviewsLimitAndPlaybook(t *testing.T) {
 	var mu sync.Mutex
 	facts := map[string]int{}
 	dial := func(_ context.Context, cfg remote.Config) (remote.Conn, error) {
-		return &remote.Fake{Handler: func(cmd string, _ []byte) remote.Result {
+		return &remotetest.Fake{Handler: func(cmd string, _ []byte) remote.Result {
 			if !strings.HasPrefix(cmd, "LC_ALL=C") {
 				return remote.Result{}
 			}

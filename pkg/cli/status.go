@@ -2,8 +2,6 @@ package cli
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"sort"
@@ -15,6 +13,7 @@ import (
 
 	"github.com/hactl/hactl/pkg/facts"
 	"github.com/hactl/hactl/pkg/fleet"
+	"github.com/hactl/hactl/pkg/playbook"
 	"github.com/hactl/hactl/pkg/render"
 	"github.com/hactl/hactl/pkg/ui"
 	"github.com/hactl/hactl/pkg/verify"
@@ -151,14 +150,10 @@ func gatherStatus(ctx context.Context, l *Loaded, r *render.Renderer, fl *fleet.
 			sh.Keepalived, sh.Nginx = ka.Active, ng.Active
 			sh.Enabled = ka.Enabled == "enabled" && ng.Enabled == "enabled"
 			for _, want := range files {
-				have := f.Files[want.Path]
-				switch {
-				case !have.Exists:
-					sh.Drift = append(sh.Drift, want.Path+" (missing)")
-				case have.SHA256 != fileSum(want.Content):
-					sh.Drift = append(sh.Drift, want.Path+" (content)")
-				case have.Mode != want.Mode || have.Owner != want.Owner || have.Group != want.Group:
-					sh.Drift = append(sh.Drift, want.Path+" (owner/mode)")
+				// The template module's own rule: what status calls drift
+				// is exactly what the next apply replaces or fixes.
+				if d := playbook.Drift(want, f.Files[want.Path]); d != playbook.DriftNone {
+					sh.Drift = append(sh.Drift, want.Path+" ("+d+")")
 				}
 			}
 			sort.Strings(sh.Drift)
@@ -221,5 +216,3 @@ func orDash(s string) string {
 	}
 	return s
 }
-
-func fileSum(b []byte) string { h := sha256.Sum256(b); return hex.EncodeToString(h[:]) }

@@ -198,10 +198,14 @@ func Script(req Request) string {
 	w(`echo @@addrs; ip -o -4 addr show 2>/dev/null`)
 	// firewalld first: it is the EL default; ufw's status needs root and
 	// prints "Status: active" only when its rules are loaded.
-	w(`echo @@firewall; if systemctl is-active -q firewalld 2>/dev/null; then echo firewalld; elif command -v ufw >/dev/null 2>&1 && ufw status 2>/dev/null | grep -q '^Status: active'; then echo ufw; fi`)
+	w(`echo @@firewall; if ` + remote.Unit("firewalld").Active() + ` 2>/dev/null; then echo firewalld; elif command -v ufw >/dev/null 2>&1 && ufw status 2>/dev/null | grep -q '^Status: active'; then echo ufw; fi`)
 	w(`echo @@selinux; if command -v getenforce >/dev/null 2>&1; then getenforce 2>/dev/null; fi`)
 	if len(req.Services) > 0 {
-		w(`echo @@services; for s in ` + remote.Join(req.Services...) + `; do printf '%s\t%s\t%s\n' "$s" "$(systemctl is-active "$s" 2>/dev/null)" "$(systemctl is-enabled "$s" 2>/dev/null)"; done`)
+		w(`echo @@services`)
+		for _, n := range req.Services {
+			u := remote.Unit(n)
+			w(`printf '%s\t%s\t%s\n' ` + remote.Quote(n) + ` "$(` + u.IsActive() + ` 2>/dev/null)" "$(` + u.IsEnabled() + ` 2>/dev/null)"`)
+		}
 	}
 	if len(req.Paths) > 0 {
 		w(`echo @@files; for f in ` + remote.Join(req.Paths...) + `; do` +
@@ -216,14 +220,11 @@ func Script(req Request) string {
 
 // Gather runs Script on c and parses its output.
 func Gather(ctx context.Context, c remote.Conn, req Request) (*Facts, error) {
-	res, err := c.Run(ctx, Script(req), nil)
+	out, err := remote.Output(ctx, c, Script(req))
 	if err != nil {
 		return nil, fmt.Errorf("gather facts: %w", err)
 	}
-	if res.ExitCode != 0 {
-		return nil, fmt.Errorf("gather facts: exit %d: %s", res.ExitCode, strings.TrimSpace(string(res.Stderr)))
-	}
-	return Parse(string(res.Stdout))
+	return Parse(out)
 }
 
 var kaVersion = regexp.MustCompile(`v(\d+\.\d+\.\d+)`)

@@ -50,7 +50,7 @@ func TestStopPasses(t *testing.T) {
 	if !rep.OK() {
 		t.Error("report not OK")
 	}
-	wantActions(t, r, "lab1", CmdStopKeepalived, CmdStartKeepalived)
+	wantActions(t, r, "lab1", CmdStopKeepalived(), CmdStartKeepalived())
 	noActionsElsewhere(t, r)
 	if r.prober.url != "http://198.18.0.201:80/hactl-health" || r.prober.n != 43 {
 		t.Errorf("probed %s %d times", r.prober.url, r.prober.n)
@@ -82,7 +82,7 @@ func TestKillLateButWithinBound(t *testing.T) {
 	if len(res.Notes) != 1 || !strings.Contains(res.Notes[0], "restarted by systemd 5s after") {
 		t.Errorf("notes %q", res.Notes)
 	}
-	wantActions(t, r, "lab1", CmdFreezeKeepalived, CmdKillKeepalived)
+	wantActions(t, r, "lab1", CmdFreezeKeepalived(), CmdKillKeepalived())
 	noActionsElsewhere(t, r)
 }
 
@@ -100,7 +100,7 @@ func TestStopTooLate(t *testing.T) {
 	if rep.OK() {
 		t.Error("report OK with a failed scenario")
 	}
-	wantActions(t, r, "lab1", CmdStopKeepalived, CmdStartKeepalived)
+	wantActions(t, r, "lab1", CmdStopKeepalived(), CmdStartKeepalived())
 }
 
 func TestVIPNeverMovesIsRestored(t *testing.T) {
@@ -108,10 +108,10 @@ func TestVIPNeverMovesIsRestored(t *testing.T) {
 		mode Mode
 		cmds []string
 	}{
-		{ModeStop, []string{CmdStopKeepalived, CmdStartKeepalived}},
+		{ModeStop, []string{CmdStopKeepalived(), CmdStartKeepalived()}},
 		// The crash is undone by restoration: thaw (allowed to fail), start.
-		{ModeKill, []string{CmdFreezeKeepalived, CmdKillKeepalived, CmdThawKeepalived, CmdStartKeepalived}},
-		{ModeNginxDead, []string{CmdMaskNginx, CmdStopNginx, CmdUnmaskNginx, CmdStartNginx}},
+		{ModeKill, []string{CmdFreezeKeepalived(), CmdKillKeepalived(), CmdThawKeepalived(), CmdStartKeepalived()}},
+		{ModeNginxDead, []string{CmdMaskNginx(), CmdStopNginx(), CmdUnmaskNginx(), CmdStartNginx()}},
 	} {
 		t.Run(string(tc.mode), func(t *testing.T) {
 			r := newRig(t)
@@ -172,7 +172,7 @@ func TestNginxRestartedVIPStays(t *testing.T) {
 	if !res.Pass || res.MovedTo != "lab1" || res.DriftS != 1.2 || res.BoundS != 4 || res.FailbackS != 0 {
 		t.Fatalf("%+v", res)
 	}
-	wantActions(t, r, "lab1", CmdStopNginx)
+	wantActions(t, r, "lab1", CmdStopNginx())
 	noActionsElsewhere(t, r)
 }
 
@@ -187,7 +187,7 @@ func TestNginxNotRestartedIsRestored(t *testing.T) {
 	if res.Pass || !res.Restored || !strings.Contains(res.Error, "not active again") {
 		t.Fatalf("%+v", res)
 	}
-	wantActions(t, r, "lab1", CmdStopNginx, CmdStartNginx)
+	wantActions(t, r, "lab1", CmdStopNginx(), CmdStartNginx())
 }
 
 func TestNginxDeadPasses(t *testing.T) {
@@ -201,14 +201,14 @@ func TestNginxDeadPasses(t *testing.T) {
 	if !res.Pass || res.MovedTo != "lab2" || res.DriftS != 6 || res.BoundS != 7.61 || res.MarginS != 1.5 || res.FailbackS != 3.7 {
 		t.Fatalf("%+v", res)
 	}
-	wantActions(t, r, "lab1", CmdMaskNginx, CmdStopNginx, CmdUnmaskNginx, CmdStartNginx)
+	wantActions(t, r, "lab1", CmdMaskNginx(), CmdStopNginx(), CmdUnmaskNginx(), CmdStartNginx())
 }
 
 func TestSSHErrorRestores(t *testing.T) {
 	r := newRig(t)
 	// The stop's answer is lost although the command ran (recorded by the fake).
 	lab1 := r.w.Fleet.Get("lab1")
-	lab1.Conn = &flakyConn{Fake: r.w.Fakes["lab1"], failOn: CmdStopKeepalived}
+	lab1.Conn = &flakyConn{Fake: r.w.Fakes["lab1"], failOn: CmdStopKeepalived()}
 	rep, err := run1(t, r, context.Background(), nil, ModeStop)
 	if err != nil {
 		t.Fatal(err)
@@ -217,15 +217,15 @@ func TestSSHErrorRestores(t *testing.T) {
 	if res.Pass || !res.Restored || !strings.Contains(res.Error, "connection lost") {
 		t.Fatalf("%+v", res)
 	}
-	wantActions(t, r, "lab1", CmdStopKeepalived, CmdStartKeepalived)
+	wantActions(t, r, "lab1", CmdStopKeepalived(), CmdStartKeepalived())
 }
 
 func TestRestoreCommandFailsIsRetried(t *testing.T) {
 	r := newRig(t)
 	// unmask fails once inside the scenario; start then refuses (masked)...
-	r.w.FailCommand("lab1", CmdUnmaskNginx, 1)
+	r.w.FailCommand("lab1", CmdUnmaskNginx(), 1)
 	r.w.Clock.At(7*time.Second, func() {
-		r.w.FailCommand("lab1", CmdUnmaskNginx, 0)
+		r.w.FailCommand("lab1", CmdUnmaskNginx(), 0)
 	})
 	r.w.Takeover = 6 * time.Second
 	rep, err := run1(t, r, context.Background(), nil, ModeNginxDead)
@@ -235,10 +235,10 @@ func TestRestoreCommandFailsIsRetried(t *testing.T) {
 	res := rep.Scenarios[0]
 	// ...so restoration tries the action at once (6 s, fails again), then
 	// retries it a second later, now successfully.
-	if res.Pass || !res.Restored || !strings.Contains(res.Error, CmdUnmaskNginx) {
+	if res.Pass || !res.Restored || !strings.Contains(res.Error, CmdUnmaskNginx()) {
 		t.Fatalf("%+v", res)
 	}
-	wantActions(t, r, "lab1", CmdMaskNginx, CmdStopNginx, CmdUnmaskNginx, CmdUnmaskNginx, CmdUnmaskNginx, CmdStartNginx)
+	wantActions(t, r, "lab1", CmdMaskNginx(), CmdStopNginx(), CmdUnmaskNginx(), CmdUnmaskNginx(), CmdUnmaskNginx(), CmdStartNginx())
 }
 
 func TestInterruptRestores(t *testing.T) {
@@ -256,7 +256,7 @@ func TestInterruptRestores(t *testing.T) {
 		t.Fatalf("%+v %+v", rep, res)
 	}
 	// Restoration ran on a fresh context although ctx was cancelled.
-	wantActions(t, r, "lab1", CmdMaskNginx, CmdStopNginx, CmdUnmaskNginx, CmdStartNginx)
+	wantActions(t, r, "lab1", CmdMaskNginx(), CmdStopNginx(), CmdUnmaskNginx(), CmdStartNginx())
 	if rep.OK() {
 		t.Error("interrupted report OK")
 	}
@@ -271,7 +271,7 @@ func TestInterruptStopsTheRun(t *testing.T) {
 	if !errors.Is(err, ErrInterrupted) || len(rep.Scenarios) != 1 {
 		t.Fatalf("%v %+v", err, rep)
 	}
-	wantActions(t, r, "lab1", CmdStopKeepalived, CmdStartKeepalived)
+	wantActions(t, r, "lab1", CmdStopKeepalived(), CmdStartKeepalived())
 	noActionsElsewhere(t, r)
 }
 
@@ -296,7 +296,7 @@ func TestSecondInterruptBeforeRestoring(t *testing.T) {
 			t.Errorf("left lacks %q:\n%s", want, left)
 		}
 	}
-	wantActions(t, r, "lab1", CmdMaskNginx, CmdStopNginx)
+	wantActions(t, r, "lab1", CmdMaskNginx(), CmdStopNginx())
 	if !strings.Contains(err.Error(), "unmask and start nginx on lab1") {
 		t.Errorf("error does not say what is left: %v", err)
 	}
@@ -316,7 +316,7 @@ func TestSecondInterruptWhileWaiting(t *testing.T) {
 		t.Fatalf("%v %+v", err, rep)
 	}
 	// The restoring command was sent; only the wait was cut short.
-	wantActions(t, r, "lab1", CmdStopKeepalived, CmdStartKeepalived)
+	wantActions(t, r, "lab1", CmdStopKeepalived(), CmdStartKeepalived())
 	if got := strings.Join(rep.Left, "\n"); got != "VIP 198.18.0.201/24 is missing: on [], want lab1 only" {
 		t.Errorf("left %q", got)
 	}
@@ -353,8 +353,8 @@ func TestAllModesAllNodes(t *testing.T) {
 	if err != nil || !rep.OK() || len(rep.Scenarios) != 12 {
 		t.Fatalf("%v %+v", err, rep)
 	}
-	wantActions(t, r, "lab3", CmdStopKeepalived, CmdStartKeepalived, CmdFreezeKeepalived, CmdKillKeepalived,
-		CmdStopNginx, CmdMaskNginx, CmdStopNginx, CmdUnmaskNginx, CmdStartNginx)
+	wantActions(t, r, "lab3", CmdStopKeepalived(), CmdStartKeepalived(), CmdFreezeKeepalived(), CmdKillKeepalived(),
+		CmdStopNginx(), CmdMaskNginx(), CmdStopNginx(), CmdUnmaskNginx(), CmdStartNginx())
 	if rep.Scenarios[11].MovedTo != "lab1" { // lab3's first backup in inventory order
 		t.Errorf("%+v", rep.Scenarios[11])
 	}

@@ -10,34 +10,52 @@ import (
 	"time"
 
 	"github.com/hactl/hactl/pkg/fleet"
+	"github.com/hactl/hactl/pkg/remote"
 	"github.com/hactl/hactl/pkg/vrrp"
 )
 
-// Commands the scenarios send, exactly as sent (tests assert them).
+// The units a scenario disrupts.
 const (
-	CmdStopKeepalived = "systemctl stop keepalived"
-	// reset-failed first: hactl's drop-in limits keepalived to 5 starts a
-	// minute (a crash loop must not flap the VIP), and a test's own starts
-	// must neither hit that limit nor use up the budget of the restart after
-	// a crash.
-	CmdStartKeepalived = "systemctl reset-failed keepalived; systemctl start keepalived"
-	// A plain SIGKILL is not always a crash: keepalived's processes do not die
-	// at the same instant and one may still send the priority-0 advert
-	// (lab-facts.md). Frozen processes send nothing, so freeze all first.
-	// reset-failed gives systemd's automatic restart after the crash a fresh
-	// start budget.
-	CmdFreezeKeepalived = "systemctl reset-failed keepalived; systemctl kill -s SIGSTOP keepalived"
-	CmdKillKeepalived   = "systemctl kill -s SIGKILL keepalived"
-	// Undoes a freeze whose kill never happened; harmless (and allowed to
-	// fail) when nothing is left to continue.
-	CmdThawKeepalived = "systemctl kill -s SIGCONT keepalived"
-	CmdStopNginx      = "systemctl stop nginx"
-	CmdStartNginx     = "systemctl reset-failed nginx; systemctl start nginx"
-	// --runtime: the mask lives in /run and cannot outlive a reboot, so a
-	// test that dies half-way never leaves nginx masked for good.
-	CmdMaskNginx   = "systemctl mask --runtime nginx"
-	CmdUnmaskNginx = "systemctl unmask --runtime nginx"
+	keepalivedUnit remote.Unit = "keepalived"
+	nginxUnit      remote.Unit = "nginx"
 )
+
+// The commands the scenarios send, exactly as sent (tests assert them);
+// every one is built by remote.Unit, so the unit names are quoted.
+
+// CmdStopKeepalived is a graceful stop: keepalived sends a priority-0 advert.
+func CmdStopKeepalived() string { return keepalivedUnit.Stop() }
+
+// CmdStartKeepalived resets first: hactl's drop-in limits keepalived to 5
+// starts a minute (a crash loop must not flap the VIP), and a test's own
+// starts must neither hit that limit nor use up the budget of the restart
+// after a crash.
+func CmdStartKeepalived() string { return keepalivedUnit.ResetFailed() + "; " + keepalivedUnit.Start() }
+
+// CmdFreezeKeepalived: a plain SIGKILL is not always a crash: keepalived's
+// processes do not die at the same instant and one may still send the
+// priority-0 advert (lab-facts.md). Frozen processes send nothing, so freeze
+// all first. reset-failed gives systemd's automatic restart after the crash
+// a fresh start budget.
+func CmdFreezeKeepalived() string {
+	return keepalivedUnit.ResetFailed() + "; " + keepalivedUnit.Kill("SIGSTOP")
+}
+
+// CmdKillKeepalived crashes the frozen processes.
+func CmdKillKeepalived() string { return keepalivedUnit.Kill("SIGKILL") }
+
+// CmdThawKeepalived undoes a freeze whose kill never happened; harmless (and
+// allowed to fail) when nothing is left to continue.
+func CmdThawKeepalived() string { return keepalivedUnit.Kill("SIGCONT") }
+
+// CmdStopNginx and CmdStartNginx stop nginx and start it again.
+func CmdStopNginx() string  { return nginxUnit.Stop() }
+func CmdStartNginx() string { return nginxUnit.ResetFailed() + "; " + nginxUnit.Start() }
+
+// CmdMaskNginx masks for this boot only: a test that dies half-way never
+// leaves nginx masked for good.
+func CmdMaskNginx() string   { return nginxUnit.MaskRuntime() }
+func CmdUnmaskNginx() string { return nginxUnit.UnmaskRuntime() }
 
 // action is one way back from a disruption, recorded before the disruptive
 // command is sent (a command whose answer is lost may still have acted).
@@ -101,12 +119,8 @@ func runCmd(ctx context.Context, h *fleet.Host, cmd string) error {
 	if h.Conn == nil {
 		return fmt.Errorf("%s: %q: not connected: %w", h.Name(), cmd, h.Err)
 	}
-	res, err := h.Conn.Run(ctx, cmd, nil)
-	if err != nil {
+	if _, err := remote.Output(ctx, h.Conn, cmd); err != nil {
 		return fmt.Errorf("%s: %q: %w", h.Name(), cmd, err)
-	}
-	if res.ExitCode != 0 {
-		return fmt.Errorf("%s: %q: %w", h.Name(), cmd, &ExitError{Code: res.ExitCode, Stderr: strings.TrimSpace(string(res.Stderr))})
 	}
 	return nil
 }
@@ -240,14 +254,14 @@ func (s *scen) restoreStep(ctx context.Context) error {
 }
 
 func (s *scen) stop(ctx context.Context) error {
-	s.u.push(action{desc: "start keepalived on " + s.sc.Node, cmds: []string{CmdStartKeepalived}})
+	s.u.push(action{desc: "start keepalived on " + s.sc.Node, cmds: []string{CmdStartKeepalived()}})
 	s.step("stopping keepalived, waiting for %s on %s…", s.in.VIP.Addr(), s.backup)
 	t0 := s.r.o.Clock.Now()
 	// `systemctl stop keepalived` returns only once keepalived has exited,
 	// about a second after its priority-0 advert; the backup takes over
 	// during that second. Sampling must not wait for the command.
 	done := make(chan error, 1)
-	go func() { done <- s.run(ctx, CmdStopKeepalived) }()
+	go func() { done <- s.run(ctx, CmdStopKeepalived()) }()
 	terr := s.takeover(ctx, t0)
 	if err := <-done; err != nil {
 		return err
@@ -271,16 +285,16 @@ func (s *scen) stop(ctx context.Context) error {
 func (s *scen) kill(ctx context.Context) error {
 	s.u.push(action{
 		desc:     "resume and start keepalived on " + s.sc.Node,
-		cmds:     []string{CmdThawKeepalived, CmdStartKeepalived},
-		tolerate: map[string]bool{CmdThawKeepalived: true},
+		cmds:     []string{CmdThawKeepalived(), CmdStartKeepalived()},
+		tolerate: map[string]bool{CmdThawKeepalived(): true},
 	})
 	s.step("freezing and killing keepalived")
 	// t0 is the freeze: from then on no advert leaves the node.
 	t0 := s.r.o.Clock.Now()
-	if err := s.run(ctx, CmdFreezeKeepalived); err != nil {
+	if err := s.run(ctx, CmdFreezeKeepalived()); err != nil {
 		return err
 	}
-	if err := s.run(ctx, CmdKillKeepalived); err != nil {
+	if err := s.run(ctx, CmdKillKeepalived()); err != nil {
 		return err
 	}
 	s.step("keepalived killed, waiting for %s on %s…", s.in.VIP.Addr(), s.backup)
@@ -321,10 +335,10 @@ func (s *scen) kill(ctx context.Context) error {
 // the check has failed fall times, so the VIP never moves. drift_s is the
 // time until nginx was active again; moved_to is the node itself.
 func (s *scen) nginx(ctx context.Context) error {
-	s.u.push(action{desc: "start nginx on " + s.sc.Node, cmds: []string{CmdStartNginx}})
+	s.u.push(action{desc: "start nginx on " + s.sc.Node, cmds: []string{CmdStartNginx()}})
 	s.step("stopping nginx")
 	t0 := s.r.o.Clock.Now()
-	if err := s.run(ctx, CmdStopNginx); err != nil {
+	if err := s.run(ctx, CmdStopNginx()); err != nil {
 		return err
 	}
 	s.step("nginx stopped, waiting for the check script to restart it (bound %s)…", s.bound.Round(10*time.Millisecond))
@@ -373,13 +387,13 @@ func (s *scen) nginx(ctx context.Context) error {
 // the check fails fall times, the master's priority drops below the first
 // backup's, and the backup takes over.
 func (s *scen) nginxDead(ctx context.Context) error {
-	s.u.push(action{desc: "unmask and start nginx on " + s.sc.Node, cmds: []string{CmdUnmaskNginx, CmdStartNginx}})
+	s.u.push(action{desc: "unmask and start nginx on " + s.sc.Node, cmds: []string{CmdUnmaskNginx(), CmdStartNginx()}})
 	s.step("masking and stopping nginx")
-	if err := s.run(ctx, CmdMaskNginx); err != nil {
+	if err := s.run(ctx, CmdMaskNginx()); err != nil {
 		return err
 	}
 	t0 := s.r.o.Clock.Now()
-	if err := s.run(ctx, CmdStopNginx); err != nil {
+	if err := s.run(ctx, CmdStopNginx()); err != nil {
 		return err
 	}
 	s.step("nginx stopped and masked, waiting for %s on %s (bound %s + %s)…", s.in.VIP.Addr(), s.backup, s.bound.Round(10*time.Millisecond), s.margin)
@@ -512,17 +526,4 @@ func (r *Runner) quickReasons(parent context.Context) []string {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(parent), 2*time.Second)
 	defer cancel()
 	return r.Status(ctx).Reasons()
-}
-
-// ExitError is a remote command that ran and exited non-zero.
-type ExitError struct {
-	Code   int
-	Stderr string
-}
-
-func (e *ExitError) Error() string {
-	if e.Stderr == "" {
-		return fmt.Sprintf("exit status %d", e.Code)
-	}
-	return fmt.Sprintf("exit status %d: %s", e.Code, e.Stderr)
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/hactl/hactl/internal/vrrpsim"
 	"github.com/hactl/hactl/pkg/inventory"
 	"github.com/hactl/hactl/pkg/remote"
+	"github.com/hactl/hactl/pkg/remote/remotetest"
 	"github.com/hactl/hactl/pkg/vrrp"
 )
 
@@ -36,7 +37,7 @@ func (p *okProber) Probe(ctx context.Context, url string) ProbeResult {
 // flakyConn fails one command with a transport error, like a dropped SSH
 // connection.
 type flakyConn struct {
-	*remote.Fake
+	*remotetest.Fake
 	failOn string
 }
 

@@ -54,7 +54,7 @@ func (s Status) Reasons() []string {
 
 // ServicesCommand asks systemd for both services at once; is-active prints one
 // state per unit, in order, and exits non-zero unless all are active.
-const ServicesCommand = "systemctl is-active keepalived nginx"
+func ServicesCommand() string { return remote.IsActive(string(keepalivedUnit), string(nginxUnit)) }
 
 // Status reads the whole fleet over the open connections.
 func (r *Runner) Status(ctx context.Context) Status {
@@ -71,7 +71,7 @@ func (r *Runner) Status(ctx context.Context) Status {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			res, err := h.Conn.Run(ctx, ServicesCommand, nil)
+			res, err := h.Conn.Run(ctx, ServicesCommand(), nil)
 			if err != nil {
 				st.Hosts[i].Error = err.Error()
 				return
@@ -101,7 +101,7 @@ func (r *Runner) Status(ctx context.Context) Status {
 
 // unitState runs `systemctl is-active UNIT` and returns what it printed.
 func unitState(ctx context.Context, c remote.Conn, unit string) string {
-	res, err := c.Run(ctx, "systemctl is-active "+unit, nil)
+	res, err := c.Run(ctx, remote.Unit(unit).IsActive(), nil)
 	if err != nil {
 		return "unknown"
 	}

@@ -21,18 +21,18 @@ import (
 
 // Target is one host as the modules see it.
 type Target struct {
-	Name   string
-	Conn   remote.Conn
-	Facts  *facts.Facts
-	Files  map[string]render.File // the files hactl renders for this host, by path
-	Stamp  string                 // backup suffix shared by the whole run (UTC time)
-	DryRun bool                   // report what would change; change nothing
+	Name  string
+	Conn  remote.Conn
+	Facts *facts.Facts
+	Files map[string]render.File // the files hactl renders for this host, by path
+	Stamp string                 // backup suffix shared by the whole run (UTC time)
 	// Vars are per-host values from the inventory that module attributes
 	// may name as "{name}" (e.g. "{nginx_listen}/tcp"): the playbook is
 	// parsed once, the values differ per cluster and host.
 	Vars map[string]string
-	// Touched is set once anything changed on the host in this run: facts
-	// gathered before may then be stale for modules that read them.
+	// Touched is set once an operation changed the host in this run: facts
+	// gathered before may then be stale for modules that read them. A plan
+	// never sets it (nothing ran).
 	Touched bool
 }
 
@@ -43,7 +43,7 @@ type Swap struct {
 	Service string
 }
 
-// Outcome is what a module did (or, in a dry run, would do).
+// Outcome is what a step did (or, in a plan, would do).
 type Outcome struct {
 	Changed bool
 	Summary string
@@ -61,39 +61,19 @@ type Module interface {
 	// Needs lists the facts the module decides on, so the runner gathers all
 	// of them in one round trip.
 	Needs() facts.Request
-	// Run converges the host, or with t.DryRun only reports.
-	Run(ctx context.Context, t *Target) (Outcome, error)
+	// Plan decides, from the facts and read-only queries, what the host
+	// needs. It changes nothing: an empty Plan.Ops means "converged".
+	Plan(ctx context.Context, t *Target) (Plan, error)
 }
 
 // serial is implemented by modules that touch running daemons: the runner
 // runs them one host at a time, never in the parallel phase.
 type serial interface{ Serial() bool }
 
-// run runs a command and turns a non-zero exit into an error with its output.
+// run runs a read-only query (or a restore) on the target; a non-zero exit
+// is a *remote.ExitError. Everything that changes a host is an Op.
 func run(ctx context.Context, t *Target, cmd string) (string, error) {
-	res, err := t.Conn.Run(ctx, cmd, nil)
-	if err != nil {
-		return "", err
-	}
-	if res.ExitCode != 0 {
-		return string(res.Stdout), &ExitErr{Cmd: cmd, Code: res.ExitCode, Output: strings.TrimSpace(string(res.Stderr) + "\n" + string(res.Stdout))}
-	}
-	return string(res.Stdout), nil
-}
-
-// ExitErr is a remote command that exited non-zero.
-type ExitErr struct {
-	Cmd    string
-	Code   int
-	Output string
-}
-
-func (e *ExitErr) Error() string {
-	out := e.Output
-	if len(out) > 2000 {
-		out = "…" + out[len(out)-2000:]
-	}
-	return fmt.Sprintf("exit %d: %s", e.Code, strings.TrimSpace(out))
+	return remote.Output(ctx, t.Conn, cmd)
 }
 
 // --- package ------------------------------------------------------------------
@@ -183,32 +163,28 @@ func InstallCommand(pm string, pkgs []string) (string, error) {
 	return "", fmt.Errorf("no supported package manager (apt-get, dnf, yum)")
 }
 
-func (p *Package) Run(ctx context.Context, t *Target) (Outcome, error) {
+func (p *Package) Plan(_ context.Context, t *Target) (Plan, error) {
 	for _, u := range p.UnlessInstalled {
 		if t.Facts.Installed(u) {
-			return Outcome{Summary: "not needed (" + u + " is installed)"}, nil
+			return Plan{Summary: "not needed (" + u + " is installed)"}, nil
 		}
 	}
 	if len(p.names(t.Facts)) == 0 {
-		return Outcome{Summary: "nothing to install on " + t.Facts.OS.PrettyName}, nil
+		return Plan{Summary: "nothing to install on " + t.Facts.OS.PrettyName}, nil
 	}
 	miss := p.missing(t.Facts)
 	if len(miss) == 0 {
-		return Outcome{Summary: "installed"}, nil
+		return Plan{Summary: "installed"}, nil
 	}
-	o := Outcome{Changed: true, Summary: "install " + strings.Join(miss, " "), Refresh: true}
-	if t.DryRun {
-		return o, nil
-	}
+	list := strings.Join(miss, " ")
 	cmd, err := InstallCommand(t.Facts.PackageManager, miss)
 	if err != nil {
-		return Outcome{}, err
+		return Plan{}, err
 	}
-	if _, err := run(ctx, t, cmd); err != nil {
-		return Outcome{}, fmt.Errorf("install %s: %w", strings.Join(miss, " "), err)
-	}
-	o.Summary = "installed " + strings.Join(miss, " ")
-	return o, nil
+	return Plan{
+		Summary: "install " + list, Done: done("installed " + list), Refresh: true,
+		Ops: []Op{{Cmd: cmd, Fail: prefix("install " + list)}},
+	}, nil
 }
 
 // --- template -----------------------------------------------------------------
@@ -232,32 +208,47 @@ const Backups = 5
 
 func sum(b []byte) string { h := sha256.Sum256(b); return hex.EncodeToString(h[:]) }
 
-func (m *Template) Run(ctx context.Context, t *Target) (Outcome, error) {
+// Drift says how a host's file differs from the rendered one: DriftNone,
+// or why it must be replaced or fixed. The template module and `hactl
+// status` both decide with it, so "this file differs" means one thing.
+func Drift(want render.File, have facts.File) string {
+	switch {
+	case !have.Exists:
+		return DriftMissing
+	case have.Symlink || have.SHA256 != sum(want.Content):
+		return DriftContent
+	case have.Mode != want.Mode || have.Owner != want.Owner || have.Group != want.Group:
+		return DriftOwnerMode
+	}
+	return DriftNone
+}
+
+// Drift verdicts.
+const (
+	DriftNone      = ""
+	DriftMissing   = "missing"
+	DriftContent   = "content"
+	DriftOwnerMode = "owner/mode"
+)
+
+func (m *Template) Plan(ctx context.Context, t *Target) (Plan, error) {
 	want, ok := t.Files[m.Path]
 	if !ok {
-		return Outcome{}, fmt.Errorf("template %s: hactl renders no such file for this host", m.Path)
+		return Plan{}, fmt.Errorf("template %s: hactl renders no such file for this host", m.Path)
 	}
 	cur := t.Facts.Files[m.Path]
-	sameContent := cur.Exists && !cur.Symlink && cur.SHA256 == sum(want.Content)
-	sameMeta := cur.Mode == want.Mode && cur.Owner == want.Owner && cur.Group == want.Group
-	switch {
-	case sameContent && sameMeta:
-		return Outcome{Summary: "up to date"}, nil
-	case sameContent:
-		o := Outcome{Changed: true, Summary: fmt.Sprintf("owner/mode %s:%s %04o → %s:%s %04o", cur.Owner, cur.Group, cur.Mode, want.Owner, want.Group, want.Mode)}
-		if t.DryRun {
-			return o, nil
-		}
-		_, err := run(ctx, t, fmt.Sprintf("chown %s:%s %s && chmod %04o %s",
-			remote.Quote(want.Owner), remote.Quote(want.Group), remote.Quote(m.Path), want.Mode, remote.Quote(m.Path)))
-		return o, err
+	switch Drift(want, cur) {
+	case DriftNone:
+		return Plan{Summary: "up to date"}, nil
+	case DriftOwnerMode:
+		return Plan{
+			Summary: fmt.Sprintf("owner/mode %s:%s %04o → %s:%s %04o", cur.Owner, cur.Group, cur.Mode, want.Owner, want.Group, want.Mode),
+			Ops: []Op{{Cmd: fmt.Sprintf("chown %s:%s %s && chmod %04o %s",
+				remote.Quote(want.Owner), remote.Quote(want.Group), remote.Quote(m.Path), want.Mode, remote.Quote(m.Path)),
+				Fail: prefix(m.Path)}},
+		}, nil
 	}
-	if t.DryRun {
-		o, err := m.plan(ctx, t, want, cur)
-		o.Summary += m.skipNote(t.Facts)
-		return o, err
-	}
-	return m.swap(ctx, t, want, cur)
+	return m.swap(t, want, cur), nil
 }
 
 // skipNote says, in the step's output, that the validation does not run on
@@ -273,24 +264,26 @@ func (m *Template) skipNote(f *facts.Facts) string {
 	return " (validation skipped: " + c.why(f) + ")"
 }
 
-func (m *Template) plan(ctx context.Context, t *Target, want render.File, cur facts.File) (Outcome, error) {
-	var old []byte
-	if cur.Exists && !cur.Symlink {
-		out, err := run(ctx, t, "cat "+remote.Quote(m.Path))
-		if err != nil {
-			return Outcome{}, fmt.Errorf("read %s: %w", m.Path, err)
+// diff reads the live file for a plan's diff, secrets masked.
+func (m *Template) diff(t *Target, want render.File, cur facts.File) func(context.Context) (string, error) {
+	return func(ctx context.Context) (string, error) {
+		var old []byte
+		if cur.Exists && !cur.Symlink {
+			out, err := run(ctx, t, "cat "+remote.Quote(m.Path))
+			if err != nil {
+				return "", fmt.Errorf("read %s: %w", m.Path, err)
+			}
+			old = []byte(out)
 		}
-		old = []byte(out)
+		old, neu := render.Mask(want, old), render.Mask(want, want.Content)
+		return udiff.Unified(m.Path, m.Path, string(old), string(neu)), nil
 	}
-	old, neu := render.Mask(want, old), render.Mask(want, want.Content)
-	summary := "create"
-	if cur.Exists {
-		summary = "replace"
-	}
-	return Outcome{Changed: true, Summary: summary, Diff: udiff.Unified(m.Path, m.Path, string(old), string(neu))}, nil
 }
 
-func (m *Template) swap(ctx context.Context, t *Target, want render.File, cur facts.File) (Outcome, error) {
+// swap is the safe replacement: the candidate is uploaded next to the live
+// file, then one script validates it, backs the live file up, renames the
+// candidate into place and runs the check.
+func (m *Template) swap(t *Target, want render.File, cur facts.File) Plan {
 	dir, base := path.Dir(m.Path), path.Base(m.Path)
 	// Same directory, so the rename is atomic; a leading dot and a suffix
 	// that matches no include pattern (*.conf) keep daemons from reading it.
@@ -299,39 +292,45 @@ func (m *Template) swap(ctx context.Context, t *Target, want render.File, cur fa
 	if cur.Exists {
 		backup = m.Path + ".hactl-" + t.Stamp
 	}
-	if _, err := run(ctx, t, "mkdir -p "+remote.Quote(dir)); err != nil {
-		return Outcome{}, fmt.Errorf("%s: %w", m.Path, err)
-	}
-	if err := t.Conn.Upload(ctx, cand, want.Content, want.Mode); err != nil {
-		return Outcome{}, fmt.Errorf("upload %s: %w", m.Path, err)
-	}
 	validate, skipped := "", m.skipNote(t.Facts)
 	if m.Validate != "" && skipped == "" {
 		validate = fmt.Sprintf(m.Validate, remote.Quote(cand))
 	}
-	script := swapScript(m.Path, cand, backup, want, validate, m.Check, t.Facts.SELinuxEnabled())
-	res, err := t.Conn.Run(ctx, script, nil)
-	if err != nil {
-		return Outcome{}, fmt.Errorf("%s: %w", m.Path, err)
-	}
-	out := strings.TrimSpace(string(res.Stdout) + string(res.Stderr))
-	switch res.ExitCode {
-	case 0:
-	case 10:
-		return Outcome{}, fmt.Errorf("%s: the new file failed validation (%s); the live file was not touched:\n%s", m.Path, validate, out)
-	case 11:
-		return Outcome{}, fmt.Errorf("%s: `%s` failed after the swap; the previous file was restored:\n%s", m.Path, m.Check, out)
-	default:
-		return Outcome{}, fmt.Errorf("%s: swap failed: exit %d: %s", m.Path, res.ExitCode, out)
-	}
-	summary := "created"
+	summary, doneSummary := "create", "created"
 	if cur.Exists {
-		summary = "replaced (backup " + path.Base(backup) + ")"
+		summary, doneSummary = "replace", "replaced (backup "+path.Base(backup)+")"
 	}
-	return Outcome{Changed: true, Summary: summary + skipped, Swaps: []Swap{{Path: m.Path, Backup: backup, Service: want.Service}}}, nil
+	swapFailed := func(_ context.Context, err error) error {
+		e, ok := remote.AsExit(err)
+		if !ok {
+			return fmt.Errorf("%s: %w", m.Path, err)
+		}
+		switch e.Code {
+		case 10:
+			return fmt.Errorf("%s: the new file failed validation (%s); the live file was not touched:\n%s", m.Path, validate, e.Output)
+		case 11:
+			return fmt.Errorf("%s: `%s` failed after the swap; the previous file was restored:\n%s", m.Path, m.Check, e.Output)
+		}
+		return fmt.Errorf("%s: swap failed: %w", m.Path, err)
+	}
+	return Plan{
+		Summary: summary + skipped,
+		Done:    done(doneSummary + skipped),
+		Diff:    m.diff(t, want, cur),
+		Ops: []Op{
+			{Cmd: "mkdir -p " + remote.Quote(dir), Fail: prefix(m.Path)},
+			{Upload: &Upload{Path: cand, Content: want.Content, Mode: want.Mode}, Fail: prefix("upload " + m.Path)},
+			{
+				Cmd:  swapScript(m.Path, cand, backup, want, validate, m.Check, t.Facts.SELinuxEnabled()),
+				Swap: &Swap{Path: m.Path, Backup: backup, Service: want.Service},
+				Fail: swapFailed,
+			},
+		},
+	}
 }
 
-// swapScript validates the candidate, backs the live file up, renames the
+// swapScript validates the candidate, backs the live file up (0600 for a
+// Sensitive file), renames the
 // candidate into place, prunes old backups and runs the post-swap check.
 // Exit 10: validation failed (candidate removed, live file untouched).
 // Exit 11: the check failed and the previous file (or none) was restored.
@@ -346,7 +345,14 @@ func swapScript(p, cand, backup string, f render.File, validate, check string, r
 	if validate != "" {
 		fmt.Fprintf(&b, "if ! out=$(%s 2>&1); then echo \"$out\"; rm -f \"$C\"; exit 10; fi\n", validate)
 	}
-	b.WriteString("if [ -n \"$B\" ] && [ -e \"$P\" ]; then cp -p \"$P\" \"$B\" || { rm -f \"$C\"; exit 13; }; fi\n")
+	// A secret's backup is never more readable than 0600, whatever mode
+	// someone gave the live file by hand: it is created under umask 077
+	// (no moment with the old mode) and keeps only owner and timestamps.
+	cp := `cp -p "$P" "$B"`
+	if f.Sensitive {
+		cp = `{ rm -f "$B" && (umask 077 && cp --preserve=ownership,timestamps "$P" "$B") && chmod 0600 "$B"; }`
+	}
+	fmt.Fprintf(&b, "if [ -n \"$B\" ] && [ -e \"$P\" ]; then %s || { rm -f \"$C\"; exit 13; }; fi\n", cp)
 	b.WriteString("mv -f \"$C\" \"$P\" || exit 14\n")
 	if relabel {
 		b.WriteString("restorecon \"$P\" || echo \"warning: restorecon $P failed\" >&2\n")
@@ -425,15 +431,15 @@ func (w *When) Needs() facts.Request { return w.Module.Needs() }
 // Serial keeps the wrapped module's phase.
 func (w *When) Serial() bool { s, ok := w.Module.(serial); return ok && s.Serial() }
 
-func (w *When) Run(ctx context.Context, t *Target) (Outcome, error) {
+func (w *When) Plan(ctx context.Context, t *Target) (Plan, error) {
 	c := condition(w.Cond)
 	if c == nil {
-		return Outcome{}, fmt.Errorf("unknown condition %q", w.Cond)
+		return Plan{}, fmt.Errorf("unknown condition %q", w.Cond)
 	}
 	if !c.test(t.Facts) {
-		return Outcome{Summary: "skipped: " + c.why(t.Facts)}, nil
+		return Plan{Summary: "skipped: " + c.why(t.Facts)}, nil
 	}
-	return w.Module.Run(ctx, t)
+	return w.Module.Plan(ctx, t)
 }
 
 // --- file (absent) ------------------------------------------------------------
@@ -448,22 +454,21 @@ const BackupDir = "/var/backups/hactl"
 func (m *Absent) Kind() string         { return "file" }
 func (m *Absent) Needs() facts.Request { return facts.Request{Paths: []string{m.Path}} }
 
-func (m *Absent) Run(ctx context.Context, t *Target) (Outcome, error) {
+func (m *Absent) Plan(_ context.Context, t *Target) (Plan, error) {
 	if !t.Facts.Files[m.Path].Exists {
-		return Outcome{Summary: "absent"}, nil
+		return Plan{Summary: "absent"}, nil
 	}
 	dst := path.Join(BackupDir, strings.ReplaceAll(strings.TrimPrefix(m.Path, "/"), "/", "_")+".hactl-"+t.Stamp)
-	o := Outcome{Changed: true, Summary: "remove (kept as " + dst + ")", Swaps: []Swap{{Path: m.Path, Backup: dst}}}
-	if t.DryRun {
-		return o, nil
-	}
-	_, err := run(ctx, t, fmt.Sprintf("mkdir -p %s && chmod 0700 %s && mv -f %s %s",
-		BackupDir, BackupDir, remote.Quote(m.Path), remote.Quote(dst)))
-	if err != nil {
-		return Outcome{}, fmt.Errorf("remove %s: %w", m.Path, err)
-	}
-	o.Summary = "removed (kept as " + dst + ")"
-	return o, nil
+	return Plan{
+		Summary: "remove (kept as " + dst + ")",
+		Done:    done("removed (kept as " + dst + ")"),
+		Ops: []Op{{
+			Cmd: fmt.Sprintf("mkdir -p %s && chmod 0700 %s && mv -f %s %s",
+				BackupDir, BackupDir, remote.Quote(m.Path), remote.Quote(dst)),
+			Swap: &Swap{Path: m.Path, Backup: dst},
+			Fail: prefix("remove " + m.Path),
+		}},
+	}, nil
 }
 
 // --- service ------------------------------------------------------------------
@@ -480,61 +485,61 @@ func (m *Service) Kind() string         { return "service" }
 func (m *Service) Serial() bool         { return true }
 func (m *Service) Needs() facts.Request { return facts.Request{Services: []string{m.Name}} }
 
-func (m *Service) Run(ctx context.Context, t *Target) (Outcome, error) {
-	n := remote.Quote(m.Name)
+func (m *Service) Plan(_ context.Context, t *Target) (Plan, error) {
+	u := remote.Unit(m.Name)
 	switch m.Action {
 	case "reload":
-		if t.DryRun {
-			return Outcome{Changed: true, Summary: "reload or start " + m.Name}, nil
-		}
-		out, err := run(ctx, t, fmt.Sprintf("if systemctl is-active -q %s; then systemctl reload %s && echo reloaded; else systemctl reset-failed -q %s 2>/dev/null; systemctl restart %s && echo started; fi", n, n, n, n))
-		if err != nil {
-			return Outcome{}, m.failed(ctx, t, err)
-		}
-		return Outcome{Changed: true, Summary: strings.TrimSpace(out)}, nil
+		return Plan{
+			Summary: "reload or start " + m.Name,
+			Done:    func(outs []string) (string, bool) { return strings.TrimSpace(outs[0]), true },
+			Ops: []Op{{
+				Cmd:  "if " + u.Active() + "; then " + u.Reload() + " && echo reloaded; else " + u.ResetFailed() + "; " + u.Restart() + " && echo started; fi",
+				Fail: m.failed(t),
+			}},
+		}, nil
 	case "restart":
-		if t.DryRun {
-			return Outcome{Changed: true, Summary: "restart " + m.Name}, nil
-		}
-		if _, err := run(ctx, t, "systemctl reset-failed -q "+n+" 2>/dev/null; systemctl restart "+n); err != nil {
-			return Outcome{}, m.failed(ctx, t, err)
-		}
-		return Outcome{Changed: true, Summary: "restarted"}, nil
+		return Plan{
+			Summary: "restart " + m.Name, Done: done("restarted"),
+			Ops: []Op{{Cmd: u.ResetFailed() + "; " + u.Restart(), Fail: m.failed(t)}},
+		}, nil
 	}
-	if s := t.Facts.Services[m.Name]; !t.Touched && s.Enabled == "enabled" && s.Active == "active" {
-		// Nothing changed since the facts were read: no round trip needed.
-		return Outcome{Summary: "running"}, nil
+	s := t.Facts.Services[m.Name]
+	var todo []string
+	if s.Enabled != "enabled" {
+		todo = append(todo, "enable")
 	}
-	if t.DryRun {
-		s := t.Facts.Services[m.Name]
-		var todo []string
-		if s.Enabled != "enabled" {
-			todo = append(todo, "enable")
-		}
-		if s.Active != "active" {
-			todo = append(todo, "start")
-		}
-		if len(todo) == 0 {
-			return Outcome{Summary: "running"}, nil
-		}
-		return Outcome{Changed: true, Summary: strings.Join(todo, " and ")}, nil
+	if s.Active != "active" {
+		todo = append(todo, "start")
 	}
-	// Asked at run time, not from facts: package installs and handlers
-	// earlier in this run may have changed the unit's state.
-	out, err := run(ctx, t, fmt.Sprintf(`c=""; systemctl is-enabled -q %s || { systemctl enable -q %s || exit 3; c="$c enabled"; }; `+
-		`systemctl is-active -q %s || { systemctl reset-failed -q %s 2>/dev/null; systemctl start %s || exit 4; c="$c started"; }; echo "$c"`, n, n, n, n, n))
-	if err != nil {
-		return Outcome{}, m.failed(ctx, t, err)
+	if len(todo) == 0 && !t.Touched {
+		return Plan{Summary: "running"}, nil
 	}
-	if s := strings.TrimSpace(out); s != "" {
-		return Outcome{Changed: true, Summary: s}, nil
-	}
-	return Outcome{Summary: "running"}, nil
+	// The command asks systemd again when it runs: package installs and
+	// handlers earlier in this run may have changed the unit's state since
+	// the facts were read, so it may find nothing left to do.
+	return Plan{
+		Summary: strings.Join(todo, " and "),
+		Done: func(outs []string) (string, bool) {
+			if s := strings.TrimSpace(outs[0]); s != "" {
+				return s, true
+			}
+			return "running", false
+		},
+		Ops: []Op{{
+			Cmd: `c=""; ` + u.Enabled() + ` || { ` + u.Enable() + ` || exit 3; c="$c enabled"; }; ` +
+				u.Active() + ` || { ` + u.ResetFailed() + `; ` + u.Start() + ` || exit 4; c="$c started"; }; echo "$c"`,
+			Fail: m.failed(t),
+		}},
+	}, nil
 }
 
 // failed adds the unit's last journal lines: "failed to start" alone never
 // tells an operator why.
-func (m *Service) failed(ctx context.Context, t *Target, err error) error {
+func (m *Service) failed(t *Target) func(context.Context, error) error {
+	return func(ctx context.Context, err error) error { return m.journal(ctx, t, err) }
+}
+
+func (m *Service) journal(ctx context.Context, t *Target, err error) error {
 	res, jerr := t.Conn.Run(ctx, "journalctl -u "+remote.Quote(m.Name)+" -n 8 --no-pager -o cat 2>/dev/null", nil)
 	detail := ""
 	if jerr == nil && len(bytes.TrimSpace(res.Stdout)) > 0 {
@@ -572,27 +577,21 @@ type Command struct {
 func (m *Command) Kind() string         { return "command" }
 func (m *Command) Needs() facts.Request { return facts.Request{} }
 
-func (m *Command) Run(ctx context.Context, t *Target) (Outcome, error) {
+func (m *Command) Plan(ctx context.Context, t *Target) (Plan, error) {
 	if m.Unless != "" {
 		res, err := t.Conn.Run(ctx, m.Unless, nil)
 		if err != nil {
-			return Outcome{}, err
+			return Plan{}, err
 		}
 		if res.ExitCode == 0 {
-			return Outcome{Summary: "not needed"}, nil
+			return Plan{Summary: "not needed"}, nil
 		}
 	}
 	what := m.Cmd
 	if m.Summary != "" {
 		what = m.Summary
 	}
-	if t.DryRun {
-		return Outcome{Changed: true, Summary: "run: " + what}, nil
-	}
-	if _, err := run(ctx, t, m.Cmd); err != nil {
-		return Outcome{}, fmt.Errorf("%s: %w", what, err)
-	}
-	return Outcome{Changed: true, Summary: "ran " + what}, nil
+	return Plan{Summary: "run: " + what, Done: done("ran " + what), Ops: []Op{{Cmd: m.Cmd, Fail: prefix(what)}}}, nil
 }
 
 // --- firewall -----------------------------------------------------------------
@@ -656,10 +655,10 @@ func (m *Firewall) ports(t *Target) ([]string, error) {
 
 var portSpec = regexp.MustCompile(`^[0-9]{1,5}/(tcp|udp)$`)
 
-func (m *Firewall) Run(ctx context.Context, t *Target) (Outcome, error) {
+func (m *Firewall) Plan(ctx context.Context, t *Target) (Plan, error) {
 	ports, err := m.ports(t)
 	if err != nil {
-		return Outcome{}, err
+		return Plan{}, err
 	}
 	switch t.Facts.Firewall {
 	case "firewalld":
@@ -667,7 +666,7 @@ func (m *Firewall) Run(ctx context.Context, t *Target) (Outcome, error) {
 	case "ufw":
 		return m.ufw(ctx, t, ports)
 	}
-	return Outcome{Summary: "no active firewall (firewalld, ufw): nothing to open"}, nil
+	return Plan{Summary: "no active firewall (firewalld, ufw): nothing to open"}, nil
 }
 
 // missing runs a read-only query script that prints "missing N" for every
@@ -700,7 +699,7 @@ func labels(rs []fwRule) string {
 	return strings.Join(l, ", ")
 }
 
-func (m *Firewall) firewalld(ctx context.Context, t *Target, ports []string) (Outcome, error) {
+func (m *Firewall) firewalld(ctx context.Context, t *Target, ports []string) (Plan, error) {
 	q := remote.Quote
 	var rules []fwRule
 	if m.VRRP {
@@ -710,14 +709,14 @@ func (m *Firewall) firewalld(ctx context.Context, t *Target, ports []string) (Ou
 		rules = append(rules, fwRule{p, "port=" + q(p)})
 	}
 	if len(rules) == 0 {
-		return Outcome{Summary: "nothing to open"}, nil
+		return Plan{Summary: "nothing to open"}, nil
 	}
 	var b strings.Builder
 	// The zone that filters the VRRP interface; firewall-cmd exits non-zero
 	// ("no zone") when the interface is bound to none: the default zone applies.
 	zoneOf := "z=$(firewall-cmd --get-default-zone) || exit 3"
 	if iface, err := expand(m.Interface, t.Vars); err != nil {
-		return Outcome{}, err
+		return Plan{}, err
 	} else if iface != "" {
 		zoneOf = "z=$(firewall-cmd --get-zone-of-interface=" + q(iface) + " 2>/dev/null) || " + zoneOf
 	}
@@ -727,14 +726,10 @@ func (m *Firewall) firewalld(ctx context.Context, t *Target, ports []string) (Ou
 	}
 	zone, miss, err := missing(ctx, t, b.String(), rules)
 	if err != nil {
-		return Outcome{}, err
+		return Plan{}, err
 	}
 	if len(miss) == 0 {
-		return Outcome{Summary: "open in zone " + zone + ": " + labels(rules)}, nil
-	}
-	o := Outcome{Changed: true, Summary: fmt.Sprintf("allow %s in zone %s (permanent) and reload", labels(miss), zone)}
-	if t.DryRun {
-		return o, nil
+		return Plan{Summary: "open in zone " + zone + ": " + labels(rules)}, nil
 	}
 	var cmds []string
 	for _, r := range miss {
@@ -744,17 +739,17 @@ func (m *Firewall) firewalld(ctx context.Context, t *Target, ports []string) (Ou
 	// only when a rule was added, so a converged host's firewall is never
 	// reloaded.
 	cmds = append(cmds, "firewall-cmd -q --reload")
-	if _, err := run(ctx, t, strings.Join(cmds, " && ")); err != nil {
-		return Outcome{}, fmt.Errorf("firewalld: %w", err)
-	}
-	o.Summary = fmt.Sprintf("allowed %s in zone %s (permanent), reloaded", labels(miss), zone)
-	return o, nil
+	return Plan{
+		Summary: fmt.Sprintf("allow %s in zone %s (permanent) and reload", labels(miss), zone),
+		Done:    done(fmt.Sprintf("allowed %s in zone %s (permanent), reloaded", labels(miss), zone)),
+		Ops:     []Op{{Cmd: strings.Join(cmds, " && "), Fail: prefix("firewalld")}},
+	}, nil
 }
 
 // ufwSkip is what `ufw allow` prints for a rule it already has.
 const ufwSkip = "Skipping adding existing rule"
 
-func (m *Firewall) ufw(ctx context.Context, t *Target, ports []string) (Outcome, error) {
+func (m *Firewall) ufw(ctx context.Context, t *Target, ports []string) (Plan, error) {
 	var rules []fwRule
 	note := ""
 	if m.VRRP {
@@ -770,7 +765,7 @@ func (m *Firewall) ufw(ctx context.Context, t *Target, ports []string) (Outcome,
 		rules = append(rules, fwRule{p, p})
 	}
 	if len(rules) == 0 {
-		return Outcome{Summary: "nothing to open"}, nil
+		return Plan{Summary: "nothing to open"}, nil
 	}
 	var b strings.Builder
 	for i, r := range rules {
@@ -781,28 +776,28 @@ func (m *Firewall) ufw(ctx context.Context, t *Target, ports []string) (Outcome,
 	}
 	_, miss, err := missing(ctx, t, b.String(), rules)
 	if err != nil {
-		return Outcome{}, err
+		return Plan{}, err
 	}
 	if len(miss) == 0 {
-		return Outcome{Summary: "open: " + labels(rules) + note}, nil
+		return Plan{Summary: "open: " + labels(rules) + note}, nil
 	}
-	o := Outcome{Changed: true, Summary: "allow " + labels(miss) + note}
-	if t.DryRun {
-		return o, nil
-	}
-	var added []fwRule
+	var ops []Op
 	for _, r := range miss {
-		out, err := run(ctx, t, "ufw allow "+r.arg)
-		if err != nil {
-			return Outcome{}, fmt.Errorf("ufw allow %s: %w", r.arg, err)
-		}
-		if !strings.Contains(out, ufwSkip) {
-			added = append(added, r)
-		}
+		ops = append(ops, Op{Cmd: "ufw allow " + r.arg, Fail: prefix("ufw allow " + r.arg)})
 	}
-	if len(added) == 0 {
-		return Outcome{Summary: "open: " + labels(rules) + note}, nil
+	// ufw says when it already had a rule the query missed: only the
+	// rules it really added are a change.
+	added := func(outs []string) (string, bool) {
+		var got []fwRule
+		for i, r := range miss {
+			if !strings.Contains(outs[i], ufwSkip) {
+				got = append(got, r)
+			}
+		}
+		if len(got) == 0 {
+			return "open: " + labels(rules) + note, false
+		}
+		return "allowed " + labels(got) + note, true
 	}
-	o.Summary = "allowed " + labels(added) + note
-	return o, nil
+	return Plan{Summary: "allow " + labels(miss) + note, Done: added, Ops: ops}, nil
 }

@@ -1,7 +1,9 @@
 package playbook
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
@@ -16,6 +18,7 @@ import (
 	"github.com/hactl/hactl/internal/testinv"
 	"github.com/hactl/hactl/pkg/facts"
 	"github.com/hactl/hactl/pkg/remote"
+	"github.com/hactl/hactl/pkg/remote/remotetest"
 	"github.com/hactl/hactl/pkg/render"
 	"github.com/hactl/hactl/playbooks"
 )
@@ -28,72 +31,64 @@ var update = flag.Bool("update", false, "rewrite golden files")
 // distribution's nginx.conf claims default_server. Versions are the ones
 // those releases ship (or shipped last).
 type fixture struct {
-	name      string
-	osRelease string
-	pkgmgr    string
-	preinst   map[string]string // installed before hactl
-	repo      map[string]string // what the package manager can install → version
-	needsEPEL []string          // packages only installable once epel-release is
-	kaLine    string            // `keepalived --version` once installed
-	arping    string            // `arping -V` first line once installed ("" until then on Debian)
-	firewall  string            // "firewalld", "ufw" or ""
-	selinux   string            // `getenforce`, "" when absent
+	Name      string            `json:"-"`          // the file's name: testdata/releases/<name>.json
+	OSRelease []string          `json:"os_release"` // /etc/os-release, one line each
+	PkgMgr    string            `json:"package_manager"`
+	Preinst   map[string]string `json:"preinstalled"`         // installed before hactl
+	Repo      map[string]string `json:"repository"`           // what the package manager can install → version
+	NeedsEPEL []string          `json:"needs_epel,omitempty"` // packages only installable once epel-release is
+	// KeepalivedLine is `keepalived --version` once installed.
+	KeepalivedLine string `json:"keepalived_version_line"`
+	// ArpingLine is `arping -V`'s first line once installed ("" until then on Debian).
+	ArpingLine string `json:"arping_version_line"`
+	Firewall   string `json:"firewall"` // "firewalld", "ufw" or ""
+	SELinux    string `json:"selinux"`  // `getenforce`, "" when absent
 	// debian: packages start their services; EL: installed units are
 	// disabled and stopped until enabled.
-	startsOnInstall bool
-	defaultSite     bool // Debian's sites-enabled/default link appears with nginx
-	confDefault     bool // nginx.conf has `listen 80 default_server` once nginx is installed
+	StartsOnInstall bool   `json:"starts_on_install"`
+	DefaultSite     bool   `json:"default_site"`        // Debian's sites-enabled/default link appears with nginx
+	ConfDefault     bool   `json:"conf_default_server"` // nginx.conf has `listen 80 default_server` once nginx is installed
+	Expect          expect `json:"expect"`
 }
 
-func fixtures() []fixture {
-	deb := func(name, osr string, nginx, ka, kaLine, arping, arpingLine, fw string) fixture {
-		return fixture{name: name, osRelease: osr, pkgmgr: "apt-get",
-			preinst: map[string]string{},
-			repo:    map[string]string{"nginx": nginx, "keepalived": ka, "arping": arping, "iputils-arping": "3:20221126-1"},
-			kaLine:  kaLine, arping: arpingLine, firewall: fw, startsOnInstall: true, defaultSite: true}
+// expect is what the playbook must decide for the release: the plan of a
+// fresh host, one "step: summary" line per change (-update rewrites it).
+type expect struct {
+	FreshPlan []string `json:"fresh_plan"`
+}
+
+const releasesDir = "testdata/releases"
+
+// fixtures reads every release's data file: a new release or case is a new
+// file, not new code.
+func fixtures(t *testing.T) []fixture {
+	t.Helper()
+	paths, err := filepath.Glob(filepath.Join(releasesDir, "*.json"))
+	if err != nil || len(paths) == 0 {
+		t.Fatalf("no release fixtures in %s: %v", releasesDir, err)
 	}
-	el := func(name, osr, pm, iputils string, repo map[string]string, kaLine, arping, fw, se string, confDefault bool) fixture {
-		return fixture{name: name, osRelease: osr, pkgmgr: pm,
-			preinst: map[string]string{"iputils": iputils}, repo: repo,
-			kaLine: kaLine, arping: arping, firewall: fw, selinux: se, confDefault: confDefault}
+	var out []fixture
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var f fixture
+		dec := json.NewDecoder(bytes.NewReader(b))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&f); err != nil {
+			t.Fatalf("%s: %v", p, err)
+		}
+		f.Name = strings.TrimSuffix(filepath.Base(p), ".json")
+		out = append(out, f)
 	}
-	return []fixture{
-		deb("debian12", "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nVERSION_ID=\"12\"\nID=debian\n",
-			"1.22.1-9", "1:2.2.7-1", "Keepalived v2.2.7 (01/16,2022)", "2.23-1", "ARPing 2.23", ""),
-		deb("debian11", "PRETTY_NAME=\"Debian GNU/Linux 11 (bullseye)\"\nVERSION_ID=\"11\"\nID=debian\n",
-			"1.18.0-6.1+deb11u3", "1:2.1.5-0.2+deb11u1", "Keepalived v2.1.5 (07/13,2020)", "2.21-2", "ARPing 2.21", ""),
-		deb("ubuntu2004", "PRETTY_NAME=\"Ubuntu 20.04.6 LTS\"\nVERSION_ID=\"20.04\"\nID=ubuntu\nID_LIKE=debian\n",
-			"1.18.0-0ubuntu1.4", "1:2.0.19-2ubuntu0.2", "Keepalived v2.0.19 (10/19,2019)", "2.20-1", "ARPing 2.20", "ufw"),
-		deb("ubuntu2204", "PRETTY_NAME=\"Ubuntu 22.04.4 LTS\"\nVERSION_ID=\"22.04\"\nID=ubuntu\nID_LIKE=debian\n",
-			"1.18.0-6ubuntu14.4", "1:2.2.4-0.2build1", "Keepalived v2.2.4 (08/21,2021)", "2.22-1", "ARPing 2.22", "ufw"),
-		deb("ubuntu2404", "PRETTY_NAME=\"Ubuntu 24.04.1 LTS\"\nVERSION_ID=\"24.04\"\nID=ubuntu\nID_LIKE=debian\n",
-			"1.24.0-2ubuntu7.1", "1:2.2.8-1build2", "Keepalived v2.2.8 (04/04,2023)", "2.24-1", "ARPing 2.24", ""),
-		func() fixture {
-			f := el("centos7", "NAME=\"CentOS Linux\"\nVERSION=\"7 (Core)\"\nID=\"centos\"\nID_LIKE=\"rhel fedora\"\nVERSION_ID=\"7\"\nPRETTY_NAME=\"CentOS Linux 7 (Core)\"\n",
-				"yum", "20160308-10.el7", map[string]string{"epel-release": "7-14", "nginx": "1:1.20.1-10.el7", "keepalived": "1.3.5-19.el7"},
-				"Keepalived v1.3.5 (03/19,2017), git commit v1.3.5-6-g6fa32f2", "arping utility, iputils-s20160308", "firewalld", "Enforcing", true)
-			f.needsEPEL = []string{"nginx"}
-			return f
-		}(),
-		el("rocky8", "NAME=\"Rocky Linux\"\nVERSION=\"8.9 (Green Obsidian)\"\nID=\"rocky\"\nID_LIKE=\"rhel centos fedora\"\nVERSION_ID=\"8.9\"\nPRETTY_NAME=\"Rocky Linux 8.9 (Green Obsidian)\"\n",
-			"dnf", "20180629-11.el8", map[string]string{"nginx": "1:1.14.1-9.module+el8.4.0+542+81547229", "keepalived": "2.1.5-9.el8"},
-			"Keepalived v2.1.5 (07/13,2020)", "arping from iputils s20180629", "firewalld", "Enforcing", true),
-		el("rocky9", "NAME=\"Rocky Linux\"\nVERSION=\"9.3 (Blue Onyx)\"\nID=\"rocky\"\nID_LIKE=\"rhel centos fedora\"\nVERSION_ID=\"9.3\"\nPRETTY_NAME=\"Rocky Linux 9.3 (Blue Onyx)\"\n",
-			"dnf", "20210202-9.el9", map[string]string{"nginx": "1:1.20.1-14.el9_2.1", "keepalived": "2.2.8-3.el9"},
-			"Keepalived v2.2.8 (04/04,2023)", "arping from iputils 20210202", "firewalld", "Enforcing", false),
-		el("almalinux9", "NAME=\"AlmaLinux\"\nVERSION=\"9.3 (Shamrock Pampas Cat)\"\nID=\"almalinux\"\nID_LIKE=\"rhel centos fedora\"\nVERSION_ID=\"9.3\"\nPRETTY_NAME=\"AlmaLinux 9.3 (Shamrock Pampas Cat)\"\n",
-			"dnf", "20210202-9.el9", map[string]string{"nginx": "1:1.20.1-14.el9_2.1", "keepalived": "2.2.8-3.el9"},
-			"Keepalived v2.2.8 (04/04,2023)", "arping from iputils 20210202", "", "Permissive", false),
-		el("centos-stream9", "NAME=\"CentOS Stream\"\nVERSION=\"9\"\nID=\"centos\"\nID_LIKE=\"rhel fedora\"\nVERSION_ID=\"9\"\nPRETTY_NAME=\"CentOS Stream 9\"\n",
-			"dnf", "20210202-11.el9", map[string]string{"nginx": "1:1.22.1-4.el9", "keepalived": "2.2.8-4.el9"},
-			"Keepalived v2.2.8 (04/04,2023)", "arping from iputils 20210202", "firewalld", "Enforcing", false),
-	}
+	return out
 }
 
 func fixtureNamed(t *testing.T, name string) fixture {
 	t.Helper()
-	for _, f := range fixtures() {
-		if f.name == name {
+	for _, f := range fixtures(t) {
+		if f.Name == name {
 			return f
 		}
 	}
@@ -123,7 +118,7 @@ type host struct {
 func newHost(fx fixture) *host {
 	h := &host{fx: fx, pkgs: map[string]string{}, files: map[string]string{}, modes: map[string]string{},
 		services: map[string]svc{}, fwRules: map[string]bool{}}
-	for p, v := range fx.preinst {
+	for p, v := range fx.Preinst {
 		h.pkgs[p] = v
 	}
 	return h
@@ -132,7 +127,7 @@ func newHost(fx fixture) *host {
 // converged installs everything as a first apply would, without the files.
 func (h *host) preinstall() {
 	for _, p := range []string{"epel-release", "nginx", "keepalived", "arping"} {
-		if v, ok := h.fx.repo[p]; ok {
+		if v, ok := h.fx.Repo[p]; ok {
 			h.pkgs[p] = v
 		}
 	}
@@ -142,7 +137,7 @@ func (h *host) preinstall() {
 
 // installed applies what installing nginx does to the host's files.
 func (h *host) installed() {
-	if _, ok := h.pkgs["nginx"]; ok && h.fx.confDefault {
+	if _, ok := h.pkgs["nginx"]; ok && h.fx.ConfDefault {
 		h.confDefault = true
 	}
 }
@@ -151,7 +146,7 @@ func (h *host) factsOutput() string {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	var b strings.Builder
-	fmt.Fprintf(&b, "@@os\n%s@@uid\n0\n@@systemd\nyes\n@@pkgmgr\n%s\n@@aptlists\n0\n@@packages\n", h.fx.osRelease, h.fx.pkgmgr)
+	fmt.Fprintf(&b, "@@os\n%s@@uid\n0\n@@systemd\nyes\n@@pkgmgr\n%s\n@@aptlists\n0\n@@packages\n", strings.Join(h.fx.OSRelease, "\n")+"\n", h.fx.PkgMgr)
 	names := make([]string, 0, len(h.pkgs))
 	for p := range h.pkgs {
 		names = append(names, p)
@@ -162,14 +157,14 @@ func (h *host) factsOutput() string {
 	}
 	b.WriteString("@@arping\n")
 	if _, ok := h.pkgs["arping"]; ok || h.pkgs["iputils"] != "" {
-		b.WriteString(h.fx.arping + "\n")
+		b.WriteString(h.fx.ArpingLine + "\n")
 	}
 	b.WriteString("@@keepalived\n")
 	if _, ok := h.pkgs["keepalived"]; ok {
-		b.WriteString(h.fx.kaLine + "\n")
+		b.WriteString(h.fx.KeepalivedLine + "\n")
 	}
 	b.WriteString("@@addrs\n2: eth0    inet 198.18.0.11/24 brd 198.18.0.255 scope global eth0\n")
-	fmt.Fprintf(&b, "@@firewall\n%s\n@@selinux\n%s\n@@services\n", h.fx.firewall, h.fx.selinux)
+	fmt.Fprintf(&b, "@@firewall\n%s\n@@selinux\n%s\n@@services\n", h.fx.Firewall, h.fx.SELinux)
 	for _, n := range []string{"nginx", "keepalived"} {
 		s, ok := h.services[n]
 		switch {
@@ -188,7 +183,7 @@ func (h *host) factsOutput() string {
 				mode = "600 root root"
 			}
 			fmt.Fprintf(&b, "%s\tfile\t%s\t%s\n", p, mode, sum)
-		} else if p == "/etc/nginx/sites-enabled/default" && nginx && h.fx.defaultSite && !h.siteRemoved {
+		} else if p == "/etc/nginx/sites-enabled/default" && nginx && h.fx.DefaultSite && !h.siteRemoved {
 			fmt.Fprintf(&b, "%s\tlink\n", p)
 		} else {
 			fmt.Fprintf(&b, "%s\tabsent\n", p)
@@ -223,16 +218,16 @@ func (h *host) handler(uploads map[string][]byte) func(cmd string, stdin []byte)
 		case strings.Contains(cmd, " install ") && (strings.Contains(cmd, "apt-get") || strings.HasPrefix(cmd, "yum ") || strings.HasPrefix(cmd, "dnf ")):
 			_, list, _ := strings.Cut(cmd[strings.LastIndex(cmd, " install "):], " install ")
 			for _, m := range quoted.FindAllStringSubmatch(list, -1) {
-				v, known := h.fx.repo[m[1]]
+				v, known := h.fx.Repo[m[1]]
 				epel := false
-				for _, e := range h.fx.needsEPEL {
+				for _, e := range h.fx.NeedsEPEL {
 					epel = epel || e == m[1]
 				}
 				if !known || (epel && h.pkgs["epel-release"] == "") {
 					return remote.Result{ExitCode: 1, Stderr: []byte("No package " + m[1] + " available.\nError: Nothing to do")}
 				}
 				h.pkgs[m[1]] = v
-				if h.fx.startsOnInstall && (m[1] == "nginx" || m[1] == "keepalived") {
+				if h.fx.StartsOnInstall && (m[1] == "nginx" || m[1] == "keepalived") {
 					h.services[m[1]] = svc{true, true}
 				} else if m[1] == "nginx" || m[1] == "keepalived" {
 					h.services[m[1]] = svc{}
@@ -317,7 +312,7 @@ func (h *host) handler(uploads map[string][]byte) func(cmd string, stdin []byte)
 
 // uploadRecorder wraps Fake so uploads are visible to the handler.
 type uploadRecorder struct {
-	*remote.Fake
+	*remotetest.Fake
 	mu      sync.Mutex
 	uploads map[string][]byte
 }
@@ -370,7 +365,7 @@ func labVars() map[string]string {
 
 func runBook(t *testing.T, h *host, dry bool) bookRun {
 	t.Helper()
-	conn := &uploadRecorder{Fake: &remote.Fake{}, uploads: map[string][]byte{}}
+	conn := &uploadRecorder{Fake: &remotetest.Fake{}, uploads: map[string][]byte{}}
 	conn.Fake.Handler = h.handler(conn.uploads)
 	var out bookRun
 	var mu sync.Mutex
@@ -393,7 +388,7 @@ func runBook(t *testing.T, h *host, dry bool) bookRun {
 
 // transcript is the ordered list of commands and uploads, with the facts
 // script shortened (it is tested in pkg/facts).
-func transcript(calls []remote.FakeCall) string {
+func transcript(calls []remotetest.FakeCall) string {
 	var b strings.Builder
 	for _, c := range calls {
 		switch {
@@ -426,21 +421,24 @@ func goldenFile(t *testing.T, name, got string) {
 	golden.Check(t, filepath.Join("testdata", name+".golden"), []byte(got), *update)
 }
 
-// TestFirstApplyThenNoChange runs the default playbook on a fresh host of
-// every supported release, then again on the converged host: the complete
-// command transcripts are golden files (testdata/<release>-*.golden; the
-// step outputs are in <release>-first-apply-steps.golden).
+// TestFirstApplyThenNoChange plans, then runs, the default playbook on a
+// fresh host of every supported release (testdata/releases/<release>.json),
+// then plans and runs it again on the converged host: the fresh plan is in
+// the release's file, the complete command transcripts are golden files
+// (testdata/<release>-*.golden; the step outputs are in
+// <release>-first-apply-steps.golden), and the converged host plans nothing.
 func TestFirstApplyThenNoChange(t *testing.T) {
-	for _, fx := range fixtures() {
-		t.Run(fx.name, func(t *testing.T) {
+	for _, fx := range fixtures(t) {
+		t.Run(fx.Name, func(t *testing.T) {
+			checkFreshPlan(t, fx)
 			h := newHost(fx)
 			first := runBook(t, h, false)
 			if err := first.results[0].Err; err != nil {
 				t.Fatal(err)
 			}
-			goldenFile(t, fx.name+"-first-apply", transcript(first.conn.Calls()))
-			if fx.name != "debian12" {
-				goldenFile(t, fx.name+"-first-apply-steps", eventLog(first.events))
+			goldenFile(t, fx.Name+"-first-apply", transcript(first.conn.Calls()))
+			if fx.Name != "debian12" {
+				goldenFile(t, fx.Name+"-first-apply-steps", eventLog(first.events))
 			}
 			if first.results[0].Changed == 0 || len(first.settled) != 1 {
 				t.Errorf("first apply: changed=%d settled=%v", first.results[0].Changed, first.settled)
@@ -463,14 +461,17 @@ func TestFirstApplyThenNoChange(t *testing.T) {
 			if h.confDefault {
 				t.Error("nginx.conf still claims default_server")
 			}
-			if fx.firewall != "" && len(h.fwRules) != 2 {
+			if fx.Firewall != "" && len(h.fwRules) != 2 {
 				t.Errorf("firewall rules %v", h.fwRules)
 			}
-			if fx.firewall == "" && len(h.fwRules) != 0 {
+			if fx.Firewall == "" && len(h.fwRules) != 0 {
 				t.Errorf("no firewall is active, but rules were added: %v", h.fwRules)
 			}
 			h.mu.Unlock()
 
+			if p := runBook(t, h, true); p.results[0].Err != nil || len(p.results[0].Changes) != 0 {
+				t.Errorf("the converged host plans %+v (%v)", p.results[0].Changes, p.results[0].Err)
+			}
 			second := runBook(t, h, false)
 			if err := second.results[0].Err; err != nil {
 				t.Fatal(err)
@@ -481,7 +482,7 @@ func TestFirstApplyThenNoChange(t *testing.T) {
 			if len(second.settled) != 0 {
 				t.Errorf("no-change apply restarted something: %v", second.settled)
 			}
-			goldenFile(t, fx.name+"-no-change", transcript(second.conn.Calls()))
+			goldenFile(t, fx.Name+"-no-change", transcript(second.conn.Calls()))
 			for _, c := range second.conn.Calls() {
 				if strings.HasPrefix(c.Cmd, "LC_ALL=C") {
 					continue
@@ -498,8 +499,8 @@ func TestFirstApplyThenNoChange(t *testing.T) {
 // TestELRules checks the EL-specific decisions in the transcripts, so a
 // golden rewritten with -update cannot silently lose them.
 func TestELRules(t *testing.T) {
-	for _, fx := range fixtures() {
-		t.Run(fx.name, func(t *testing.T) {
+	for _, fx := range fixtures(t) {
+		t.Run(fx.Name, func(t *testing.T) {
 			h := newHost(fx)
 			r := runBook(t, h, false)
 			if err := r.results[0].Err; err != nil {
@@ -507,7 +508,7 @@ func TestELRules(t *testing.T) {
 			}
 			tr := transcript(r.conn.Calls())
 			steps := eventLog(r.events)
-			el := fx.pkgmgr != "apt-get"
+			el := fx.PkgMgr != "apt-get"
 			has := func(s string) bool { return strings.Contains(tr, s) }
 			check := func(want bool, what, s string) {
 				t.Helper()
@@ -515,24 +516,24 @@ func TestELRules(t *testing.T) {
 					t.Errorf("%s: want %v for %q", what, want, s)
 				}
 			}
-			check(fx.name == "centos7", "EPEL first on EL 7", "RUN yum -q -y --setopt=skip_missing_names_on_install=False install 'epel-release'\n")
-			check(fx.name == "centos7", "yum on EL 7", "skip_missing_names_on_install=False install 'nginx' 'keepalived'\n")
-			check(el && fx.name != "centos7", "dnf on EL 8+", "RUN dnf -q -y install 'nginx' 'keepalived'\n")
+			check(fx.Name == "centos7", "EPEL first on EL 7", "RUN yum -q -y --setopt=skip_missing_names_on_install=False install 'epel-release'\n")
+			check(fx.Name == "centos7", "yum on EL 7", "skip_missing_names_on_install=False install 'nginx' 'keepalived'\n")
+			check(el && fx.Name != "centos7", "dnf on EL 8+", "RUN dnf -q -y install 'nginx' 'keepalived'\n")
 			check(!el, "arping on Debian", "'arping'")
-			check(el && fx.selinux != "", "restorecon with SELinux", `restorecon "$P"`)
-			check(fx.firewall == "firewalld", "firewalld rules", `--add-rich-rule='rule protocol value="vrrp" accept' && firewall-cmd -q --permanent --zone='public' --add-port='80/tcp' && firewall-cmd -q --reload`)
-			check(fx.firewall == "ufw", "ufw vrrp", "RUN ufw allow to 224.0.0.18\n")
-			check(fx.firewall == "ufw", "ufw port", "RUN ufw allow 80/tcp\n")
-			check(fx.confDefault, "nginx.conf default_server removed", "RUN f=/etc/nginx/nginx.conf;")
-			check(fx.name != "centos7", "keepalived config test", "keepalived -t -f")
-			if fx.name == "centos7" && !strings.Contains(steps, "validation skipped: keepalived 1.3.5 has no config test") {
+			check(el && fx.SELinux != "", "restorecon with SELinux", `restorecon "$P"`)
+			check(fx.Firewall == "firewalld", "firewalld rules", `--add-rich-rule='rule protocol value="vrrp" accept' && firewall-cmd -q --permanent --zone='public' --add-port='80/tcp' && firewall-cmd -q --reload`)
+			check(fx.Firewall == "ufw", "ufw vrrp", "RUN ufw allow to 224.0.0.18\n")
+			check(fx.Firewall == "ufw", "ufw port", "RUN ufw allow 80/tcp\n")
+			check(fx.ConfDefault, "nginx.conf default_server removed", "RUN f=/etc/nginx/nginx.conf;")
+			check(fx.Name != "centos7", "keepalived config test", "keepalived -t -f")
+			if fx.Name == "centos7" && !strings.Contains(steps, "validation skipped: keepalived 1.3.5 has no config test") {
 				t.Errorf("the skipped config test is not reported:\n%s", steps)
 			}
-			if el && !strings.Contains(steps, "nginx -t") && fx.confDefault {
+			if el && !strings.Contains(steps, "nginx -t") && fx.ConfDefault {
 				t.Errorf("nginx.conf edit not shown:\n%s", steps)
 			}
 			if !el && !strings.Contains(steps, "skipped: only for el") {
-				t.Errorf("EL step not skipped on %s:\n%s", fx.name, steps)
+				t.Errorf("EL step not skipped on %s:\n%s", fx.Name, steps)
 			}
 		})
 	}
@@ -571,7 +572,7 @@ func TestUfwReportsOnlyAdded(t *testing.T) {
 	h := newHost(fixtureNamed(t, "ubuntu2204"))
 	h.preinstall()
 	h.fwRules["80/tcp"] = true
-	conn := &uploadRecorder{Fake: &remote.Fake{}, uploads: map[string][]byte{}}
+	conn := &uploadRecorder{Fake: &remotetest.Fake{}, uploads: map[string][]byte{}}
 	conn.Fake.Handler = func(cmd string, stdin []byte) remote.Result {
 		if strings.HasPrefix(cmd, "ufw --dry-run") {
 			return remote.Result{Stdout: []byte("missing 0\nmissing 1\n")} // a query that missed both
@@ -582,7 +583,7 @@ func TestUfwReportsOnlyAdded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	o, err := (&Firewall{VRRP: true, Ports: []string{"{nginx_listen}/tcp"}}).Run(context.Background(),
+	o, err := converge(&Firewall{VRRP: true, Ports: []string{"{nginx_listen}/tcp"}},
 		&Target{Name: "lab1", Conn: conn, Facts: f, Vars: labVars()})
 	if err != nil {
 		t.Fatal(err)
@@ -598,10 +599,20 @@ func TestFirewallBadVar(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = (&Firewall{Ports: []string{"{nope}/tcp"}}).Run(context.Background(), &Target{Name: "x", Conn: &remote.Fake{}, Facts: f})
+	_, err = converge(&Firewall{Ports: []string{"{nope}/tcp"}}, &Target{Name: "x", Conn: &remotetest.Fake{}, Facts: f})
 	if err == nil || !strings.Contains(err.Error(), "{nope}") {
 		t.Errorf("err = %v", err)
 	}
+}
+
+// converge decides and runs one module, as an apply does.
+func converge(m Module, t *Target) (Outcome, error) {
+	ctx := context.Background()
+	p, err := m.Plan(ctx, t)
+	if err != nil {
+		return Outcome{}, err
+	}
+	return execute(ctx, t, p)
 }
 
 func factsFor(h *host) (*facts.Facts, error) { return facts.Parse(h.factsOutput()) }
@@ -612,7 +623,7 @@ func TestSELinuxDenialHint(t *testing.T) {
 	h := newHost(fixtureNamed(t, "rocky9"))
 	h.preinstall()
 	h.services["keepalived"] = svc{}
-	conn := &remote.Fake{Handler: func(cmd string, stdin []byte) remote.Result {
+	conn := &remotetest.Fake{Handler: func(cmd string, stdin []byte) remote.Result {
 		switch {
 		case strings.Contains(cmd, "systemctl start 'keepalived'"):
 			return remote.Result{ExitCode: 4}
@@ -627,15 +638,15 @@ func TestSELinuxDenialHint(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = (&Service{Name: "keepalived", Action: "started"}).Run(context.Background(), &Target{Name: "x", Conn: conn, Facts: f, Touched: true})
+	_, err = converge(&Service{Name: "keepalived", Action: "started"}, &Target{Name: "x", Conn: conn, Facts: f, Touched: true})
 	if err == nil || !strings.Contains(err.Error(), "SELinux denied keepalived") || !strings.Contains(err.Error(), "user_tmp_t") {
 		t.Errorf("err = %v", err)
 	}
 	// Debian: no SELinux, no ausearch round trip.
 	d := newHost(fixtureNamed(t, "debian12"))
 	df, _ := factsFor(d)
-	conn2 := &remote.Fake{Handler: func(string, []byte) remote.Result { return remote.Result{ExitCode: 4} }}
-	_, _ = (&Service{Name: "keepalived", Action: "started"}).Run(context.Background(), &Target{Name: "x", Conn: conn2, Facts: df, Touched: true})
+	conn2 := &remotetest.Fake{Handler: func(string, []byte) remote.Result { return remote.Result{ExitCode: 4} }}
+	_, _ = converge(&Service{Name: "keepalived", Action: "started"}, &Target{Name: "x", Conn: conn2, Facts: df, Touched: true})
 	for _, c := range conn2.Runs() {
 		if strings.Contains(c.Cmd, "ausearch") {
 			t.Error("ausearch ran on Debian")
@@ -645,7 +656,7 @@ func TestSELinuxDenialHint(t *testing.T) {
 
 func TestUnsupportedFailsBeforeChanges(t *testing.T) {
 	fx := fixtureNamed(t, "debian12")
-	fx.osRelease = "PRETTY_NAME=\"Debian GNU/Linux 10 (buster)\"\nVERSION_ID=\"10\"\nID=debian\n"
+	fx.OSRelease = []string{`PRETTY_NAME="Debian GNU/Linux 10 (buster)"`, `VERSION_ID="10"`, "ID=debian"}
 	h := newHost(fx)
 	r := runBook(t, h, false)
 	err := r.results[0].Err
@@ -766,4 +777,62 @@ func TestHeredocCommand(t *testing.T) {
 		return
 	}
 	t.Fatal("no os:el command step")
+}
+
+// TestDrift: the one rule for "this file differs", used by the template
+// module and by `hactl status`; a symlink is never the rendered file.
+func TestDrift(t *testing.T) {
+	want := render.File{Path: "/etc/x", Content: []byte("x\n"), Mode: 0o644, Owner: "root", Group: "root"}
+	same := facts.File{Exists: true, Mode: 0o644, Owner: "root", Group: "root", SHA256: sum(want.Content)}
+	for name, tc := range map[string]struct {
+		have facts.File
+		want string
+	}{
+		"same":    {same, DriftNone},
+		"missing": {facts.File{}, DriftMissing},
+		"content": {func() facts.File { f := same; f.SHA256 = sum([]byte("y")); return f }(), DriftContent},
+		"symlink": {facts.File{Exists: true, Symlink: true}, DriftContent},
+		"mode":    {func() facts.File { f := same; f.Mode = 0o600; return f }(), DriftOwnerMode},
+		"owner":   {func() facts.File { f := same; f.Owner = "nobody"; return f }(), DriftOwnerMode},
+	} {
+		if got := Drift(want, tc.have); got != tc.want {
+			t.Errorf("%s: Drift = %q, want %q", name, got, tc.want)
+		}
+		p, err := (&Template{Path: want.Path}).Plan(context.Background(),
+			&Target{Facts: &facts.Facts{Files: map[string]facts.File{want.Path: tc.have}}, Files: map[string]render.File{want.Path: want}})
+		if err != nil || (len(p.Ops) > 0) != (tc.want != DriftNone) {
+			t.Errorf("%s: template plan %d ops (%v), drift %q", name, len(p.Ops), err, tc.want)
+		}
+	}
+}
+
+// checkFreshPlan: facts in, operations out. The plan of a fresh host of
+// the release is its data file's expect.fresh_plan (-update rewrites it).
+func checkFreshPlan(t *testing.T, fx fixture) {
+	t.Helper()
+	plan := runBook(t, newHost(fx), true)
+	if err := plan.results[0].Err; err != nil {
+		t.Fatal(err)
+	}
+	got := []string{}
+	for _, c := range plan.results[0].Changes {
+		got = append(got, c.Step+": "+c.Summary)
+	}
+	if !*update {
+		if strings.Join(got, "\n") != strings.Join(fx.Expect.FreshPlan, "\n") {
+			t.Errorf("fresh plan:\n%s\nwant (%s):\n%s", strings.Join(got, "\n"), releasesDir, strings.Join(fx.Expect.FreshPlan, "\n"))
+		}
+		return
+	}
+	fx.Expect.FreshPlan = got
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(fx); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(releasesDir, fx.Name+".json"), b.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
 }

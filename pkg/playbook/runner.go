@@ -226,25 +226,39 @@ func (r *Runner) settleAll(ctx context.Context, hrs []*hostRun) {
 
 // serialMayAct tells whether the host's serial phase may change anything:
 // handlers are pending, phase 1 changed the host (facts are stale then), or
-// a serial step reports, in a dry run on the facts, that it would act. Any
-// doubt (an error) counts as "may act".
+// a serial step's plan has operations. Any doubt (an error) counts as "may
+// act".
 func (r *Runner) serialMayAct(ctx context.Context, hr *hostRun) bool {
 	t := hr.in.Target
 	if len(hr.pending) > 0 || t.Touched {
 		return true
 	}
-	dry := t.DryRun
-	defer func() { t.DryRun = dry }()
-	t.DryRun = true
 	for _, s := range r.Book.Steps {
 		if sm, ok := s.Module.(serial); !ok || !sm.Serial() {
 			continue
 		}
-		if o, err := s.Module.Run(ctx, t); err != nil || o.Changed {
+		if p, err := s.Module.Plan(ctx, t); err != nil || len(p.Ops) > 0 {
 			return true
 		}
 	}
 	return false
+}
+
+// act decides what m needs on the host, then runs it, or in a dry run
+// only describes it.
+func (r *Runner) act(ctx context.Context, t *Target, m Module) (Outcome, error) {
+	p, err := m.Plan(ctx, t)
+	if err != nil {
+		return Outcome{}, err
+	}
+	if r.DryRun {
+		return preview(ctx, p)
+	}
+	o, err := execute(ctx, t, p)
+	if o.Changed {
+		t.Touched = true
+	}
+	return o, err
 }
 
 func (r *Runner) emit(e Event) {
@@ -287,7 +301,6 @@ func orNone(s string) string {
 // steps runs the parallel-phase steps (serialPhase false) or the serial ones.
 func (r *Runner) steps(ctx context.Context, hr *hostRun, needs facts.Request, serialPhase bool) error {
 	t := hr.in.Target
-	t.DryRun = r.DryRun
 	for _, s := range r.Book.Steps {
 		sm, ok := s.Module.(serial)
 		if (ok && sm.Serial()) != serialPhase {
@@ -297,7 +310,7 @@ func (r *Runner) steps(ctx context.Context, hr *hostRun, needs facts.Request, se
 			return fmt.Errorf("%s: %w", t.Name, err)
 		}
 		start := time.Now()
-		o, err := s.Module.Run(ctx, t)
+		o, err := r.act(ctx, t, s.Module)
 		ev := Event{Host: t.Name, Step: s.Name, Summary: o.Summary, Elapsed: time.Since(start), Diff: o.Diff}
 		if err != nil {
 			ev.Status, ev.Summary = "failed", firstLine(err.Error())
@@ -308,7 +321,6 @@ func (r *Runner) steps(ctx context.Context, hr *hostRun, needs facts.Request, se
 		if o.Changed {
 			ev.Status = "changed"
 			hr.res.Changed++
-			t.Touched = true
 			hr.res.Changes = append(hr.res.Changes, Change{Step: s.Name, Summary: o.Summary, Diff: o.Diff})
 			for _, n := range s.Notify {
 				hr.pending[n] = true
@@ -337,12 +349,14 @@ func (r *Runner) handlers(ctx context.Context, hr *hostRun) error {
 			continue
 		}
 		start := time.Now()
-		o, err := h.Module.Run(ctx, t)
+		o, err := r.act(ctx, t, h.Module)
 		ev := Event{Host: t.Name, Step: "handler " + h.Name, Summary: o.Summary, Elapsed: time.Since(start)}
 		if err == nil {
 			ev.Status = "changed"
 			hr.res.Changed++
-			t.Touched = true
+			if !r.DryRun {
+				t.Touched = true
+			}
 			if r.DryRun {
 				hr.res.Changes = append(hr.res.Changes, Change{Step: "handler " + h.Name, Summary: o.Summary})
 			}
@@ -360,7 +374,7 @@ func (r *Runner) handlers(ctx context.Context, hr *hostRun) error {
 		if len(restored) == 0 {
 			return fmt.Errorf("%s: handler %q: %w", t.Name, h.Name, err)
 		}
-		_, again := h.Module.Run(ctx, t)
+		_, again := r.act(ctx, t, h.Module)
 		state := "and it is running again on the previous files"
 		if again != nil {
 			state = "but it still fails: " + firstLine(again.Error())

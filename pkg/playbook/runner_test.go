@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/hactl/hactl/pkg/remote"
+	"github.com/hactl/hactl/pkg/remote/remotetest"
 )
 
 // fakeRollout records the runner's calls in order; each host is its own
@@ -51,7 +52,7 @@ func TestSnapshotOnlyWhenTheSerialPhaseActs(t *testing.T) {
 			var mu sync.Mutex
 			var order []string
 			note := func(s string) { mu.Lock(); order = append(order, s); mu.Unlock() }
-			conn := &remote.Fake{Handler: func(cmd string, _ []byte) remote.Result {
+			conn := &remotetest.Fake{Handler: func(cmd string, _ []byte) remote.Result {
 				if strings.HasPrefix(cmd, "LC_ALL=C") {
 					return remote.Result{Stdout: []byte("@@os\nID=debian\nVERSION_ID=\"12\"\n@@services\nx\t" + tc.active + "\tenabled\n@@end\n")}
 				}
@@ -103,7 +104,7 @@ func TestDarkClusterStartsTogether(t *testing.T) {
 				if tc.dark[name] == nil {
 					continue
 				}
-				conn := &remote.Fake{Handler: func(cmd string, _ []byte) remote.Result {
+				conn := &remotetest.Fake{Handler: func(cmd string, _ []byte) remote.Result {
 					if strings.HasPrefix(cmd, "LC_ALL=C") {
 						return remote.Result{Stdout: []byte("@@os\nID=debian\nVERSION_ID=\"12\"\n@@services\nx\tinactive\tenabled\n@@end\n")}
 					}
@@ -146,7 +147,7 @@ func TestDarkClusterBatch(t *testing.T) {
 	note := func(s string) { mu.Lock(); order = append(order, s); mu.Unlock() }
 	var inputs []HostInput
 	for _, name := range []string{"a1", "a2", "b1", "a3"} {
-		conn := &remote.Fake{Handler: func(cmd string, _ []byte) remote.Result {
+		conn := &remotetest.Fake{Handler: func(cmd string, _ []byte) remote.Result {
 			if strings.HasPrefix(cmd, "LC_ALL=C") {
 				return remote.Result{Stdout: []byte("@@os\nID=debian\nVERSION_ID=\"12\"\n@@services\nx\tinactive\tenabled\n@@end\n")}
 			}

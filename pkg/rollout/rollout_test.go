@@ -15,6 +15,7 @@ import (
 	"github.com/hactl/hactl/pkg/facts"
 	"github.com/hactl/hactl/pkg/playbook"
 	"github.com/hactl/hactl/pkg/remote"
+	"github.com/hactl/hactl/pkg/remote/remotetest"
 	"github.com/hactl/hactl/pkg/verify"
 	"github.com/hactl/hactl/pkg/vrrp"
 )
@@ -72,7 +73,7 @@ func (lb *lab) event(e playbook.Event) {
 
 // factsConn answers the playbook's fact script for the simulator, which
 // knows only ip addr and systemctl.
-type factsConn struct{ *remote.Fake }
+type factsConn struct{ *remotetest.Fake }
 
 func (c factsConn) Run(ctx context.Context, cmd string, stdin io.Reader) (remote.Result, error) {
 	if strings.HasPrefix(cmd, "LC_ALL=C") {

@@ -1,4 +1,4 @@
-package remote_test
+package remotetest_test
 
 import (
 	"context"
@@ -7,10 +7,11 @@ import (
 	"testing"
 
 	"github.com/hactl/hactl/pkg/remote"
+	"github.com/hactl/hactl/pkg/remote/remotetest"
 )
 
 func TestFake(t *testing.T) {
-	f := &remote.Fake{Handler: func(cmd string, stdin []byte) remote.Result {
+	f := &remotetest.Fake{Handler: func(cmd string, stdin []byte) remote.Result {
 		if cmd == "fail" {
 			return remote.Result{ExitCode: 2, Stderr: []byte("no")}
 		}

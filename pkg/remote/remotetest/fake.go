@@ -1,4 +1,4 @@
-package remote
+package remotetest
 
 import (
 	"bytes"
@@ -8,15 +8,17 @@ import (
 	"io"
 	"io/fs"
 	"sync"
+
+	"github.com/hactl/hactl/pkg/remote"
 )
 
-// Fake is a Conn for unit tests of callers: it records every call in order
+// Fake is a remote.Conn for unit tests of callers: it records every call in order
 // and answers Run with Handler (nil Handler: exit 0, no output). It is safe
 // for concurrent use; Handler is called without a lock held, so a Handler
 // shared by goroutines must guard its own state. Cancelled contexts fail
 // like the real Conn does, and so does use after Close.
 type Fake struct {
-	Handler func(cmd string, stdin []byte) Result
+	Handler func(cmd string, stdin []byte) remote.Result
 
 	mu     sync.Mutex
 	calls  []FakeCall
@@ -33,24 +35,24 @@ type FakeCall struct {
 	Mode    fs.FileMode
 }
 
-var _ Conn = (*Fake)(nil)
+var _ remote.Conn = (*Fake)(nil)
 
-func (f *Fake) Run(ctx context.Context, cmd string, stdin io.Reader) (Result, error) {
+func (f *Fake) Run(ctx context.Context, cmd string, stdin io.Reader) (remote.Result, error) {
 	if err := ctx.Err(); err != nil {
-		return Result{}, fmt.Errorf("fake: %w", err)
+		return remote.Result{}, fmt.Errorf("fake: %w", err)
 	}
 	var in []byte
 	if stdin != nil {
 		var err error
 		if in, err = io.ReadAll(stdin); err != nil {
-			return Result{}, fmt.Errorf("fake: reading stdin: %w", err)
+			return remote.Result{}, fmt.Errorf("fake: reading stdin: %w", err)
 		}
 	}
 	if err := f.record(FakeCall{Cmd: cmd, Stdin: in}); err != nil {
-		return Result{}, err
+		return remote.Result{}, err
 	}
 	if f.Handler == nil {
-		return Result{}, nil
+		return remote.Result{}, nil
 	}
 	return f.Handler(cmd, in), nil
 }
