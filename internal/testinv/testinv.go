@@ -20,7 +20,13 @@ func Path(name string) string {
 // any diagnostic.
 func Load(t testing.TB, name string) (*inventory.Inventory, *vrrp.Layout) {
 	t.Helper()
-	inv, d := inventory.NewLoader(inventory.Options{}).LoadFile(Path(name))
+	return LoadFile(t, Path(name))
+}
+
+// LoadFile is Load for any inventory file (testdata inventories).
+func LoadFile(t testing.TB, path string) (*inventory.Inventory, *vrrp.Layout) {
+	t.Helper()
+	inv, d := inventory.NewLoader(inventory.Options{}).LoadFile(path)
 	if d.HasErrors() {
 		t.Fatal(d)
 	}

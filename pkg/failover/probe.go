@@ -4,7 +4,10 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/netip"
+	"strconv"
 	"time"
 )
 
@@ -14,6 +17,13 @@ const HealthPath = "/hactl-health"
 
 // NodeHeader names the balancer that answered (templates/nginx-site.conf.tmpl).
 const NodeHeader = "X-Hactl-Node"
+
+// ProbeURL is the URL of path on a VIP's site: http://198.18.0.201:80/… for
+// an IPv4 VIP, http://[2001:db8:18::201]:80/… for an IPv6 one (RFC 3986
+// brackets; net.JoinHostPort adds them).
+func ProbeURL(vip netip.Addr, port int, path string) string {
+	return "http://" + net.JoinHostPort(vip.String(), strconv.Itoa(port)) + path
+}
 
 // ProbeResult is one HTTP request to a VIP.
 type ProbeResult struct {

@@ -9,12 +9,13 @@ import (
 // never panic, and never return an inventory together with errors.
 // Seed corpus: the shipped inventories, the test base and testdata/fuzz/FuzzLoad.
 func FuzzLoad(f *testing.F) {
-	for _, p := range []string{"../../inventory/prod.hcl", "../../inventory/lab.hcl"} {
+	for _, p := range []string{"../../inventory/prod.hcl", "../../inventory/lab.hcl", "testdata/lab-dualstack.hcl", "testdata/lab-ipv6.hcl"} {
 		if b, err := os.ReadFile(p); err == nil {
 			f.Add(b)
 		}
 	}
 	f.Add([]byte(base))
+	f.Add([]byte(base6))
 	f.Fuzz(func(t *testing.T, src []byte) {
 		inv, diags := NewLoader(Options{LookupEnv: testEnv}).Load("fuzz.hcl", src)
 		if diags.HasErrors() && inv != nil {

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"os"
 	"sort"
+	"strings"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/gohcl"
@@ -36,6 +37,7 @@ type clusterSchema struct {
 	Name           string          `hcl:"name,label"`
 	Interface      *string         `hcl:"interface,optional"`
 	Gateway        *string         `hcl:"gateway,optional"`
+	Gateway6       *string         `hcl:"gateway6,optional"`
 	AdvertInt      *float64        `hcl:"advert_int,optional"`
 	VRIDBase       *int            `hcl:"virtual_router_id_base,optional"`
 	AuthPass       *string         `hcl:"auth_pass,optional"`
@@ -71,6 +73,7 @@ type hostSchema struct {
 	Name      string       `hcl:"name,label"`
 	Address   *string      `hcl:"address,optional"`
 	VIP       *string      `hcl:"vip,optional"`
+	VIP6      *string      `hcl:"vip6,optional"`
 	Interface *string      `hcl:"interface,optional"`
 	VRID      *int         `hcl:"virtual_router_id,optional"`
 	SSH       []*sshSchema `hcl:"ssh,block"`
@@ -275,11 +278,27 @@ func buildCluster(rc *clusterSchema, defaults SSH) (*Cluster, hcl.Diagnostics) {
 	}
 	if rc.Gateway != nil {
 		gw, err := netip.ParseAddr(*rc.Gateway)
-		if err != nil || !gw.Is4() {
+		switch {
+		case err == nil && gw.Is6() && !gw.Is4In6():
+			diags = append(diags, errAt(c.Range("gateway"), "Invalid gateway",
+				fmt.Sprintf("gateway %q is IPv6; gateway is the IPv4 gateway, an IPv6 one goes in gateway6.", *rc.Gateway)))
+		case err != nil || !gw.Is4():
 			diags = append(diags, errAt(c.Range("gateway"), "Invalid gateway",
 				fmt.Sprintf("gateway %q is not an IPv4 address.", *rc.Gateway)))
-		} else {
+		default:
 			c.Gateway = gw
+		}
+	}
+	if rc.Gateway6 != nil {
+		gw, err := netip.ParseAddr(*rc.Gateway6)
+		if why := addrProblem(gw, err, addrGateway); why != "" || !gw.Is6() {
+			if why == "" {
+				why = "it is not an IPv6 address (the IPv4 gateway goes in gateway)"
+			}
+			diags = append(diags, errAt(c.Range("gateway6"), "Invalid gateway6",
+				fmt.Sprintf("cluster %q: gateway6 %q: %s.", c.Name, *rc.Gateway6, why)))
+		} else {
+			c.Gateway6 = gw
 		}
 	}
 
@@ -337,18 +356,24 @@ func buildCluster(rc *clusterSchema, defaults SSH) (*Cluster, hcl.Diagnostics) {
 		}
 		if rh.Address == nil {
 			diags = append(diags, errAt(rh.DefRange, "Missing address",
-				fmt.Sprintf("host %q needs address = \"<IPv4>\".", rh.Name)))
-		} else if a, err := netip.ParseAddr(*rh.Address); err != nil || !a.Is4() {
+				fmt.Sprintf("host %q needs address = \"<IPv4 or IPv6 address>\".", rh.Name)))
+		} else if a, err := netip.ParseAddr(*rh.Address); err != nil {
 			diags = append(diags, errAt(h.Range("address"), "Invalid address",
-				fmt.Sprintf("host %q: address %q is not an IPv4 address (no prefix length here).", rh.Name, *rh.Address)))
+				fmt.Sprintf("host %q: address %q is not an IP address (no prefix length here).", rh.Name, *rh.Address)))
+		} else if why := addrProblem(a, nil, addrHost); why != "" {
+			diags = append(diags, errAt(h.Range("address"), "Invalid address",
+				fmt.Sprintf("host %q: address %q: %s.", rh.Name, *rh.Address, why)))
 		} else {
 			h.Address = a
 		}
 		if rh.VIP == nil {
 			diags = append(diags, errAt(rh.DefRange, "Missing vip",
-				fmt.Sprintf("host %q needs vip = \"<IPv4>/<prefix>\", the VIP it is MASTER of.", rh.Name)))
+				fmt.Sprintf("host %q needs vip = \"<address>/<prefix>\", the VIP it is MASTER of.", rh.Name)))
 		} else {
-			diags = append(diags, parseVIP(h, *rh.VIP)...)
+			diags = append(diags, parseVIP(h, "vip", *rh.VIP)...)
+		}
+		if rh.VIP6 != nil {
+			diags = append(diags, parseVIP(h, "vip6", *rh.VIP6)...)
 		}
 		c.Hosts = append(c.Hosts, h)
 	}
@@ -356,21 +381,42 @@ func buildCluster(rc *clusterSchema, defaults SSH) (*Cluster, hcl.Diagnostics) {
 	return c, diags
 }
 
-func parseVIP(h *Host, s string) hcl.Diagnostics {
-	r := h.Range("vip")
+// parseVIP reads a host's vip or vip6 attribute into h.
+func parseVIP(h *Host, attr, s string) hcl.Diagnostics {
+	r := h.Range(attr)
+	bad := func(summary, format string, args ...any) hcl.Diagnostics {
+		return hcl.Diagnostics{errAt(r, summary, fmt.Sprintf("host %q: %s %q ", h.Name, attr, s)+fmt.Sprintf(format, args...))}
+	}
+	if strings.Contains(s, "%") {
+		return bad("Invalid VIP", "has a zone identifier; a VIP is a global address, its NIC is the host's interface (%s).", h.Interface)
+	}
 	p, err := netip.ParsePrefix(s)
 	if err != nil {
-		if a, aerr := netip.ParseAddr(s); aerr == nil && a.Is4() {
-			return hcl.Diagnostics{errAt(r, "VIP without prefix length",
-				fmt.Sprintf("host %q: vip %q needs its prefix length, e.g. %q; keepalived would otherwise add it as /32.", h.Name, s, s+"/24"))}
+		if a, aerr := netip.ParseAddr(s); aerr == nil {
+			example := s + "/24"
+			if a.Is6() {
+				example = s + "/64"
+			}
+			return bad("VIP without prefix length",
+				"needs its prefix length, e.g. %q; keepalived would otherwise add it as a host route (/32 or /128).", example)
 		}
-		return hcl.Diagnostics{errAt(r, "Invalid VIP",
-			fmt.Sprintf("host %q: vip %q is not an IPv4 address with a prefix length.", h.Name, s))}
+		return bad("Invalid VIP", "is not an IP address with a prefix length.")
 	}
-	if !p.Addr().Is4() {
-		return hcl.Diagnostics{errAt(r, "Invalid VIP", fmt.Sprintf("host %q: vip %q is not IPv4.", h.Name, s))}
+	a := p.Addr()
+	switch {
+	case attr == "vip6" && !a.Is6():
+		return bad("Invalid VIP", "is not IPv6; vip6 adds an IPv6 VIP to a host whose vip is IPv4.")
+	case p.Bits() == 0:
+		return bad("Invalid VIP", "has prefix length /0: the whole address space would be on-link on %s. Use the subnet's own length (/24, /64, ...).", h.Interface)
 	}
-	h.VIP = p
+	if why := addrProblem(a, nil, addrVIP); why != "" {
+		return bad("Invalid VIP", "cannot be a VIP: %s.", why)
+	}
+	if attr == "vip6" {
+		h.VIP6 = p
+	} else {
+		h.VIP = p
+	}
 	return nil
 }
 

@@ -114,23 +114,26 @@ func TestLoadValid(t *testing.T) {
 
 // TestLoadExamples keeps the shipped inventories valid.
 func TestLoadExamples(t *testing.T) {
-	for _, p := range []string{"../../inventory/prod.hcl", "../../inventory/lab.hcl"} {
+	for _, p := range []string{"../../inventory/prod.hcl", "../../inventory/lab.hcl", "testdata/lab-dualstack.hcl", "testdata/lab-ipv6.hcl"} {
 		if _, diags := NewLoader(Options{LookupEnv: testEnv}).LoadFile(p); diags.HasErrors() {
 			t.Errorf("%s: %v", p, diags)
 		}
 	}
 }
 
+// validationCase is one bad inventory: a line of a base inventory replaced.
+type validationCase struct {
+	name    string
+	old     string // a line of base (or a fragment), replaced by new
+	new     string
+	summary string // substring of the diagnostic's summary
+	detail  string // substring of the detail, optional
+}
+
 // TestValidation has one bad inventory per validation class: each asserts the
 // summary and the line the diagnostic points at.
 func TestValidation(t *testing.T) {
-	cases := []struct {
-		name    string
-		old     string // a line of base (or a fragment), replaced by new
-		new     string
-		summary string // substring of the diagnostic's summary
-		detail  string // substring of the detail, optional
-	}{
+	cases := []validationCase{
 		{"syntax error", `  advert_int             = 1`, `  advert_int = = 1 #HERE`, "Invalid expression", ""},
 		{"unknown attribute", `  advert_int             = 1`, `  advert_intt = 1 #HERE`, "Unsupported argument", ""},
 		{"unknown block", `  nginx {`, "  nginks { #HERE\n  }\n  nginx {", "Unsupported block type", ""},
@@ -181,7 +184,21 @@ func TestValidation(t *testing.T) {
 		{"cross subnet: gateway still on the VIPs' segment", `  gateway                = "10.11.7.2"`, "  gateway = \"10.11.6.1\" #HERE\n  vrrp_transport = \"unicast\"\n  allow_cross_subnet = true", "Gateway outside the cluster's subnet", "clean_arp.sh"},
 		{"bad jump_host", `  user             = "root"`, `  jump_host = "ops@bastion:99999" #HERE`, "Invalid jump_host", "1-65535"},
 		{"jump chain", `      become = true`, "      become = true\n      jump_host = \"a,b\" #HERE", "Invalid jump_host", "only one jump host"},
+		{"VIP prefix /0", `    vip     = "10.11.7.236/24"`, `    vip     = "10.11.7.236/0" #HERE`, "Invalid VIP", "/0"},
+		{"gateway is a host address", `  gateway                = "10.11.7.2"`, `  gateway = "10.11.7.232" #HERE`, "Gateway equals a host address", `host "b"`},
+		{"gateway is another cluster's host", `  gateway                = "10.11.8.1"`, `  gateway = "10.11.8.11" #HERE`, "Gateway equals a host address", `host "d"`},
+		{"multicast VIP", `    vip     = "10.11.7.236/24"`, `    vip     = "224.0.0.18/4" #HERE`, "Invalid VIP", "multicast"},
+		{"link-local IPv4 VIP", `    vip     = "10.11.7.236/24"`, `    vip     = "169.254.7.236/16" #HERE`, "Invalid VIP", "link-local"},
+		{"loopback address", `    address = "10.11.7.232"`, `    address = "127.0.0.1" #HERE`, "Invalid address", "loopback"},
+		{"IPv6 gateway in gateway", `  gateway                = "10.11.7.2"`, `  gateway = "2001:db8::1" #HERE`, "Invalid gateway", "gateway6"},
+		{"IPv6 address without IPv6 VIPs", `    address = "10.11.7.232"`, `    address = "2001:db8::232" #HERE`, "Host outside the cluster's subnet", "no IPv6 VIP"},
+		{"gateway6 without IPv6 VIPs", `  gateway                = "10.11.7.2"`, "  gateway = \"10.11.7.2\"\n  gateway6 = \"2001:db8::1\" #HERE", "Gateway without VIPs of its family", "no VIP"},
 	}
+	runCases(t, base, cases)
+}
+
+func runCases(t *testing.T, base string, cases []validationCase) {
+	t.Helper()
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			if !strings.Contains(base, tc.old) {
@@ -319,4 +336,108 @@ func TestSSHSetTracksExplicitFields(t *testing.T) {
 	if !d.User || !d.Become || !d.KnownHostsFile || d.Port {
 		t.Errorf("host d: %+v", d)
 	}
+}
+
+// base6 is a valid dual-stack cluster plus an IPv6-only one.
+const base6 = `cluster "ds" {
+  interface              = "eth0"
+  gateway                = "198.18.0.1"
+  gateway6               = "2001:db8:18::1"
+  auth_pass              = "1111"
+
+  host "a" {
+    address = "198.18.0.11"
+    vip     = "198.18.0.201/24"
+    vip6    = "2001:db8:18::201/64"
+  }
+  host "b" {
+    address = "198.18.0.12"
+    vip     = "198.18.0.202/24"
+    vip6    = "2001:db8:18::202/64"
+  }
+}
+
+cluster "v6" {
+  interface              = "eth1"
+  gateway6               = "fe80::1"
+  virtual_router_id_base = 61
+  vrrp_transport         = "unicast"
+  auth_pass              = "2222"
+
+  host "c" {
+    address = "2001:db8:19::11"
+    vip     = "2001:db8:19::201/64"
+  }
+  host "d" {
+    address = "2001:db8:19::12"
+    vip     = "2001:db8:19::202/64"
+  }
+}
+`
+
+func TestLoadIPv6(t *testing.T) {
+	inv, diags := loadString(t, base6)
+	if diags.HasErrors() {
+		t.Fatalf("unexpected diagnostics:\n%s", diagList(diags))
+	}
+	ds, v6 := inv.Clusters[0], inv.Clusters[1]
+	a := ds.Hosts[0]
+	if a.VIP != netip.MustParsePrefix("198.18.0.201/24") || a.VIP6 != netip.MustParsePrefix("2001:db8:18::201/64") || len(a.VIPs()) != 2 {
+		t.Errorf("dual-stack host: %v %v %v", a.VIP, a.VIP6, a.VIPs())
+	}
+	if ds.Gateway6 != netip.MustParseAddr("2001:db8:18::1") || !ds.HasIPv6() || ds.IPv6() || ds.VRRPVersion() != 2 {
+		t.Errorf("dual-stack cluster: gw6 %v HasIPv6 %v IPv6 %v version %d", ds.Gateway6, ds.HasIPv6(), ds.IPv6(), ds.VRRPVersion())
+	}
+	if !v6.IPv6() || v6.VRRPVersion() != 3 || v6.Gateway.IsValid() || v6.Hosts[1].Address != netip.MustParseAddr("2001:db8:19::12") {
+		t.Errorf("IPv6 cluster: IPv6 %v version %d gateway %v address %v", v6.IPv6(), v6.VRRPVersion(), v6.Gateway, v6.Hosts[1].Address)
+	}
+	if r := ds.Hosts[1].Range("vip6"); r.Start.Line != 15 {
+		t.Errorf("vip6 range line = %d, want 15", r.Start.Line)
+	}
+	// A dual-stack multicast cluster may be managed over IPv6: the address
+	// lies in the IPv6 VIPs' /64.
+	src := strings.Replace(base6, `    address = "198.18.0.12"`, `    address = "2001:db8:18::12"`, 1)
+	if _, diags := loadString(t, src); diags.HasErrors() {
+		t.Errorf("IPv6 address in a dual-stack multicast cluster:\n%s", diagList(diags))
+	}
+}
+
+// TestValidationIPv6: the IPv6 and dual-stack rules, one case per class.
+func TestValidationIPv6(t *testing.T) {
+	b6 := `    vip6    = "2001:db8:18::202/64"`
+	cases := []validationCase{
+		{"vip6 not IPv6", b6, `    vip6 = "198.18.0.210/24" #HERE`, "Invalid VIP", "vip6 adds an IPv6 VIP"},
+		{"vip6 without prefix", b6, `    vip6 = "2001:db8:18::202" #HERE`, "VIP without prefix length", "2001:db8:18::202/64"},
+		{"vip6 with zone", b6, `    vip6 = "2001:db8:18::202%eth0/64" #HERE`, "Invalid VIP", "zone identifier"},
+		{"vip6 link-local", b6, `    vip6 = "fe80::202/64" #HERE`, "Invalid VIP", "link-local"},
+		{"vip6 multicast", b6, `    vip6 = "ff02::12/64" #HERE`, "Invalid VIP", "multicast"},
+		{"vip6 prefix /0", b6, `    vip6 = "2001:db8:18::202/0" #HERE`, "Invalid VIP", "/0"},
+		{"vip6 mapped IPv4", b6, `    vip6 = "::ffff:198.18.0.9/120" #HERE`, "Invalid VIP", "IPv4-mapped"},
+		{"vip6 outside the /64", b6, `    vip6 = "2001:db8:99::202/64" #HERE`, "VIP outside the cluster's subnet", "2001:db8:18::/64"},
+		{"vip6 other prefix length", b6, `    vip6 = "2001:db8:18::202/80" #HERE`, "VIP outside the cluster's subnet", ""},
+		{"vip6 duplicate", b6, `    vip6 = "2001:db8:18::201/64" #HERE`, "Duplicate VIP", "2001:db8:18::201"},
+		{"vip6 duplicate across clusters", `    vip     = "2001:db8:19::202/64"`, `    vip = "2001:db8:19::201/64" #HERE`, "Duplicate VIP", ""},
+		{"vip6 subnet-router anycast", b6, `    vip6 = "2001:db8:18::/64" #HERE`, "VIP is a network or broadcast address", "Subnet-Router"},
+		{"vip6 is another host's address", `    vip     = "2001:db8:19::202/64"`, `    vip = "2001:db8:19::11/64" #HERE`, "VIP equals a host address", `host "c"`},
+		{"IPv6 vip is own address", `    vip     = "2001:db8:19::202/64"`, `    vip = "2001:db8:19::12/64" #HERE`, "VIP equals the host address", ""},
+		{"vip6 is gateway6", b6, `    vip6 = "2001:db8:18::1/64" #HERE`, "VIP equals the gateway", ""},
+		{"vip6 next to IPv6 vip", `    vip     = "2001:db8:19::202/64"`, "    vip = \"2001:db8:19::202/64\"\n    vip6 = \"2001:db8:19::203/64\" #HERE", "vip6 next to an IPv6 vip", ""},
+		{"mixed vip families", `    vip     = "2001:db8:19::202/64"`, `    vip = "198.18.0.99/24" #HERE`, "Mixed VIP families", "vip6"},
+		{"address with zone", `    address = "2001:db8:19::12"`, `    address = "2001:db8:19::12%eth1" #HERE`, "Invalid address", "zone"},
+		{"link-local address", `    address = "2001:db8:19::12"`, `    address = "fe80::12" #HERE`, "Invalid address", "link-local"},
+		{"multicast address", `    address = "2001:db8:19::12"`, `    address = "ff02::1" #HERE`, "Invalid address", "multicast"},
+		{"IPv6 address duplicate", `    address = "2001:db8:19::12"`, `    address = "2001:db8:19::11" #HERE`, "Duplicate host address", ""},
+		{"IPv6 host outside the /64", `    address = "2001:db8:19::12"`, `    address = "2001:db8:20::12" #HERE`, "Host outside the cluster's subnet", "2001:db8:19::/64"},
+		{"unicast peer of the other family", `    address = "2001:db8:19::12"`, `    address = "198.18.1.12" #HERE`, "Unicast peer of the other family", "unicast_peer"},
+		{"dual-stack unicast needs IPv4 addresses", "  gateway6               = \"2001:db8:18::1\"\n  auth_pass              = \"1111\"",
+			"  gateway6               = \"2001:db8:18::1\"\n  auth_pass              = \"1111\"\n  vrrp_transport = \"unicast\"\n\n  host \"e\" {\n    address = \"2001:db8:18::13\" #HERE\n    vip = \"198.18.0.203/24\"\n  }", "Unicast peer of the other family", "IPv4"},
+		{"gateway6 with zone", `  gateway6               = "fe80::1"`, `  gateway6 = "fe80::1%eth1" #HERE`, "Invalid gateway6", "zone"},
+		{"gateway6 multicast", `  gateway6               = "fe80::1"`, `  gateway6 = "ff02::2" #HERE`, "Invalid gateway6", "multicast"},
+		{"gateway6 IPv4", `  gateway6               = "fe80::1"`, `  gateway6 = "198.18.0.1" #HERE`, "Invalid gateway6", "not an IPv6 address"},
+		{"gateway6 outside the /64", `  gateway6               = "2001:db8:18::1"`, `  gateway6 = "2001:db8:77::1" #HERE`, "Gateway outside the cluster's subnet", "neighbour solicitation"},
+		{"gateway6 is a host address", `  gateway6               = "fe80::1"`, `  gateway6 = "2001:db8:19::11" #HERE`, "Gateway equals a host address", `host "c"`},
+		{"IPv4 gateway in an IPv6 cluster", `  gateway6               = "fe80::1"`, "  gateway6 = \"fe80::1\"\n  gateway = \"198.18.0.1\" #HERE", "Gateway without VIPs of its family", ""},
+		{"dual-stack still needs gateway", "  gateway                = \"198.18.0.1\"\n", "", "Missing gateway", ""},
+	}
+	runCases(t, base6, cases)
 }

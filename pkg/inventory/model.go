@@ -108,9 +108,13 @@ type Nginx struct {
 
 // Cluster is one group of load balancers sharing an L2 segment and a set of VIPs.
 type Cluster struct {
-	Name        string
-	Interface   string
+	Name      string
+	Interface string
+	// Gateway (IPv4) receives the gratuitous ARP of an IPv4 VIP; Gateway6
+	// (optional) the neighbour solicitation of an IPv6 VIP. Either is the
+	// zero Addr when not set.
 	Gateway     netip.Addr
+	Gateway6    netip.Addr
 	AdvertInt   float64
 	VRIDBase    int
 	AuthPass    Secret
@@ -131,17 +135,47 @@ type Cluster struct {
 	Ranges map[string]hcl.Range
 }
 
-// Host is one load balancer. It is MASTER of VIP.
+// Host is one load balancer. It is MASTER of VIP and, on a dual-stack
+// host, of VIP6 too: both addresses move together, as one VRRP instance.
 type Host struct {
-	Name      string
-	Address   netip.Addr
-	VIP       netip.Prefix
+	Name    string
+	Address netip.Addr // IPv4 or IPv6: the SSH target and the unicast VRRP address
+	VIP     netip.Prefix
+	// VIP6 is the IPv6 VIP of a host whose VIP is IPv4 (dual-stack); the
+	// zero Prefix otherwise.
+	VIP6      netip.Prefix
 	Interface string // the cluster's unless the host overrides it
 	VRID      int    // the cluster's base + index unless the host sets virtual_router_id
 	SSH       SSH    // merged: inventory defaults, then the host's overrides
 
 	DefRange hcl.Range
 	Ranges   map[string]hcl.Range
+}
+
+// VIPs returns the host's VIPs: VIP, then VIP6 when it has one.
+func (h *Host) VIPs() []netip.Prefix {
+	if h.VIP6.IsValid() {
+		return []netip.Prefix{h.VIP, h.VIP6}
+	}
+	return []netip.Prefix{h.VIP}
+}
+
+// IPv6 reports whether the cluster's VRRP instances are IPv6 (its hosts'
+// `vip` are IPv6). Such instances are always VRRPv3.
+func (c *Cluster) IPv6() bool {
+	return len(c.Hosts) > 0 && c.Hosts[0].VIP.Addr().Is6()
+}
+
+// HasIPv6 reports whether any VIP of the cluster (vip or vip6) is IPv6:
+// nginx then listens on [::] as well, and placement is read with
+// `ip -o addr` instead of `ip -o -4 addr`.
+func (c *Cluster) HasIPv6() bool {
+	for _, h := range c.Hosts {
+		if h.VIP.Addr().Is6() || h.VIP6.IsValid() {
+			return true
+		}
+	}
+	return false
 }
 
 // Range returns where attribute name was set, falling back to the block header.
@@ -179,9 +213,12 @@ func (inv *Inventory) ClusterOf(name string) *Cluster {
 }
 
 // VRRPVersion is 3 when advert_int has a fraction (only VRRPv3 accepts
-// sub-second adverts), else 2 as in the seed.
+// sub-second adverts) or the instances are IPv6 (keepalived always runs
+// IPv6 instances as VRRPv3), else 2 as in the seed. A dual-stack cluster's
+// instances are IPv4 ones (the IPv6 VIP rides along as an excluded
+// address), so they keep the seed's VRRPv2.
 func (c *Cluster) VRRPVersion() int {
-	if c.AdvertInt != float64(int(c.AdvertInt)) {
+	if c.AdvertInt != float64(int(c.AdvertInt)) || c.IPv6() {
 		return 3
 	}
 	return 2

@@ -37,7 +37,7 @@ func validateCluster(c *Cluster) hcl.Diagnostics {
 	} else if !ifaceRE.MatchString(c.Interface) {
 		add(c.Range("interface"), "Invalid interface", "cluster %q: %q is not a valid Linux interface name.", c.Name, c.Interface)
 	}
-	if _, set := c.Ranges["gateway"]; !set {
+	if _, set := c.Ranges["gateway"]; !set && !c.IPv6() {
 		add(c.DefRange, "Missing gateway",
 			"cluster %q needs gateway = \"<IPv4>\": it receives the gratuitous ARP when a VIP moves.", c.Name)
 	}
@@ -123,8 +123,11 @@ func checkUpstream(u string) error {
 }
 
 // validateSubnet enforces the seed's rule: VRRP multicast and gratuitous ARP
-// do not cross subnets, so every host, VIP and the gateway share one L2 subnet.
-// The subnet is the first host's VIP prefix.
+// (for IPv6: neighbour advertisements) do not cross subnets, so every host,
+// VIP and gateway shares one L2 subnet per address family. The subnet of a
+// family is the prefix of the first VIP of that family (vip or vip6). All
+// `vip`s of a cluster share one family, the family of its VRRP instances; a
+// dual-stack host's vip6 rides on its IPv4 instance.
 //
 // Unicast VRRP can be routed, so with vrrp_transport = "unicast" AND an
 // explicit allow_cross_subnet = true the host addresses (unicast_src_ip,
@@ -140,46 +143,64 @@ func validateSubnet(c *Cluster) hcl.Diagnostics {
 	if c.AllowCrossSubnet && !unicast {
 		diags = append(diags, errAt(c.Range("allow_cross_subnet"), "allow_cross_subnet needs unicast",
 			fmt.Sprintf("cluster %q: allow_cross_subnet = true only makes sense with vrrp_transport = \"unicast\"; "+
-				"VRRP multicast (224.0.0.18) never crosses a router, so multicast peers must share one subnet.", c.Name)))
+				"VRRP multicast (224.0.0.18, ff02::12) never crosses a router, so multicast peers must share one subnet.", c.Name)))
 	}
-	var subnet netip.Prefix
-	var from *Host
+	// The subnet of each family, with where it came from.
+	type origin struct {
+		subnet netip.Prefix
+		where  string
+	}
+	subnets := map[bool]origin{} // keyed by Is6
+	var first *Host              // its vip gives the instances' family
 	for _, h := range c.Hosts {
-		if h.VIP.IsValid() {
-			subnet, from = h.VIP.Masked(), h
-			break
+		for _, vip := range h.namedVIPs() {
+			if _, ok := subnets[vip.p.Addr().Is6()]; vip.p.IsValid() && !ok {
+				subnets[vip.p.Addr().Is6()] = origin{vip.p.Masked(),
+					fmt.Sprintf("%s (from host %q's %s at %s)", vip.p.Masked(), h.Name, vip.attr, h.Range(vip.attr))}
+			}
+		}
+		if first == nil && h.VIP.IsValid() {
+			first = h
 		}
 	}
-	if from == nil {
+	if first == nil {
 		return diags
 	}
-	where := fmt.Sprintf("%s (from host %q's vip at %s)", subnet, from.Name, from.Range("vip"))
+	six := first.VIP.Addr().Is6()
 	crossOK := unicast && c.AllowCrossSubnet
 	for _, h := range c.Hosts {
-		if h.VIP.IsValid() {
-			if h.VIP.Masked() != subnet {
-				detail := fmt.Sprintf("host %q: vip %s is not in %s; keepalived's VIPs of one cluster share one L2 subnet.", h.Name, h.VIP, where)
-				if crossOK {
-					detail = fmt.Sprintf("host %q: vip %s is not in %s. allow_cross_subnet lets the hosts' addresses differ, not the VIPs': "+
-						"every host may hold every VIP, and a VIP can only be announced (gratuitous ARP) on a segment its holder is attached to.", h.Name, h.VIP, where)
-				}
-				diags = append(diags, errAt(h.Range("vip"), "VIP outside the cluster's subnet", detail))
-			}
-			if a := h.VIP.Addr(); h.VIP.Bits() < 31 && (a == subnet.Addr() || a == lastAddr(subnet)) {
-				diags = append(diags, errAt(h.Range("vip"), "VIP is a network or broadcast address",
-					fmt.Sprintf("host %q: vip %s is the network or broadcast address of %s.", h.Name, h.VIP, subnet)))
-			}
-			if h.VIP.Addr() == h.Address {
-				diags = append(diags, errAt(h.Range("vip"), "VIP equals the host address",
-					fmt.Sprintf("host %q: the vip must be an address no host owns; %s is the host's own address.", h.Name, h.VIP.Addr())))
-			}
-			if h.VIP.Addr() == c.Gateway {
-				diags = append(diags, errAt(h.Range("vip"), "VIP equals the gateway",
-					fmt.Sprintf("host %q: vip %s is the gateway's address.", h.Name, h.VIP.Addr())))
-			}
+		if h.VIP.IsValid() && h.VIP.Addr().Is6() != six {
+			diags = append(diags, errAt(h.Range("vip"), "Mixed VIP families",
+				fmt.Sprintf("host %q: vip %s is %s, but host %q's vip %s is %s; the VRRP instances of one cluster share one address family. "+
+					"Give a dual-stack host its IPv6 VIP as vip6, next to an IPv4 vip.", h.Name, h.VIP, family(h.VIP.Addr()), first.Name, first.VIP, family(first.VIP.Addr()))))
 		}
-		if !h.Address.IsValid() || subnet.Contains(h.Address) {
+		if h.VIP6.IsValid() && h.VIP.IsValid() && h.VIP.Addr().Is6() {
+			diags = append(diags, errAt(h.Range("vip6"), "vip6 next to an IPv6 vip",
+				fmt.Sprintf("host %q: vip %s is already IPv6; vip6 adds an IPv6 VIP to a host whose vip is IPv4 (dual-stack).", h.Name, h.VIP)))
+		}
+		for _, vip := range h.namedVIPs() {
+			if !vip.p.IsValid() {
+				continue
+			}
+			diags = append(diags, checkVIP(c, h, vip.attr, vip.p, subnets[vip.p.Addr().Is6()].subnet, subnets[vip.p.Addr().Is6()].where, crossOK)...)
+		}
+		if !h.Address.IsValid() {
 			continue
+		}
+		if unicast && h.Address.Is6() != six {
+			diags = append(diags, errAt(h.Range("address"), "Unicast peer of the other family",
+				fmt.Sprintf("host %q: address %s is %s, but cluster %q's VRRP instances are %s (the family of its vip): with vrrp_transport = \"unicast\" "+
+					"keepalived sends each instance's adverts from unicast_src_ip to the unicast_peer addresses, which must be of the instance's family. "+
+					"Use the hosts' %s addresses, or multicast.", h.Name, h.Address, family(h.Address), c.Name, family(first.VIP.Addr()), family(first.VIP.Addr()))))
+			continue
+		}
+		sub, ok := subnets[h.Address.Is6()]
+		if ok && sub.subnet.Contains(h.Address) {
+			continue
+		}
+		where := sub.where
+		if !ok {
+			where = "a subnet of the cluster's VIPs: the cluster has no " + family(h.Address) + " VIP"
 		}
 		switch {
 		case crossOK:
@@ -200,15 +221,114 @@ func validateSubnet(c *Cluster) hcl.Diagnostics {
 					"Use vrrp_transport = \"unicast\" with allow_cross_subnet = true if the hosts really are routed apart.", h.Name, h.Address, where)))
 		}
 	}
-	if c.Gateway.IsValid() && !subnet.Contains(c.Gateway) {
-		diags = append(diags, errAt(c.Range("gateway"), "Gateway outside the cluster's subnet",
-			fmt.Sprintf("cluster %q: gateway %s is not in %s; clean_arp.sh announces a VIP to the gateway with ARP, which only reaches the local segment.", c.Name, c.Gateway, where)))
+	for _, gw := range []struct {
+		attr, what string
+		a          netip.Addr
+	}{{"gateway", "clean_arp.sh announces an IPv4 VIP to the gateway with ARP", c.Gateway},
+		{"gateway6", "clean_arp.sh announces an IPv6 VIP to gateway6 with a neighbour solicitation", c.Gateway6}} {
+		if !gw.a.IsValid() {
+			continue
+		}
+		sub, ok := subnets[gw.a.Is6()]
+		switch {
+		case !ok:
+			diags = append(diags, errAt(c.Range(gw.attr), "Gateway without VIPs of its family",
+				fmt.Sprintf("cluster %q: %s %s is %s, but no VIP of the cluster is; %s. Remove it, or add %s VIPs.", c.Name, gw.attr, gw.a, family(gw.a), gw.what, family(gw.a))))
+		case gw.a.IsLinkLocalUnicast():
+			// An IPv6 router is often known by its link-local address: on-link by definition.
+		case !sub.subnet.Contains(gw.a):
+			diags = append(diags, errAt(c.Range(gw.attr), "Gateway outside the cluster's subnet",
+				fmt.Sprintf("cluster %q: %s %s is not in %s; %s, which only reaches the local segment.", c.Name, gw.attr, gw.a, sub.where, gw.what)))
+		}
 	}
 	return diags
 }
 
+// checkVIP checks one VIP (vip or vip6 of h) against its family's subnet.
+func checkVIP(c *Cluster, h *Host, attr string, vip, subnet netip.Prefix, where string, crossOK bool) hcl.Diagnostics {
+	var diags hcl.Diagnostics
+	add := func(summary, format string, args ...any) {
+		diags = append(diags, errAt(h.Range(attr), summary, fmt.Sprintf(format, args...)))
+	}
+	a := vip.Addr()
+	if vip.Masked() != subnet {
+		detail := fmt.Sprintf("host %q: %s %s is not in %s; keepalived's VIPs of one cluster share one L2 subnet per address family.", h.Name, attr, vip, where)
+		if crossOK {
+			detail = fmt.Sprintf("host %q: %s %s is not in %s. allow_cross_subnet lets the hosts' addresses differ, not the VIPs': "+
+				"every host may hold every VIP, and a VIP can only be announced (gratuitous ARP) on a segment its holder is attached to.", h.Name, attr, vip, where)
+		}
+		add("VIP outside the cluster's subnet", "%s", detail)
+	}
+	switch {
+	case a.Is4() && vip.Bits() < 31 && (a == subnet.Addr() || a == lastAddr(subnet)):
+		add("VIP is a network or broadcast address", "host %q: %s %s is the network or broadcast address of %s.", h.Name, attr, vip, subnet)
+	case a.Is6() && vip.Bits() < 127 && a == subnet.Addr():
+		add("VIP is a network or broadcast address",
+			"host %q: %s %s is the Subnet-Router anycast address of %s (all host bits zero, RFC 4291), which routers answer.", h.Name, attr, vip, subnet)
+	}
+	if a == h.Address {
+		add("VIP equals the host address", "host %q: the %s must be an address no host owns; %s is the host's own address.", h.Name, attr, a)
+	}
+	if a == c.Gateway || a == c.Gateway6 {
+		add("VIP equals the gateway", "host %q: %s %s is the gateway's address.", h.Name, attr, a)
+	}
+	return diags
+}
+
+// namedVIP is a VIP with the attribute that set it, for diagnostics.
+type namedVIP struct {
+	attr string
+	p    netip.Prefix
+}
+
+// namedVIPs returns vip and vip6 (either may be the zero Prefix).
+func (h *Host) namedVIPs() []namedVIP {
+	return []namedVIP{{"vip", h.VIP}, {"vip6", h.VIP6}}
+}
+
+func family(a netip.Addr) string {
+	if a.Is6() {
+		return "IPv6"
+	}
+	return "IPv4"
+}
+
+// What an address is for: each use refuses different special addresses.
+type addrUse int
+
+const (
+	addrHost    addrUse = iota // SSH target and unicast VRRP address
+	addrVIP                    // moves between hosts
+	addrGateway                // gateway6: a router, often known by its link-local address
+)
+
+// addrProblem says why a is unusable for use, or "" when it is fine. err is
+// the parse error, if any.
+func addrProblem(a netip.Addr, err error, use addrUse) string {
+	switch {
+	case err != nil:
+		return "not an IP address"
+	case a.Zone() != "":
+		return "zone identifiers (%" + a.Zone() + ") are not accepted; the NIC is the cluster's (or host's) interface"
+	case a.Is4In6():
+		return "an IPv4-mapped IPv6 address; write it as " + a.Unmap().String()
+	case a.IsUnspecified():
+		return "the unspecified address"
+	case a.IsLoopback():
+		return "a loopback address"
+	case a.IsMulticast():
+		return "a multicast address"
+	case a.IsLinkLocalUnicast() && use == addrVIP:
+		return "a link-local address; a VIP must be reachable beyond the link (use the subnet's global or unique-local addresses)"
+	case a.Is6() && a.IsLinkLocalUnicast() && use == addrHost:
+		return "a link-local address, which needs a zone to be reached; use the host's global or unique-local address"
+	}
+	return ""
+}
+
 func rangePtr(r hcl.Range) *hcl.Range { return &r }
 
+// lastAddr is the broadcast address of an IPv4 prefix.
 func lastAddr(p netip.Prefix) netip.Addr {
 	a := p.Masked().Addr().As4()
 	host := 32 - p.Bits()
@@ -224,7 +344,11 @@ func validateFleet(inv *Inventory) hcl.Diagnostics {
 	clusters := map[string]*Cluster{}
 	names := map[string]*Host{}
 	addrs := map[netip.Addr]*Host{}
-	vips := map[netip.Addr]*Host{}
+	type vipOf struct {
+		h    *Host
+		attr string
+	}
+	vips := map[netip.Addr]vipOf{}
 	vrids := map[int]*Host{}
 	dup := func(r hcl.Range, what, val string, first hcl.Range) {
 		diags = append(diags, errAt(r, "Duplicate "+what,
@@ -256,11 +380,14 @@ func validateFleet(inv *Inventory) hcl.Diagnostics {
 					addrs[h.Address] = h
 				}
 			}
-			if h.VIP.IsValid() {
-				if prev, ok := vips[h.VIP.Addr()]; ok {
-					dup(h.Range("vip"), "VIP", h.VIP.Addr().String(), prev.Range("vip"))
+			for _, v := range h.namedVIPs() {
+				if !v.p.IsValid() {
+					continue
+				}
+				if prev, ok := vips[v.p.Addr()]; ok {
+					dup(h.Range(v.attr), "VIP", v.p.Addr().String(), prev.h.Range(prev.attr))
 				} else {
-					vips[h.VIP.Addr()] = h
+					vips[v.p.Addr()] = vipOf{h, v.attr}
 				}
 			}
 			if h.VRID < 1 || h.VRID > 255 {
@@ -276,10 +403,25 @@ func validateFleet(inv *Inventory) hcl.Diagnostics {
 		}
 	}
 	// A VIP that is another host's address would steal that host's traffic.
-	for a, h := range vips {
-		if owner, ok := addrs[a]; ok && owner != h {
-			diags = append(diags, errAt(h.Range("vip"), "VIP equals a host address",
-				fmt.Sprintf("host %q: vip %s is host %q's address (%s).", h.Name, a, owner.Name, owner.Range("address"))))
+	for a, v := range vips {
+		if owner, ok := addrs[a]; ok && owner != v.h {
+			diags = append(diags, errAt(v.h.Range(v.attr), "VIP equals a host address",
+				fmt.Sprintf("host %q: %s %s is host %q's address (%s).", v.h.Name, v.attr, a, owner.Name, owner.Range("address"))))
+		}
+	}
+	// A gateway that is a load balancer's own address would receive the
+	// announcements meant for the router, and that host's traffic would
+	// leave through itself.
+	for _, c := range inv.Clusters {
+		for _, gw := range []struct {
+			attr string
+			a    netip.Addr
+		}{{"gateway", c.Gateway}, {"gateway6", c.Gateway6}} {
+			if owner, ok := addrs[gw.a]; ok && gw.a.IsValid() {
+				diags = append(diags, errAt(c.Range(gw.attr), "Gateway equals a host address",
+					fmt.Sprintf("cluster %q: %s %s is host %q's address (%s); the gateway is the router of the VIPs' subnet, never a load balancer.",
+						c.Name, gw.attr, gw.a, owner.Name, owner.Range("address"))))
+			}
 		}
 	}
 	return diags

@@ -28,6 +28,15 @@ func TestKeepalivedConfigTest(t *testing.T) {
 		t.Fatal(err)
 	}
 	v3 := strings.Replace(string(lab), `advert_int             = 1`, "advert_int = 0.1\n vrrp_transport = \"unicast\"", 1)
+	ds, err := os.ReadFile(dualStackInventory)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v6, err := os.ReadFile(ipv6Inventory)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dsUnicast := strings.Replace(string(ds), `advert_int             = 1`, "advert_int = 1\n vrrp_transport = \"unicast\"", 1)
 	for _, tc := range []struct {
 		name  string
 		src   []byte
@@ -35,6 +44,10 @@ func TestKeepalivedConfigTest(t *testing.T) {
 	}{
 		{"prod", nil, "ens192"},
 		{"lab-v3-unicast", []byte(v3), "eth0"},
+		{"lab-dualstack", ds, "eth0"},
+		{"lab-dualstack-unicast", []byte(dsUnicast), "eth0"},
+		{"lab-ipv6", v6, "eth0"},
+		{"lab-ipv6-unicast", ipv6Unicast(t, v6), "eth0"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := "../../inventory/prod.hcl"
@@ -49,8 +62,12 @@ func TestKeepalivedConfigTest(t *testing.T) {
 			t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", ns).Run() })
 			run(t, "ip", "netns", "exec", ns, "ip", "link", "add", tc.iface, "type", "veth", "peer", "name", "peer0")
 			run(t, "ip", "netns", "exec", ns, "ip", "link", "set", tc.iface, "up")
-			addr := inv.Hosts()[0].Address.String() + "/24"
-			run(t, "ip", "netns", "exec", ns, "ip", "addr", "add", addr, "dev", tc.iface)
+			// The host's own address, as on a real host (nodad: usable at once).
+			if a := inv.Hosts()[0].Address; a.Is6() {
+				run(t, "ip", "netns", "exec", ns, "ip", "addr", "add", a.String()+"/64", "dev", tc.iface, "nodad")
+			} else {
+				run(t, "ip", "netns", "exec", ns, "ip", "addr", "add", a.String()+"/24", "dev", tc.iface)
+			}
 
 			dir := t.TempDir()
 			if err := os.Chmod(dir, 0o755); err != nil {

@@ -9,6 +9,7 @@ import (
 	"math"
 	"net/netip"
 	"regexp"
+	"strings"
 	"text/template"
 	"time"
 
@@ -90,18 +91,25 @@ func (r *Renderer) Host(inv *inventory.Inventory, l *vrrp.Layout, host string) (
 	var vips []netip.Prefix
 	var crash time.Duration
 	for _, in := range insts {
-		vips = append(vips, in.VIP)
+		vips = append(vips, in.Addrs()...)
 		crash = max(crash, in.Bounds.Crash)
 		for _, m := range in.Members {
 			if m.Host == host {
 				kv.Instances = append(kv.Instances, instanceView{
-					Name: in.Name, State: m.State, VRID: in.VRID, Priority: m.Priority, VIP: in.VIP,
+					Name: in.Name, State: m.State, VRID: in.VRID, Priority: m.Priority, VIP: in.VIP, VIP6: in.VIP6,
+					Notify: notifyArgs(c, in),
 				})
 			}
 		}
 		if in.Master == host {
-			kv.MasterOf = in.VIP.String()
+			for i, p := range in.Addrs() {
+				if i > 0 {
+					kv.MasterOf += " + "
+				}
+				kv.MasterOf += p.String()
+			}
 		}
+		kv.DualStack = kv.DualStack || in.VIP6.IsValid()
 	}
 	for _, x := range c.Hosts {
 		if x.Name != host {
@@ -119,13 +127,13 @@ func (r *Renderer) Host(inv *inventory.Inventory, l *vrrp.Layout, host string) (
 		{"check_nginx.sh.tmpl", CheckScript, "keepalived", 0o755,
 			map[string]any{"Host": h.Name, "Weight": c.HealthCheck.Weight}, false},
 		{"clean_arp.sh.tmpl", NotifyScript, "keepalived", 0o755,
-			map[string]any{"Host": h.Name, "Interface": h.Interface}, false},
+			map[string]any{"Host": h.Name, "Interface": h.Interface, "IPv6": c.HasIPv6()}, false},
 		{"keepalived-dropin.conf.tmpl", KeepalivedDrop, "keepalived", 0o644, map[string]any{
 			"Cluster": c.Name, "Host": h.Name, "Interface": h.Interface, "VIPs": vips,
 			"CrashBound": crash.Round(10 * time.Millisecond).String(), "RestartSec": restartSec(crash),
 		}, false},
 		{"nginx-site.conf.tmpl", NginxSite, "nginx", 0o644, map[string]any{
-			"Cluster": c.Name, "Host": h.Name, "Listen": c.Nginx.Listen,
+			"Cluster": c.Name, "Host": h.Name, "Listen": c.Nginx.Listen, "IPv6": c.HasIPv6(),
 			"Upstream": c.Nginx.Upstream, "UpstreamName": upstreamName(c.Name),
 		}, false},
 	}
@@ -159,7 +167,7 @@ type keepalivedView struct {
 	Cluster, Host, Interface, AdvertInt, AuthPass, MasterOf string
 	Address, Gateway                                        netip.Addr
 	Version                                                 int
-	Unicast                                                 bool
+	Unicast, DualStack                                      bool
 	Peers                                                   []string
 	Check                                                   inventory.HealthCheck
 	Instances                                               []instanceView
@@ -168,7 +176,28 @@ type keepalivedView struct {
 type instanceView struct {
 	Name, State    string
 	VRID, Priority int
-	VIP            netip.Prefix
+	VIP, VIP6      netip.Prefix // VIP6: zero unless dual-stack
+	// Notify is clean_arp.sh's arguments: VIP GATEWAY, then VIP6 [GATEWAY6].
+	Notify string
+}
+
+// notifyArgs lists each address of the instance with the gateway to tell
+// about it. Only the last pair can lack its gateway (gateway6 is optional,
+// gateway is required with IPv4 VIPs, and the IPv4 pair comes first), so
+// clean_arp.sh reads the arguments two by two.
+func notifyArgs(c *inventory.Cluster, in *vrrp.Instance) string {
+	var args []string
+	for _, p := range in.Addrs() {
+		gw := c.Gateway
+		if p.Addr().Is6() {
+			gw = c.Gateway6
+		}
+		args = append(args, p.Addr().String())
+		if gw.IsValid() {
+			args = append(args, gw.String())
+		}
+	}
+	return strings.Join(args, " ")
 }
 
 // formatSeconds prints 1 as "1" (the seed's form) and 0.1 as "0.1".

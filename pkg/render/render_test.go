@@ -92,6 +92,142 @@ func TestGoldenVariants(t *testing.T) {
 	}
 }
 
+// TestGoldenIPv6 renders the dual-stack and IPv6-only lab inventories
+// (pkg/inventory/testdata), and the IPv6-only one with unicast VRRP.
+func TestGoldenIPv6(t *testing.T) {
+	v6, err := os.ReadFile(ipv6Inventory)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, path string
+		src        []byte
+	}{
+		{"lab-dualstack", dualStackInventory, nil},
+		{"lab-ipv6", ipv6Inventory, nil},
+		{"lab-ipv6-unicast", "lab-ipv6-unicast.hcl", ipv6Unicast(t, v6)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			inv, l := load(t, tc.path, tc.src)
+			goldenTree(t, tc.name, renderAll(t, inv, l))
+		})
+	}
+}
+
+const (
+	dualStackInventory = "../inventory/testdata/lab-dualstack.hcl"
+	ipv6Inventory      = "../inventory/testdata/lab-ipv6.hcl"
+)
+
+func ipv6Unicast(t *testing.T, src []byte) []byte {
+	t.Helper()
+	mod := strings.Replace(string(src), `advert_int             = 1`, "advert_int             = 1\n  vrrp_transport         = \"unicast\"", 1)
+	if mod == string(src) {
+		t.Fatal("lab-ipv6.hcl: advert_int line not found")
+	}
+	return []byte(mod)
+}
+
+// TestIPv6Semantics: what the goldens show, stated once: one instance per
+// host pair with the IPv6 VIP excluded (dual-stack, VRRPv2 with PASS auth),
+// VRRPv3 without authentication for IPv6 instances, unicast peers of the
+// instance's family, and nginx on [::] only where the cluster has IPv6.
+func TestIPv6Semantics(t *testing.T) {
+	v6src, err := os.ReadFile(ipv6Inventory)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, path string
+		src        []byte
+		check      func(t *testing.T, host string, conf *node, files map[string]string)
+	}{
+		{"dual-stack", dualStackInventory, nil, func(t *testing.T, host string, conf *node, files map[string]string) {
+			if v := conf.child("global_defs").arg("vrrp_version"); v != "" {
+				t.Errorf("dual-stack sets vrrp_version %s; its instances are IPv4 (VRRPv2)", v)
+			}
+			insts := conf.all("vrrp_instance")
+			if len(insts) != 3 {
+				t.Fatalf("%d instances, want one per host pair", len(insts))
+			}
+			for i, in := range insts {
+				n := fmt.Sprint(201 + i)
+				if got := in.child("virtual_ipaddress").Children[0].Key; got != "198.18.0."+n+"/24" {
+					t.Errorf("%s: virtual_ipaddress %s", in.Args[0], got)
+				}
+				ex := in.child("virtual_ipaddress_excluded")
+				if ex == nil || len(ex.Children) != 1 || ex.Children[0].Key != "2001:db8:18::"+n+"/64" {
+					t.Errorf("%s: virtual_ipaddress_excluded %+v", in.Args[0], ex)
+				}
+				if in.child("authentication") == nil {
+					t.Errorf("%s: VRRPv2 instance without PASS auth", in.Args[0])
+				}
+				want := "/etc/keepalived/clean_arp.sh 198.18.0." + n + " 198.18.0.1 2001:db8:18::" + n + " 2001:db8:18::1"
+				if got := in.arg("notify_master"); got != want {
+					t.Errorf("%s: notify_master %q, want %q", in.Args[0], got, want)
+				}
+			}
+			if !strings.Contains(files[NginxSite], "listen 80 default_server;") || !strings.Contains(files[NginxSite], "listen [::]:80 default_server;") {
+				t.Errorf("nginx site does not listen on both families:\n%s", files[NginxSite])
+			}
+			if !strings.Contains(files[KeepalivedDrop], "ExecStopPost=-/sbin/ip -6 addr del 2001:db8:18::203/64 dev eth0") ||
+				!strings.Contains(files[KeepalivedDrop], "ExecStopPost=-/sbin/ip -4 addr del 198.18.0.203/24 dev eth0") {
+				t.Errorf("drop-in does not remove both families:\n%s", files[KeepalivedDrop])
+			}
+		}},
+		{"IPv6 unicast", "lab-ipv6-unicast.hcl", ipv6Unicast(t, v6src), func(t *testing.T, host string, conf *node, files map[string]string) {
+			if v := conf.child("global_defs").arg("vrrp_version"); v != "3" {
+				t.Errorf("IPv6 cluster: vrrp_version %q, want 3", v)
+			}
+			for _, in := range conf.all("vrrp_instance") {
+				if in.child("authentication") != nil {
+					t.Errorf("%s: VRRPv3 has no authentication; keepalived ignores the block with an error", in.Args[0])
+				}
+				if in.child("virtual_ipaddress_excluded") != nil {
+					t.Errorf("%s: IPv6-only has nothing to exclude", in.Args[0])
+				}
+				src := in.arg("unicast_src_ip")
+				peers := in.child("unicast_peer")
+				if !strings.HasPrefix(src, "2001:db8:18::1") || peers == nil || len(peers.Children) != 2 {
+					t.Fatalf("%s: unicast_src_ip %q peers %+v", in.Args[0], src, peers)
+				}
+				for _, p := range peers.Children {
+					if !strings.HasPrefix(p.Key, "2001:db8:18::1") || p.Key == src {
+						t.Errorf("%s: peer %s", in.Args[0], p.Key)
+					}
+				}
+				if n := in.arg("notify_master"); !strings.HasSuffix(n, " 2001:db8:18::1") || strings.Count(n, " ") != 2 {
+					t.Errorf("%s: notify_master %q", in.Args[0], n)
+				}
+			}
+			if !strings.Contains(files[NginxSite], "listen [::]:80 default_server;") {
+				t.Errorf("nginx site without [::]")
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			inv, l := load(t, tc.path, tc.src)
+			byHost := map[string]map[string]string{}
+			for _, f := range renderAll(t, inv, l) {
+				if byHost[f.Host] == nil {
+					byHost[f.Host] = map[string]string{}
+				}
+				byHost[f.Host][f.Path] = string(f.Content)
+			}
+			for host, files := range byHost {
+				t.Run(host, func(t *testing.T) { tc.check(t, host, parseKeepalived(t, files[KeepalivedConf]), files) })
+			}
+		})
+	}
+	// An IPv4-only cluster keeps the seed's nginx site: no [::] socket.
+	inv, l := load(t, "../../inventory/prod.hcl", nil)
+	for _, f := range renderAll(t, inv, l) {
+		if f.Path == NginxSite && strings.Contains(string(f.Content), "[::]") {
+			t.Errorf("%s: IPv4-only site listens on [::]", f.Host)
+		}
+	}
+}
+
 // TestSeedSemantics compares, VIP by VIP, the rendered keepalived.conf of each
 // seed host with the seed's own three configs (testdata/seed, copied verbatim
 // from the article).
@@ -196,8 +332,12 @@ func TestNotifyInterfaceMatchesVIP(t *testing.T) {
 // TestScriptsSyntax runs sh -n on the rendered scripts: a syntax error would
 // only show on a real takeover.
 func TestScriptsSyntax(t *testing.T) {
-	inv, l := load(t, "../../inventory/prod.hcl", nil)
-	for _, f := range renderAll(t, inv, l) {
+	var files []File
+	for _, p := range []string{"../../inventory/prod.hcl", dualStackInventory, ipv6Inventory} {
+		inv, l := load(t, p, nil)
+		files = append(files, renderAll(t, inv, l)...)
+	}
+	for _, f := range files {
 		if !strings.HasSuffix(f.Path, ".sh") {
 			continue
 		}

@@ -1,6 +1,9 @@
-// Package verify answers "where is every VIP right now?" from `ip -o -4 addr`
-// on every host, and classifies each VIP: ok (on its master only), moved (on
-// one other host), missing (nowhere), split (on two or more hosts).
+// Package verify answers "where is every VIP right now?" from `ip -o addr`
+// on every host (`ip -o -4 addr` where a cluster has no IPv6 VIP), and
+// classifies each VIP address: ok (on its master only), moved (on one other
+// host), missing (nowhere), split (on two or more hosts). A dual-stack
+// instance's two addresses are classified one by one; Apart reports a pair
+// whose addresses are not held by the same host.
 package verify
 
 import (
@@ -52,15 +55,34 @@ func AddrCommand(iface string) string {
 	return "ip -o -4 addr show dev " + remote.Quote(iface)
 }
 
-// ParseAddrs reads `ip -o -4 addr` output.
+// AddrCommandAll lists the IPv4 and IPv6 addresses of iface, one per line.
+func AddrCommandAll(iface string) string {
+	return "ip -o addr show dev " + remote.Quote(iface)
+}
+
+// addrCommandFor is the command for h: both families where its cluster has
+// an IPv6 VIP (any host of the cluster may hold it), else IPv4 only, as
+// before IPv6 existed.
+func addrCommandFor(h *fleet.Host) string {
+	if h.Cluster != nil && h.Cluster.HasIPv6() {
+		return AddrCommandAll(h.Host.Interface)
+	}
+	return AddrCommand(h.Host.Interface)
+}
+
+// ParseAddrs reads `ip -o addr` output (either family). An IPv6 address
+// flagged dadfailed is skipped: the kernel found it in use elsewhere and
+// will neither answer for it nor send from it, so the host does not hold it.
+// (keepalived adds its VIPs with nodad, so its own never fail DAD.)
 func ParseAddrs(out string) []netip.Prefix {
 	var ps []netip.Prefix
 	sc := bufio.NewScanner(strings.NewReader(out))
 	for sc.Scan() {
 		f := strings.Fields(sc.Text())
 		for i := 0; i+1 < len(f); i++ {
-			if f[i] == "inet" {
-				if p, err := netip.ParsePrefix(f[i+1]); err == nil {
+			if f[i] == "inet" || f[i] == "inet6" {
+				p, err := netip.ParsePrefix(f[i+1])
+				if err == nil && !hasFlag(f[i+2:], "dadfailed") {
 					ps = append(ps, p)
 				}
 				break
@@ -68,6 +90,20 @@ func ParseAddrs(out string) []netip.Prefix {
 		}
 	}
 	return ps
+}
+
+// hasFlag looks for flag among an address line's words, up to the
+// continuation marker `\` that ends the flags.
+func hasFlag(words []string, flag string) bool {
+	for _, w := range words {
+		if w == "\\" || strings.HasPrefix(w, "valid_lft") {
+			return false
+		}
+		if w == flag {
+			return true
+		}
+	}
+	return false
 }
 
 // Observation is what one host reported.
@@ -84,7 +120,7 @@ type Observation struct {
 // Unreachable hosts (and hosts whose command fails) carry Err.
 func Observe(ctx context.Context, hosts []*fleet.Host) []Observation {
 	return observeEach(hosts, func(h *fleet.Host, o *Observation) {
-		if o.Addrs, o.Err = Addrs(ctx, h.Conn, h.Host.Interface); o.Err != nil {
+		if o.Addrs, o.Err = runAddrs(ctx, h.Conn, addrCommandFor(h), h.Host.Interface); o.Err != nil {
 			o.Err = fmt.Errorf("%s: %w", h.Host.Name, o.Err)
 		}
 	})
@@ -111,9 +147,13 @@ func observeEach(hosts []*fleet.Host, observe func(*fleet.Host, *Observation)) [
 	return obs
 }
 
-// Addrs runs AddrCommand on one connection.
+// Addrs runs AddrCommand (IPv4) on one connection.
 func Addrs(ctx context.Context, c remote.Conn, iface string) ([]netip.Prefix, error) {
-	res, err := c.Run(ctx, AddrCommand(iface), nil)
+	return runAddrs(ctx, c, AddrCommand(iface), iface)
+}
+
+func runAddrs(ctx context.Context, c remote.Conn, cmd, iface string) ([]netip.Prefix, error) {
+	res, err := c.Run(ctx, cmd, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -123,42 +163,79 @@ func Addrs(ctx context.Context, c remote.Conn, iface string) ([]netip.Prefix, er
 	return ParseAddrs(string(res.Stdout)), nil
 }
 
-// Classify maps observations onto the layout's VIPs, in layout order.
+// Classify maps observations onto the layout's VIPs, in layout order; a
+// dual-stack instance gives two states, its IPv4 VIP's and then its IPv6
+// VIP's (placement and split brain are judged per address).
 func Classify(l *vrrp.Layout, obs []Observation) []VIPState {
 	var out []VIPState
 	for _, in := range l.Instances {
-		s := VIPState{VIP: in.VIP.String(), Cluster: in.Cluster, Master: in.Master, Holders: []string{}}
-		blind := false
-		for _, o := range obs {
-			if o.Err != nil {
-				if in.PriorityOf(o.Host) > 0 {
-					blind = true
-				}
-				continue
+		for _, vip := range in.Addrs() {
+			out = append(out, classify(in, vip, obs))
+		}
+	}
+	return out
+}
+
+func classify(in *vrrp.Instance, vip netip.Prefix, obs []Observation) VIPState {
+	s := VIPState{VIP: vip.String(), Cluster: in.Cluster, Master: in.Master, Holders: []string{}}
+	blind := false
+	for _, o := range obs {
+		if o.Err != nil {
+			if in.PriorityOf(o.Host) > 0 {
+				blind = true
 			}
-			for _, a := range o.Addrs {
-				if a.Addr() == in.VIP.Addr() {
-					s.Holders = append(s.Holders, o.Host)
-					break
-				}
-			}
-			if o.VRRP != nil && o.VRRP[in.Name] == "MASTER" && in.PriorityOf(o.Host) > 0 {
-				s.Claims = append(s.Claims, o.Host)
+			continue
+		}
+		for _, a := range o.Addrs {
+			if a.Addr() == vip.Addr() {
+				s.Holders = append(s.Holders, o.Host)
+				break
 			}
 		}
-		switch {
-		case len(s.Holders) > 1 || len(s.Claims) > 1:
-			s.State = StateSplit
-		case len(s.Holders) == 1 && s.Holders[0] == in.Master:
-			s.State = StateOK
-		case len(s.Holders) == 1:
-			s.State = StateMoved
-		case blind:
-			s.State = StateUnknown
-		default:
-			s.State = StateMissing
+		// keepalived's state is per instance: both addresses of a pair
+		// share their claims.
+		if o.VRRP != nil && o.VRRP[in.Name] == "MASTER" && in.PriorityOf(o.Host) > 0 {
+			s.Claims = append(s.Claims, o.Host)
 		}
-		out = append(out, s)
+	}
+	switch {
+	case len(s.Holders) > 1 || len(s.Claims) > 1:
+		s.State = StateSplit
+	case len(s.Holders) == 1 && s.Holders[0] == in.Master:
+		s.State = StateOK
+	case len(s.Holders) == 1:
+		s.State = StateMoved
+	case blind:
+		s.State = StateUnknown
+	default:
+		s.State = StateMissing
+	}
+	return s
+}
+
+// Apart lists, one message each, the dual-stack instances whose two
+// addresses are not held by the same hosts: keepalived moves them as one
+// unit, so a pair found apart was changed by hand or by something else.
+// vs is Classify's result for l.
+func Apart(l *vrrp.Layout, vs []VIPState) []string {
+	byVIP := map[string]VIPState{}
+	for _, v := range vs {
+		byVIP[v.VIP] = v
+	}
+	var out []string
+	for _, in := range l.Instances {
+		if !in.VIP6.IsValid() {
+			continue
+		}
+		a, okA := byVIP[in.VIP.String()]
+		b, okB := byVIP[in.VIP6.String()]
+		if !okA || !okB || a.State == StateUnknown || b.State == StateUnknown {
+			continue
+		}
+		if strings.Join(a.Holders, ",") != strings.Join(b.Holders, ",") {
+			out = append(out, fmt.Sprintf("%s %s is on [%s] but its pair %s is on [%s]; both belong to one VRRP instance (%s) and must move together",
+				in.Cluster, in.VIP, strings.Join(a.Holders, " "), in.VIP6, strings.Join(b.Holders, " "), in.Name))
+		}
 	}
 	return out
 }
@@ -297,7 +374,7 @@ func VRRPStates(ctx context.Context, c remote.Conn) (map[string]string, error) {
 func ObserveVRRP(ctx context.Context, hosts []*fleet.Host) []Observation {
 	const mark = "@@hactl-vrrp"
 	return observeEach(hosts, func(h *fleet.Host, o *Observation) {
-		cmd := AddrCommand(h.Host.Interface) + "; rc=$?; echo " + mark + "; " + VRRPCommand + "; exit $rc"
+		cmd := addrCommandFor(h) + "; rc=$?; echo " + mark + "; " + VRRPCommand + "; exit $rc"
 		res, err := h.Conn.Run(ctx, cmd, nil)
 		switch {
 		case err != nil:

@@ -1,13 +1,18 @@
 package verify
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"net/netip"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/hactl/hactl/internal/testinv"
+	"github.com/hactl/hactl/pkg/fleet"
 	"github.com/hactl/hactl/pkg/inventory"
+	"github.com/hactl/hactl/pkg/remote"
 	"github.com/hactl/hactl/pkg/vrrp"
 )
 
@@ -137,5 +142,133 @@ func TestAllMaster(t *testing.T) {
 	obs[2].VRRP = map[string]string{"VI_1": "BACKUP", "VI_2": "BACKUP", "VI_3": "MASTER"}
 	if got := Classify(l, obs); !AllOK(got) || SplitHint(got) != "" {
 		t.Errorf("healthy: %+v", got)
+	}
+}
+
+// ipOutAll is `ip -o addr show dev eth0` on a dual-stack lab host holding
+// its pair (iproute2 6.1, Debian 12), plus a VIP that failed DAD.
+const ipOutAll = `3: eth0    inet 198.18.0.11/24 scope global eth0\       valid_lft forever preferred_lft forever
+3: eth0    inet 198.18.0.201/24 scope global secondary eth0\       valid_lft forever preferred_lft forever
+3: eth0    inet6 2001:db8:18::201/64 scope global nodad \       valid_lft forever preferred_lft forever
+3: eth0    inet6 2001:db8:18::202/64 scope global tentative dadfailed \       valid_lft forever preferred_lft forever
+3: eth0    inet6 2001:db8:18::11/64 scope global nodad \       valid_lft forever preferred_lft forever
+3: eth0    inet6 fe80::90b9:2bff:fe87:fe3d/64 scope link tentative \       valid_lft forever preferred_lft forever
+`
+
+func TestParseAddrsIPv6(t *testing.T) {
+	got := fmt.Sprint(ParseAddrs(ipOutAll))
+	want := "[198.18.0.11/24 198.18.0.201/24 2001:db8:18::201/64 2001:db8:18::11/64 fe80::90b9:2bff:fe87:fe3d/64]"
+	if got != want {
+		t.Fatalf("got  %s\nwant %s", got, want)
+	}
+}
+
+func loadTestdata(t *testing.T, name string) (*inventory.Inventory, *vrrp.Layout) {
+	t.Helper()
+	return testinv.LoadFile(t, "../inventory/testdata/"+name)
+}
+
+// TestClassifyDualStack: one state per address, in layout order (IPv4 VIP,
+// then its IPv6 pair); a pair held apart is reported by Apart; a split of
+// one address is a split of that address only.
+func TestClassifyDualStack(t *testing.T) {
+	_, l := loadTestdata(t, "lab-dualstack.hcl")
+	own := func(i int) []string {
+		return []string{fmt.Sprintf("198.18.0.%d/24", 10+i), fmt.Sprintf("2001:db8:18::1%d/64", i),
+			fmt.Sprintf("198.18.0.%d/24", 200+i), fmt.Sprintf("2001:db8:18::20%d/64", i)}
+	}
+	obs := []Observation{
+		{Host: "lab1", Addrs: addrs(own(1)...)},
+		{Host: "lab2", Addrs: addrs(own(2)...)},
+		{Host: "lab3", Addrs: addrs(own(3)...)},
+	}
+	got := Classify(l, obs)
+	var names []string
+	for _, v := range got {
+		names = append(names, v.VIP+"@"+strings.Join(v.Holders, ",")+"="+v.State)
+	}
+	want := "198.18.0.201/24@lab1=ok 2001:db8:18::201/64@lab1=ok 198.18.0.202/24@lab2=ok 2001:db8:18::202/64@lab2=ok " +
+		"198.18.0.203/24@lab3=ok 2001:db8:18::203/64@lab3=ok"
+	if strings.Join(names, " ") != want || !AllOK(got) || len(Apart(l, got)) != 0 {
+		t.Fatalf("healthy:\n got  %s\n want %s\n apart %v", strings.Join(names, " "), want, Apart(l, got))
+	}
+
+	// lab2's IPv6 VIP sits on lab1 too (added by hand): split for that
+	// address alone, and the pair is apart.
+	obs[0].Addrs = append(obs[0].Addrs, netip.MustParsePrefix("2001:db8:18::202/64"))
+	got = Classify(l, obs)
+	if got[2].State != StateOK || got[3].State != StateSplit || strings.Join(got[3].Holders, ",") != "lab1,lab2" {
+		t.Errorf("split of one address: %+v / %+v", got[2], got[3])
+	}
+	if a := Apart(l, got); len(a) != 1 || !strings.Contains(a[0], "2001:db8:18::202/64 is on [lab1 lab2]") || !strings.Contains(a[0], "VI_2") {
+		t.Errorf("apart: %q", a)
+	}
+
+	// lab3 stopped: both of its addresses moved, together, to lab1.
+	obs[0].Addrs = addrs(append(own(1), "198.18.0.203/24", "2001:db8:18::203/64")...)
+	obs[2].Addrs = addrs(own(3)[:2]...)
+	got = Classify(l, obs)
+	if got[4].State != StateMoved || got[5].State != StateMoved || got[5].Holders[0] != "lab1" || len(Apart(l, got)) != 0 || !Settled(got, "lab") {
+		t.Errorf("moved pair: %+v %+v apart %v", got[4], got[5], Apart(l, got))
+	}
+	// Only the IPv4 half moved: the pair is apart.
+	obs[0].Addrs = addrs(append(own(1), "198.18.0.203/24")...)
+	obs[2].Addrs = addrs(append(own(3)[:2], "2001:db8:18::203/64")...)
+	if a := Apart(l, Classify(l, obs)); len(a) != 1 {
+		t.Errorf("half moved: apart %q", a)
+	}
+}
+
+// TestObserveFamilies: a cluster with IPv6 VIPs is read with `ip -o addr`
+// (both families), an IPv4-only one with the `ip -o -4 addr` it always used.
+func TestObserveFamilies(t *testing.T) {
+	for _, tc := range []struct {
+		inv, want, vip string
+	}{
+		{"lab-dualstack.hcl", "ip -o addr show dev 'eth0'", "2001:db8:18::201/64"},
+		{"lab-ipv6.hcl", "ip -o addr show dev 'eth0'", "2001:db8:18::201/64"},
+		{"lab.hcl", "ip -o -4 addr show dev 'eth0'", "198.18.0.201/24"},
+	} {
+		t.Run(tc.inv, func(t *testing.T) {
+			var inv *inventory.Inventory
+			var l *vrrp.Layout
+			if tc.inv == "lab.hcl" {
+				inv, l = testinv.Load(t, tc.inv)
+			} else {
+				inv, l = loadTestdata(t, tc.inv)
+			}
+			var cmds []string
+			var mu sync.Mutex
+			var hosts []*fleet.Host
+			for _, h := range inv.Hosts() {
+				fake := &remote.Fake{Handler: func(cmd string, _ []byte) remote.Result {
+					mu.Lock()
+					cmds = append(cmds, cmd)
+					mu.Unlock()
+					if h.Name == "lab1" && strings.HasPrefix(cmd, tc.want) {
+						return remote.Result{Stdout: []byte(ipOutAll)}
+					}
+					return remote.Result{}
+				}}
+				hosts = append(hosts, &fleet.Host{Host: h, Cluster: inv.ClusterOf(h.Name), Conn: fake})
+			}
+			for _, obs := range [][]Observation{Observe(context.Background(), hosts), ObserveVRRP(context.Background(), hosts)} {
+				vs := Classify(l, obs)
+				var v *VIPState
+				for i := range vs {
+					if vs[i].VIP == tc.vip {
+						v = &vs[i]
+					}
+				}
+				if v == nil || v.State != StateOK {
+					t.Errorf("%s: %+v", tc.vip, vs)
+				}
+			}
+			for _, c := range cmds {
+				if !strings.HasPrefix(c, tc.want) {
+					t.Errorf("command %q, want %q…", c, tc.want)
+				}
+			}
+		})
 	}
 }

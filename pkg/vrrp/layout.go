@@ -30,11 +30,16 @@ type Bounds struct {
 	Crash time.Duration `json:"crash"`
 }
 
-// Instance is one VIP: one vrrp_instance on every host of its cluster.
+// Instance is one VIP (on a dual-stack host: its pair of VIPs): one
+// vrrp_instance on every host of its cluster.
 type Instance struct {
-	Name      string       `json:"name"` // VI_<n>, n = the master's position in its cluster
-	Cluster   string       `json:"cluster"`
-	VIP       netip.Prefix `json:"vip"`
+	Name    string       `json:"name"` // VI_<n>, n = the master's position in its cluster
+	Cluster string       `json:"cluster"`
+	VIP     netip.Prefix `json:"vip"`
+	// VIP6 is the IPv6 VIP of a dual-stack master. It belongs to the same
+	// VRRP instance (keepalived's virtual_ipaddress_excluded), so it moves
+	// with VIP on every failover, drain and failback.
+	VIP6      netip.Prefix `json:"vip6,omitzero"`
 	VRID      int          `json:"vrid"`
 	Master    string       `json:"master"`
 	Members   []Member     `json:"members"` // master first, then backups in takeover order
@@ -42,6 +47,18 @@ type Instance struct {
 	AdvertInt float64      `json:"advert_int"`
 	Bounds    Bounds       `json:"bounds"`
 }
+
+// Addrs returns the addresses the instance moves: VIP, then VIP6 if any.
+func (in *Instance) Addrs() []netip.Prefix {
+	if in.VIP6.IsValid() {
+		return []netip.Prefix{in.VIP, in.VIP6}
+	}
+	return []netip.Prefix{in.VIP}
+}
+
+// IPv6 reports whether the instance itself is IPv6 (its adverts are, and it
+// runs VRRPv3); a dual-stack instance is an IPv4 one.
+func (in *Instance) IPv6() bool { return in.VIP.Addr().Is6() }
 
 // Backups returns the backups in takeover order.
 func (in *Instance) Backups() []Member { return in.Members[1:] }
@@ -99,6 +116,7 @@ func Build(inv *inventory.Inventory) (*Layout, hcl.Diagnostics) {
 				Name:      fmt.Sprintf("VI_%d", i+1),
 				Cluster:   c.Name,
 				VIP:       h.VIP,
+				VIP6:      h.VIP6,
 				VRID:      h.VRID,
 				Master:    h.Name,
 				Version:   c.VRRPVersion(),

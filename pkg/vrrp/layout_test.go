@@ -155,3 +155,47 @@ func TestLayoutValidation(t *testing.T) {
 		t.Errorf("positive weight 5 > step 2 rejected: %v", diags)
 	}
 }
+
+func loadFile(t *testing.T, path string) *inventory.Inventory {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return loadInv(t, string(b))
+}
+
+// TestIPv6Layout: a dual-stack host's two VIPs are one instance (same VRID,
+// same priorities, the seed's VRRPv2 and bounds); an IPv6-only cluster's
+// instances are VRRPv3 with VRRPv3's skew.
+func TestIPv6Layout(t *testing.T) {
+	ds, diags := Build(loadFile(t, "../inventory/testdata/lab-dualstack.hcl"))
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	if len(ds.Instances) != 3 {
+		t.Fatalf("dual-stack: %d instances, want one per host", len(ds.Instances))
+	}
+	for i, in := range ds.Instances {
+		v4, v6 := fmt.Sprintf("198.18.0.%d/24", 201+i), fmt.Sprintf("2001:db8:18::%d/64", 201+i)
+		if got := fmt.Sprint(in.Addrs()); got != "["+v4+" "+v6+"]" {
+			t.Errorf("%s addrs %s", in.Name, got)
+		}
+		if in.IPv6() || in.Version != 2 || in.VRID != 51+i || in.Bounds.Crash != 3*time.Second+Skew(2, 1, 99) {
+			t.Errorf("%s: IPv6 %v version %d vrid %d bounds %+v", in.Name, in.IPv6(), in.Version, in.VRID, in.Bounds)
+		}
+	}
+	v6, diags := Build(loadFile(t, "../inventory/testdata/lab-ipv6.hcl"))
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	for _, in := range v6.Instances {
+		if !in.IPv6() || in.Version != 3 || len(in.Addrs()) != 1 || in.VIP6.IsValid() {
+			t.Errorf("%s: IPv6 %v version %d addrs %v", in.Name, in.IPv6(), in.Version, in.Addrs())
+		}
+		// VRRPv3 at advert_int 1: (256 - 99) × 1 / 256, as VRRPv2.
+		if in.Bounds.Graceful != Skew(3, 1, 99) || in.Bounds.Crash != 3*time.Second+Skew(3, 1, 99) {
+			t.Errorf("%s bounds %+v", in.Name, in.Bounds)
+		}
+	}
+}
