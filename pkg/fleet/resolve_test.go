@@ -39,7 +39,7 @@ const invSrc = `ssh {
 }
 cluster "c" {
   interface = "eth0"
-  gateway   = "10.0.0.1"
+  gateway   = "10.0.0.254"
   auth_pass = "x"
   host "lab1" {
     address = "10.0.0.1"

@@ -13,6 +13,7 @@ import (
 	"github.com/hactl/hactl/pkg/fleet"
 	"github.com/hactl/hactl/pkg/inventory"
 	"github.com/hactl/hactl/pkg/remote"
+	"github.com/hactl/hactl/pkg/remote/remotetest"
 	"github.com/hactl/hactl/pkg/vrrp"
 )
 
@@ -241,7 +242,7 @@ func TestObserveFamilies(t *testing.T) {
 			var mu sync.Mutex
 			var hosts []*fleet.Host
 			for _, h := range inv.Hosts() {
-				fake := &remote.Fake{Handler: func(cmd string, _ []byte) remote.Result {
+				fake := &remotetest.Fake{Handler: func(cmd string, _ []byte) remote.Result {
 					mu.Lock()
 					cmds = append(cmds, cmd)
 					mu.Unlock()
