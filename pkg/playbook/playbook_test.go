@@ -163,7 +163,9 @@ func (h *host) factsOutput() string {
 	if _, ok := h.pkgs["keepalived"]; ok {
 		b.WriteString(h.fx.KeepalivedLine + "\n")
 	}
-	b.WriteString("@@addrs\n2: eth0    inet 198.18.0.11/24 brd 198.18.0.255 scope global eth0\n")
+	// `ip -o addr show`: both families, as the facts script asks.
+	b.WriteString("@@addrs\n2: eth0    inet 198.18.0.11/24 brd 198.18.0.255 scope global eth0\n" +
+		"2: eth0    inet6 2001:db8:18::11/64 scope global nodad \\       valid_lft forever preferred_lft forever\n")
 	fmt.Fprintf(&b, "@@firewall\n%s\n@@selinux\n%s\n@@services\n", h.fx.Firewall, h.fx.SELinux)
 	for _, n := range []string{"nginx", "keepalived"} {
 		s, ok := h.services[n]
