@@ -14,6 +14,9 @@ LAB=$(realpath -m "${HACTL_LAB_DIR:-/var/lib/hactl-lab}") # absolute: it is writ
 BRIDGE=hactl0
 NET=198.18.0
 GATEWAY=$NET.1
+# IPv6: the documentation prefix's lab /64, nothing else and no route out of it.
+NET6=2001:db8:18
+GATEWAY6=$NET6::1
 MAX_HOSTS=50
 BOOT_TIMEOUT=${LAB_BOOT_TIMEOUT:-90}      # seconds per host, boot + sshd
 STOP_TIMEOUT=${LAB_STOP_TIMEOUT:-20}      # seconds between the one SIGTERM and SIGKILL
@@ -28,6 +31,8 @@ HOSTS=$LAB/hosts
 KEY=$LAB/id_ed25519
 KNOWN=$LAB/known_hosts
 INVENTORY=$LAB/lab.hcl
+INVENTORY_DUAL=$LAB/lab-dualstack.hcl
+INVENTORY_V6=$LAB/lab-ipv6.hcl
 
 log() { printf 'lab: %s\n' "$*" >&2; }
 die() { printf 'lab: error: %s\n' "$*" >&2; exit 1; }
@@ -36,6 +41,8 @@ elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 
 addr_of() { echo "$NET.$((10 + $1))"; }
 vip_of() { echo "$NET.$((200 + $1))"; }
+addr6_of() { echo "$NET6::1$1"; } # host i = ::1i (::11, ::12, …), as the IPv4 .1i
+vip6_of() { echo "$NET6::20$1"; }
 veth_of() { echo "hactl-lab$1"; }
 
 # ---------------------------------------------------------------------------------------------
@@ -92,6 +99,22 @@ check_subnet_free() {
 		ip -4 route show table all type unicast 2>/dev/null
 		ip -4 -o addr show | awk '{print $4, "dev", $2}'
 	} | grep -E '^[0-9]')
+	return 0
+}
+
+# The same for the lab's IPv6 /64: refused when a route or address of 2001:db8:18::/64 (or a prefix
+# containing it) is on anything but our bridge.
+check_subnet6_free() {
+	local line dev
+	while read -r line; do
+		dev=$(sed -n 's/.* dev \([^ ]*\).*/\1/p' <<<"$line")
+		[ "$dev" = "$BRIDGE" ] && continue
+		[ -z "$dev" ] && continue
+		die "$NET6::/64 is already used on this machine ($line); the lab needs it for bridge $BRIDGE — remove that route/address or use another machine"
+	done < <({
+		ip -6 route show table all to root "$NET6::/64" 2>/dev/null
+		ip -6 route show table all match "$NET6::/64" 2>/dev/null | grep -v '^default'
+	} | grep -v '^\(local\|anycast\|multicast\) ' | grep -E '^[0-9a-f]')
 	return 0
 }
 
@@ -159,12 +182,14 @@ build_base() {
 
 	# The chroot still has this machine's network: fetch every package the tests and benchmarks will
 	# install later, with all dependencies, into the local repository. arping and iputils-arping conflict,
-	# so the second is fetched on its own. python3 + python3-apt serve the Ansible benchmark.
+	# so the second is fetched on its own. python3 + python3-apt serve the Ansible benchmark. ndisc6 is
+	# the notify script's IPv6 neighbour solicitation (a base cached before it came gets it from
+	# ensure_repo_extra).
 	cp /etc/resolv.conf "$tmp/etc/resolv.conf"
 	mount -t proc proc "$tmp/proc"
 	{
 		in_chroot "$tmp" apt-get -qq update &&
-			in_chroot "$tmp" apt-get -qq install -y --download-only keepalived nginx arping python3 python3-apt &&
+			in_chroot "$tmp" apt-get -qq install -y --download-only keepalived nginx arping ndisc6 python3 python3-apt &&
 			in_chroot "$tmp" apt-get -qq install -y --download-only iputils-arping
 	} >"$LAB/cache/repo-download.log" 2>&1 || {
 		umount "$tmp/proc"
@@ -241,6 +266,36 @@ ensure_base() {
 	build_base
 }
 
+# Packages added to the repo after a base was cached: fetched in a throwaway overlay of the base
+# (its own lists from the mirror, this machine's resolver) and added to the repo, so that adding a
+# package does not cost a base rebuild. Hosts bind the repo read-only and refresh their lists
+# (apt-get update) before installing.
+REPO_EXTRA=(ndisc6)
+ensure_repo_extra() {
+	local p want=() tmp mirror ok=1
+	for p in "${REPO_EXTRA[@]}"; do
+		[ -n "$(find "$REPO" -maxdepth 1 -name "${p}_*.deb" -print -quit)" ] || want+=("$p")
+	done
+	[ ${#want[@]} -eq 0 ] && return 0
+	mirror=$(debian_mirror)
+	tmp=$LAB/cache/extra.tmp
+	safe_rm "$tmp"
+	mkdir -p "$tmp/upper" "$tmp/work" "$tmp/root"
+	log "adding ${want[*]} to the local repo from $mirror"
+	mount -t overlay overlay -o "lowerdir=$BASE,upperdir=$tmp/upper,workdir=$tmp/work" "$tmp/root"
+	printf 'deb %s %s main\n' "$mirror" "$SUITE" >"$tmp/root/etc/apt/sources.list"
+	cp /etc/resolv.conf "$tmp/root/etc/resolv.conf"
+	mount -t proc proc "$tmp/root/proc"
+	{
+		in_chroot "$tmp/root" apt-get -qq update &&
+			in_chroot "$tmp/root" apt-get -qq install -y --download-only "${want[@]}"
+	} >"$LAB/cache/repo-extra.log" 2>&1 || ok=0
+	[ "$ok" = 1 ] && cp -n "$tmp"/root/var/cache/apt/archives/*.deb "$REPO/"
+	safe_rm "$tmp"
+	[ "$ok" = 1 ] || die "downloading ${want[*]} for the local repo failed; see $LAB/cache/repo-extra.log"
+	make_repo "$REPO"
+}
+
 ensure_key() {
 	[ -s "$KEY" ] && [ -s "$KEY.pub" ] && return 0
 	rm -f "$KEY" "$KEY.pub"
@@ -268,7 +323,24 @@ ensure_bridge() {
 	fi
 	ip link set "$BRIDGE" type bridge forward_delay 0 mcast_snooping 0
 	ip addr replace "$GATEWAY/24" dev "$BRIDGE"
+	# IPv6 on the bridge: no DAD (the address is usable at once, and a lab never has a duplicate),
+	# no router adverts taken from anything on it; the gateway's address survives a link flap.
+	lab_ipv6_sysctls "$BRIDGE"
+	ip addr replace "$GATEWAY6/64" dev "$BRIDGE" nodad
 	ip link set "$BRIDGE" up
+}
+
+# lab_ipv6_sysctls IFACE [NETNS]: accept_dad=0, accept_ra=0, keep_addr_on_down=1 (a link taken down and
+# up, e.g. by a test, keeps its static IPv6 address as an IPv4 one is kept).
+lab_ipv6_sysctls() {
+	local dev=$1 ns=${2:-} k
+	for k in accept_dad=0 accept_ra=0 keep_addr_on_down=1; do
+		if [ -n "$ns" ]; then
+			ip netns exec "$ns" sh -c "echo ${k#*=} >/proc/sys/net/ipv6/conf/$dev/${k%%=*}"
+		else
+			echo "${k#*=}" >"/proc/sys/net/ipv6/conf/$dev/${k%%=*}"
+		fi
+	done
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -360,8 +432,9 @@ stop_host() {
 
 # Prepares and boots host i; does not wait for it. Runs in parallel with the other hosts.
 start_host() {
-	local i=$1 h=lab$1 addr dir root pid mac d
+	local i=$1 h=lab$1 addr addr6 dir root pid mac d
 	addr=$(addr_of "$i")
+	addr6=$(addr6_of "$i")
 	dir=$HOSTS/$h
 	root=$dir/root
 	stop_host "$h" # stale remains of a killed lab: netns, mounts, cgroups, old upper dir
@@ -370,12 +443,18 @@ start_host() {
 	# Network: own netns, veth into the bridge, eth0 inside, no default route. A fixed MAC keeps the
 	# other hosts' ARP caches right when a host is recreated.
 	mac=$(printf '02:48:41:00:00:%02x' "$i")
+	# IPv6: ::1i/64 with nodad, the netns's defaults set first so eth0 is born with them; the bridge
+	# side of the veth gets no IPv6 of its own.
 	ip netns add "$h"
+	lab_ipv6_sysctls default "$h"
 	ip link add "$(veth_of "$i")" type veth peer name eth0 netns "$h"
+	echo 1 >"/proc/sys/net/ipv6/conf/$(veth_of "$i")/disable_ipv6"
 	ip link set "$(veth_of "$i")" master "$BRIDGE" up
 	ip -n "$h" link set lo up
 	ip -n "$h" link set eth0 address "$mac"
+	lab_ipv6_sysctls eth0 "$h"
 	ip -n "$h" addr add "$addr/24" dev eth0
+	ip -n "$h" addr add "$addr6/64" dev eth0 nodad
 	ip -n "$h" link set eth0 up
 
 	mount -t overlay overlay -o "lowerdir=$BASE,upperdir=$dir/upper,workdir=$dir/work" "$root"
@@ -384,8 +463,8 @@ start_host() {
 	ssh-keygen -q -t ed25519 -N '' -C "root@$h" -f "$root/etc/ssh/ssh_host_ed25519_key"
 	tr -d - </proc/sys/kernel/random/uuid >"$root/etc/machine-id"
 	echo "$h" >"$root/etc/hostname"
-	printf '127.0.0.1\tlocalhost\n%s\t%s\n::1\tlocalhost ip6-localhost ip6-loopback\n' "$addr" "$h" >"$root/etc/hosts"
-	printf 'ListenAddress %s\n' "$addr" >"$root/etc/ssh/sshd_config.d/hactl-lab-listen.conf"
+	printf '127.0.0.1\tlocalhost\n%s\t%s\n%s\t%s\n::1\tlocalhost ip6-localhost ip6-loopback\n' "$addr" "$h" "$addr6" "$h" >"$root/etc/hosts"
+	printf 'ListenAddress %s\nListenAddress %s\n' "$addr" "$addr6" >"$root/etc/ssh/sshd_config.d/hactl-lab-listen.conf"
 	install -d -m 0700 "$root/root/.ssh"
 	install -m 0600 "$KEY.pub" "$root/root/.ssh/authorized_keys"
 	install -d -m 0700 "$root/home/ops/.ssh"
@@ -468,11 +547,12 @@ running_hosts() { # names of hosts with a live nspawn, sorted by index
 	return 0
 }
 
-write_known_hosts() { # from each host's own key file, never from a first connection
-	local i tmp=$KNOWN.tmp
+write_known_hosts() { # from each host's own key file, never from a first connection; both addresses
+	local i key tmp=$KNOWN.tmp
 	: >"$tmp"
 	for i in "$@"; do
-		printf '%s %s\n' "$(addr_of "$i")" "$(cut -d' ' -f1,2 "$HOSTS/lab$i/upper/etc/ssh/ssh_host_ed25519_key.pub")" >>"$tmp"
+		key=$(cut -d' ' -f1,2 "$HOSTS/lab$i/upper/etc/ssh/ssh_host_ed25519_key.pub")
+		printf '%s %s\n%s %s\n' "$(addr_of "$i")" "$key" "$(addr6_of "$i")" "$key" >>"$tmp"
 	done
 	mv "$tmp" "$KNOWN"
 }
@@ -514,6 +594,58 @@ write_inventory() {
 	mv "$tmp" "$INVENTORY"
 }
 
+# The IPv6 inventories next to lab.hcl: lab-dualstack.hcl (IPv4 addresses and VIPs, each host also an
+# IPv6 VIP ::20i) and lab-ipv6.hcl (IPv6 addresses and VIPs only). Same cluster settings as lab.hcl.
+write_ipv6_inventories() {
+	local n=$1 i kind out tmp
+	for kind in dualstack ipv6; do
+		out=$INVENTORY_DUAL
+		[ "$kind" = ipv6 ] && out=$INVENTORY_V6
+		tmp=$out.tmp
+		{
+			cat <<-EOF
+				# generated by e2e/lab/lab.sh for $n hosts ($kind)
+				ssh {
+				  user             = "root"
+				  private_key_file = "$KEY"
+				  known_hosts_file = "$KNOWN"
+				}
+
+				cluster "lab" {
+				  interface              = "eth0"
+			EOF
+			[ "$kind" = dualstack ] && printf '  gateway                = "%s"\n' "$GATEWAY"
+			cat <<-EOF
+				  gateway6               = "$GATEWAY6"
+				  advert_int             = 1
+				  virtual_router_id_base = 51
+				  auth_pass              = "labpass1"
+
+				  health_check {
+				    interval = 2
+				    weight   = -5
+				    fall     = 2
+				    rise     = 1
+				  }
+
+				  nginx {
+				    listen = 80
+				  }
+			EOF
+			for ((i = 1; i <= n; i++)); do
+				if [ "$kind" = dualstack ]; then
+					printf '\n  host "lab%d" {\n    address = "%s"\n    vip     = "%s/24"\n    vip6    = "%s/64"\n  }\n' \
+						"$i" "$(addr_of "$i")" "$(vip_of "$i")" "$(vip6_of "$i")"
+				else
+					printf '\n  host "lab%d" {\n    address = "%s"\n    vip     = "%s/64"\n  }\n' "$i" "$(addr6_of "$i")" "$(vip6_of "$i")"
+				fi
+			done
+			echo "}"
+		} >"$tmp"
+		mv "$tmp" "$out"
+	done
+}
+
 lock() {
 	mkdir -p "$LAB"
 	exec {LOCKFD}>"$LAB/.lock"
@@ -533,8 +665,10 @@ cmd_up() {
 	ensure_tools
 	lock
 	check_subnet_free
+	check_subnet6_free
 	warn_forward_drop
 	ensure_base
+	ensure_repo_extra
 	ensure_key
 	mkdir -p "$HOSTS"
 	ensure_inotify "$n"
@@ -570,6 +704,7 @@ cmd_up() {
 	for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
 	[ "$failed" = 0 ] || die "some hosts did not boot; the lab is left as is for inspection ('$0 down' cleans up)"
 	write_inventory "$n"
+	write_ipv6_inventories "$n"
 	if [ ${#start[@]} -eq 0 ] && [ ${#stop[@]} -eq 0 ]; then
 		log "lab of $n hosts already up ($(elapsed "$t0") s); inventory: $INVENTORY"
 	else
@@ -598,7 +733,7 @@ cmd_down() {
 	for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
 	ip link delete "$BRIDGE" 2>/dev/null || true
 	for d in "/sys/fs/cgroup/$CG_NAME" /sys/fs/cgroup/*/"$CG_NAME"; do rmdir "$d" 2>/dev/null || true; done
-	rm -f "$INVENTORY" "$KNOWN"
+	rm -f "$INVENTORY" "$INVENTORY_DUAL" "$INVENTORY_V6" "$KNOWN"
 	[ "$failed" = 0 ] || die "some hosts could not be cleaned up (see above)"
 	log "lab down in $(elapsed "$t0") s"
 }
