@@ -122,10 +122,13 @@ type change struct {
 // targetVars are the inventory values the playbook may name as "{name}".
 func targetVars(inv *inventory.Inventory, h *inventory.Host) map[string]string {
 	c := inv.ClusterOf(h.Name)
+	yes := map[bool]string{true: "yes", false: "no"}
 	return map[string]string{
-		"nginx_listen":   fmt.Sprint(c.Nginx.Listen),
-		"interface":      h.Interface,
-		"vrrp_transport": c.Transport,
+		"nginx_listen":       fmt.Sprint(c.Nginx.Listen),
+		"interface":          h.Interface,
+		"vrrp_transport":     c.Transport,
+		playbook.VarIPv6:     yes[c.HasIPv6()],
+		playbook.VarVRRPIPv6: yes[c.IPv6()],
 	}
 }
 
