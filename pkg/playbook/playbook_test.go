@@ -328,7 +328,13 @@ func (u *uploadRecorder) Upload(ctx context.Context, path string, content []byte
 
 func labFiles(t *testing.T) map[string]render.File {
 	t.Helper()
-	inv, l := testinv.Load(t, "lab.hcl")
+	return filesOf(t, testinv.Path("lab.hcl"))
+}
+
+// filesOf renders lab1's files from the inventory at path.
+func filesOf(t *testing.T, path string) map[string]render.File {
+	t.Helper()
+	inv, l := testinv.LoadFile(t, path)
 	r, err := render.New()
 	if err != nil {
 		t.Fatal(err)
@@ -367,6 +373,12 @@ func labVars() map[string]string {
 
 func runBook(t *testing.T, h *host, dry bool) bookRun {
 	t.Helper()
+	return runBookWith(t, h, dry, labFiles(t), labVars())
+}
+
+// runBookWith runs the default book on h for lab1 with these files and vars.
+func runBookWith(t *testing.T, h *host, dry bool, files map[string]render.File, vars map[string]string) bookRun {
+	t.Helper()
 	conn := &uploadRecorder{Fake: &remotetest.Fake{}, uploads: map[string][]byte{}}
 	conn.Fake.Handler = h.handler(conn.uploads)
 	var out bookRun
@@ -382,7 +394,7 @@ func runBook(t *testing.T, h *host, dry bool) bookRun {
 	}
 	out.conn = conn
 	out.results = r.Run(context.Background(), []HostInput{{
-		Target: &Target{Name: "lab1", Conn: conn, Files: labFiles(t), Stamp: "20261124T000000Z", Vars: labVars()},
+		Target: &Target{Name: "lab1", Conn: conn, Files: files, Stamp: "20261124T000000Z", Vars: vars},
 		Check:  func(f *facts.Facts) error { return f.CheckSupported("lab1") },
 	}})
 	return out
