@@ -38,15 +38,16 @@ step "packages" {
 
 step "ndisc6" {
   # Clusters with IPv6 VIPs: clean_arp.sh's IPv6 path (`ndisc6 -s VIP6
-  # GATEWAY6`, the IPv6 form of `arping -s`) needs it. Debian/Ubuntu have it
-  # in main. EL has it only in EPEL, which hactl does not add for it: EL hosts
-  # go without, and keepalived's own unsolicited neighbour adverts do the work
-  # (the script skips ndisc6 when it is missing).
+  # GATEWAY6`, the IPv6 form of `arping -s`) needs it. Debian has it in main,
+  # Ubuntu in universe. EL has it only in EPEL: installed where EPEL is
+  # (epel-release installed, e.g. CentOS 7 for nginx), else skipped — hactl
+  # does not add EPEL for it, keepalived's own unsolicited neighbour adverts do
+  # the work and the script skips ndisc6 when it is missing.
   when = "ipv6"
   package {
     names = ["ndisc6"]
-    names_by_family = {
-      el = []
+    requires_by_family = {
+      el = ["epel-release"]
     }
   }
 }

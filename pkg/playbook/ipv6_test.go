@@ -44,7 +44,7 @@ func TestIPv6Cluster(t *testing.T) {
 			}
 			has(!el, "ndisc6 installed", "install 'ndisc6'", tr)
 			has(!el, "ndisc6 step changed", "changed  ndisc6: installed ndisc6", steps)
-			has(el, "ndisc6 skipped on EL", "ndisc6: nothing to install on", steps)
+			has(el, "ndisc6 skipped on EL without EPEL", "ndisc6: skipped: needs epel-release, which is not installed", steps)
 			has(fx.Firewall == "ufw", "ufw IPv6 check", "RUN "+UfwIPv6Check+"\n", tr)
 			has(fx.Firewall == "ufw", "ufw vrrp (IPv4 instances)", "RUN ufw allow to 224.0.0.18\n", tr)
 			has(fx.Firewall == "firewalld", "firewalld rich rule", `--add-rich-rule='rule protocol value="vrrp" accept'`, tr)
@@ -62,6 +62,29 @@ func TestIPv6Cluster(t *testing.T) {
 				t.Errorf("the converged host plans %+v (%v)", p.results[0].Changes, p.results[0].Err)
 			}
 		})
+	}
+}
+
+// TestIPv6ELWithEPEL: where EPEL is configured (epel-release installed),
+// ndisc6 comes from it; the package manager is asked only for ndisc6.
+func TestIPv6ELWithEPEL(t *testing.T) {
+	files := filesOf(t, filepath.Join("..", "inventory", "testdata", "lab-dualstack.hcl"))
+	fx := fixtureNamed(t, "rocky9")
+	// Not a real version: the fake only echoes it back.
+	fx.Repo = map[string]string{"ndisc6": "epel-build", "epel-release": "9-7.el9"}
+	for k, v := range fixtureNamed(t, "rocky9").Repo {
+		fx.Repo[k] = v
+	}
+	fx.NeedsEPEL = append(fx.NeedsEPEL, "ndisc6")
+	h := newHost(fx)
+	h.pkgs["epel-release"] = "9-7.el9"
+	r := runBookWith(t, h, false, files, ipv6Vars(false))
+	if err := r.results[0].Err; err != nil {
+		t.Fatal(err)
+	}
+	tr, steps := transcript(r.conn.Calls()), eventLog(r.events)
+	if !strings.Contains(tr, "RUN dnf -q -y install 'ndisc6'\n") || !strings.Contains(steps, "changed  ndisc6: installed ndisc6") {
+		t.Errorf("ndisc6 not installed from EPEL:\n%s\n%s", tr, steps)
 	}
 }
 

@@ -84,10 +84,14 @@ func run(ctx context.Context, t *Target, cmd string) (string, error) {
 // matches first, most specific key first; an empty list means "nothing to
 // install here". UnlessInstalled: nothing to do when any of these is
 // installed (e.g. a repository package that is only needed to get nginx).
+// RequiresByFamily: on the OS whose key matches first, the step installs
+// nothing unless these are installed (e.g. epel-release for a package only
+// EPEL has); hactl does not add a repository for an optional tool.
 type Package struct {
-	Names           []string
-	NamesByFamily   map[string][]string
-	UnlessInstalled []string
+	Names            []string
+	NamesByFamily    map[string][]string
+	UnlessInstalled  []string
+	RequiresByFamily map[string][]string
 }
 
 func (p *Package) Kind() string { return "package" }
@@ -97,8 +101,10 @@ func (p *Package) Kind() string { return "package" }
 func (p *Package) Needs() facts.Request {
 	var all []string
 	lists := [][]string{p.Names, p.UnlessInstalled}
-	for _, k := range sortedKeys(p.NamesByFamily) {
-		lists = append(lists, p.NamesByFamily[k])
+	for _, m := range []map[string][]string{p.NamesByFamily, p.RequiresByFamily} {
+		for _, k := range sortedKeys(m) {
+			lists = append(lists, m[k])
+		}
 	}
 	for _, l := range lists {
 		for _, n := range l {
@@ -119,12 +125,17 @@ func sortedKeys(m map[string][]string) []string {
 
 // names is the list that applies to the host's OS.
 func (p *Package) names(f *facts.Facts) []string {
+	return byOS(f, p.NamesByFamily, p.Names)
+}
+
+// byOS is m's list for the host's most specific OS key, else def.
+func byOS(f *facts.Facts, m map[string][]string, def []string) []string {
 	for _, k := range f.OS.Keys() {
-		if l, ok := p.NamesByFamily[k]; ok {
+		if l, ok := m[k]; ok {
 			return l
 		}
 	}
-	return p.Names
+	return def
 }
 
 func (p *Package) missing(f *facts.Facts) []string {
@@ -171,6 +182,11 @@ func (p *Package) Plan(_ context.Context, t *Target) (Plan, error) {
 	}
 	if len(p.names(t.Facts)) == 0 {
 		return Plan{Summary: "nothing to install on " + t.Facts.OS.PrettyName}, nil
+	}
+	for _, r := range byOS(t.Facts, p.RequiresByFamily, nil) {
+		if !t.Facts.Installed(r) {
+			return Plan{Summary: "skipped: needs " + r + ", which is not installed"}, nil
+		}
 	}
 	miss := p.missing(t.Facts)
 	if len(miss) == 0 {
