@@ -129,6 +129,27 @@ func TestIPv6DualStack(t *testing.T) {
 	v4 := []string{labkit.VIP(1), labkit.VIP(2), labkit.VIP(3)}
 	v6 := []string{vip6(1), vip6(2), vip6(3)}
 
+	t.Run("lab IPv6 network", func(t *testing.T) {
+		// What lab.sh sets up: the sysctls in the host's netns, the address
+		// without DAD, no route out of the lab, host keys for both addresses.
+		want := "0 0 1"
+		if got := ssh(t, lab, "lab2", "cd /proc/sys/net/ipv6/conf/eth0 && echo $(cat accept_dad accept_ra keep_addr_on_down)"); got != want {
+			t.Errorf("lab2 eth0 accept_dad accept_ra keep_addr_on_down = %q, want %q", got, want)
+		}
+		if got := ssh(t, lab, "lab2", "ip -6 -o addr show dev eth0 scope global"); !strings.Contains(got, addr6(2)+"/64") || strings.Contains(got, "tentative") {
+			t.Errorf("lab2 IPv6 address: %q", got)
+		}
+		if got := ssh(t, lab, "lab2", "ip -6 route show default; ip -6 route show | grep -v -e '^2001:db8:18::/64 ' -e '^fe80::/64 ' || true"); got != "" {
+			t.Errorf("lab2 has IPv6 routes out of the lab: %q", got)
+		}
+		kh := readFile(t, lab.KnownHostsPath())
+		for i := 1; i <= 3; i++ {
+			if !strings.Contains(kh, "\n"+addr6(i)+" ssh-ed25519 ") && !strings.HasPrefix(kh, addr6(i)+" ") {
+				t.Errorf("known_hosts has no line for %s", addr6(i))
+			}
+		}
+	})
+
 	t.Run("apply places every address on its master only", func(t *testing.T) {
 		applyOK(t, inv)
 		onMastersOnly(t, lab, "after apply", "-4", v4)
