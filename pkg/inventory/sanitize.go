@@ -80,8 +80,8 @@ func checkSource(path string, src []byte) hcl.Diagnostics {
 		if bad {
 			end := hcl.Pos{Line: pos.Line, Column: pos.Column + 1, Byte: i + n}
 			return hcl.Diagnostics{errAt(hcl.Range{Filename: path, Start: pos, End: end}, "Control character in the inventory",
-				fmt.Sprintf("%s:%d,%d holds %s; inventories are text: remove it (terminal escapes and NUL bytes are refused so that no message ever prints them).",
-					path, pos.Line, pos.Column, describeRune(r)))}
+				fmt.Sprintf("Column %d holds %s; inventories are text: remove it (terminal escapes and NUL bytes are refused so that no message ever prints them).",
+					pos.Column, describeRune(r)))}
 		}
 		pos.Byte += n
 		i += n
@@ -102,8 +102,11 @@ func checkSource(path string, src []byte) hcl.Diagnostics {
 func checkValues(raw *fileSchema) hcl.Diagnostics {
 	var diags hcl.Diagnostics
 	walkStrings(reflect.ValueOf(raw).Elem(), hcl.Range{}, func(attr string, r hcl.Range, s string) {
-		if attr == "auth_pass" {
-			return // AuthPassChars is stricter, and its message names no character of the secret
+		switch attr {
+		case "auth_pass": // AuthPassChars is stricter, and its message names no character of the secret
+			return
+		case "jump_host": // ParseJumpHost refuses controls (for ~/.ssh/config's ProxyJump too)
+			return
 		}
 		for _, c := range s {
 			if unsafeRune(c) {
