@@ -33,8 +33,10 @@ demo: build
 	@echo
 	@echo "The lab is still up: try '$(BIN) status -i $(HACTL_LAB_DIR)/lab.hcl'. Run 'make lab-down' when done."
 
+# make fuzz FUZZTIME=5m: each fuzz target in turn (Go fuzzes one target per run), FUZZTIME each.
 fuzz:
-	$(GO) test ./pkg/inventory -run '^$$' -fuzz FuzzLoad -fuzztime $${FUZZTIME:-60s}
+	$(GO) test ./pkg/inventory -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $${FUZZTIME:-60s}
+	$(GO) test ./pkg/render -run '^$$' -fuzz '^FuzzRender$$' -fuzztime $${FUZZTIME:-60s}
 
 # make bench: hactl vs Ansible on the lab (several minutes, as root); writes BENCHMARKS.md.
 bench:
