@@ -30,7 +30,7 @@ order with their priorities, and the theoretical failover bounds. Without
 apply would change. Secrets print as (sensitive).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			l, err := g.load()
+			l, err := g.load(ctx)
 			if err != nil {
 				return err
 			}
