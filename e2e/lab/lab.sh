@@ -6,6 +6,7 @@
 #   lab.sh status   print each host and whether it runs and answers SSH
 #   lab.sh purge    down, then delete the whole lab directory (caches included)
 #   lab.sh inventory [N]  print the lab's inventory for N hosts (no root needed)
+#   lab.sh test-deps  install what `make test` needs besides Go (keepalived, shellcheck, nftables)
 #
 # How it works and why each odd flag is there: e2e/README.md and notes/lab-facts.md.
 set -Eeuo pipefail
@@ -24,8 +25,10 @@ NET=${GATEWAY%.*}
 ADDR1=$(tmpl_value address)
 VIP1=$(tmpl_value vip)
 VIP1=${VIP1%/*}
-[ "${ADDR1%.*}" = "$NET" ] && [ "${VIP1%.*}" = "$NET" ] && [ "$GATEWAY" = "$NET.1" ] ||
-	{ echo "lab: error: $TEMPLATE: gateway ($GATEWAY), lab1's address ($ADDR1) and VIP ($VIP1) must share one /24, gateway .1" >&2; exit 1; }
+if [ "${ADDR1%.*}" != "$NET" ] || [ "${VIP1%.*}" != "$NET" ] || [ "$GATEWAY" != "$NET.1" ]; then
+	echo "lab: error: $TEMPLATE: gateway ($GATEWAY), lab1's address ($ADDR1) and VIP ($VIP1) must share one /24, gateway .1" >&2
+	exit 1
+fi
 ADDR_BASE=$((${ADDR1##*.} - 1))
 VIP_BASE=$((${VIP1##*.} - 1))
 MAX_HOSTS=50
@@ -61,21 +64,46 @@ require_root_linux() {
 	[ "$(id -u)" = 0 ] || die "the lab needs root (it creates network namespaces, a bridge, mounts and cgroups); run: sudo $0 $*"
 }
 
-# Installs the host tools that are missing, once. Checking commands first keeps a no-op `up` fast.
-ensure_tools() {
-	local missing=() pair cmd pkg
-	for pair in systemd-nspawn:systemd-container debootstrap:debootstrap dpkg-scanpackages:dpkg-dev \
-		ssh:openssh-client ssh-keygen:openssh-client ip:iproute2 flock:util-linux setsid:util-linux \
-		gzip:gzip sha256sum:coreutils; do
+# install_missing WHAT CMD:PKG…: installs the packages whose command is missing, with apt-get.
+# Checking commands first keeps a no-op call fast. Returns 1 when something cannot be installed.
+install_missing() {
+	local what=$1 missing=() pair cmd pkg
+	shift
+	for pair in "$@"; do
 		cmd=${pair%%:*} pkg=${pair#*:}
 		command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg")
 	done
 	[ ${#missing[@]} -eq 0 ] && return 0
-	command -v apt-get >/dev/null 2>&1 || die "missing tools (${missing[*]}) and no apt-get: the lab supports Debian/Ubuntu hosts only"
-	log "installing host tools: ${missing[*]}"
+	if ! command -v apt-get >/dev/null 2>&1; then
+		log "missing $what (${missing[*]}) and no apt-get: Debian/Ubuntu hosts only"
+		return 1
+	fi
+	log "installing $what: ${missing[*]}"
 	export DEBIAN_FRONTEND=noninteractive
-	apt-get -o DPkg::Lock::Timeout=300 -qq update >&2
-	apt-get -o DPkg::Lock::Timeout=300 -qq install -y --no-install-recommends "${missing[@]}" >&2
+	apt-get -o DPkg::Lock::Timeout=300 -qq update >&2 &&
+		apt-get -o DPkg::Lock::Timeout=300 -qq install -y --no-install-recommends "${missing[@]}" >&2
+}
+
+# The lab's own host tools, once.
+ensure_tools() {
+	install_missing "host tools" systemd-nspawn:systemd-container debootstrap:debootstrap dpkg-scanpackages:dpkg-dev \
+		ssh:openssh-client ssh-keygen:openssh-client ip:iproute2 flock:util-linux setsid:util-linux \
+		gzip:gzip sha256sum:coreutils || die "cannot install the lab's host tools (see above)"
+}
+
+# What `make test` runs besides Go and the lab: keepalived (`keepalived -t` on rendered configs),
+# the shell linter for this script, nft (the e2e tests drop VRRP multicast on the bridge).
+# Installed as root when missing; otherwise, or when apt-get fails, the tests that need them skip and say why.
+cmd_test_deps() {
+	local pairs=(keepalived:keepalived shellcheck:shellcheck nft:nftables) pair missing=()
+	for pair in "${pairs[@]}"; do command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}"); done
+	[ ${#missing[@]} -eq 0 ] && return 0
+	if [ "$(id -u)" != 0 ]; then
+		log "test-deps: not root, not installing ${missing[*]}: the tests that need them skip"
+		return 0
+	fi
+	install_missing "test tools" "${pairs[@]}" || log "test-deps: could not install ${missing[*]}: the tests that need them skip"
+	return 0
 }
 
 ip2int() {
@@ -669,8 +697,9 @@ main() {
 	up | down | purge) require_root_linux "$@" ;;
 	status) require_root_linux "$@" ;;
 	inventory) ;;
+	test-deps) cmd=test_deps ;;
 	*)
-		echo "usage: $0 up [N] | down | status | purge | inventory [N]" >&2
+		echo "usage: $0 up [N] | down | status | purge | inventory [N] | test-deps" >&2
 		exit 2
 		;;
 	esac
