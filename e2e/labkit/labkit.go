@@ -49,7 +49,7 @@ func Plan(n int) ([]Host, error) {
 
 // VIP is the virtual address the lab inventory gives host i (1-based).
 func VIP(i int) string {
-	hosts, err := Plan(max(i, 1))
+	hosts, err := Plan(max(i, 2)) // hactl needs two hosts for a valid inventory
 	if err != nil || i < 1 || i > len(hosts) {
 		panic(fmt.Sprintf("labkit: no VIP for host %d: %v", i, err))
 	}

@@ -43,7 +43,7 @@ func TestInventoryOneSource(t *testing.T) {
 		}
 		seen[h.Addr], seen[h.VIP] = true, true
 	}
-	if len(hosts) != 12 || hosts[0] != (Host{"lab1", "198.18.0.11", "198.18.0.201"}) || VIP(12) != hosts[11].VIP {
+	if len(hosts) != 12 || hosts[0] != (Host{"lab1", "198.18.0.11", "198.18.0.201"}) || VIP(12) != hosts[11].VIP || VIP(1) != hosts[0].VIP {
 		t.Errorf("plan: %+v", hosts)
 	}
 
