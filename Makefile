@@ -8,13 +8,18 @@ BIN        := bin/hactl
 VERSION    ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS    := -s -w -X github.com/hactl/hactl/pkg/cli.Version=$(VERSION)
 
-.PHONY: build test unit e2e demo lab-up lab-down lab-status lab-purge fuzz clean bench
+.PHONY: build test test-deps unit e2e demo lab-up lab-down lab-status lab-purge fuzz clean bench
 
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/hactl
 
 # make test: unit tests always; the end-to-end tests against the container-VM lab when run as root.
-test: unit e2e
+# test-deps first installs (as root, with apt-get, only when missing) the tools the tests run:
+# keepalived (keepalived -t), shellcheck (lab scripts), nftables (e2e network faults).
+test: test-deps unit e2e
+
+test-deps:
+	@bash e2e/lab/lab.sh test-deps
 
 unit:
 	$(GO) vet ./...
