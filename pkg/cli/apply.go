@@ -192,6 +192,10 @@ func runApply(ctx context.Context, g *Globals, o *ApplyOptions, l *Loaded, dry b
 				if err := f.CheckSupported(h.Name); err != nil {
 					return err
 				}
+				// keepalived before 2.0 gets polling scripts instead of track_file.
+				if err := renderFor(r, l, h.Name, f, byPath); err != nil {
+					return err
+				}
 				ro.NoteTransport(h.Name, f.VRRPTransport)
 				return f.CheckInterface(h.Name, h.Interface, h.Address)
 			},
@@ -386,4 +390,21 @@ func printVIPs(p *ui.Printer, vips []verify.VIPState) {
 	if hint := verify.SplitHint(vips); hint != "" {
 		p.Printf("%s %s\n", p.Styles.Bad.Render("split brain:"), hint)
 	}
+}
+
+// renderFor renders host's files again for the keepalived its facts found
+// (track_file or, before 2.0, polling scripts) into byPath.
+func renderFor(r *render.Renderer, l *Loaded, host string, f *facts.Facts, byPath map[string]render.File) error {
+	files, err := r.HostWith(l.Inv, l.Layout, host, renderOptions(f))
+	if err != nil {
+		return err
+	}
+	for _, x := range files {
+		byPath[x.Path] = x
+	}
+	return nil
+}
+
+func renderOptions(f *facts.Facts) render.Options {
+	return render.Options{KeepalivedVersion: f.KeepalivedVersion, Legacy: !f.KeepalivedTrackFile()}
 }
