@@ -70,7 +70,7 @@ on its master only. Exit 1 if any host failed or any VIP is misplaced.`,
 }
 
 func extraCommands(ctx context.Context, g *Globals) []*cobra.Command {
-	return []*cobra.Command{newApply(ctx, g), newStatus(ctx, g), newFailoverTest(ctx, g)}
+	return []*cobra.Command{newApply(ctx, g), newStatus(ctx, g), newFailoverTest(ctx, g), newDrain(ctx, g, false), newDrain(ctx, g, true)}
 }
 
 func planOnline(ctx context.Context, g *Globals, o *PlanOptions, l *Loaded) error {
@@ -197,6 +197,7 @@ func runApply(ctx context.Context, g *Globals, o *ApplyOptions, l *Loaded, dry b
 					return err
 				}
 				ro.NoteTransport(h.Name, f.VRRPTransport)
+				ro.NoteDrained(h.Name, f.Drained())
 				return f.CheckInterface(h.Name, h.Interface, h.Address)
 			},
 		})
@@ -234,7 +235,7 @@ func runApply(ctx context.Context, g *Globals, o *ApplyOptions, l *Loaded, dry b
 	if !dry && failed == 0 {
 		_ = ro.WaitConverged(ctx)
 	}
-	vips := verify.SetTransports(verify.Classify(clusterLayout(l, fl), verify.ObserveVRRP(ctx, fl.Hosts)), l.Inv)
+	vips := verify.SetTransports(verify.Classify(clusterLayout(l, fl), verify.MarkDrained(verify.ObserveVRRP(ctx, fl.Hosts), ro.Drained())), l.Inv)
 	doc.VIPs = vips
 
 	if g.Output == "json" {
@@ -372,7 +373,11 @@ func printVIPs(p *ui.Printer, vips []verify.VIPState) {
 		if holders == "" {
 			holders = "-"
 		}
-		rows = append(rows, []string{v.VIP, v.Cluster, v.Master, holders, v.State})
+		master := v.Master
+		if v.Want != "" {
+			master += " (drained: " + v.Want + ")"
+		}
+		rows = append(rows, []string{v.VIP, v.Cluster, master, holders, v.State})
 	}
 	ok, warn, bad := p.Styles.OK, p.Styles.Warn, p.Styles.Bad
 	p.Table([]string{"VIP", "CLUSTER", "MASTER", "HELD BY", "STATE"}, rows, func(row, col int) *lipgloss.Style {
