@@ -198,6 +198,10 @@ func runApply(ctx context.Context, g *Globals, o *ApplyOptions, l *Loaded, dry b
 				}
 				ro.NoteTransport(h.Name, f.VRRPTransport)
 				ro.NoteDrained(h.Name, f.Drained())
+				if f.Drained() {
+					progress.event(playbook.Event{Host: h.Name, Step: "drain", Status: "ok",
+						Summary: "drained: its VIPs stay on their next host (hactl undrain " + h.Name + " brings it back)"})
+				}
 				return f.CheckInterface(h.Name, h.Interface, h.Address)
 			},
 		})
