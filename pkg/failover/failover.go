@@ -316,7 +316,9 @@ func (r *Runner) Bound(in *vrrp.Instance, interval, fall int, m Mode) (bound, ma
 	case ModeNginx:
 		return checks, r.o.Margin
 	default:
-		return checks + in.Bounds.Crash, r.o.Margin + r.o.CheckScriptMargin
+		// nginx-dead: the stop event puts the master in FAULT, which the
+		// backup answers like a graceful stop (priority-0 advert).
+		return in.Bounds.Graceful, r.o.Margin
 	}
 }
 
