@@ -78,7 +78,7 @@ func TestDrain(t *testing.T) {
 	lab := labkit.Fresh(t, 3)
 	inv := lab.InventoryPath()
 	masters := map[string]string{labkit.VIP(1): "lab1", labkit.VIP(2): "lab2", labkit.VIP(3): "lab3"}
-	next := map[string]string{"lab1": "lab2", "lab2": "lab3", "lab3": "lab1"}
+	next := map[string]string{"lab1": "lab2", "lab2": "lab1", "lab3": "lab1"} // first backups: the first other host in inventory order
 	if out, errOut, code := hactl(t, "apply", "-i", inv, "--output", "json"); code != 0 {
 		t.Fatalf("apply exit %d\n%s\n%s", code, out, errOut)
 	}

@@ -165,7 +165,7 @@ func (w *World) Holders() map[string][]string {
 }
 
 // Sent lists the commands sent so far other than the polls (ip addr,
-// systemctl is-active), in order.
+// systemctl is-active, the drain file's read), in order.
 func (w *World) Sent() []Sent {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -281,7 +281,7 @@ func (w *World) handler(h *inventory.Host) func(string, []byte) remote.Result {
 		defer w.mu.Unlock()
 		w.update(now)
 		poll := strings.HasPrefix(cmd, "ip -o -4 addr show dev ")
-		if !poll && !strings.HasPrefix(cmd, "systemctl is-active") {
+		if !poll && !strings.HasPrefix(cmd, "systemctl is-active") && cmd != drain.ReadCommand() {
 			w.sent = append(w.sent, Sent{At: now, Host: host, Cmd: cmd})
 		}
 		if code, ok := w.failCmd[host+" "+cmd]; ok {

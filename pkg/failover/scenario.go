@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hactl/hactl/pkg/drain"
+	"github.com/hactl/hactl/pkg/facts"
 	"github.com/hactl/hactl/pkg/fleet"
 	"github.com/hactl/hactl/pkg/remote"
 	"github.com/hactl/hactl/pkg/vrrp"
@@ -91,6 +93,9 @@ type scen struct {
 	margin time.Duration
 	bound  time.Duration
 	check  struct{ interval, fall int }
+	// t1 is when the fail-back began (zero: none): probes from then on
+	// are the fail-back's.
+	t1 time.Time
 }
 
 func (s *scen) step(format string, args ...any) {
@@ -164,6 +169,8 @@ func (r *Runner) runOne(ctx context.Context, sc Scenario) (Result, outcome) {
 		err = s.nginx(ctx)
 	case ModeNginxDead:
 		err = s.nginxDead(ctx)
+	case ModeDrain:
+		err = s.drain(ctx)
 	default:
 		err = fmt.Errorf("%w %q", ErrUnknownMode, sc.Mode)
 	}
@@ -176,8 +183,22 @@ func (r *Runner) runOne(ctx context.Context, sc Scenario) (Result, outcome) {
 	}
 	cancelProbes()
 	var gap time.Duration
-	res.HTTPRequests, res.HTTPFailed, gap, res.HTTPNodes = httpStats(s.w.finish())
+	probes := s.w.finish()
+	res.HTTPRequests, res.HTTPFailed, gap, res.HTTPNodes = httpStats(probes)
 	res.HTTPGapS = secs(gap)
+	if !s.t1.IsZero() {
+		var back []probeRec
+		for _, p := range probes {
+			if !p.sent.Before(s.t1) {
+				back = append(back, p)
+			}
+		}
+		_, res.FailbackHTTPFailed, gap, _ = httpStats(back)
+		res.FailbackHTTPGapS = secs(gap)
+	}
+	if sc.Mode == ModeDrain && res.HTTPFailed > 0 {
+		s.fail("%d of %d requests failed: a drain must cost none", res.HTTPFailed, res.HTTPRequests)
+	}
 	if s.w.split {
 		s.fail("VIP on two hosts for %s (longer than the %s settle window)", s.w.longestSplit, s.w.settle)
 	} else if s.w.longestSplit > 0 {
@@ -227,6 +248,7 @@ func (w *watch) blindNote(s sample) string {
 
 // failback waits for the VIP on its master only and records the time since t1.
 func (s *scen) failback(ctx context.Context, t1 time.Time) error {
+	s.t1 = t1
 	smp, ok, err := s.w.until(ctx, t1, s.r.o.FailbackTimeout, func(x sample) bool { return x.only(s.sc.Node) }, nil)
 	if err != nil {
 		return err
@@ -325,7 +347,7 @@ func (s *scen) kill(ctx context.Context) error {
 		}
 		return nil
 	}
-	s.res.FailbackS = secs(smp.at.Sub(t1))
+	s.res.FailbackS, s.t1 = secs(smp.at.Sub(t1)), t1
 	s.note("keepalived restarted by systemd %s after the crash", t1.Sub(t0).Round(10*time.Millisecond))
 	s.u.pop()
 	return nil
@@ -407,6 +429,35 @@ func (s *scen) nginxDead(ctx context.Context) error {
 		return err
 	}
 	s.step("unmasking and starting nginx, waiting for %s back on %s…", s.in.VIP.Addr(), s.sc.Node)
+	t1 := s.r.o.Clock.Now()
+	if err := s.restoreStep(ctx); err != nil {
+		return err
+	}
+	return s.failback(ctx, t1)
+}
+
+// drain is `hactl drain` and `hactl undrain` step by step: -253 (every
+// instance at priority 1: the first backup claims the VIP after its
+// master-down timer, the node keeping it until then), -254 once the VIP sits
+// on the backup alone (FAULT: out as a backup too), then 0 (the node
+// preempts its VIP back). drift_s is the drain's handover.
+func (s *scen) drain(ctx context.Context) error {
+	if err := drain.Check(s.r.o.Layout, s.sc.Node, drain.Read(ctx, s.w.hosts)); err != nil {
+		return err
+	}
+	s.u.push(action{desc: "undrain " + s.sc.Node, cmds: []string{drain.WriteCommand(facts.InService)}})
+	s.step("draining (drain file %d), waiting for %s on %s…", facts.DrainLow, s.in.VIP.Addr(), s.backup)
+	t0 := s.r.o.Clock.Now()
+	if err := s.run(ctx, drain.WriteCommand(facts.DrainLow)); err != nil {
+		return err
+	}
+	if err := s.takeover(ctx, t0); err != nil || s.res.Error != "" {
+		return err
+	}
+	if err := s.run(ctx, drain.WriteCommand(facts.DrainOut)); err != nil {
+		return err
+	}
+	s.step("undraining (drain file %d), waiting for %s back on %s…", facts.InService, s.in.VIP.Addr(), s.sc.Node)
 	t1 := s.r.o.Clock.Now()
 	if err := s.restoreStep(ctx); err != nil {
 		return err
