@@ -120,12 +120,12 @@ type Result struct {
 	FailbackS    float64        `json:"failback_s"`
 	// The fail-back's own share of the probes: those sent from the
 	// restore (or keepalived's restart) on.
-	FailbackHTTPFailed int     `json:"failback_http_failed"`
-	FailbackHTTPGapS   float64 `json:"failback_http_gap_s"`
-	Restored     bool           `json:"restored"`
-	Pass         bool           `json:"pass"`
-	Error        string         `json:"error,omitempty"`
-	Notes        []string       `json:"notes,omitempty"`
+	FailbackHTTPFailed int      `json:"failback_http_failed"`
+	FailbackHTTPGapS   float64  `json:"failback_http_gap_s"`
+	Restored           bool     `json:"restored"`
+	Pass               bool     `json:"pass"`
+	Error              string   `json:"error,omitempty"`
+	Notes              []string `json:"notes,omitempty"`
 }
 
 // Report is a whole run.
