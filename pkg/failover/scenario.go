@@ -371,8 +371,12 @@ func (s *scen) nginx(ctx context.Context) error {
 	stayed := true
 	var moved []string
 	stays := func(x sample) bool {
-		if !x.blind && !x.only(s.sc.Node) && stayed {
-			stayed, moved = false, x.holders
+		if !x.blind && !x.only(s.sc.Node) {
+			stayed = false
+			// Where it went, not the instant it was nowhere.
+			if len(moved) == 0 && len(x.holders) > 0 {
+				moved = x.holders
+			}
 		}
 		return true
 	}
