@@ -239,3 +239,32 @@ func TestDrain(t *testing.T) {
 		}
 	})
 }
+
+// TestDrainFast is TestDrain's failover table at advert_int 0.1 (VRRPv3):
+// one `failover-test --mode all` on a fresh lab.
+func TestDrainFast(t *testing.T) {
+	lab := labkit.Fresh(t, 3)
+	src, err := os.ReadFile(lab.InventoryPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	inv := writeInventory(t, string(src), "fast.hcl", "advert_int             = 1", "advert_int             = 0.1")
+	if out, errOut, code := hactl(t, "apply", "-i", inv, "--output", "json"); code != 0 {
+		t.Fatalf("apply exit %d\n%s\n%s", code, out, errOut)
+	}
+	out, errOut, code := hactl(t, "failover-test", "-i", inv, "--mode", "all", "--output", "json")
+	var doc scenarioDoc
+	decode(t, out, &doc)
+	for _, s := range doc.Scenarios {
+		t.Logf("%s %-10s moved to %-5s drift %.2fs (bound %.2fs) http %d/%d gap %.2fs failback %.2fs (http failed %d, gap %.2fs) pass=%v %s %v",
+			s.Node, s.Mode, s.MovedTo, s.Drift, s.Bound, s.Failed, s.Requests, s.Gap, s.Failback, s.FailbackFailed, s.FailbackGap, s.Pass, s.Error, s.Notes)
+	}
+	if code != 0 || len(doc.Scenarios) != 15 {
+		t.Errorf("failover-test --mode all at advert_int 0.1: exit %d, %d scenarios\n%s", code, len(doc.Scenarios), errOut)
+	}
+	for _, s := range doc.Scenarios {
+		if s.Mode == "drain" && (s.Failed != 0 || s.FailbackFailed != 0) {
+			t.Errorf("%s drain at advert_int 0.1: %d failed of %d", s.Node, s.Failed, s.Requests)
+		}
+	}
+}
