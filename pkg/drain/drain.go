@@ -198,16 +198,24 @@ func (d *Drainer) Drain(ctx context.Context, host string) (*Result, error) {
 	}
 	held := d.heldBy(ctx, hosts, host)
 	res := &Result{Host: host, Moved: map[string]string{}, Drained: true}
-	if prev > facts.DrainLow {
+	// A host left at -253 (an interrupted drain) is waited for again: its
+	// VIPs may not have moved yet, and FAULT now would drop them.
+	wrote := prev > facts.DrainLow
+	if wrote {
 		d.event("%s: drain file %d: priority 1 on every instance; waiting for its VIPs to move", host, facts.DrainLow)
 		if err := d.write(ctx, h, facts.DrainLow); err != nil {
 			return nil, err
 		}
+	}
+	if prev > facts.DrainOut {
 		isHeld := func(v verify.VIPState) bool { return held[v.VIP] }
 		err := d.wait(ctx, hosts, isHeld, func(v verify.VIPState) bool {
 			return !held[v.VIP] || (len(v.Holders) == 1 && v.Holders[0] != host)
 		}, res)
 		if err != nil {
+			if !wrote {
+				return nil, fmt.Errorf("drain %s: %w", host, err)
+			}
 			if werr := d.write(context.WithoutCancel(ctx), h, prev); werr != nil {
 				err = errors.Join(err, fmt.Errorf("restore %s on %s: %w", facts.DrainFile, host, werr))
 			}

@@ -145,3 +145,22 @@ func TestWriteCommand(t *testing.T) {
 		}
 	}
 }
+
+// TestDrainResumes: a host left at -253 by an interrupted drain is waited
+// for again before FAULT, which would otherwise drop a VIP not yet moved.
+func TestDrainResumes(t *testing.T) {
+	w, d := lab(t)
+	if _, err := w.Fakes["lab1"].Run(context.Background(), drain.WriteCommand(facts.DrainLow), nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Drain(context.Background(), "lab1"); err != nil {
+		t.Fatal(err)
+	}
+	vals, at := writes(w, "lab1")
+	if len(vals) != 2 || vals[1] != facts.DrainOut || at[1] < w.DrainMove+w.Overlap {
+		t.Errorf("wrote %v at %v: want -254 only once .201 moved (%v)", vals, at, w.DrainMove+w.Overlap)
+	}
+	if got := w.Holders()["198.18.0.201/24"]; len(got) != 1 || got[0] != "lab2" {
+		t.Errorf(".201 on %v", got)
+	}
+}
