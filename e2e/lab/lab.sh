@@ -660,8 +660,7 @@ cmd_reboot() {
 			fd=${fd##*/}
 			[ "$fd" -gt 2 ] && eval "exec $fd>&-"
 		done
-		export SYSTEMD_NSPAWN_API_VFS_WRITABLE=network
-		exec setsid systemd-nspawn --boot --quiet --directory="$dir/root" --machine="$h" \
+		SYSTEMD_NSPAWN_API_VFS_WRITABLE=network exec setsid systemd-nspawn --boot --quiet --directory="$dir/root" --machine="$h" \
 			--register=no --keep-unit --network-namespace-path="/run/netns/$h" \
 			--capability=CAP_NET_ADMIN --bind-ro="$REPO:/srv/labrepo" \
 			--resolv-conf=off --timezone=off --link-journal=no --console=read-only \
