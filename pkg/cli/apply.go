@@ -57,7 +57,7 @@ exactly one host. It ends by reading ip addr on every host: each VIP must be
 on its master only. Exit 1 if any host failed or any VIP is misplaced.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			l, err := g.load()
+			l, err := g.load(ctx)
 			if err != nil {
 				return err
 			}
@@ -287,7 +287,7 @@ type progress struct {
 	p  *ui.Printer
 }
 
-func newProgress(g *Globals) *progress { return &progress{p: ui.NewPrinter(g.IO.Err, g.IO.Env)} }
+func newProgress(g *Globals) *progress { return &progress{p: g.stderr()} }
 
 func (pr *progress) event(e playbook.Event) {
 	pr.mu.Lock()
