@@ -74,6 +74,22 @@ step "notify script" {
   }
 }
 
+step "track script" {
+  # keepalived before 2.0 has no track_file; its vrrp_scripts poll the drain
+  # and nginx event files with this script (rendered on every host).
+  template {
+    path = "/etc/keepalived/hactl_track.sh"
+  }
+}
+
+step "nginx unit drop-in" {
+  # Tells keepalived the moment nginx stops or starts (/run/hactl/nginx-down).
+  template {
+    path = "/etc/systemd/system/nginx.service.d/hactl-track.conf"
+  }
+  notify = ["systemd"]
+}
+
 step "keepalived unit drop-in" {
   template {
     path = "/etc/systemd/system/keepalived.service.d/hactl.conf"
@@ -149,6 +165,8 @@ handler "systemd" {
 }
 
 handler "nginx" {
+  # Reload, never restart: a restart runs the unit's ExecStopPost, which
+  # tells keepalived nginx is down and moves this host's VIPs away and back.
   service {
     name   = "nginx"
     action = "reload"

@@ -803,15 +803,57 @@ cmd_purge() {
 	log "purged $LAB"
 }
 
+# reboot labN: `systemctl reboot` inside makes nspawn exit (nothing boots the container again), so
+# the host is booted again here on the same overlay, netns and identity (its files survive, /run and
+# its processes do not), then waited for like `up` does.
+cmd_reboot() {
+	local h=${1:-} i pid t0 t d dir
+	[[ $h =~ ^lab([0-9]+)$ ]] || die "usage: $0 reboot labN"
+	i=${BASH_REMATCH[1]}
+	dir=$HOSTS/$h
+	t0=$(now)
+	lock
+	pid=$(host_pid "$h")
+	[ -n "$pid" ] || die "$h is not running"
+	ssh_lab "$(addr_of "$i")" systemctl reboot || true
+	for ((t = 0; t < STOP_TIMEOUT * 10; t++)); do
+		proc_alive "$pid" || break
+		sleep 0.1
+	done
+	proc_alive "$pid" && die "$h: systemd-nspawn still runs ${STOP_TIMEOUT}s after systemctl reboot"
+	log "$h: powered off after $(elapsed "$t0") s; booting it again"
+	(
+		while read -r d; do mkdir -p "$d" && echo "$BASHPID" >"$d/cgroup.procs"; done < <(cgroup_dirs "$h")
+		for fd in /proc/"$BASHPID"/fd/*; do
+			fd=${fd##*/}
+			[ "$fd" -gt 2 ] && eval "exec $fd>&-"
+		done
+		SYSTEMD_NSPAWN_API_VFS_WRITABLE=network exec setsid systemd-nspawn --boot --quiet --directory="$dir/root" --machine="$h" \
+			--register=no --keep-unit --network-namespace-path="/run/netns/$h" \
+			--capability=CAP_NET_ADMIN --bind-ro="$REPO:/srv/labrepo" \
+			--resolv-conf=off --timezone=off --link-journal=no --console=read-only \
+			</dev/null >>"$dir/console.log" 2>&1
+	) &
+	pid=$!
+	for _ in 1 2 3 4 5 6 7 8 9 10; do
+		[ "$(cat "/proc/$pid/comm" 2>/dev/null)" = systemd-nspawn ] && break
+		sleep 0.05
+	done
+	echo "$pid $(proc_starttime "$pid")" >"$dir/pid"
+	wait_host "$i" || die "$h did not come back after the reboot"
+	log "$h rebooted in $(elapsed "$t0") s"
+}
+
 main() {
 	local cmd=${1:-}
 	case $cmd in
 	up | down | purge) require_root_linux "$@" ;;
 	status) require_root_linux "$@" ;;
+	reboot) require_root_linux "$@" ;;
 	inventory) ;;
 	test-deps) cmd=test_deps ;;
 	*)
-		echo "usage: $0 up [N] | down | status | purge | inventory [N] | test-deps" >&2
+		echo "usage: $0 up [N] | down | status | purge | inventory [N] | test-deps | reboot labN" >&2
 		exit 2
 		;;
 	esac

@@ -261,3 +261,21 @@ func TestFirewallAndSELinuxFacts(t *testing.T) {
 		}
 	}
 }
+
+func TestDrainFact(t *testing.T) {
+	for out, want := range map[string]int{
+		"@@drain\n\n@@end\n":        0, // no file
+		"@@drain\n-254\n\n@@end\n":  -254,
+		"@@drain\n-253 x\n@@end\n":  -253,
+		"@@drain\n0\n@@end\n":       0,
+		"@@drain\ngarbage\n@@end\n": 0,
+	} {
+		f, err := Parse(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f.Drain != want || f.Drained() != (want <= DrainLow) {
+			t.Errorf("%q: drain %d drained %v, want %d", out, f.Drain, f.Drained(), want)
+		}
+	}
+}

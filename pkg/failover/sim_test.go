@@ -10,6 +10,7 @@ import (
 
 	"github.com/hactl/hactl/internal/testinv"
 	"github.com/hactl/hactl/internal/vrrpsim"
+	"github.com/hactl/hactl/pkg/drain"
 	"github.com/hactl/hactl/pkg/inventory"
 	"github.com/hactl/hactl/pkg/remote"
 	"github.com/hactl/hactl/pkg/remote/remotetest"
@@ -97,7 +98,7 @@ func (r *rig) runner(t *testing.T, abort <-chan struct{}) *Runner {
 func (r *rig) actions(host string) []string {
 	out := []string{}
 	for _, c := range r.w.Fakes[host].Runs() {
-		if strings.HasPrefix(c.Cmd, "ip -o -4 addr") || strings.HasPrefix(c.Cmd, "ip -o addr") || strings.HasPrefix(c.Cmd, "systemctl is-active") {
+		if strings.HasPrefix(c.Cmd, "ip -o -4 addr") || strings.HasPrefix(c.Cmd, "ip -o addr") || strings.HasPrefix(c.Cmd, "systemctl is-active") || c.Cmd == drain.ReadCommand() {
 			continue
 		}
 		out = append(out, c.Cmd)

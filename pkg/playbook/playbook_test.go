@@ -177,7 +177,7 @@ func (h *host) factsOutput() string {
 		}
 	}
 	b.WriteString("@@files\n")
-	for _, p := range []string{render.KeepalivedConf, render.CheckScript, render.NotifyScript, render.NginxSite, render.KeepalivedDrop, "/etc/nginx/sites-enabled/default"} {
+	for _, p := range []string{render.KeepalivedConf, render.CheckScript, render.NotifyScript, render.NginxSite, render.KeepalivedDrop, render.NginxDrop, render.TrackScript, "/etc/nginx/sites-enabled/default"} {
 		_, nginx := h.pkgs["nginx"]
 		if sum, ok := h.files[p]; ok {
 			mode := h.modes[p]
@@ -708,7 +708,7 @@ func TestDryRunChangesNothing(t *testing.T) {
 				}
 			}
 			sort.Strings(diffs)
-			if len(diffs) != 5 {
+			if len(diffs) != 7 {
 				t.Errorf("want a diff per rendered file, got %v", diffs)
 			}
 		})
@@ -726,7 +726,7 @@ func TestValidationFailureKeepsLiveFile(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 	for _, c := range r.conn.Calls() {
-		if strings.Contains(c.Cmd, "systemctl reload") || strings.Contains(c.Cmd, "systemctl restart") || strings.Contains(c.Cmd, "nginx.service") {
+		if strings.Contains(c.Cmd, "systemctl reload") || strings.Contains(c.Cmd, "systemctl restart") || strings.Contains(strings.ReplaceAll(c.Cmd, "nginx.service.d", ""), "nginx.service") {
 			t.Errorf("a service was touched after a failed validation: %q", c.Cmd)
 		}
 	}
