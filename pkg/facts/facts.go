@@ -159,7 +159,14 @@ type Facts struct {
 	Addrs         map[string][]netip.Prefix
 	Services      map[string]Service
 	Files         map[string]File
+	// ClusterRecord is the content of ClusterRecordPath as the last apply
+	// wrote it (the cluster's membership and router ids); nil when absent.
+	ClusterRecord []byte
 }
+
+// ClusterRecordPath is where apply leaves the record of the cluster a host
+// belongs to (vrrp.RecordPath; the two are tested equal in pkg/cli).
+const ClusterRecordPath = "/etc/keepalived/hactl-cluster.json"
 
 // SELinuxEnabled reports whether files need their SELinux labels restored
 // (enforcing or permissive: a permissive host may be switched to enforcing).
@@ -196,6 +203,7 @@ func Script(req Request) string {
 	w(`echo @@keepalived; if command -v keepalived >/dev/null 2>&1; then keepalived --version 2>&1 | head -n 1; fi`)
 	w(`echo @@vrrptransport; if [ -s ` + LiveKeepalivedConf + ` ]; then if grep -q unicast_peer ` + LiveKeepalivedConf + `; then echo unicast; else echo multicast; fi; fi`)
 	w(`echo @@addrs; ip -o -4 addr show 2>/dev/null`)
+	w(`echo @@record; cat ` + ClusterRecordPath + ` 2>/dev/null; echo`)
 	// firewalld first: it is the EL default; ufw's status needs root and
 	// prints "Status: active" only when its rules are loaded.
 	w(`echo @@firewall; if ` + remote.Unit("firewalld").Active() + ` 2>/dev/null; then echo firewalld; elif command -v ufw >/dev/null 2>&1 && ufw status 2>/dev/null | grep -q '^Status: active'; then echo ufw; fi`)
@@ -281,6 +289,9 @@ func Parse(out string) (*Facts, error) {
 		f.Firewall = fw
 	}
 	f.SELinux = strings.ToLower(first(sections["selinux"]))
+	if rec := strings.TrimSpace(strings.Join(sections["record"], "\n")); rec != "" {
+		f.ClusterRecord = []byte(rec + "\n")
+	}
 	for _, l := range sections["addrs"] {
 		fs := strings.Fields(l)
 		if len(fs) < 4 || fs[2] != "inet" {

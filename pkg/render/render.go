@@ -25,6 +25,9 @@ const (
 	NotifyScript   = "/etc/keepalived/clean_arp.sh"
 	NginxSite      = "/etc/nginx/conf.d/hactl.conf"
 	KeepalivedDrop = "/etc/systemd/system/keepalived.service.d/hactl.conf"
+	// ClusterRecord is the membership the last apply left (vrrp.Record):
+	// the next run reads it to keep router ids and to see departed hosts.
+	ClusterRecord = vrrp.RecordPath
 )
 
 // File is one managed file for one host.
@@ -147,6 +150,9 @@ func (r *Renderer) Host(inv *inventory.Inventory, l *vrrp.Layout, host string) (
 			Content: b.Bytes(), Service: f.service, Sensitive: f.secret}
 		out = append(out, file)
 	}
+	// No service: nothing reads the record but hactl itself.
+	out = append(out, File{Host: host, Path: ClusterRecord, Mode: 0o644, Owner: "root", Group: "root",
+		Content: l.Record(inv, c.Name).Marshal()})
 	return out, nil
 }
 

@@ -64,8 +64,8 @@ func goldenTree(t *testing.T, dir string, files []File) {
 func TestGoldenProd(t *testing.T) {
 	inv, l := load(t, "../../inventory/prod.hcl", nil)
 	files := renderAll(t, inv, l)
-	if len(files) != 15 {
-		t.Fatalf("want 5 files × 3 hosts, got %d", len(files))
+	if len(files) != 18 {
+		t.Fatalf("want 6 files × 3 hosts, got %d", len(files))
 	}
 	goldenTree(t, "prod", files)
 }
@@ -275,7 +275,7 @@ func TestSeedSemantics(t *testing.T) {
 func TestModesAndOwners(t *testing.T) {
 	inv, l := load(t, "../../inventory/prod.hcl", nil)
 	want := map[string]os.FileMode{
-		KeepalivedConf: 0o600, CheckScript: 0o755, NotifyScript: 0o755, NginxSite: 0o644, KeepalivedDrop: 0o644,
+		KeepalivedConf: 0o600, CheckScript: 0o755, NotifyScript: 0o755, NginxSite: 0o644, KeepalivedDrop: 0o644, ClusterRecord: 0o644,
 	}
 	for _, f := range renderAll(t, inv, l) {
 		if f.Mode != want[f.Path] || f.Owner != "root" || f.Group != "root" {
