@@ -83,6 +83,7 @@ type vipPlanJSON struct {
 	Cluster   string        `json:"cluster"`
 	Instance  string        `json:"instance"`
 	VRID      int           `json:"vrid"`
+	VRIDFrom  string        `json:"vrid_from"`
 	Master    string        `json:"master"`
 	Members   []vrrp.Member `json:"members"`
 	GracefulS float64       `json:"graceful_s"`
@@ -105,7 +106,7 @@ func LayoutJSON(l *Loaded) any {
 	}
 	for _, in := range l.Layout.Instances {
 		doc.VIPs = append(doc.VIPs, vipPlanJSON{
-			VIP: in.VIP.String(), Cluster: in.Cluster, Instance: in.Name, VRID: in.VRID, Master: in.Master,
+			VIP: in.VIP.String(), Cluster: in.Cluster, Instance: in.Name, VRID: in.VRID, VRIDFrom: in.VRIDFrom, Master: in.Master,
 			Members: in.Members, GracefulS: round2(in.Bounds.Graceful.Seconds()), CrashS: round2(in.Bounds.Crash.Seconds()),
 		})
 	}
@@ -136,19 +137,40 @@ func PrintLayout(p *ui.Printer, l *Loaded) {
 				backups = append(backups, fmt.Sprintf("%s (%d)", m.Host, m.Priority))
 			}
 			rows = append(rows, []string{
-				in.VIP.String(), in.Name, fmt.Sprint(in.VRID),
+				in.VIP.String(), in.Name, fmt.Sprint(in.VRID), in.VRIDFrom,
 				fmt.Sprintf("%s (%d)", in.Master, in.Members[0].Priority),
 				strings.Join(backups, " → "),
 				ui.Seconds(in.Bounds.Graceful.Seconds()), ui.Seconds(in.Bounds.Crash.Seconds()),
 			})
 		}
 		master := p.Styles.OK
-		p.Table([]string{"VIP", "INSTANCE", "VRID", "MASTER", "BACKUPS (takeover order)", "GRACEFUL", "CRASH"}, rows,
+		p.Table([]string{"VIP", "INSTANCE", "VRID", "FROM", "MASTER", "BACKUPS (takeover order)", "GRACEFUL", "CRASH"}, rows,
 			func(_, col int) *lipgloss.Style {
-				if col == 3 {
+				if col == 4 {
 					return &master
 				}
 				return nil
 			})
+		p.Println(vridLegend(l.Layout.ForCluster(c.Name)))
 	}
+}
+
+// vridLegend explains the FROM column for the sources the table shows.
+func vridLegend(insts []*vrrp.Instance) string {
+	seen := map[string]bool{}
+	for _, in := range insts {
+		seen[in.VRIDFrom] = true
+	}
+	var parts []string
+	for _, k := range []struct{ from, why string }{
+		{vrrp.VRIDAllocated, "allocated = virtual_router_id_base + position (a new cluster; once applied, each VIP keeps its id)"},
+		{vrrp.VRIDOverride, "override = the host's virtual_router_id"},
+		{vrrp.VRIDRecorded, "recorded = kept from the last apply (read from the hosts)"},
+		{vrrp.VRIDNew, "new = a VIP new to the cluster: the lowest id ≥ the base that no recorded or configured VIP uses"},
+	} {
+		if seen[k.from] {
+			parts = append(parts, k.why)
+		}
+	}
+	return "VRID " + strings.Join(parts, "; ")
 }

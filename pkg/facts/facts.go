@@ -437,3 +437,17 @@ func versionAtLeast(v string, maj, min, patch int) bool {
 	}
 	return true
 }
+
+// ReadClusterRecord reads only the cluster record (nil when absent): what a
+// run needs from every host of a cluster before it decides its layout,
+// without gathering the full facts of hosts it will not change.
+func ReadClusterRecord(ctx context.Context, c remote.Conn) ([]byte, error) {
+	out, err := remote.Output(ctx, c, "cat "+ClusterRecordPath+" 2>/dev/null || true")
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", ClusterRecordPath, err)
+	}
+	if strings.TrimSpace(out) == "" {
+		return nil, nil
+	}
+	return []byte(out), nil
+}

@@ -38,6 +38,9 @@ type RecordHost struct {
 	VIP     netip.Prefix `json:"vip"`
 	VIP6    netip.Prefix `json:"vip6,omitzero"`
 	VRID    int          `json:"vrid"`
+	// Interface carries the VIP: where to look for it once the host has
+	// left the inventory.
+	Interface string `json:"interface"`
 }
 
 // Record is one cluster's membership as the last apply left it.
@@ -82,7 +85,7 @@ func (l *Layout) Record(inv *inventory.Inventory, cluster string) *Record {
 	for _, in := range l.ForCluster(cluster) {
 		rh := RecordHost{Name: in.Master, VIP: in.VIP, VIP6: in.VIP6, VRID: in.VRID}
 		if h := hostOf(inv, in.Master); h != nil {
-			rh.Address = h.Address
+			rh.Address, rh.Interface = h.Address, h.Interface
 		}
 		r.Hosts = append(r.Hosts, rh)
 	}
