@@ -38,6 +38,9 @@ type RecordHost struct {
 	VIP     netip.Prefix `json:"vip"`
 	VIP6    netip.Prefix `json:"vip6,omitzero"`
 	VRID    int          `json:"vrid"`
+	// Instance is the vrrp_instance name: keepalived matches instances by
+	// name on reload, so a renamed one would drop and re-elect its VIP.
+	Instance string `json:"instance"`
 	// Interface carries the VIP: where to look for it once the host has
 	// left the inventory.
 	Interface string `json:"interface"`
@@ -83,7 +86,7 @@ func (r *Record) Marshal() []byte {
 func (l *Layout) Record(inv *inventory.Inventory, cluster string) *Record {
 	r := &Record{SchemaVersion: RecordVersion, Cluster: cluster, Hosts: []RecordHost{}, Retired: []RecordHost{}}
 	for _, in := range l.ForCluster(cluster) {
-		rh := RecordHost{Name: in.Master, VIP: in.VIP, VIP6: in.VIP6, VRID: in.VRID}
+		rh := RecordHost{Name: in.Master, VIP: in.VIP, VIP6: in.VIP6, VRID: in.VRID, Instance: in.Name}
 		if h := hostOf(inv, in.Master); h != nil {
 			rh.Address, rh.Interface = h.Address, h.Interface
 		}
@@ -160,7 +163,7 @@ func BuildWith(inv *inventory.Inventory, o Options) (*Layout, hcl.Diagnostics) {
 	if diags.HasErrors() || len(o.Records) == 0 {
 		return l, diags
 	}
-	recorded := map[string]map[netip.Prefix]int{} // cluster → VIP → VRID
+	recorded := map[string]map[netip.Prefix]RecordHost{} // cluster → VIP → its recorded entry
 	reserved := map[int]string{}                  // VRID → why it is taken
 	for _, r := range o.Records {
 		if r == nil {
@@ -168,12 +171,12 @@ func BuildWith(inv *inventory.Inventory, o Options) (*Layout, hcl.Diagnostics) {
 		}
 		m := recorded[r.Cluster]
 		if m == nil {
-			m = map[netip.Prefix]int{}
+			m = map[netip.Prefix]RecordHost{}
 			recorded[r.Cluster] = m
 		}
 		for _, h := range r.Members() {
 			if _, ok := m[h.VIP]; !ok {
-				m[h.VIP] = h.VRID
+				m[h.VIP] = h
 			}
 		}
 	}
@@ -195,14 +198,17 @@ func BuildWith(inv *inventory.Inventory, o Options) (*Layout, hcl.Diagnostics) {
 	for _, in := range l.Instances {
 		h := hostOf(inv, in.Master)
 		m, hasRec := recorded[in.Cluster]
-		vrid, ok := m[in.VIP]
+		was, ok := m[in.VIP]
+		if ok && was.Instance != "" {
+			in.Name = was.Instance
+		}
 		switch {
 		case h.VRIDSet:
 			in.VRIDFrom = VRIDOverride
 		case !hasRec:
 			in.VRIDFrom = VRIDAllocated
 		case ok:
-			in.VRID, in.VRIDFrom = vrid, VRIDRecorded
+			in.VRID, in.VRIDFrom = was.VRID, VRIDRecorded
 		default:
 			pending = append(pending, in)
 			continue
@@ -241,7 +247,35 @@ func BuildWith(inv *inventory.Inventory, o Options) (*Layout, hcl.Diagnostics) {
 		in.VRID, in.VRIDFrom = v, VRIDNew
 		reserved[v] = fmt.Sprintf("host %s (%s)", in.Master, in.VIP)
 	}
+	renameNew(l, recorded)
 	return l, diags
+}
+
+// renameNew gives every instance of a recorded cluster that has no recorded
+// name the lowest VI_<n> no other instance of the cluster (kept or
+// recorded) uses: kept names never move.
+func renameNew(l *Layout, recorded map[string]map[netip.Prefix]RecordHost) {
+	for cluster, m := range recorded {
+		taken := map[string]bool{}
+		for _, h := range m {
+			taken[h.Instance] = true
+		}
+		var fresh []*Instance
+		for _, in := range l.ForCluster(cluster) {
+			if was, ok := m[in.VIP]; ok && was.Instance == in.Name {
+				continue
+			}
+			fresh = append(fresh, in)
+		}
+		for _, in := range fresh {
+			n := 1
+			for taken[fmt.Sprintf("VI_%d", n)] {
+				n++
+			}
+			in.Name = fmt.Sprintf("VI_%d", n)
+			taken[in.Name] = true
+		}
+	}
 }
 
 func hostOf(inv *inventory.Inventory, name string) *inventory.Host {

@@ -36,7 +36,7 @@ func rec(entries ...string) *Record {
 		fmt.Sscan(vrid, &v)
 		r.Hosts = append(r.Hosts, RecordHost{
 			Name: name, Address: netip.MustParseAddr("198.18.0.1" + i),
-			VIP: netip.MustParsePrefix("198.18.0.20" + i + "/24"), VRID: v,
+			VIP: netip.MustParsePrefix("198.18.0.20" + i + "/24"), VRID: v, Instance: "VI_" + i,
 		})
 	}
 	return r
@@ -144,5 +144,28 @@ func TestRecordRoundTrip(t *testing.T) {
 	ren := loadInv(t, strings.Replace(labInv(t, "lab1", "lab2", "lab3"), `"lab2"`, `"edge2"`, 1))
 	if d := Removed(ren, []*Record{rec("lab1:51", "lab2:52", "lab3:53")}); len(d) != 0 {
 		t.Fatalf("rename counted as removal: %+v", d)
+	}
+}
+
+// TestInstanceNamesKept: keepalived matches instances by name on reload, so
+// a VIP that stays keeps its vrrp_instance name too; a new one gets the
+// lowest free VI_<n>.
+func TestInstanceNamesKept(t *testing.T) {
+	names := func(l *Layout) string {
+		var p []string
+		for _, in := range l.Instances {
+			p = append(p, in.Master+"="+in.Name)
+		}
+		return strings.Join(p, " ")
+	}
+	inv := loadInv(t, labInv(t, "lab1", "lab3"))
+	l, _ := BuildWith(inv, Options{Records: []*Record{rec("lab1:51", "lab2:52", "lab3:53")}, Decommissioned: []string{"lab2"}})
+	if got := names(l); got != "lab1=VI_1 lab3=VI_3" {
+		t.Errorf("after removing lab2: %s", got)
+	}
+	inv = loadInv(t, labInv(t, "lab1", "lab3", "lab4"))
+	l, _ = BuildWith(inv, Options{Records: []*Record{l.Record(inv, "lab")}})
+	if got := names(l); got != "lab1=VI_1 lab3=VI_3 lab4=VI_2" {
+		t.Errorf("adding lab4: %s", got)
 	}
 }
