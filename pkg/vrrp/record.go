@@ -164,7 +164,7 @@ func BuildWith(inv *inventory.Inventory, o Options) (*Layout, hcl.Diagnostics) {
 		return l, diags
 	}
 	recorded := map[string]map[netip.Prefix]RecordHost{} // cluster → VIP → its recorded entry
-	reserved := map[int]string{}                  // VRID → why it is taken
+	reserved := map[int]string{}                         // VRID → why it is taken
 	for _, r := range o.Records {
 		if r == nil {
 			continue
