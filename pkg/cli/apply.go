@@ -74,7 +74,7 @@ on its master only. Exit 1 if any host failed or any VIP is misplaced.`,
 }
 
 func extraCommands(ctx context.Context, g *Globals) []*cobra.Command {
-	return []*cobra.Command{newApply(ctx, g), newStatus(ctx, g), newFailoverTest(ctx, g)}
+	return []*cobra.Command{newApply(ctx, g), newStatus(ctx, g), newFailoverTest(ctx, g), newDestroy(ctx, g)}
 }
 
 // planOnline is apply's dry run; it prints the layout once the records on

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"charm.land/lipgloss/v2"
 	"github.com/spf13/cobra"
@@ -16,6 +17,9 @@ import (
 // PlanOptions is `hactl plan`.
 type PlanOptions struct {
 	Offline bool
+	// Destroy previews `hactl destroy` with the same --limit.
+	Destroy bool
+	Purge   bool
 	Conn    ConnOptions
 	Run     RunOptions // what the preview is of, as for apply
 }
@@ -43,10 +47,15 @@ flags would run. Secrets print as (sensitive).`,
 				PrintLayout(g.stdout(), l)
 				return nil
 			}
+			if o.Destroy {
+				return runDestroy(ctx, g, &DestroyOptions{Conn: o.Conn, Limit: o.Run.Limit, Purge: o.Purge, Now: time.Now}, l, true)
+			}
 			return planOnline(ctx, g, o, l)
 		},
 	}
 	cmd.Flags().BoolVar(&o.Offline, "offline", false, "do not connect: print the VRRP layout only")
+	cmd.Flags().BoolVar(&o.Destroy, "destroy", false, "show what `hactl destroy` with the same --limit would do")
+	cmd.Flags().BoolVar(&o.Purge, "purge-packages", false, "with --destroy: include removing the packages")
 	o.Conn.addFlags(cmd)
 	o.Run.addFlags(cmd)
 	return cmd

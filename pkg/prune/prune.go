@@ -150,6 +150,12 @@ type Options struct {
 	// lasts 3 × Bound + 5 s, as the rollout's waits do.
 	Bound time.Duration
 	Event func(playbook.Event) // nil discards
+	// Restore puts the distribution's defaults back from hactl's backups
+	// (destroy); a pruned host keeps nginx as it is.
+	Restore bool
+	// Purge removes the keepalived and nginx packages (destroy
+	// --purge-packages).
+	Purge bool
 }
 
 // Decommission retires d before any survivor is reconfigured. Why this
@@ -160,11 +166,12 @@ type Options struct {
 //   - A graceful stop makes keepalived send a priority-0 advert for every
 //     instance d is MASTER of and remove its VIPs: its first backup takes
 //     over after the skew time alone, and d no longer holds the address.
-//   - We wait until d holds none of its VIPs and each sits on exactly one
-//     survivor. Only then is keepalived disabled and hactl's files removed,
-//     and only after Decommission returns does apply reconfigure the
-//     survivors; their new config drops d's instance (or hands its VIP, by
-//     its recorded VRID, to a new host), one host at a time.
+//   - We wait until d holds none of the VIPs it held and each sits on
+//     exactly one survivor. Only then is keepalived disabled and hactl's
+//     files removed, and only after Decommission returns does apply
+//     reconfigure the survivors; their new config drops d's instance (or
+//     hands its VIP, by its recorded VRID, to a new host), one host at a
+//     time.
 //   - Had the survivors been reconfigured first, d would have kept
 //     advertising its VRID while they stopped backing it up: the VIP would
 //     stay on a host outside the inventory, and a survivor given that VRID
@@ -174,72 +181,223 @@ type Options struct {
 // user had it; only hactl's own site is removed (and nginx reloaded if it
 // runs and its configuration tests clean).
 func Decommission(ctx context.Context, d *Departed, survivors []*fleet.Host, o Options) error {
-	if o.Clock == nil {
-		o.Clock = clock.Real{}
-	}
-	emit := func(step, status, summary string) {
-		if o.Event != nil {
-			o.Event(playbook.Event{Host: d.Name, Step: step, Status: status, Summary: summary})
-		}
-	}
 	if d.Host.Conn == nil {
 		return fmt.Errorf("%s cannot be reached: %w", d.Where(), d.Host.Err)
 	}
-	run := func(cmd string) error {
-		_, err := remote.Output(ctx, d.Host.Conn, cmd)
-		return err
-	}
-	ka := remote.Unit("keepalived")
-	if d.Running() {
-		if err := run(ka.Stop()); err != nil {
-			return fmt.Errorf("%s: stop keepalived: %w", d.Where(), err)
-		}
-		if err := waitMoved(ctx, d, survivors, o); err != nil {
-			return err
-		}
-		emit("decommission", "changed", fmt.Sprintf("keepalived stopped gracefully; %s moved off it", addrs(d)))
-	}
-	if err := run(ka.Disable() + " 2>/dev/null || true"); err != nil {
-		return fmt.Errorf("%s: disable keepalived: %w", d.Where(), err)
-	}
-	removed, err := RemoveFiles(ctx, d.Host.Conn, o.Stamp)
+	td, err := PlanTeardown(ctx, d.Host.Conn, o)
 	if err != nil {
 		return fmt.Errorf("%s: %w", d.Where(), err)
 	}
-	emit("decommission", "changed", "keepalived stopped and disabled; removed "+orNone(removed)+" (kept in "+playbook.BackupDir+")")
-	return nil
+	_, err = td.Run(ctx, d.Host, survivors, o)
+	return err
+}
+
+// Teardown is what retiring one host changes, decided from its facts.
+type Teardown struct {
+	Stop    bool     // keepalived runs: stop it gracefully, wait for its VIPs to move
+	Disable bool     // keepalived is enabled
+	Remove  []string // hactl's files present on the host
+	Purge   []string // packages to remove (Options.Purge)
+	pkgmgr  string
+}
+
+// Changes are the teardown's steps, one line each, in the order they run.
+func (t *Teardown) Changes() []string {
+	var out []string
+	if t.Stop {
+		out = append(out, "stop keepalived gracefully (priority-0 advert: its VIPs move to the next host at once); wait until each is on exactly one other host")
+	}
+	if t.Disable {
+		out = append(out, "disable keepalived")
+	}
+	for _, p := range t.Remove {
+		out = append(out, "remove "+p+" (kept in "+playbook.BackupDir+")")
+	}
+	if len(t.Remove) > 0 {
+		out = append(out, "restore distribution defaults hactl replaced, from its backups")
+	}
+	if len(t.Purge) > 0 {
+		out = append(out, "purge packages "+strings.Join(t.Purge, " "))
+	}
+	return out
+}
+
+// PlanTeardown reads the host's facts and decides the teardown; a host
+// already torn down plans nothing.
+func PlanTeardown(ctx context.Context, c remote.Conn, o Options) (*Teardown, error) {
+	f, err := facts.Gather(ctx, c, facts.Request{Paths: ManagedFiles(), Services: []string{"keepalived"}, Packages: purgeable})
+	if err != nil {
+		return nil, err
+	}
+	ka := f.Services["keepalived"]
+	t := &Teardown{Stop: ka.Active == "active" || ka.Active == "activating", Disable: ka.Enabled == "enabled", pkgmgr: f.PackageManager}
+	for _, p := range ManagedFiles() {
+		if f.Files[p].Exists {
+			t.Remove = append(t.Remove, p)
+		}
+	}
+	if o.Purge {
+		for _, p := range purgeable {
+			if f.Installed(p) {
+				t.Purge = append(t.Purge, p)
+			}
+		}
+	}
+	return t, nil
+}
+
+// purgeable are the packages --purge-packages removes: the ones hactl
+// installs for its own services (arping stays: other tools use it).
+var purgeable = []string{"keepalived", "nginx"}
+
+// Run carries out the teardown of h; others are the hosts of its cluster
+// that keep running (where its VIPs go). It returns how many things it
+// changed.
+func (t *Teardown) Run(ctx context.Context, h *fleet.Host, others []*fleet.Host, o Options) (int, error) {
+	if o.Clock == nil {
+		o.Clock = clock.Real{}
+	}
+	emit := func(status, summary string) {
+		if o.Event != nil {
+			o.Event(playbook.Event{Host: h.Name(), Step: "decommission", Status: status, Summary: summary})
+		}
+	}
+	run := func(cmd string) error {
+		_, err := remote.Output(ctx, h.Conn, cmd)
+		return err
+	}
+	where := fmt.Sprintf("%s (%s)", h.Name(), h.Host.Address)
+	changed := 0
+	ka := remote.Unit("keepalived")
+	if t.Stop {
+		held, err := verify.Addrs(ctx, h.Conn, h.Host.Interface)
+		if err != nil {
+			return changed, fmt.Errorf("%s: read its addresses: %w", where, err)
+		}
+		want := vipsHeld(h, others, held)
+		if err := run(ka.Stop()); err != nil {
+			return changed, fmt.Errorf("%s: stop keepalived: %w", where, err)
+		}
+		changed++
+		if err := waitMoved(ctx, h, others, want, o); err != nil {
+			return changed, err
+		}
+		emit("changed", "keepalived stopped gracefully; "+moved(want, others))
+	}
+	if t.Disable {
+		if err := run(ka.Disable()); err != nil {
+			return changed, fmt.Errorf("%s: disable keepalived: %w", where, err)
+		}
+		changed++
+	}
+	if len(t.Remove) > 0 {
+		done, err := RemoveFiles(ctx, h.Conn, o.Stamp, o.Restore)
+		if err != nil {
+			return changed, fmt.Errorf("%s: %w", where, err)
+		}
+		changed += len(done)
+		emit("changed", strings.Join(done, "; "))
+	}
+	if len(t.Purge) > 0 {
+		cmd := "DEBIAN_FRONTEND=noninteractive apt-get -q -y purge " + remote.Join(t.Purge...)
+		if t.pkgmgr != "apt-get" {
+			cmd = t.pkgmgr + " -q -y remove " + remote.Join(t.Purge...)
+		}
+		if err := run(cmd); err != nil {
+			return changed, fmt.Errorf("%s: purge packages: %w", where, err)
+		}
+		changed++
+		emit("changed", "purged "+strings.Join(t.Purge, " "))
+	}
+	if changed == 0 {
+		emit("ok", "nothing of hactl's left")
+	} else {
+		emit("ok", "keepalived stopped and disabled, hactl's files removed")
+	}
+	return changed, nil
+}
+
+// vipsHeld are the addresses h holds that its cluster serves: its own VIPs
+// and those it took over as a backup.
+func vipsHeld(h *fleet.Host, others []*fleet.Host, held []netip.Prefix) []netip.Prefix {
+	vips := map[netip.Addr]bool{}
+	for _, x := range append([]*fleet.Host{h}, others...) {
+		for _, p := range x.Host.VIPs() {
+			vips[p.Addr()] = true
+		}
+	}
+	var out []netip.Prefix
+	for _, p := range held {
+		if vips[p.Addr()] {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func moved(want []netip.Prefix, others []*fleet.Host) string {
+	if len(want) == 0 {
+		return "it held no VIP"
+	}
+	var s []string
+	for _, p := range want {
+		s = append(s, p.String())
+	}
+	if len(others) == 0 {
+		return strings.Join(s, ", ") + " released (no other host of the cluster runs)"
+	}
+	return strings.Join(s, ", ") + " moved to the others"
 }
 
 // RemoveFiles moves every hactl file present on the host into
-// playbook.BackupDir, reloads systemd when the drop-in went, and reloads
-// nginx when it runs and its configuration still tests clean without
-// hactl's site. It returns the paths it removed.
-func RemoveFiles(ctx context.Context, c remote.Conn, stamp string) ([]string, error) {
+// playbook.BackupDir and, with restore, puts back what the distribution had
+// before hactl (Debian's default site, EL's nginx.conf, a keepalived.conf
+// hactl did not write). Then it reloads systemd when the drop-in went, and
+// nginx when it runs and its configuration tests clean. It returns one line
+// per thing done.
+func RemoveFiles(ctx context.Context, c remote.Conn, stamp string, restore bool) ([]string, error) {
 	var b strings.Builder
 	b.WriteString("mkdir -p " + playbook.BackupDir + " && chmod 0700 " + playbook.BackupDir + " || exit 1\n")
 	for _, p := range ManagedFiles() {
-		fmt.Fprintf(&b, "if [ -e %[1]s ] || [ -L %[1]s ]; then mv -f %[1]s %[2]s || exit 1; echo %[1]s; fi\n",
+		fmt.Fprintf(&b, "if [ -e %[1]s ] || [ -L %[1]s ]; then mv -f %[1]s %[2]s || exit 1; echo removed %[1]s; fi\n",
 			remote.Quote(p), remote.Quote(playbook.BackupPath(p, stamp)))
+	}
+	if restore {
+		site := "/etc/nginx/sites-enabled/default"
+		// The oldest copy is the one hactl took from the distribution.
+		fmt.Fprintf(&b, "if [ -d /etc/nginx/sites-enabled ] && [ ! -e %[1]s ] && [ ! -L %[1]s ]; then o=$(ls -1tr %[2]s.hactl-* 2>/dev/null | head -n 1); if [ -n \"$o\" ]; then cp -pP \"$o\" %[1]s && echo restored %[1]s; fi; fi\n",
+			site, playbook.BackupDir+"/etc_nginx_sites-enabled_default")
+		b.WriteString("if [ -e /etc/nginx/nginx.conf.hactl-orig ] && ! cmp -s /etc/nginx/nginx.conf.hactl-orig /etc/nginx/nginx.conf; then cp -p /etc/nginx/nginx.conf.hactl-orig /etc/nginx/nginx.conf && echo restored /etc/nginx/nginx.conf; fi\n")
+		k := render.KeepalivedConf
+		fmt.Fprintf(&b, "o=$(ls -1tr %[1]s.hactl-* 2>/dev/null | head -n 1); if [ ! -e %[1]s ] && [ -n \"$o\" ] && ! head -n 1 \"$o\" | grep -q 'Managed by hactl'; then cp -p \"$o\" %[1]s && echo restored %[1]s; fi\n", k)
 	}
 	out, err := remote.Output(ctx, c, b.String())
 	if err != nil {
 		return nil, fmt.Errorf("remove hactl's files: %w", err)
 	}
-	removed := strings.Fields(out)
-	for _, p := range removed {
-		switch p {
-		case render.KeepalivedDrop:
+	var done []string
+	reloadNginx := false
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		if line == "" {
+			continue
+		}
+		done = append(done, line)
+		switch {
+		case line == "removed "+render.KeepalivedDrop:
 			if _, err := remote.Output(ctx, c, "systemctl daemon-reload"); err != nil {
-				return removed, err
+				return done, err
 			}
-		case render.NginxSite:
-			ng := remote.Unit("nginx")
-			if _, err := remote.Output(ctx, c, "if "+ng.Active()+" && nginx -t >/dev/null 2>&1; then "+ng.Reload()+"; fi"); err != nil {
-				return removed, err
-			}
+		case strings.Contains(line, "/etc/nginx/"):
+			reloadNginx = true
 		}
 	}
-	return removed, nil
+	if reloadNginx {
+		ng := remote.Unit("nginx")
+		if _, err := remote.Output(ctx, c, "if "+ng.Active()+" && nginx -t >/dev/null 2>&1; then "+ng.Reload()+"; fi"); err != nil {
+			return done, err
+		}
+	}
+	return done, nil
 }
 
 func orNone(l []string) string {
@@ -249,32 +407,20 @@ func orNone(l []string) string {
 	return strings.Join(l, ", ")
 }
 
-func addrs(d *Departed) string {
-	s := d.VIP.String()
-	if d.VIP6.IsValid() {
-		s += " + " + d.VIP6.String()
-	}
-	return s
-}
-
-// waitMoved polls d and the survivors until d holds none of its VIPs and
-// each is on exactly one survivor.
-func waitMoved(ctx context.Context, d *Departed, survivors []*fleet.Host, o Options) error {
-	hosts := append([]*fleet.Host{d.Host}, survivors...)
-	want := []netip.Prefix{d.VIP}
-	if d.VIP6.IsValid() {
-		want = append(want, d.VIP6)
-	}
+// waitMoved polls h and the others until h holds none of want and each
+// is on exactly one other host (with no other host: on none).
+func waitMoved(ctx context.Context, h *fleet.Host, others []*fleet.Host, want []netip.Prefix, o Options) error {
+	hosts := append([]*fleet.Host{h}, others...)
 	timeout := 3*o.Bound + 5*time.Second
 	deadline := o.Clock.Now().Add(timeout)
 	for {
 		obs := verify.Observe(ctx, hosts)
-		problem := movedProblem(obs, d.Name, want, len(survivors) > 0)
+		problem := movedProblem(obs, h.Name(), want, len(others) > 0)
 		if problem == "" {
 			return nil
 		}
 		if o.Clock.Now().After(deadline) {
-			return fmt.Errorf("%s: its VIPs did not move within %s: %s", d.Where(), timeout.Round(time.Second), problem)
+			return fmt.Errorf("%s (%s): its VIPs did not move within %s: %s", h.Name(), h.Host.Address, timeout.Round(time.Second), problem)
 		}
 		if err := ctx.Err(); err != nil {
 			return err
