@@ -129,6 +129,7 @@ func runDestroy(ctx context.Context, g *Globals, o *DestroyOptions, l *Loaded, d
 				}
 			}
 			opts.Bound = crashBound(l.Layout, l.Inv.ClusterOf(h.Name).Name)
+			opts.VIPs = clusterVIPs(l.Layout, l.Inv.ClusterOf(h.Name).Name)
 			n, err := t.Run(ctx, fl.Get(h.Name), others, opts)
 			hj.Changed = n
 			if err != nil {

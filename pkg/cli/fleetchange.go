@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -94,6 +95,7 @@ func (g *Globals) fleetChange(ctx context.Context, o *ApplyOptions, l *Loaded, f
 				pr.event(playbook.Event{Host: d.Name, Step: "left the inventory", Status: "found", Summary: summary + ": decommissioning"})
 				err := prune.Decommission(ctx, d, survivors(fl, d.Cluster), prune.Options{
 					Stamp: stamp, Bound: crashBound(l.Layout, d.Cluster), Event: pr.event,
+					VIPs: append(clusterVIPs(l.Layout, d.Cluster), recordedVIPs(recs, d.Cluster)...),
 				})
 				if err != nil {
 					pr.event(playbook.Event{Host: d.Name, Step: "decommission", Status: "failed", Summary: err.Error()})
@@ -147,4 +149,30 @@ func crashBound(l *vrrp.Layout, cluster string) time.Duration {
 		b = max(b, in.Bounds.Crash)
 	}
 	return b
+}
+
+// clusterVIPs are the addresses the layout gives cluster.
+func clusterVIPs(l *vrrp.Layout, cluster string) []netip.Prefix {
+	var out []netip.Prefix
+	for _, in := range l.ForCluster(cluster) {
+		out = append(out, in.Addrs()...)
+	}
+	return out
+}
+
+// recordedVIPs are the addresses the records give cluster.
+func recordedVIPs(recs []*vrrp.Record, cluster string) []netip.Prefix {
+	var out []netip.Prefix
+	for _, r := range recs {
+		if r == nil || r.Cluster != cluster {
+			continue
+		}
+		for _, h := range r.Members() {
+			out = append(out, h.VIP)
+			if h.VIP6.IsValid() {
+				out = append(out, h.VIP6)
+			}
+		}
+	}
+	return out
 }

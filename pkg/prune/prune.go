@@ -156,6 +156,9 @@ type Options struct {
 	// Purge removes the keepalived and nginx packages (destroy
 	// --purge-packages).
 	Purge bool
+	// VIPs are every VIP of the cluster, old and new: the addresses a
+	// stopping host may hold (its own, and those it took over as a backup).
+	VIPs []netip.Prefix
 }
 
 // Decommission retires d before any survivor is reconfigured. Why this
@@ -274,7 +277,7 @@ func (t *Teardown) Run(ctx context.Context, h *fleet.Host, others []*fleet.Host,
 		if err != nil {
 			return changed, fmt.Errorf("%s: read its addresses: %w", where, err)
 		}
-		want := vipsHeld(h, others, held)
+		want := vipsHeld(h, others, held, o.VIPs)
 		if err := run(ka.Stop()); err != nil {
 			return changed, fmt.Errorf("%s: stop keepalived: %w", where, err)
 		}
@@ -319,8 +322,11 @@ func (t *Teardown) Run(ctx context.Context, h *fleet.Host, others []*fleet.Host,
 
 // vipsHeld are the addresses h holds that its cluster serves: its own VIPs
 // and those it took over as a backup.
-func vipsHeld(h *fleet.Host, others []*fleet.Host, held []netip.Prefix) []netip.Prefix {
+func vipsHeld(h *fleet.Host, others []*fleet.Host, held, cluster []netip.Prefix) []netip.Prefix {
 	vips := map[netip.Addr]bool{}
+	for _, p := range cluster {
+		vips[p.Addr()] = true
+	}
 	for _, x := range append([]*fleet.Host{h}, others...) {
 		for _, p := range x.Host.VIPs() {
 			vips[p.Addr()] = true
