@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
+	"regexp"
 
 	"github.com/hashicorp/hcl/v2"
 
@@ -69,8 +70,29 @@ func ParseRecord(b []byte) (*Record, error) {
 	if r.SchemaVersion != RecordVersion {
 		return nil, fmt.Errorf("read %s: schema_version %d, this hactl reads %d", RecordPath, r.SchemaVersion, RecordVersion)
 	}
+	// The record comes from a host: what reaches keepalived.conf (instance
+	// names, router ids) or a command line must be what hactl writes.
+	for _, h := range r.Members() {
+		switch {
+		case !recordName.MatchString(h.Name):
+			return nil, fmt.Errorf("read %s: bad host name %q", RecordPath, h.Name)
+		case h.Instance != "" && !instanceName.MatchString(h.Instance):
+			return nil, fmt.Errorf("read %s: host %s: bad instance name %q", RecordPath, h.Name, h.Instance)
+		case h.VRID < 1 || h.VRID > 255:
+			return nil, fmt.Errorf("read %s: host %s: virtual_router_id %d out of range", RecordPath, h.Name, h.VRID)
+		case !h.Address.IsValid() || !h.VIP.IsValid():
+			return nil, fmt.Errorf("read %s: host %s: no address or VIP", RecordPath, h.Name)
+		case h.Interface != "" && !recordName.MatchString(h.Interface):
+			return nil, fmt.Errorf("read %s: host %s: bad interface %q", RecordPath, h.Name, h.Interface)
+		}
+	}
 	return &r, nil
 }
+
+var (
+	recordName   = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
+	instanceName = regexp.MustCompile(`^VI_[0-9]{1,3}$`)
+)
 
 // Marshal is the record's file content.
 func (r *Record) Marshal() []byte {

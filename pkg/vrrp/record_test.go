@@ -136,6 +136,16 @@ func TestRecordRoundTrip(t *testing.T) {
 	if _, err := ParseRecord([]byte(`{"schema_version":9}`)); err == nil {
 		t.Fatal("unknown schema accepted")
 	}
+	for _, bad := range []string{
+		`{"name":"lab1","address":"198.18.0.11","vip":"198.18.0.201/24","vrid":51,"instance":"VI_1 {\n}"}`,
+		`{"name":"lab1; rm","address":"198.18.0.11","vip":"198.18.0.201/24","vrid":51}`,
+		`{"name":"lab1","address":"198.18.0.11","vip":"198.18.0.201/24","vrid":300}`,
+		`{"name":"lab1","vip":"198.18.0.201/24","vrid":51}`,
+	} {
+		if _, err := ParseRecord([]byte(`{"schema_version":1,"cluster":"lab","hosts":[` + bad + `]}`)); err == nil {
+			t.Errorf("accepted %s", bad)
+		}
+	}
 	d := Removed(inv, []*Record{r})
 	if len(d) != 1 || d[0].Name != "lab2" || d[0].Address.String() != "198.18.0.12" {
 		t.Fatalf("removed: %+v", d)
