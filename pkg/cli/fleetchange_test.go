@@ -3,7 +3,9 @@ package cli
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -23,67 +25,112 @@ func TestRecordPathsAgree(t *testing.T) {
 	}
 }
 
-// TestApplyRefusesWhileARemovedHostRuns: lab2 left the inventory but its
-// keepalived runs: plain apply exits 1 naming it, its address and the fix,
-// and sends the survivors nothing but the record read.
-func TestApplyRefusesWhileARemovedHostRuns(t *testing.T) {
+// fleetLab is the lab inventory without lab2, on fake hosts that all keep
+// the 3-host record and run keepalived; down hosts cannot be dialled.
+type fleetLab struct {
+	inv   string
+	down  map[string]bool
+	mu    sync.Mutex
+	conns map[string]*remotetest.Fake
+}
+
+const threeHostRecord = `{"schema_version":1,"cluster":"lab","hosts":[
+ {"name":"lab1","address":"198.18.0.11","vip":"198.18.0.201/24","vrid":51,"instance":"VI_1","interface":"eth0"},
+ {"name":"lab2","address":"198.18.0.12","vip":"198.18.0.202/24","vrid":52,"instance":"VI_2","interface":"eth0"},
+ {"name":"lab3","address":"198.18.0.13","vip":"198.18.0.203/24","vrid":53,"instance":"VI_3","interface":"eth0"}],"retired":[]}`
+
+func newFleetLab(t *testing.T, down ...string) *fleetLab {
+	t.Helper()
 	src, err := os.ReadFile(lab)
 	if err != nil {
 		t.Fatal(err)
 	}
 	noLab2 := regexp.MustCompile(`(?s)  host "lab2" \{.*?\n  \}\n`).ReplaceAllString(string(src), "")
-	inv := filepath.Join(t.TempDir(), "no-lab2.hcl")
-	if err := os.WriteFile(inv, []byte(noLab2), 0o644); err != nil {
+	fl := &fleetLab{inv: filepath.Join(t.TempDir(), "no-lab2.hcl"), down: map[string]bool{}, conns: map[string]*remotetest.Fake{}}
+	for _, d := range down {
+		fl.down[d] = true
+	}
+	if err := os.WriteFile(fl.inv, []byte(noLab2), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	record := `{"schema_version":1,"cluster":"lab","hosts":[
- {"name":"lab1","address":"198.18.0.11","vip":"198.18.0.201/24","vrid":51,"instance":"VI_1","interface":"eth0"},
- {"name":"lab2","address":"198.18.0.12","vip":"198.18.0.202/24","vrid":52,"instance":"VI_2","interface":"eth0"},
- {"name":"lab3","address":"198.18.0.13","vip":"198.18.0.203/24","vrid":53,"instance":"VI_3","interface":"eth0"}],"retired":[]}`
-	var mu sync.Mutex
-	conns := map[string]*remotetest.Fake{}
-	dial := func(_ context.Context, cfg remote.Config) (remote.Conn, error) {
-		f := &remotetest.Fake{Handler: func(cmd string, _ []byte) remote.Result {
-			switch {
-			case strings.HasPrefix(cmd, "cat "+vrrp.RecordPath):
-				return remote.Result{Stdout: []byte(record)}
-			case strings.HasPrefix(cmd, "LC_ALL=C"):
-				return remote.Result{Stdout: []byte("@@os\nID=debian\nVERSION_ID=\"12\"\n@@systemd\nyes\n@@services\nkeepalived\tactive\tenabled\n@@end\n")}
-			}
-			return remote.Result{}
-		}}
-		mu.Lock()
-		conns[cfg.Name] = f
-		mu.Unlock()
-		return f, nil
+	return fl
+}
+
+func (fl *fleetLab) dial(_ context.Context, cfg remote.Config) (remote.Conn, error) {
+	if fl.down[cfg.Name] {
+		return nil, fmt.Errorf("dial %s: connection refused", cfg.Address)
 	}
+	f := &remotetest.Fake{Handler: func(cmd string, _ []byte) remote.Result {
+		switch {
+		case strings.HasPrefix(cmd, "cat "+vrrp.RecordPath):
+			return remote.Result{Stdout: []byte(threeHostRecord)}
+		case strings.HasPrefix(cmd, "LC_ALL=C"):
+			return remote.Result{Stdout: []byte("@@os\nID=debian\nVERSION_ID=\"12\"\n@@systemd\nyes\n@@services\nkeepalived\tactive\tenabled\n@@end\n")}
+		}
+		return remote.Result{}
+	}}
+	fl.mu.Lock()
+	fl.conns[cfg.Name] = f
+	fl.mu.Unlock()
+	return f, nil
+}
+
+func (fl *fleetLab) run(args ...string) (stdout, stderr string, err error) {
 	var out, errb bytes.Buffer
-	g := &Globals{IO: IO{In: strings.NewReader(""), Out: &out, Err: &errb, Env: []string{"NO_COLOR=1"}}, Dial: dial}
+	g := &Globals{IO: IO{In: strings.NewReader(""), Out: &out, Err: &errb, Env: []string{"NO_COLOR=1"}}, Dial: fl.dial}
 	root := NewRoot(context.Background(), g)
-	root.SetArgs([]string{"apply", "-i", inv})
+	root.SetArgs(append(args, "-i", fl.inv))
 	err = root.ExecuteContext(context.Background())
+	return out.String(), errb.String(), err
+}
+
+// TestApplyRefusesWhileARemovedHostRuns: lab2 left the inventory but its
+// keepalived runs: plain apply exits 1 naming it, its address and the fix,
+// and sends the survivors nothing but the record read.
+func TestApplyRefusesWhileARemovedHostRuns(t *testing.T) {
+	fl := newFleetLab(t)
+	_, stderr, err := fl.run("apply")
 	var ee *ExitError
 	if !errors.As(err, &ee) || ee.Code != ExitFailed {
-		t.Fatalf("error %v, want exit 1\n%s", err, errb.String())
+		t.Fatalf("error %v, want exit 1\n%s", err, stderr)
 	}
 	for _, want := range []string{"lab2 (198.18.0.12)", "VRID 52", "hactl apply --prune", "put it back in the inventory", "nothing was changed"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q: %v", want, err)
 		}
 	}
-	if conns["lab2"] == nil {
+	if fl.conns["lab2"] == nil {
 		t.Fatal("lab2 was never contacted")
 	}
 	for _, n := range []string{"lab1", "lab3"} {
-		for _, c := range conns[n].Calls() {
+		for _, c := range fl.conns[n].Calls() {
 			if c.Upload || !strings.HasPrefix(c.Cmd, "cat "+vrrp.RecordPath) {
 				t.Errorf("%s got %q %s before the refusal", n, c.Cmd, c.Path)
 			}
 		}
 	}
-	for _, c := range conns["lab2"].Calls() {
+	for _, c := range fl.conns["lab2"].Calls() {
 		if c.Upload || !strings.HasPrefix(c.Cmd, "LC_ALL=C") {
 			t.Errorf("lab2 got %q %s", c.Cmd, c.Path)
 		}
+	}
+}
+
+// TestUnreachableRemovedHostStaysReserved: plan reports a removed host that
+// cannot be reached by name and address, keeps the survivors' recorded
+// VRIDs, and lists the host as departed with its VRID reserved.
+func TestUnreachableRemovedHostStaysReserved(t *testing.T) {
+	fl := newFleetLab(t, "lab2")
+	stdout, stderr, _ := fl.run("plan", "--output", "json")
+	if !strings.Contains(stderr, "lab2 (198.18.0.12) left the inventory") || !strings.Contains(stderr, "VRID 52 stays reserved") {
+		t.Errorf("stderr:\n%s", stderr)
+	}
+	var doc applyJSON
+	if err := json.Unmarshal([]byte(stdout), &doc); err != nil {
+		t.Fatalf("%v\n%s", err, stdout)
+	}
+	if len(doc.Departed) != 1 || doc.Departed[0].Name != "lab2" || doc.Departed[0].Action != "reserved" ||
+		doc.Departed[0].Reachable || doc.Departed[0].Keepalived != nil {
+		t.Errorf("departed %+v", doc.Departed)
 	}
 }
