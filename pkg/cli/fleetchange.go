@@ -176,3 +176,35 @@ func recordedVIPs(recs []*vrrp.Record, cluster string) []netip.Prefix {
 	}
 	return out
 }
+
+// recordedLayout is the layout as the last apply left it, for commands that
+// look at the fleet without changing its membership (status,
+// failover-test): recorded router ids and instance names, and the departed
+// hosts the records keep as retired (no others: what was pruned is gone).
+func recordedLayout(ctx context.Context, g *Globals, l *Loaded, fl *fleet.Fleet) (*Loaded, error) {
+	recs, err := prune.Records(ctx, fl.Reachable())
+	if err != nil {
+		return nil, &ExitError{Code: ExitFailed, Err: fmt.Errorf("read the cluster record: %w", err)}
+	}
+	retired := map[string]bool{}
+	for _, r := range recs {
+		if r == nil {
+			continue
+		}
+		for _, h := range r.Retired {
+			retired[h.Name] = true
+		}
+	}
+	var gone []string
+	for _, d := range vrrp.Removed(l.Inv, recs) {
+		if !retired[d.Name] {
+			gone = append(gone, d.Name)
+		}
+	}
+	layout, diags := vrrp.BuildWith(l.Inv, vrrp.Options{Records: recs, Decommissioned: gone})
+	if diags.HasErrors() {
+		g.printDiags(nil, diags)
+		return nil, &ExitError{Code: ExitUsage, Err: errors.New("the inventory clashes with the router ids recorded on the hosts")}
+	}
+	return &Loaded{Inv: l.Inv, Layout: layout}, nil
+}
