@@ -154,6 +154,11 @@ func TestFleet(t *testing.T) {
 		if _, _, code := hactl(t, "apply", "-i", noLab2); code != 0 {
 			t.Errorf("apply after the prune: exit %d", code)
 		}
+		// status judges the recorded layout: lab3 on VRID 53, no drift.
+		out, errOut, code = hactl(t, "status", "-i", noLab2, "--output", "json")
+		if code != 0 || strings.Contains(out, `"drift":["`) {
+			t.Errorf("status after the prune: exit %d\n%s\n%s", code, out, errOut)
+		}
 	})
 
 	t.Run("add a 4th host", func(t *testing.T) {
