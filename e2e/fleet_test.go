@@ -156,8 +156,20 @@ func TestFleet(t *testing.T) {
 		}
 		// status judges the recorded layout: lab3 on VRID 53, no drift.
 		out, errOut, code = hactl(t, "status", "-i", noLab2, "--output", "json")
-		if code != 0 || strings.Contains(out, `"drift":["`) {
+		var st struct {
+			Hosts []struct {
+				Name  string   `json:"name"`
+				Drift []string `json:"drift"`
+			} `json:"hosts"`
+		}
+		decode(t, out, &st)
+		if code != 0 || len(st.Hosts) != 2 {
 			t.Errorf("status after the prune: exit %d\n%s\n%s", code, out, errOut)
+		}
+		for _, h := range st.Hosts {
+			if len(h.Drift) != 0 {
+				t.Errorf("status after the prune: %s drifts: %v", h.Name, h.Drift)
+			}
 		}
 	})
 
