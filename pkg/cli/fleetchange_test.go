@@ -134,3 +134,22 @@ func TestUnreachableRemovedHostStaysReserved(t *testing.T) {
 		t.Errorf("departed %+v", doc.Departed)
 	}
 }
+
+// TestPlanPrunePreviews: plan --prune says it would decommission lab2 and
+// sends lab2 nothing but the facts read.
+func TestPlanPrunePreviews(t *testing.T) {
+	fl := newFleetLab(t)
+	stdout, stderr, _ := fl.run("plan", "--prune", "--output", "json")
+	var doc applyJSON
+	if err := json.Unmarshal([]byte(stdout), &doc); err != nil {
+		t.Fatalf("%v\n%s", err, stdout)
+	}
+	if len(doc.Departed) != 1 || doc.Departed[0].Action != "would decommission" || doc.Departed[0].Keepalived == nil || *doc.Departed[0].Keepalived != "active" {
+		t.Errorf("departed %+v\n%s", doc.Departed, stderr)
+	}
+	for _, c := range fl.conns["lab2"].Calls() {
+		if c.Upload || !strings.HasPrefix(c.Cmd, "LC_ALL=C") {
+			t.Errorf("plan sent lab2 %q %s", c.Cmd, c.Path)
+		}
+	}
+}
