@@ -9,7 +9,9 @@
 # step only on hosts whose OS has that key: "el", "el7", "el8", "el9",
 # "debian", "debian11", "debian12", "ubuntu22.04" … (others report "skipped").
 # Attribute values may name per-host inventory values as {nginx_listen},
-# {interface}, {vrrp_transport}.
+# {interface}, {vrrp_transport}, {ipv6} and {vrrp_ipv6} ("yes"/"no": the
+# cluster has IPv6 VIPs / its VRRP instances are IPv6). `when = "ipv6"` runs a
+# step only on hosts of clusters with IPv6 VIPs.
 
 step "epel" {
   # CentOS 7 has no nginx in base; EPEL has it, and epel-release is in
@@ -30,6 +32,22 @@ step "packages" {
     # EL: arping is part of iputils (in every EL install).
     names_by_family = {
       el = ["nginx", "keepalived", "iputils"]
+    }
+  }
+}
+
+step "ndisc6" {
+  # Clusters with IPv6 VIPs: clean_arp.sh's IPv6 path (`ndisc6 -s VIP6
+  # GATEWAY6`, the IPv6 form of `arping -s`) needs it. Debian has it in main,
+  # Ubuntu in universe. EL has it only in EPEL: installed where EPEL is
+  # (epel-release installed, e.g. CentOS 7 for nginx), else skipped — hactl
+  # does not add EPEL for it, keepalived's own unsolicited neighbour adverts do
+  # the work and the script skips ndisc6 when it is missing.
+  when = "ipv6"
+  package {
+    names = ["ndisc6"]
+    requires_by_family = {
+      el = ["epel-release"]
     }
   }
 }

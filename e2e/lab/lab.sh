@@ -5,6 +5,8 @@
 #   lab.sh down     stop every host, remove netns/links/mounts/cgroups; keep the cached base and repo
 #   lab.sh status   print each host and whether it runs and answers SSH
 #   lab.sh purge    down, then delete the whole lab directory (caches included)
+#   lab.sh inventory [N]  print the lab's inventory for N hosts (no root needed)
+#   lab.sh test-deps  install what `make test` needs besides Go (keepalived, shellcheck, nftables)
 #
 # How it works and why each odd flag is there: e2e/README.md and notes/lab-facts.md.
 set -Eeuo pipefail
@@ -12,8 +14,27 @@ shopt -s nullglob
 
 LAB=$(realpath -m "${HACTL_LAB_DIR:-/var/lib/hactl-lab}") # absolute: it is written into lab.hcl
 BRIDGE=hactl0
-NET=198.18.0
-GATEWAY=$NET.1
+# The lab's one source: inventory/lab.hcl is its inventory for 3 hosts and the template for N
+# (render_inventory). The address plan comes from it too: the gateway's /24, host i at lab1's
+# address + i - 1, its VIP at lab1's VIP + i - 1. labkit reads the rendered file.
+TEMPLATE=$(realpath -m "$(dirname "${BASH_SOURCE[0]}")/../../inventory/lab.hcl")
+tmpl_value() { sed -n "s/^ *$1 *= *\"\([^\"]*\)\".*/\1/p" "$TEMPLATE" | head -n 1; }
+[ -r "$TEMPLATE" ] || { echo "lab: error: no template $TEMPLATE" >&2; exit 1; }
+GATEWAY=$(tmpl_value gateway)
+NET=${GATEWAY%.*}
+ADDR1=$(tmpl_value address)
+VIP1=$(tmpl_value vip)
+VIP1=${VIP1%/*}
+if [ "${ADDR1%.*}" != "$NET" ] || [ "${VIP1%.*}" != "$NET" ] || [ "$GATEWAY" != "$NET.1" ]; then
+	echo "lab: error: $TEMPLATE: gateway ($GATEWAY), lab1's address ($ADDR1) and VIP ($VIP1) must share one /24, gateway .1" >&2
+	exit 1
+fi
+ADDR_BASE=$((${ADDR1##*.} - 1))
+VIP_BASE=$((${VIP1##*.} - 1))
+# IPv6: the documentation prefix's lab /64, nothing else and no route out of it. Host i is ::1i
+# (::11, ::12, …) and its VIP ::20i, whatever the IPv4 plan.
+NET6=2001:db8:18
+GATEWAY6=$NET6::1
 MAX_HOSTS=50
 BOOT_TIMEOUT=${LAB_BOOT_TIMEOUT:-90}      # seconds per host, boot + sshd
 STOP_TIMEOUT=${LAB_STOP_TIMEOUT:-20}      # seconds between the one SIGTERM and SIGKILL
@@ -28,14 +49,17 @@ HOSTS=$LAB/hosts
 KEY=$LAB/id_ed25519
 KNOWN=$LAB/known_hosts
 INVENTORY=$LAB/lab.hcl
+INVENTORY_DUAL=$LAB/lab-dualstack.hcl
+INVENTORY_V6=$LAB/lab-ipv6.hcl
 
 log() { printf 'lab: %s\n' "$*" >&2; }
 die() { printf 'lab: error: %s\n' "$*" >&2; exit 1; }
 now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 
-addr_of() { echo "$NET.$((10 + $1))"; }
-vip_of() { echo "$NET.$((200 + $1))"; }
+addr_of() { echo "$NET.$((ADDR_BASE + $1))"; }
+vip_of() { echo "$NET.$((VIP_BASE + $1))"; }
+addr6_of() { echo "$NET6::1$1"; }
 veth_of() { echo "hactl-lab$1"; }
 
 # ---------------------------------------------------------------------------------------------
@@ -47,21 +71,46 @@ require_root_linux() {
 	[ "$(id -u)" = 0 ] || die "the lab needs root (it creates network namespaces, a bridge, mounts and cgroups); run: sudo $0 $*"
 }
 
-# Installs the host tools that are missing, once. Checking commands first keeps a no-op `up` fast.
-ensure_tools() {
-	local missing=() pair cmd pkg
-	for pair in systemd-nspawn:systemd-container debootstrap:debootstrap dpkg-scanpackages:dpkg-dev \
-		ssh:openssh-client ssh-keygen:openssh-client ip:iproute2 flock:util-linux setsid:util-linux \
-		gzip:gzip sha256sum:coreutils; do
+# install_missing WHAT CMD:PKG…: installs the packages whose command is missing, with apt-get.
+# Checking commands first keeps a no-op call fast. Returns 1 when something cannot be installed.
+install_missing() {
+	local what=$1 missing=() pair cmd pkg
+	shift
+	for pair in "$@"; do
 		cmd=${pair%%:*} pkg=${pair#*:}
 		command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg")
 	done
 	[ ${#missing[@]} -eq 0 ] && return 0
-	command -v apt-get >/dev/null 2>&1 || die "missing tools (${missing[*]}) and no apt-get: the lab supports Debian/Ubuntu hosts only"
-	log "installing host tools: ${missing[*]}"
+	if ! command -v apt-get >/dev/null 2>&1; then
+		log "missing $what (${missing[*]}) and no apt-get: Debian/Ubuntu hosts only"
+		return 1
+	fi
+	log "installing $what: ${missing[*]}"
 	export DEBIAN_FRONTEND=noninteractive
-	apt-get -o DPkg::Lock::Timeout=300 -qq update >&2
-	apt-get -o DPkg::Lock::Timeout=300 -qq install -y --no-install-recommends "${missing[@]}" >&2
+	apt-get -o DPkg::Lock::Timeout=300 -qq update >&2 &&
+		apt-get -o DPkg::Lock::Timeout=300 -qq install -y --no-install-recommends "${missing[@]}" >&2
+}
+
+# The lab's own host tools, once.
+ensure_tools() {
+	install_missing "host tools" systemd-nspawn:systemd-container debootstrap:debootstrap dpkg-scanpackages:dpkg-dev \
+		ssh:openssh-client ssh-keygen:openssh-client ip:iproute2 flock:util-linux setsid:util-linux \
+		gzip:gzip sha256sum:coreutils || die "cannot install the lab's host tools (see above)"
+}
+
+# What `make test` runs besides Go and the lab: keepalived (`keepalived -t` on rendered configs),
+# the shell linter for this script, nft (the e2e tests drop VRRP multicast on the bridge).
+# Installed as root when missing; otherwise, or when apt-get fails, the tests that need them skip and say why.
+cmd_test_deps() {
+	local pairs=(keepalived:keepalived shellcheck:shellcheck nft:nftables) pair missing=()
+	for pair in "${pairs[@]}"; do command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}"); done
+	[ ${#missing[@]} -eq 0 ] && return 0
+	if [ "$(id -u)" != 0 ]; then
+		log "test-deps: not root, not installing ${missing[*]}: the tests that need them skip"
+		return 0
+	fi
+	install_missing "test tools" "${pairs[@]}" || log "test-deps: could not install ${missing[*]}: the tests that need them skip"
+	return 0
 }
 
 ip2int() {
@@ -92,6 +141,22 @@ check_subnet_free() {
 		ip -4 route show table all type unicast 2>/dev/null
 		ip -4 -o addr show | awk '{print $4, "dev", $2}'
 	} | grep -E '^[0-9]')
+	return 0
+}
+
+# The same for the lab's IPv6 /64: refused when a route or address of 2001:db8:18::/64 (or a prefix
+# containing it) is on anything but our bridge.
+check_subnet6_free() {
+	local line dev
+	while read -r line; do
+		dev=$(sed -n 's/.* dev \([^ ]*\).*/\1/p' <<<"$line")
+		[ "$dev" = "$BRIDGE" ] && continue
+		[ -z "$dev" ] && continue
+		die "$NET6::/64 is already used on this machine ($line); the lab needs it for bridge $BRIDGE — remove that route/address or use another machine"
+	done < <({
+		ip -6 route show table all to root "$NET6::/64" 2>/dev/null
+		ip -6 route show table all match "$NET6::/64" 2>/dev/null | grep -v '^default'
+	} | grep -v '^\(local\|anycast\|multicast\) ' | grep -E '^[0-9a-f]')
 	return 0
 }
 
@@ -159,12 +224,14 @@ build_base() {
 
 	# The chroot still has this machine's network: fetch every package the tests and benchmarks will
 	# install later, with all dependencies, into the local repository. arping and iputils-arping conflict,
-	# so the second is fetched on its own. python3 + python3-apt serve the Ansible benchmark.
+	# so the second is fetched on its own. python3 + python3-apt serve the Ansible benchmark. ndisc6 is
+	# the notify script's IPv6 neighbour solicitation (a base cached before it came gets it from
+	# ensure_repo_extra).
 	cp /etc/resolv.conf "$tmp/etc/resolv.conf"
 	mount -t proc proc "$tmp/proc"
 	{
 		in_chroot "$tmp" apt-get -qq update &&
-			in_chroot "$tmp" apt-get -qq install -y --download-only keepalived nginx arping python3 python3-apt &&
+			in_chroot "$tmp" apt-get -qq install -y --download-only keepalived nginx arping ndisc6 python3 python3-apt &&
 			in_chroot "$tmp" apt-get -qq install -y --download-only iputils-arping
 	} >"$LAB/cache/repo-download.log" 2>&1 || {
 		umount "$tmp/proc"
@@ -241,6 +308,36 @@ ensure_base() {
 	build_base
 }
 
+# Packages added to the repo after a base was cached: fetched in a throwaway overlay of the base
+# (its own lists from the mirror, this machine's resolver) and added to the repo, so that adding a
+# package does not cost a base rebuild. Hosts bind the repo read-only and refresh their lists
+# (apt-get update) before installing.
+REPO_EXTRA=(ndisc6)
+ensure_repo_extra() {
+	local p want=() tmp mirror ok=1
+	for p in "${REPO_EXTRA[@]}"; do
+		[ -n "$(find "$REPO" -maxdepth 1 -name "${p}_*.deb" -print -quit)" ] || want+=("$p")
+	done
+	[ ${#want[@]} -eq 0 ] && return 0
+	mirror=$(debian_mirror)
+	tmp=$LAB/cache/extra.tmp
+	safe_rm "$tmp"
+	mkdir -p "$tmp/upper" "$tmp/work" "$tmp/root"
+	log "adding ${want[*]} to the local repo from $mirror"
+	mount -t overlay overlay -o "lowerdir=$BASE,upperdir=$tmp/upper,workdir=$tmp/work" "$tmp/root"
+	printf 'deb %s %s main\n' "$mirror" "$SUITE" >"$tmp/root/etc/apt/sources.list"
+	cp /etc/resolv.conf "$tmp/root/etc/resolv.conf"
+	mount -t proc proc "$tmp/root/proc"
+	{
+		in_chroot "$tmp/root" apt-get -qq update &&
+			in_chroot "$tmp/root" apt-get -qq install -y --download-only "${want[@]}"
+	} >"$LAB/cache/repo-extra.log" 2>&1 || ok=0
+	[ "$ok" = 1 ] && cp -n "$tmp"/root/var/cache/apt/archives/*.deb "$REPO/"
+	safe_rm "$tmp"
+	[ "$ok" = 1 ] || die "downloading ${want[*]} for the local repo failed; see $LAB/cache/repo-extra.log"
+	make_repo "$REPO"
+}
+
 ensure_key() {
 	[ -s "$KEY" ] && [ -s "$KEY.pub" ] && return 0
 	rm -f "$KEY" "$KEY.pub"
@@ -268,7 +365,24 @@ ensure_bridge() {
 	fi
 	ip link set "$BRIDGE" type bridge forward_delay 0 mcast_snooping 0
 	ip addr replace "$GATEWAY/24" dev "$BRIDGE"
+	# IPv6 on the bridge: no DAD (the address is usable at once, and a lab never has a duplicate),
+	# no router adverts taken from anything on it; the gateway's address survives a link flap.
+	lab_ipv6_sysctls "$BRIDGE"
+	ip addr replace "$GATEWAY6/64" dev "$BRIDGE" nodad
 	ip link set "$BRIDGE" up
+}
+
+# lab_ipv6_sysctls IFACE [NETNS]: accept_dad=0, accept_ra=0, keep_addr_on_down=1 (a link taken down and
+# up, e.g. by a test, keeps its static IPv6 address as an IPv4 one is kept).
+lab_ipv6_sysctls() {
+	local dev=$1 ns=${2:-} k
+	for k in accept_dad=0 accept_ra=0 keep_addr_on_down=1; do
+		if [ -n "$ns" ]; then
+			ip netns exec "$ns" sh -c "echo ${k#*=} >/proc/sys/net/ipv6/conf/$dev/${k%%=*}"
+		else
+			echo "${k#*=}" >"/proc/sys/net/ipv6/conf/$dev/${k%%=*}"
+		fi
+	done
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -360,8 +474,9 @@ stop_host() {
 
 # Prepares and boots host i; does not wait for it. Runs in parallel with the other hosts.
 start_host() {
-	local i=$1 h=lab$1 addr dir root pid mac d
+	local i=$1 h=lab$1 addr addr6 dir root pid mac d
 	addr=$(addr_of "$i")
+	addr6=$(addr6_of "$i")
 	dir=$HOSTS/$h
 	root=$dir/root
 	stop_host "$h" # stale remains of a killed lab: netns, mounts, cgroups, old upper dir
@@ -370,12 +485,18 @@ start_host() {
 	# Network: own netns, veth into the bridge, eth0 inside, no default route. A fixed MAC keeps the
 	# other hosts' ARP caches right when a host is recreated.
 	mac=$(printf '02:48:41:00:00:%02x' "$i")
+	# IPv6: ::1i/64 with nodad, the netns's defaults set first so eth0 is born with them; the bridge
+	# side of the veth gets no IPv6 of its own.
 	ip netns add "$h"
+	lab_ipv6_sysctls default "$h"
 	ip link add "$(veth_of "$i")" type veth peer name eth0 netns "$h"
+	echo 1 >"/proc/sys/net/ipv6/conf/$(veth_of "$i")/disable_ipv6"
 	ip link set "$(veth_of "$i")" master "$BRIDGE" up
 	ip -n "$h" link set lo up
 	ip -n "$h" link set eth0 address "$mac"
+	lab_ipv6_sysctls eth0 "$h"
 	ip -n "$h" addr add "$addr/24" dev eth0
+	ip -n "$h" addr add "$addr6/64" dev eth0 nodad
 	ip -n "$h" link set eth0 up
 
 	mount -t overlay overlay -o "lowerdir=$BASE,upperdir=$dir/upper,workdir=$dir/work" "$root"
@@ -384,8 +505,8 @@ start_host() {
 	ssh-keygen -q -t ed25519 -N '' -C "root@$h" -f "$root/etc/ssh/ssh_host_ed25519_key"
 	tr -d - </proc/sys/kernel/random/uuid >"$root/etc/machine-id"
 	echo "$h" >"$root/etc/hostname"
-	printf '127.0.0.1\tlocalhost\n%s\t%s\n::1\tlocalhost ip6-localhost ip6-loopback\n' "$addr" "$h" >"$root/etc/hosts"
-	printf 'ListenAddress %s\n' "$addr" >"$root/etc/ssh/sshd_config.d/hactl-lab-listen.conf"
+	printf '127.0.0.1\tlocalhost\n%s\t%s\n%s\t%s\n::1\tlocalhost ip6-localhost ip6-loopback\n' "$addr" "$h" "$addr6" "$h" >"$root/etc/hosts"
+	printf 'ListenAddress %s\nListenAddress %s\n' "$addr" "$addr6" >"$root/etc/ssh/sshd_config.d/hactl-lab-listen.conf"
 	install -d -m 0700 "$root/root/.ssh"
 	install -m 0600 "$KEY.pub" "$root/root/.ssh/authorized_keys"
 	install -d -m 0700 "$root/home/ops/.ssh"
@@ -468,50 +589,86 @@ running_hosts() { # names of hosts with a live nspawn, sorted by index
 	return 0
 }
 
-write_known_hosts() { # from each host's own key file, never from a first connection
-	local i tmp=$KNOWN.tmp
+write_known_hosts() { # from each host's own key file, never from a first connection; both addresses
+	local i key tmp=$KNOWN.tmp
 	: >"$tmp"
 	for i in "$@"; do
-		printf '%s %s\n' "$(addr_of "$i")" "$(cut -d' ' -f1,2 "$HOSTS/lab$i/upper/etc/ssh/ssh_host_ed25519_key.pub")" >>"$tmp"
+		key=$(cut -d' ' -f1,2 "$HOSTS/lab$i/upper/etc/ssh/ssh_host_ed25519_key.pub")
+		printf '%s %s\n%s %s\n' "$(addr_of "$i")" "$key" "$(addr6_of "$i")" "$key" >>"$tmp"
 	done
 	mv "$tmp" "$KNOWN"
 }
 
-write_inventory() {
-	local n=$1 i tmp=$INVENTORY.tmp
-	{
-		cat <<-EOF
-			# generated by e2e/lab/lab.sh for $n hosts
-			ssh {
-			  user             = "root"
-			  private_key_file = "$KEY"
-			  known_hosts_file = "$KNOWN"
+# The template for hosts lab1..labN: its header comment replaced, its paths under $LAB, and its
+# first host block repeated with each host's name, address and VIP (the other host blocks are
+# that same block for hosts 2 and 3).
+render_inventory() {
+	local n=$1
+	awk -v n="$n" -v lab="$LAB" -v def=/var/lib/hactl-lab -v net="$NET" -v a0="$ADDR_BASE" -v v0="$VIP_BASE" '
+		function repl(s, from, to,   k, out) {
+			out = ""
+			while ((k = index(s, from)) > 0) {
+				out = out substr(s, 1, k - 1) to
+				s = substr(s, k + length(from))
 			}
+			return out s
+		}
+		function block(i,   k, line) {
+			for (k = 1; k <= nb; k++) {
+				line = repl(b[k], "\"lab1\"", "\"lab" i "\"")
+				if (line ~ /^ *address *=/) sub(/"[^"]*"/, "\"" net "." (a0 + i) "\"", line)
+				if (line ~ /^ *vip *=/) sub(/"[^"\/]*\//, "\"" net "." (v0 + i) "/", line)
+				print line
+			}
+		}
+		!started && /^#/ { next }
+		!started { started = 1; print "# generated by e2e/lab/lab.sh from inventory/lab.hcl for " n " hosts" }
+		/^  host "/ { inhost = 1; hosts++ }
+		inhost {
+			if (hosts == 1) b[++nb] = $0
+			if ($0 ~ /^  }/) {
+				inhost = 0
+				if (hosts == 1) for (i = 1; i <= n; i++) block(i)
+			}
+			next
+		}
+		{ print repl($0, def, lab) }
+	' "$TEMPLATE"
+}
 
-			cluster "lab" {
-			  interface              = "eth0"
-			  gateway                = "$GATEWAY"
-			  advert_int             = 1
-			  virtual_router_id_base = 51
-			  auth_pass              = "labpass1"
-
-			  health_check {
-			    interval = 2
-			    weight   = -5
-			    fall     = 2
-			    rise     = 1
-			  }
-
-			  nginx {
-			    listen = 80
-			  }
-		EOF
-		for ((i = 1; i <= n; i++)); do
-			printf '\n  host "lab%d" {\n    address = "%s"\n    vip     = "%s/24"\n  }\n' "$i" "$(addr_of "$i")" "$(vip_of "$i")"
-		done
-		echo "}"
-	} >"$tmp"
+write_inventory() {
+	local tmp=$INVENTORY.tmp
+	render_inventory "$1" >"$tmp"
 	mv "$tmp" "$INVENTORY"
+}
+
+# The IPv6 inventories next to lab.hcl, derived from its rendering (so the cluster settings stay
+# the template's): lab-dualstack.hcl adds gateway6 and each host's vip6 ::20i; lab-ipv6.hcl has
+# gateway6 instead of gateway and IPv6 addresses (::1i) and VIPs only.
+write_ipv6_inventories() {
+	local n=$1 kind out
+	for kind in dualstack ipv6; do
+		out=$INVENTORY_DUAL
+		[ "$kind" = ipv6 ] && out=$INVENTORY_V6
+		render_inventory "$n" | awk -v kind="$kind" -v net6="$NET6" -v gw6="$GATEWAY6" '
+			NR == 1 && /^# generated/ { print $0 " (" kind ")"; next }
+			/^  host "lab[0-9]+"/ { i = $2; gsub(/[^0-9]/, "", i) }
+			/^ *gateway *=/ {
+				if (kind == "dualstack") print
+				print "  gateway6               = \"" gw6 "\""
+				next
+			}
+			/^ *address *=/ && kind == "ipv6" { sub(/"[^"]*"/, "\"" net6 "::1" i "\"") }
+			/^ *vip *=/ {
+				if (kind == "ipv6") { sub(/"[^"]*"/, "\"" net6 "::20" i "/64\""); print; next }
+				print
+				print "    vip6    = \"" net6 "::20" i "/64\""
+				next
+			}
+			{ print }
+		' >"$out.tmp"
+		mv "$out.tmp" "$out"
+	done
 }
 
 lock() {
@@ -533,8 +690,10 @@ cmd_up() {
 	ensure_tools
 	lock
 	check_subnet_free
+	check_subnet6_free
 	warn_forward_drop
 	ensure_base
+	ensure_repo_extra
 	ensure_key
 	mkdir -p "$HOSTS"
 	ensure_inotify "$n"
@@ -570,6 +729,7 @@ cmd_up() {
 	for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
 	[ "$failed" = 0 ] || die "some hosts did not boot; the lab is left as is for inspection ('$0 down' cleans up)"
 	write_inventory "$n"
+	write_ipv6_inventories "$n"
 	if [ ${#start[@]} -eq 0 ] && [ ${#stop[@]} -eq 0 ]; then
 		log "lab of $n hosts already up ($(elapsed "$t0") s); inventory: $INVENTORY"
 	else
@@ -598,7 +758,7 @@ cmd_down() {
 	for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
 	ip link delete "$BRIDGE" 2>/dev/null || true
 	for d in "/sys/fs/cgroup/$CG_NAME" /sys/fs/cgroup/*/"$CG_NAME"; do rmdir "$d" 2>/dev/null || true; done
-	rm -f "$INVENTORY" "$KNOWN"
+	rm -f "$INVENTORY" "$INVENTORY_DUAL" "$INVENTORY_V6" "$KNOWN"
 	[ "$failed" = 0 ] || die "some hosts could not be cleaned up (see above)"
 	log "lab down in $(elapsed "$t0") s"
 }
@@ -628,6 +788,14 @@ cmd_status() {
 	return 0
 }
 
+cmd_inventory() {
+	local n=${1:-3}
+	if ! [[ $n =~ ^[0-9]+$ ]] || [ "$n" -lt 1 ] || [ "$n" -gt "$MAX_HOSTS" ]; then
+		die "N must be 1..$MAX_HOSTS, got '$n'"
+	fi
+	render_inventory "$n"
+}
+
 cmd_purge() {
 	cmd_down
 	umount_under "$LAB"
@@ -640,8 +808,10 @@ main() {
 	case $cmd in
 	up | down | purge) require_root_linux "$@" ;;
 	status) require_root_linux "$@" ;;
+	inventory) ;;
+	test-deps) cmd=test_deps ;;
 	*)
-		echo "usage: $0 up [N] | down | status | purge" >&2
+		echo "usage: $0 up [N] | down | status | purge | inventory [N] | test-deps" >&2
 		exit 2
 		;;
 	esac

@@ -2,7 +2,9 @@
 // tests of the code that drives and watches them (pkg/failover, pkg/rollout):
 // which host carries which VIP and what systemd says about keepalived and
 // nginx, driven by the commands sent to each host's remotetest.Fake. It answers
-// `ip -o -4 addr show dev IFACE` and the systemctl commands hactl sends
+// `ip -o -4 addr show dev IFACE`, `ip -o addr show dev IFACE` (with a
+// dual-stack instance's IPv6 VIP, which moves with its IPv4 one unless
+// pinned apart with Place) and the systemctl commands hactl sends
 // (is-active, start, stop, restart, kill -s SIG…, mask/unmask --runtime,
 // reset-failed, `;`-joined), and nothing else: an unexpected command exits
 // 127, so a test sees what it did not expect.
@@ -10,6 +12,7 @@ package vrrpsim
 
 import (
 	"fmt"
+	"net/netip"
 	"strings"
 	"sync"
 	"time"
@@ -141,6 +144,9 @@ func (w *World) Holders() map[string][]string {
 	out := map[string][]string{}
 	for _, in := range w.inst {
 		out[in.VIP.String()] = w.holders(in, now)
+		if in.VIP6.IsValid() {
+			out[in.VIP6.String()] = w.holdersOf(in, in.VIP6.String(), now)
+		}
 	}
 	return out
 }
@@ -183,8 +189,14 @@ func (w *World) update(now time.Duration) {
 
 // holders of in's VIP; w.mu held.
 func (w *World) holders(in *vrrp.Instance, now time.Duration) []string {
+	return w.holdersOf(in, in.VIP.String(), now)
+}
+
+// holdersOf one of in's addresses: a placement pins it, else it is where
+// keepalived would have the instance; w.mu held.
+func (w *World) holdersOf(in *vrrp.Instance, vip string, now time.Duration) []string {
 	for _, p := range w.placed {
-		if p.vip == in.VIP.String() && now >= p.from && now < p.to {
+		if p.vip == vip && now >= p.from && now < p.to {
 			return p.holders
 		}
 	}
@@ -213,7 +225,7 @@ func (w *World) handler(h *inventory.Host) func(string, []byte) remote.Result {
 		w.mu.Lock()
 		defer w.mu.Unlock()
 		w.update(now)
-		poll := strings.HasPrefix(cmd, "ip -o -4 addr show dev ")
+		poll := strings.HasPrefix(cmd, "ip -o -4 addr show dev ") || strings.HasPrefix(cmd, "ip -o addr show dev ")
 		if !poll && !strings.HasPrefix(cmd, "systemctl is-active") {
 			w.sent = append(w.sent, Sent{At: now, Host: host, Cmd: cmd})
 		}
@@ -221,7 +233,7 @@ func (w *World) handler(h *inventory.Host) func(string, []byte) remote.Result {
 			return remote.Result{ExitCode: code, Stderr: []byte("simulated failure")}
 		}
 		if poll {
-			return w.addrs(h, now)
+			return w.addrs(h, now, !strings.HasPrefix(cmd, "ip -o -4 "))
 		}
 		var res remote.Result
 		for _, part := range strings.Split(cmd, ";") {
@@ -233,15 +245,27 @@ func (w *World) handler(h *inventory.Host) func(string, []byte) remote.Result {
 	}
 }
 
-// addrs answers `ip -o -4 addr show dev`; w.mu held.
-func (w *World) addrs(h *inventory.Host, now time.Duration) remote.Result {
+// addrs answers `ip -o -4 addr show dev`, or both families with v6; w.mu held.
+func (w *World) addrs(h *inventory.Host, now time.Duration, v6 bool) remote.Result {
 	var b strings.Builder
 	fmt.Fprintf(&b, "2: %s    inet %s/24 brd 198.18.0.255 scope global %s\\       valid_lft forever\n", h.Interface, h.Address, h.Interface)
-	for _, in := range w.inst {
-		for _, x := range w.holders(in, now) {
-			if x == h.Name {
-				fmt.Fprintf(&b, "2: %s    inet %s scope global secondary %s\\       valid_lft forever\n", h.Interface, in.VIP, h.Interface)
+	line := func(in *vrrp.Instance, vip netip.Prefix) {
+		fam := "inet"
+		if vip.Addr().Is6() {
+			if !v6 {
+				return
 			}
+			fam = "inet6"
+		}
+		for _, x := range w.holdersOf(in, vip.String(), now) {
+			if x == h.Name {
+				fmt.Fprintf(&b, "2: %s    %s %s scope global secondary %s\\       valid_lft forever\n", h.Interface, fam, vip, h.Interface)
+			}
+		}
+	}
+	for _, in := range w.inst {
+		for _, a := range in.Addrs() {
+			line(in, a)
 		}
 	}
 	return remote.Result{Stdout: []byte(b.String())}

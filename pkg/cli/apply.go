@@ -61,7 +61,7 @@ exactly one host. It ends by reading ip addr on every host: each VIP must be
 on its master only. Exit 1 if any host failed or any VIP is misplaced.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			l, err := g.load()
+			l, err := g.load(ctx)
 			if err != nil {
 				return err
 			}
@@ -126,10 +126,13 @@ type change struct {
 // targetVars are the inventory values the playbook may name as "{name}".
 func targetVars(inv *inventory.Inventory, h *inventory.Host) map[string]string {
 	c := inv.ClusterOf(h.Name)
+	yes := map[bool]string{true: "yes", false: "no"}
 	return map[string]string{
-		"nginx_listen":   fmt.Sprint(c.Nginx.Listen),
-		"interface":      h.Interface,
-		"vrrp_transport": c.Transport,
+		"nginx_listen":       fmt.Sprint(c.Nginx.Listen),
+		"interface":          h.Interface,
+		"vrrp_transport":     c.Transport,
+		playbook.VarIPv6:     yes[c.HasIPv6()],
+		playbook.VarVRRPIPv6: yes[c.IPv6()],
 	}
 }
 
@@ -292,7 +295,7 @@ type progress struct {
 	p  *ui.Printer
 }
 
-func newProgress(g *Globals) *progress { return &progress{p: ui.NewPrinter(g.IO.Err, g.IO.Env)} }
+func newProgress(g *Globals) *progress { return &progress{p: g.stderr()} }
 
 func (pr *progress) event(e playbook.Event) {
 	pr.mu.Lock()

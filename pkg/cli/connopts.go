@@ -75,6 +75,6 @@ func (g *Globals) connectHosts(ctx context.Context, inv *inventory.Inventory, ho
 		Parallel:          max(o.Parallel, len(hosts)),
 		HomeDir:           home,
 		AgentSocket:       sock,
-		Dial:              g.Dial,
+		Dial:              g.Deps.Dial,
 	}), nil
 }

@@ -38,7 +38,7 @@ stay unless --purge-packages. plan --destroy shows it first. A second destroy
 changes nothing; apply afterwards converges the hosts as new.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			l, err := g.load()
+			l, err := g.load(ctx)
 			if err != nil {
 				return err
 			}

@@ -1,10 +1,8 @@
 package cli
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -75,13 +73,9 @@ func (fl *fleetLab) dial(_ context.Context, cfg remote.Config) (remote.Conn, err
 	return f, nil
 }
 
-func (fl *fleetLab) run(args ...string) (stdout, stderr string, err error) {
-	var out, errb bytes.Buffer
-	g := &Globals{IO: IO{In: strings.NewReader(""), Out: &out, Err: &errb, Env: []string{"NO_COLOR=1"}}, Dial: fl.dial}
-	root := NewRoot(context.Background(), g)
-	root.SetArgs(append(args, "-i", fl.inv))
-	err = root.ExecuteContext(context.Background())
-	return out.String(), errb.String(), err
+func (fl *fleetLab) run(t *testing.T, args ...string) result {
+	t.Helper()
+	return runWith(t, Deps{Dial: fl.dial}, []string{"NO_COLOR=1"}, append(args, "-i", fl.inv)...)
 }
 
 // TestApplyRefusesWhileARemovedHostRuns: lab2 left the inventory but its
@@ -89,14 +83,13 @@ func (fl *fleetLab) run(args ...string) (stdout, stderr string, err error) {
 // and sends the survivors nothing but the record read.
 func TestApplyRefusesWhileARemovedHostRuns(t *testing.T) {
 	fl := newFleetLab(t)
-	_, stderr, err := fl.run("apply")
-	var ee *ExitError
-	if !errors.As(err, &ee) || ee.Code != ExitFailed {
-		t.Fatalf("error %v, want exit 1\n%s", err, stderr)
+	r := fl.run(t, "apply")
+	if r.code != ExitFailed {
+		t.Fatalf("exit %d, want 1\n%s", r.code, r.err)
 	}
-	for _, want := range []string{"lab2 (198.18.0.12)", "VRID 52", "hactl apply --prune", "put it back in the inventory", "nothing was changed"} {
-		if !strings.Contains(err.Error(), want) {
-			t.Errorf("error lacks %q: %v", want, err)
+	for _, want := range []string{"hactl: lab2 (198.18.0.12) still runs keepalived", "VRID 52", "hactl apply --prune", "put it back in the inventory", "nothing was changed"} {
+		if !strings.Contains(r.err, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, r.err)
 		}
 	}
 	if fl.conns["lab2"] == nil {
@@ -121,7 +114,8 @@ func TestApplyRefusesWhileARemovedHostRuns(t *testing.T) {
 // VRIDs, and lists the host as departed with its VRID reserved.
 func TestUnreachableRemovedHostStaysReserved(t *testing.T) {
 	fl := newFleetLab(t, "lab2")
-	stdout, stderr, _ := fl.run("plan", "--output", "json")
+	r := fl.run(t, "plan", "--output", "json")
+	stdout, stderr := r.out, r.err
 	if !strings.Contains(stderr, "lab2 (198.18.0.12) left the inventory") || !strings.Contains(stderr, "VRID 52 stays reserved") {
 		t.Errorf("stderr:\n%s", stderr)
 	}
@@ -139,7 +133,8 @@ func TestUnreachableRemovedHostStaysReserved(t *testing.T) {
 // sends lab2 nothing but the facts read.
 func TestPlanPrunePreviews(t *testing.T) {
 	fl := newFleetLab(t)
-	stdout, stderr, _ := fl.run("plan", "--prune", "--output", "json")
+	r := fl.run(t, "plan", "--prune", "--output", "json")
+	stdout, stderr := r.out, r.err
 	var doc applyJSON
 	if err := json.Unmarshal([]byte(stdout), &doc); err != nil {
 		t.Fatalf("%v\n%s", err, stdout)

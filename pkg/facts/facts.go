@@ -202,7 +202,8 @@ func Script(req Request) string {
 	w(`echo @@arping; if command -v arping >/dev/null 2>&1; then arping -V 2>&1 | head -n 1; fi`)
 	w(`echo @@keepalived; if command -v keepalived >/dev/null 2>&1; then keepalived --version 2>&1 | head -n 1; fi`)
 	w(`echo @@vrrptransport; if [ -s ` + LiveKeepalivedConf + ` ]; then if grep -q unicast_peer ` + LiveKeepalivedConf + `; then echo unicast; else echo multicast; fi; fi`)
-	w(`echo @@addrs; ip -o -4 addr show 2>/dev/null`)
+	// Both families: a host's `address` may be IPv6.
+	w(`echo @@addrs; ip -o addr show 2>/dev/null`)
 	w(`echo @@record; cat ` + ClusterRecordPath + ` 2>/dev/null; echo`)
 	// firewalld first: it is the EL default; ufw's status needs root and
 	// prints "Status: active" only when its rules are loaded.
@@ -294,10 +295,12 @@ func Parse(out string) (*Facts, error) {
 	}
 	for _, l := range sections["addrs"] {
 		fs := strings.Fields(l)
-		if len(fs) < 4 || fs[2] != "inet" {
+		if len(fs) < 4 || (fs[2] != "inet" && fs[2] != "inet6") {
 			continue
 		}
-		if p, err := netip.ParsePrefix(fs[3]); err == nil {
+		// An IPv6 address that failed duplicate address detection is
+		// unusable: the kernel neither answers for it nor sends from it.
+		if p, err := netip.ParsePrefix(fs[3]); err == nil && !DADFailed(fs[4:]) {
 			dev, _, _ := strings.Cut(strings.TrimSuffix(fs[1], ":"), "@")
 			f.Addrs[dev] = append(f.Addrs[dev], p)
 		}
@@ -336,6 +339,20 @@ func Parse(out string) (*Facts, error) {
 		}
 	}
 	return f, nil
+}
+
+// DADFailed looks for the dadfailed flag among the words after an `ip -o
+// addr` line's address, up to the continuation marker or the lifetimes.
+func DADFailed(words []string) bool {
+	for _, w := range words {
+		if w == "\\" || strings.HasPrefix(w, "valid_lft") {
+			return false
+		}
+		if w == "dadfailed" {
+			return true
+		}
+	}
+	return false
 }
 
 func first(l []string) string {
@@ -413,7 +430,7 @@ func (f *Facts) CheckInterface(host, iface string, addr netip.Addr) error {
 			have = append(have, dev)
 		}
 		sort.Strings(have)
-		return fmt.Errorf("host %s has no IPv4 interface %q (interfaces with IPv4: %s); fix `interface` in the inventory", host, iface, strings.Join(have, ", "))
+		return fmt.Errorf("host %s has no interface %q with an address (interfaces with addresses: %s); fix `interface` in the inventory", host, iface, strings.Join(have, ", "))
 	}
 	for _, p := range ps {
 		if p.Addr() == addr {

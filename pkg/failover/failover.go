@@ -104,6 +104,7 @@ type Result struct {
 	Node    string  `json:"node"`
 	Mode    Mode    `json:"mode"`
 	VIP     string  `json:"vip"`
+	VIP6    string  `json:"vip6,omitempty"` // a dual-stack instance's IPv6 VIP, watched and probed with VIP
 	MovedTo string  `json:"moved_to"`
 	DriftS  float64 `json:"drift_s"`
 	BoundS  float64 `json:"bound_s"`

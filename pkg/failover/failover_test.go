@@ -7,6 +7,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hactl/hactl/internal/testinv"
+	"github.com/hactl/hactl/internal/vrrpsim"
 )
 
 func run1(t *testing.T, r *rig, ctx context.Context, abort <-chan struct{}, mode Mode) (Report, error) {
@@ -394,5 +397,69 @@ func TestHTTPStats(t *testing.T) {
 	// No answer at all: the gap is the whole probing time.
 	if _, _, gap, _ := httpStats([]probeRec{at(0, false, ""), at(700, false, "")}); gap != 700*time.Millisecond {
 		t.Errorf("gap %s", gap)
+	}
+}
+
+func newDualStackRig(t *testing.T) *rig {
+	t.Helper()
+	inv, l := testinv.LoadFile(t, "../inventory/testdata/lab-dualstack.hcl")
+	return &rig{w: vrrpsim.New(inv, l), layout: l, prober: &okProber{}}
+}
+
+// TestDualStackStopMovesThePair: both addresses of lab1's instance are
+// watched and probed; the takeover and fail-back count only when both are
+// on one host.
+func TestDualStackStopMovesThePair(t *testing.T) {
+	r := newDualStackRig(t)
+	rep, err := run1(t, r, context.Background(), nil, ModeStop)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := rep.Scenarios[0]
+	if !res.Pass || res.VIP != "198.18.0.201/24" || res.VIP6 != "2001:db8:18::201/64" || res.MovedTo != "lab2" || res.DriftS != 0.4 {
+		t.Fatalf("%+v", res)
+	}
+	// One probe per address per poll: twice the IPv4-only count.
+	if res.HTTPRequests != 2*43 || r.prober.n != 2*43 {
+		t.Errorf("probes %d (%d sent)", res.HTTPRequests, r.prober.n)
+	}
+	urls := r.prober.seen()
+	if !urls["http://198.18.0.201:80/hactl-health"] || !urls["http://[2001:db8:18::201]:80/hactl-health"] || len(urls) != 2 {
+		t.Errorf("probed %v", urls)
+	}
+}
+
+// TestDualStackPairLeftBehind: the IPv6 VIP stays on the stopped master (as
+// if added by hand there): the takeover is not complete, and the pair is
+// reported apart.
+func TestDualStackPairLeftBehind(t *testing.T) {
+	r := newDualStackRig(t)
+	r.w.Place("2001:db8:18::201/64", 0, time.Hour, "lab1")
+	rep, err := run1(t, r, context.Background(), nil, ModeStop)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := rep.Scenarios[0]
+	if res.Pass || !strings.Contains(res.Error, "not on lab2 alone") {
+		t.Fatalf("%+v", res)
+	}
+	if all := res.Error + strings.Join(res.Notes, "\n"); !strings.Contains(all, "dual-stack pair apart") || !strings.Contains(all, "its pair 2001:db8:18::201/64 is on [lab1]") {
+		t.Errorf("pair apart not reported: %+v", res)
+	}
+}
+
+// TestDualStackBrieflyApart: a poll that falls between keepalived's two
+// address changes sees the pair apart for less than the settle window: a
+// note, not a failure.
+func TestDualStackBrieflyApart(t *testing.T) {
+	r := newDualStackRig(t)
+	r.w.Place("2001:db8:18::201/64", 400*time.Millisecond, 600*time.Millisecond, "lab1")
+	rep, err := run1(t, r, context.Background(), nil, ModeStop)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := rep.Scenarios[0]
+	if !res.Pass || res.DriftS != 0.6 || !strings.Contains(strings.Join(res.Notes, "\n"), "dual-stack pair briefly apart") {
+		t.Fatalf("%+v", res)
 	}
 }

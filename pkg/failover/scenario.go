@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"strconv"
 	"strings"
 	"time"
 
@@ -93,6 +91,16 @@ type scen struct {
 	check  struct{ interval, fall int }
 }
 
+// addrs names the instance's addresses for progress lines: "198.18.0.201",
+// or "198.18.0.201 + 2001:db8:18::201" for a dual-stack pair.
+func (s *scen) addrs() string {
+	var l []string
+	for _, a := range s.in.Addrs() {
+		l = append(l, a.Addr().String())
+	}
+	return strings.Join(l, " + ")
+}
+
 func (s *scen) step(format string, args ...any) {
 	s.r.o.Progress(Step{Node: s.sc.Node, Mode: s.sc.Mode, Msg: fmt.Sprintf(format, args...)})
 }
@@ -135,6 +143,9 @@ func (r *Runner) runOne(ctx context.Context, sc Scenario) (Result, outcome) {
 		return res, r.restore(ctx, nil, sc)
 	}
 	res.VIP = in.VIP.String()
+	if in.VIP6.IsValid() {
+		res.VIP6 = in.VIP6.String()
+	}
 	s := &scen{r: r, sc: sc, in: in, node: node, backup: in.FirstBackup().Host, res: &res}
 	s.check.interval, s.check.fall = node.Cluster.HealthCheck.Interval, node.Cluster.HealthCheck.Fall
 	s.bound, s.margin = r.Bound(in, s.check.interval, s.check.fall, sc.Mode)
@@ -148,10 +159,15 @@ func (r *Runner) runOne(ctx context.Context, sc Scenario) (Result, outcome) {
 	}
 	probeCtx, cancelProbes := context.WithCancel(ctx)
 	defer cancelProbes()
+	// Every address of the instance is watched and probed: a dual-stack
+	// pair must move, and answer, together.
+	var urls []string
+	for _, a := range in.Addrs() {
+		urls = append(urls, ProbeURL(a.Addr(), node.Cluster.Nginx.Listen, HealthPath))
+	}
 	s.w = &watch{
-		r: r, hosts: hosts, node: node, vip: in.VIP.Addr(), settle: r.settle(in),
-		url:      "http://" + net.JoinHostPort(in.VIP.Addr().String(), strconv.Itoa(node.Cluster.Nginx.Listen)) + HealthPath,
-		probeCtx: probeCtx, probeCh: make(chan probeRec, 64),
+		r: r, hosts: hosts, node: node, one: &vrrp.Layout{Instances: []*vrrp.Instance{in}}, urls: urls,
+		settle: r.settle(in), probeCtx: probeCtx, probeCh: make(chan probeRec, 64),
 	}
 
 	var err error
@@ -176,12 +192,17 @@ func (r *Runner) runOne(ctx context.Context, sc Scenario) (Result, outcome) {
 	}
 	cancelProbes()
 	var gap time.Duration
-	res.HTTPRequests, res.HTTPFailed, gap, res.HTTPNodes = httpStats(s.w.finish())
+	res.HTTPRequests, res.HTTPFailed, gap, res.HTTPNodes = httpStatsPerURL(s.w.finish(), len(s.w.urls))
 	res.HTTPGapS = secs(gap)
 	if s.w.split {
 		s.fail("VIP on two hosts for %s (longer than the %s settle window)", s.w.longestSplit, s.w.settle)
 	} else if s.w.longestSplit > 0 {
 		s.note("VIP briefly on two hosts (%s, within the %s settle window)", s.w.longestSplit, s.w.settle)
+	}
+	if s.w.apartLong != "" {
+		s.fail("dual-stack pair apart for %s (longer than the %s settle window): %s", s.w.longestApart, s.w.settle, s.w.apartLong)
+	} else if s.w.longestApart > 0 {
+		s.note("dual-stack pair briefly apart (%s, within the %s settle window)", s.w.longestApart, s.w.settle)
 	}
 
 	out := r.restore(ctx, s.u.stack, sc)
@@ -255,7 +276,7 @@ func (s *scen) restoreStep(ctx context.Context) error {
 
 func (s *scen) stop(ctx context.Context) error {
 	s.u.push(action{desc: "start keepalived on " + s.sc.Node, cmds: []string{CmdStartKeepalived()}})
-	s.step("stopping keepalived, waiting for %s on %s…", s.in.VIP.Addr(), s.backup)
+	s.step("stopping keepalived, waiting for %s on %s…", s.addrs(), s.backup)
 	t0 := s.r.o.Clock.Now()
 	// `systemctl stop keepalived` returns only once keepalived has exited,
 	// about a second after its priority-0 advert; the backup takes over
@@ -269,7 +290,7 @@ func (s *scen) stop(ctx context.Context) error {
 	if terr != nil {
 		return terr
 	}
-	s.step("starting keepalived, waiting for %s back on %s…", s.in.VIP.Addr(), s.sc.Node)
+	s.step("starting keepalived, waiting for %s back on %s…", s.addrs(), s.sc.Node)
 	t1 := s.r.o.Clock.Now()
 	if err := s.restoreStep(ctx); err != nil {
 		return err
@@ -297,11 +318,11 @@ func (s *scen) kill(ctx context.Context) error {
 	if err := s.run(ctx, CmdKillKeepalived()); err != nil {
 		return err
 	}
-	s.step("keepalived killed, waiting for %s on %s…", s.in.VIP.Addr(), s.backup)
+	s.step("keepalived killed, waiting for %s on %s…", s.addrs(), s.backup)
 	if err := s.takeover(ctx, t0); err != nil || s.res.Error != "" {
 		return err
 	}
-	s.step("waiting for systemd to restart keepalived and %s back on %s…", s.in.VIP.Addr(), s.sc.Node)
+	s.step("waiting for systemd to restart keepalived and %s back on %s…", s.addrs(), s.sc.Node)
 	s.w.unit = "keepalived"
 	var t1 time.Time
 	smp, ok, err := s.w.until(ctx, s.r.o.Clock.Now(), s.r.o.FailbackTimeout,
@@ -396,11 +417,11 @@ func (s *scen) nginxDead(ctx context.Context) error {
 	if err := s.run(ctx, CmdStopNginx()); err != nil {
 		return err
 	}
-	s.step("nginx stopped and masked, waiting for %s on %s (bound %s + %s)…", s.in.VIP.Addr(), s.backup, s.bound.Round(10*time.Millisecond), s.margin)
+	s.step("nginx stopped and masked, waiting for %s on %s (bound %s + %s)…", s.addrs(), s.backup, s.bound.Round(10*time.Millisecond), s.margin)
 	if err := s.takeover(ctx, t0); err != nil {
 		return err
 	}
-	s.step("unmasking and starting nginx, waiting for %s back on %s…", s.in.VIP.Addr(), s.sc.Node)
+	s.step("unmasking and starting nginx, waiting for %s back on %s…", s.addrs(), s.sc.Node)
 	t1 := s.r.o.Clock.Now()
 	if err := s.restoreStep(ctx); err != nil {
 		return err

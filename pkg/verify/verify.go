@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/hactl/hactl/pkg/facts"
 	"github.com/hactl/hactl/pkg/fleet"
 	"github.com/hactl/hactl/pkg/inventory"
 	"github.com/hactl/hactl/pkg/remote"
@@ -82,7 +83,7 @@ func ParseAddrs(out string) []netip.Prefix {
 		for i := 0; i+1 < len(f); i++ {
 			if f[i] == "inet" || f[i] == "inet6" {
 				p, err := netip.ParsePrefix(f[i+1])
-				if err == nil && !hasFlag(f[i+2:], "dadfailed") {
+				if err == nil && !facts.DADFailed(f[i+2:]) {
 					ps = append(ps, p)
 				}
 				break
@@ -90,20 +91,6 @@ func ParseAddrs(out string) []netip.Prefix {
 		}
 	}
 	return ps
-}
-
-// hasFlag looks for flag among an address line's words, up to the
-// continuation marker `\` that ends the flags.
-func hasFlag(words []string, flag string) bool {
-	for _, w := range words {
-		if w == "\\" || strings.HasPrefix(w, "valid_lft") {
-			return false
-		}
-		if w == flag {
-			return true
-		}
-	}
-	return false
 }
 
 // Observation is what one host reported.
