@@ -99,6 +99,9 @@ func runFailover(ctx context.Context, g *Globals, o *FailoverOptions) error {
 		return err
 	}
 	defer fl.Close()
+	if l, err = recordedLayout(runCtx, g, l, fl); err != nil {
+		return err
+	}
 
 	run, err := failover.New(failover.Options{
 		Layout: l.Layout, Fleet: fl, Clock: g.Deps.Clock, Prober: g.Deps.Prober, Abort: abort,

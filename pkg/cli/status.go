@@ -75,6 +75,9 @@ func runStatus(ctx context.Context, g *Globals, o *StatusOptions, l *Loaded) err
 		return err
 	}
 	defer fl.Close()
+	if l, err = recordedLayout(ctx, g, l, fl); err != nil {
+		return err
+	}
 	doc, err := gatherStatus(ctx, l, r, fl)
 	if err != nil {
 		return &ExitError{Code: ExitFailed, Err: err}

@@ -162,6 +162,9 @@ type Facts struct {
 	// Drain is the value of `hactl drain`'s file (DrainFile); 0 when there
 	// is none or it holds no number.
 	Drain int
+	// ClusterRecord is the content of ClusterRecordPath as the last apply
+	// wrote it (the cluster's membership and router ids); nil when absent.
+	ClusterRecord []byte
 }
 
 // DrainFile is tracked by keepalived (track_file weight 1): its value is
@@ -180,6 +183,10 @@ func (f *Facts) Drained() bool { return Drained(f.Drain) }
 
 // Drained reports whether a drain file value takes the host out.
 func Drained(v int) bool { return v <= DrainLow }
+
+// ClusterRecordPath is where apply leaves the record of the cluster a host
+// belongs to (vrrp.RecordPath; the two are tested equal in pkg/cli).
+const ClusterRecordPath = "/etc/keepalived/hactl-cluster.json"
 
 // SELinuxEnabled reports whether files need their SELinux labels restored
 // (enforcing or permissive: a permissive host may be switched to enforcing).
@@ -228,6 +235,7 @@ func Script(req Request) string {
 	// Both families: a host's `address` may be IPv6.
 	w(`echo @@addrs; ip -o addr show 2>/dev/null`)
 	w(`echo @@drain; head -c 32 ` + DrainFile + ` 2>/dev/null; echo`)
+	w(`echo @@record; cat ` + ClusterRecordPath + ` 2>/dev/null; echo`)
 	// firewalld first: it is the EL default; ufw's status needs root and
 	// prints "Status: active" only when its rules are loaded.
 	w(`echo @@firewall; if ` + remote.Unit("firewalld").Active() + ` 2>/dev/null; then echo firewalld; elif command -v ufw >/dev/null 2>&1 && ufw status 2>/dev/null | grep -q '^Status: active'; then echo ufw; fi`)
@@ -319,6 +327,9 @@ func Parse(out string) (*Facts, error) {
 		f.Firewall = fw
 	}
 	f.SELinux = strings.ToLower(first(sections["selinux"]))
+	if rec := strings.TrimSpace(strings.Join(sections["record"], "\n")); rec != "" {
+		f.ClusterRecord = []byte(rec + "\n")
+	}
 	for _, l := range sections["addrs"] {
 		fs := strings.Fields(l)
 		if len(fs) < 4 || (fs[2] != "inet" && fs[2] != "inet6") {
@@ -479,4 +490,18 @@ func versionAtLeast(v string, maj, min, patch int) bool {
 		}
 	}
 	return true
+}
+
+// ReadClusterRecord reads only the cluster record (nil when absent): what a
+// run needs from every host of a cluster before it decides its layout,
+// without gathering the full facts of hosts it will not change.
+func ReadClusterRecord(ctx context.Context, c remote.Conn) ([]byte, error) {
+	out, err := remote.Output(ctx, c, "cat "+ClusterRecordPath+" 2>/dev/null || true")
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", ClusterRecordPath, err)
+	}
+	if strings.TrimSpace(out) == "" {
+		return nil, nil
+	}
+	return []byte(out), nil
 }

@@ -279,3 +279,23 @@ func TestDrainFact(t *testing.T) {
 		}
 	}
 }
+
+// TestClusterRecord: the record section is the file's content, byte for
+// byte up to the trailing newline; no file is no record.
+func TestClusterRecord(t *testing.T) {
+	rec := "{\n  \"schema_version\": 1,\n  \"cluster\": \"lab\"\n}\n"
+	f, err := Parse("@@record\n" + rec + "\n@@end\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(f.ClusterRecord) != rec {
+		t.Errorf("record %q", f.ClusterRecord)
+	}
+	f, _ = Parse("@@record\n\n@@end\n")
+	if f.ClusterRecord != nil {
+		t.Errorf("no file, but record %q", f.ClusterRecord)
+	}
+	if !strings.Contains(Script(Request{}), "cat "+ClusterRecordPath) {
+		t.Error("the script does not read the record")
+	}
+}

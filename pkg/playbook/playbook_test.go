@@ -20,6 +20,7 @@ import (
 	"github.com/hactl/hactl/pkg/remote"
 	"github.com/hactl/hactl/pkg/remote/remotetest"
 	"github.com/hactl/hactl/pkg/render"
+	"github.com/hactl/hactl/pkg/vrrp"
 	"github.com/hactl/hactl/playbooks"
 )
 
@@ -113,6 +114,7 @@ type host struct {
 	reloads     int             // firewall-cmd --reload
 	confDefault bool            // nginx.conf has default_server now
 	siteRemoved bool
+	record      []byte // the cluster record's content, as the swap left it
 }
 
 func newHost(fx fixture) *host {
@@ -163,6 +165,7 @@ func (h *host) factsOutput() string {
 	if _, ok := h.pkgs["keepalived"]; ok {
 		b.WriteString(h.fx.KeepalivedLine + "\n")
 	}
+	fmt.Fprintf(&b, "@@record\n%s\n", h.record)
 	// `ip -o addr show`: both families, as the facts script asks.
 	b.WriteString("@@addrs\n2: eth0    inet 198.18.0.11/24 brd 198.18.0.255 scope global eth0\n" +
 		"2: eth0    inet6 2001:db8:18::11/64 scope global nodad \\       valid_lft forever preferred_lft forever\n")
@@ -177,7 +180,7 @@ func (h *host) factsOutput() string {
 		}
 	}
 	b.WriteString("@@files\n")
-	for _, p := range []string{render.KeepalivedConf, render.CheckScript, render.NotifyScript, render.NginxSite, render.KeepalivedDrop, render.NginxDrop, render.TrackScript, "/etc/nginx/sites-enabled/default"} {
+	for _, p := range []string{render.KeepalivedConf, render.CheckScript, render.NotifyScript, render.NginxSite, render.KeepalivedDrop, render.NginxDrop, render.TrackScript, render.ClusterRecord, "/etc/nginx/sites-enabled/default"} {
 		_, nginx := h.pkgs["nginx"]
 		if sum, ok := h.files[p]; ok {
 			mode := h.modes[p]
@@ -242,6 +245,9 @@ func (h *host) handler(uploads map[string][]byte) func(cmd string, stdin []byte)
 			for up, content := range uploads {
 				if filepath.Dir(up) == filepath.Dir(p) && strings.Contains(up, filepath.Base(p)) {
 					h.files[p] = sum(content)
+					if p == render.ClusterRecord {
+						h.record = content
+					}
 				}
 			}
 		case strings.Contains(cmd, "mv -f '/etc/nginx/sites-enabled/default'"):
@@ -475,6 +481,7 @@ func TestFirstApplyThenNoChange(t *testing.T) {
 			if h.confDefault {
 				t.Error("nginx.conf still claims default_server")
 			}
+			checkRecord(t, h)
 			if fx.Firewall != "" && len(h.fwRules) != 2 {
 				t.Errorf("firewall rules %v", h.fwRules)
 			}
@@ -708,7 +715,7 @@ func TestDryRunChangesNothing(t *testing.T) {
 				}
 			}
 			sort.Strings(diffs)
-			if len(diffs) != 7 {
+			if len(diffs) != len(labFiles(t)) {
 				t.Errorf("want a diff per rendered file, got %v", diffs)
 			}
 		})
@@ -848,5 +855,34 @@ func checkFreshPlan(t *testing.T, fx fixture) {
 	}
 	if err := os.WriteFile(filepath.Join(releasesDir, fx.Name+".json"), b.Bytes(), 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// checkRecord: after an apply the host's facts carry the cluster record the
+// apply wrote, and it reads back as the lab's membership and router ids.
+func checkRecord(t *testing.T, h *host) {
+	t.Helper()
+	// The caller holds h.mu; factsOutput takes it itself.
+	h.mu.Unlock()
+	out := h.factsOutput()
+	h.mu.Lock()
+	f, err := facts.Parse(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := labFiles(t)[render.ClusterRecord].Content
+	if !bytes.Equal(f.ClusterRecord, want) {
+		t.Fatalf("facts read the record\n%s\nwant\n%s", f.ClusterRecord, want)
+	}
+	r, err := vrrp.ParseRecord(f.ClusterRecord)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, m := range r.Hosts {
+		got = append(got, fmt.Sprintf("%s %s %s %d", m.Name, m.Address, m.VIP, m.VRID))
+	}
+	if w := "lab1 198.18.0.11 198.18.0.201/24 51,lab2 198.18.0.12 198.18.0.202/24 52,lab3 198.18.0.13 198.18.0.203/24 53"; strings.Join(got, ",") != w {
+		t.Errorf("record %v", got)
 	}
 }
