@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -94,6 +96,9 @@ type hostRun struct {
 	res     Result
 	pending map[string]bool   // handlers notified
 	swaps   map[string][]Swap // handler → files it depends on
+	// records are the handlers with a pending record on the host: "" when
+	// this run wrote it, else when an earlier run did (from the facts).
+	records map[string]string
 	unlock  func()
 }
 
@@ -101,7 +106,7 @@ type hostRun struct {
 func (r *Runner) Run(ctx context.Context, hosts []HostInput) []Result {
 	runs := make([]*hostRun, len(hosts))
 	for i, h := range hosts {
-		runs[i] = &hostRun{idx: i, in: h, res: Result{Host: h.Target.Name}, pending: map[string]bool{}, swaps: map[string][]Swap{}}
+		runs[i] = &hostRun{idx: i, in: h, res: Result{Host: h.Target.Name}, pending: map[string]bool{}, swaps: map[string][]Swap{}, records: map[string]string{}}
 	}
 	needs := r.Needs
 	for _, s := range r.Book.Steps {
@@ -246,7 +251,7 @@ func (r *Runner) serialMayAct(ctx context.Context, hr *hostRun) bool {
 
 // act decides what m needs on the host, then runs it, or in a dry run
 // only describes it.
-func (r *Runner) act(ctx context.Context, t *Target, m Module) (Outcome, error) {
+func (r *Runner) act(ctx context.Context, t *Target, m Module, notify []string) (Outcome, error) {
 	p, err := m.Plan(ctx, t)
 	if err != nil {
 		return Outcome{}, err
@@ -254,7 +259,7 @@ func (r *Runner) act(ctx context.Context, t *Target, m Module) (Outcome, error) 
 	if r.DryRun {
 		return preview(ctx, p)
 	}
-	o, err := execute(ctx, t, p)
+	o, err := execute(ctx, t, p, notify)
 	if o.Changed {
 		t.Touched = true
 	}
@@ -287,6 +292,17 @@ func (r *Runner) prepare(ctx context.Context, hr *hostRun, needs facts.Request) 
 			return err
 		}
 	}
+	// Handlers an earlier run notified and never ran: the files look up to
+	// date, but the daemon has not loaded them.
+	for _, h := range r.Book.Handlers {
+		if since, ok := f.Pending[h.Name]; ok {
+			hr.pending[h.Name] = true
+			if since == "" {
+				since = "an unknown time"
+			}
+			hr.records[h.Name] = since
+		}
+	}
 	r.emit(Event{Host: t.Name, Step: "facts", Status: "ok", Summary: fmt.Sprintf("%s, keepalived %s, arping %s", f.OS.PrettyName, orNone(f.KeepalivedVersion), orNone(f.Arping)), Elapsed: time.Since(start)})
 	return nil
 }
@@ -310,7 +326,15 @@ func (r *Runner) steps(ctx context.Context, hr *hostRun, needs facts.Request, se
 			return fmt.Errorf("%s: %w", t.Name, err)
 		}
 		start := time.Now()
-		o, err := r.act(ctx, t, s.Module)
+		o, err := r.act(ctx, t, s.Module, s.Notify)
+		if o.Recorded {
+			for _, n := range s.Notify {
+				hr.pending[n] = true
+				if _, ok := hr.records[n]; !ok {
+					hr.records[n] = ""
+				}
+			}
+		}
 		ev := Event{Host: t.Name, Step: s.Name, Summary: o.Summary, Elapsed: time.Since(start), Diff: o.Diff}
 		if err != nil {
 			ev.Status, ev.Summary = "failed", firstLine(err.Error())
@@ -339,18 +363,34 @@ func (r *Runner) steps(ctx context.Context, hr *hostRun, needs facts.Request, se
 	return nil
 }
 
+// RestoreTimeout bounds putting files back after a failed handler. Restores
+// run under a context that Ctrl-C does not cancel: an interrupt must not
+// leave a daemon failed on a file it cannot load.
+const RestoreTimeout = 60 * time.Second
+
 // handlers runs the notified handlers in playbook order. When one fails, the
 // files that notified it are put back and it runs once more, so the service
-// returns on its previous configuration; the host is reported failed.
+// returns on its previous configuration; the host is reported failed. A
+// handler's pending record is cleared once it ran (or once the service runs
+// again on the restored files the record was about).
 func (r *Runner) handlers(ctx context.Context, hr *hostRun) error {
 	t := hr.in.Target
 	for _, h := range r.Book.Handlers {
 		if !hr.pending[h.Name] {
 			continue
 		}
+		since, recorded := hr.records[h.Name]
 		start := time.Now()
-		o, err := r.act(ctx, t, h.Module)
+		o, err := r.act(ctx, t, h.Module, nil)
 		ev := Event{Host: t.Name, Step: "handler " + h.Name, Summary: o.Summary, Elapsed: time.Since(start)}
+		if since != "" {
+			ev.Summary += fmt.Sprintf(" (pending since %s from an interrupted run)", since)
+		}
+		if err == nil && recorded && !r.DryRun {
+			if _, cerr := run(ctx, t, ClearPendingCommand(h.Name)); cerr != nil {
+				err = fmt.Errorf("it ran, but its pending record stays (the next run runs it again): %w", cerr)
+			}
+		}
 		if err == nil {
 			ev.Status = "changed"
 			hr.res.Changed++
@@ -358,30 +398,51 @@ func (r *Runner) handlers(ctx context.Context, hr *hostRun) error {
 				t.Touched = true
 			}
 			if r.DryRun {
-				hr.res.Changes = append(hr.res.Changes, Change{Step: "handler " + h.Name, Summary: o.Summary})
+				summary := o.Summary
+				if since != "" {
+					summary = fmt.Sprintf("would run handler %s: pending since %s from an interrupted run", h.Name, since)
+				}
+				hr.res.Changes = append(hr.res.Changes, Change{Step: "handler " + h.Name, Summary: summary})
 			}
 			r.emit(ev)
 			continue
 		}
 		ev.Status, ev.Summary = "failed", firstLine(err.Error())
 		r.emit(ev)
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), RestoreTimeout)
+		defer cancel()
 		var restored []string
-		for _, s := range hr.swaps[h.Name] {
-			if _, rerr := run(ctx, t, RestoreCommand(s)); rerr == nil {
+		swaps := hr.swaps[h.Name]
+		for _, s := range swaps {
+			if _, rerr := run(rctx, t, RestoreCommand(s)); rerr == nil {
 				restored = append(restored, s.Path)
 			}
 		}
 		if len(restored) == 0 {
 			return fmt.Errorf("%s: handler %q: %w", t.Name, h.Name, err)
 		}
-		_, again := r.act(ctx, t, h.Module)
+		_, again := r.act(rctx, t, h.Module, nil)
 		state := "and it is running again on the previous files"
 		if again != nil {
 			state = "but it still fails: " + firstLine(again.Error())
+		} else if len(restored) == len(swaps) && recorded && since == "" {
+			// The daemon runs what is on disk again: nothing is pending.
+			_, _ = run(rctx, t, ClearPendingCommand(h.Name))
 		}
 		return fmt.Errorf("%s: handler %q: %w\nrestored %s, %s", t.Name, h.Name, err, strings.Join(restored, ", "), state)
 	}
 	return nil
+}
+
+// PendingDrift is status's view of pending handlers: the files are what
+// hactl wrote, but a daemon has not loaded them (the next apply runs the
+// handler).
+func PendingDrift(f *facts.Facts) []string {
+	var out []string
+	for _, h := range slices.Sorted(maps.Keys(f.Pending)) {
+		out = append(out, fmt.Sprintf("handler %s pending since %s (an interrupted run; the next apply runs it)", h, f.Pending[h]))
+	}
+	return out
 }
 
 func firstLine(s string) string {
