@@ -2,11 +2,7 @@ package playbook
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"errors"
 	"fmt"
-	"io"
 	"maps"
 	"slices"
 	"sort"
@@ -17,7 +13,6 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/hactl/hactl/pkg/facts"
-	"github.com/hactl/hactl/pkg/remote"
 )
 
 // Event is one line of progress.
@@ -56,8 +51,10 @@ type Runner struct {
 	Book     *Book
 	Parallel int
 	DryRun   bool
-	// Lock takes the per-host apply lock (nil: no lock, as in plans).
-	Lock bool
+	// Lock takes the per-host lock (Locker's) before anything else; false:
+	// no lock, as in plans.
+	Lock   bool
+	Locker Locker
 	// Event receives progress; it is called from several goroutines.
 	Event func(Event)
 	// Rollout, when set, is asked around each host's serial phase (see
@@ -99,7 +96,18 @@ type hostRun struct {
 	// records are the handlers with a pending record on the host: "" when
 	// this run wrote it, else when an earlier run did (from the facts).
 	records map[string]string
-	unlock  func()
+	held    *Held
+	// ctx is the host's context while it holds the lock: it ends when the
+	// lock's heartbeat lapses (nil: the run's context).
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+func (hr *hostRun) context(ctx context.Context) context.Context {
+	if hr.ctx != nil {
+		return hr.ctx
+	}
+	return ctx
 }
 
 // Run converges every host. A failing host never stops the others.
@@ -131,7 +139,7 @@ func (r *Runner) Run(ctx context.Context, hosts []HostInput) []Result {
 		g.Go(func() error {
 			hr.res.Err = r.prepare(ctx, hr, needs)
 			if hr.res.Err == nil {
-				hr.res.Err = r.steps(ctx, hr, needs, false)
+				hr.res.Err = r.steps(hr.context(ctx), hr, needs, false)
 			}
 			return nil
 		})
@@ -154,9 +162,9 @@ func (r *Runner) Run(ctx context.Context, hosts []HostInput) []Result {
 	}
 	serialPhase := func(hr *hostRun) {
 		before := hr.res.Changed
-		err := r.handlers(ctx, hr)
+		err := r.handlers(hr.context(ctx), hr)
 		if err == nil {
-			err = r.steps(ctx, hr, needs, true)
+			err = r.steps(hr.context(ctx), hr, needs, true)
 		}
 		hr.res.Err = err
 		if err == nil && !r.DryRun && hr.res.Changed > before && r.Rollout != nil {
@@ -171,7 +179,7 @@ func (r *Runner) Run(ctx context.Context, hosts []HostInput) []Result {
 			continue
 		}
 		dark := false
-		if r.Rollout != nil && !r.DryRun && r.serialMayAct(ctx, hr) {
+		if r.Rollout != nil && !r.DryRun && r.serialMayAct(hr.context(ctx), hr) {
 			dark = r.Rollout.Snapshot(ctx, hr.res.Host)
 			if !dark && len(unsettled) > 0 {
 				settleAll()
@@ -186,7 +194,7 @@ func (r *Runner) Run(ctx context.Context, hosts []HostInput) []Result {
 		batch := []*hostRun{hr}
 		group := r.Rollout.Group(hr.res.Host)
 		for _, x := range runs[i+1:] {
-			if x.res.Err == nil && !done[x] && r.Rollout.Group(x.res.Host) == group && r.serialMayAct(ctx, x) {
+			if x.res.Err == nil && !done[x] && r.Rollout.Group(x.res.Host) == group && r.serialMayAct(x.context(ctx), x) {
 				batch = append(batch, x)
 			}
 		}
@@ -201,8 +209,16 @@ func (r *Runner) Run(ctx context.Context, hosts []HostInput) []Result {
 	settleAll()
 	out := make([]Result, len(runs))
 	for i, hr := range runs {
-		if hr.unlock != nil {
-			hr.unlock()
+		if hr.held != nil {
+			hr.cancel()
+			hr.held.Release()
+			select {
+			case <-hr.held.Lost():
+				if hr.res.Err != nil {
+					hr.res.Err = fmt.Errorf("%w (%s: %w)", hr.res.Err, hr.res.Host, ErrLockLost)
+				}
+			default:
+			}
 		}
 		out[i] = hr.res
 	}
@@ -275,11 +291,13 @@ func (r *Runner) emit(e Event) {
 func (r *Runner) prepare(ctx context.Context, hr *hostRun, needs facts.Request) error {
 	t := hr.in.Target
 	if r.Lock && !r.DryRun {
-		unlock, err := Lock(ctx, t.Conn, t.Name)
+		held, err := r.Locker.Lock(ctx, t.Conn, t.Name)
 		if err != nil {
 			return err
 		}
-		hr.unlock = unlock
+		hr.held = held
+		hr.ctx, hr.cancel = held.Context(ctx)
+		ctx = hr.ctx
 	}
 	start := time.Now()
 	f, err := facts.Gather(ctx, t.Conn, needs)
@@ -448,79 +466,4 @@ func PendingDrift(f *facts.Facts) []string {
 func firstLine(s string) string {
 	l, _, _ := strings.Cut(s, "\n")
 	return l
-}
-
-// ErrLocked means another hactl run holds a host's lock.
-var ErrLocked = errors.New("another hactl apply is running on this host")
-
-// LockPath is the per-host lock; under /run, so a reboot clears it.
-const LockPath = "/run/hactl.lock"
-
-// Lock takes an exclusive flock on the host for as long as the returned
-// function is not called. The lock is held by a remote `flock` whose stdin is
-// this process: if hactl dies, the SSH session ends and the lock with it.
-func Lock(ctx context.Context, c remote.Conn, host string) (func(), error) {
-	tok := make([]byte, 8)
-	_, _ = rand.Read(tok)
-	token := hex.EncodeToString(tok)
-	pr, pw := io.Pipe()
-	cmd := fmt.Sprintf(`exec 9>%s; if ! flock -n 9; then cat %s.owner 2>/dev/null; exit 75; fi; `+
-		`echo "%s $(date -u +%%Y-%%m-%%dT%%H:%%M:%%SZ)" > %s.owner; exec cat >/dev/null`, LockPath, LockPath, token, LockPath)
-	lctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	done := make(chan struct{})
-	var res remote.Result
-	var runErr error
-	go func() {
-		res, runErr = c.Run(lctx, cmd, pr)
-		close(done)
-	}()
-	release := func() {
-		_ = pw.Close()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-		}
-		cancel()
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	// The remote flock usually holds the lock within a few milliseconds
-	// (one session start): poll soon, then back off to 20 ms.
-	wait := 2 * time.Millisecond
-	for {
-		select {
-		case <-done:
-			release()
-			if runErr != nil {
-				return nil, fmt.Errorf("%s: lock: %w", host, runErr)
-			}
-			if res.ExitCode == 75 {
-				since := strings.TrimSpace(string(res.Stdout))
-				if _, at, ok := strings.Cut(since, " "); ok {
-					since = " (since " + at + ")"
-				}
-				return nil, fmt.Errorf("%s: %w%s; %s", host, ErrLocked, since, LockPath)
-			}
-			return nil, fmt.Errorf("%s: lock: exit %d: %s", host, res.ExitCode, strings.TrimSpace(string(res.Stderr)))
-		default:
-		}
-		out, err := c.Run(ctx, "cat "+LockPath+".owner 2>/dev/null", nil)
-		if err != nil {
-			release()
-			return nil, fmt.Errorf("%s: lock: %w", host, err)
-		}
-		if strings.HasPrefix(string(out.Stdout), token) {
-			return release, nil
-		}
-		if time.Now().After(deadline) {
-			release()
-			return nil, fmt.Errorf("%s: lock: %s not acquired within 10s", host, LockPath)
-		}
-		select {
-		case <-ctx.Done():
-			release()
-			return nil, ctx.Err()
-		case <-time.After(wait):
-		}
-		wait = min(2*wait, 20*time.Millisecond)
-	}
 }
