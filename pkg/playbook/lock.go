@@ -310,7 +310,7 @@ func (l Locker) refused(host string, res remote.Result, runErr error) error {
 	if busy != "" {
 		return fmt.Errorf("%s: %w: %s; its lock expired, but commands of its connection still run on the host (pids %s): the lock is free once they end", host, ErrLocked, who, busy)
 	}
-	return fmt.Errorf("%s: %w: %s; last heartbeat %ss ago (a holder whose connection is gone expires after %s); %s", host, ErrLocked, who, orDefault(age, "?"), l.stale(), l.path())
+	return fmt.Errorf("%s: %w: %s; its last heartbeat on %s was %ss ago (a holder silent for %s loses the lock)", host, ErrLocked, who, l.path(), orDefault(age, "?"), l.stale())
 }
 
 // Lock takes the production lock (see Locker) for an apply.

@@ -63,7 +63,7 @@ func TestLockNamesHolder(t *testing.T) {
 	if !errors.Is(err, ErrLocked) {
 		t.Fatalf("err = %v", err)
 	}
-	for _, want := range []string{"h1: another hactl run holds the lock: failover-test by ", "@" + host + " (pid ", ") from 198.18.0.1, since 20", "; last heartbeat "} {
+	for _, want := range []string{"h1: another hactl run holds the lock: failover-test by ", "@" + host + " (pid ", ") from 198.18.0.1, since 20", "; its last heartbeat on "} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("%q lacks %q", err, want)
 		}
