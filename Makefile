@@ -8,13 +8,18 @@ BIN        := bin/hactl
 VERSION    ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS    := -s -w -X github.com/hactl/hactl/pkg/cli.Version=$(VERSION)
 
-.PHONY: build test unit e2e demo lab-up lab-down lab-status lab-purge fuzz clean bench
+.PHONY: build test test-deps unit e2e demo lab-up lab-down lab-status lab-purge fuzz clean bench
 
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/hactl
 
 # make test: unit tests always; the end-to-end tests against the container-VM lab when run as root.
-test: unit e2e
+# test-deps first installs (as root, with apt-get, only when missing) the tools the tests run:
+# keepalived (keepalived -t), shellcheck (lab scripts), nftables (e2e network faults).
+test: test-deps unit e2e
+
+test-deps:
+	@bash e2e/lab/lab.sh test-deps
 
 unit:
 	$(GO) vet ./...
@@ -33,8 +38,10 @@ demo: build
 	@echo
 	@echo "The lab is still up: try '$(BIN) status -i $(HACTL_LAB_DIR)/lab.hcl'. Run 'make lab-down' when done."
 
+# make fuzz FUZZTIME=5m: each fuzz target in turn (Go fuzzes one target per run), FUZZTIME each.
 fuzz:
-	$(GO) test ./pkg/inventory -run '^$$' -fuzz FuzzLoad -fuzztime $${FUZZTIME:-60s}
+	$(GO) test ./pkg/inventory -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $${FUZZTIME:-60s}
+	$(GO) test ./pkg/render -run '^$$' -fuzz '^FuzzRender$$' -fuzztime $${FUZZTIME:-60s}
 
 # make bench: hactl vs Ansible on the lab (several minutes, as root); writes BENCHMARKS.md.
 bench:

@@ -390,8 +390,8 @@ func TestHactl(t *testing.T) {
 		}
 		err := cmd.Wait()
 		ee, ok := err.(*exec.ExitError)
-		if !ok || ee.ExitCode() != 1 {
-			t.Fatalf("want exit 1 after an interrupt, got %v\n%s\n%s", err, out.String(), errb.String())
+		if !ok || ee.ExitCode() != 130 {
+			t.Fatalf("want exit 130 after an interrupt, got %v\n%s\n%s", err, out.String(), errb.String())
 		}
 		if got := ssh(t, lab, "lab1", "systemctl is-active keepalived || true"); got != "active" {
 			t.Errorf("keepalived on lab1 is %q after the interrupted test\n%s", got, errb.String())

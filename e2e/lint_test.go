@@ -6,12 +6,12 @@ import (
 	"testing"
 )
 
-// TestShellcheck keeps the lab's scripts shellcheck-clean (.ci/run installs
-// shellcheck; elsewhere the test is skipped with a note).
+// TestShellcheck keeps the lab's scripts shellcheck-clean (make test-deps
+// installs shellcheck; where it cannot, the test is skipped with a note).
 func TestShellcheck(t *testing.T) {
 	bin, err := exec.LookPath("shellcheck")
 	if err != nil {
-		t.Skip("shellcheck not installed (apt-get install shellcheck)")
+		t.Skip("shellcheck not installed: make test-deps installs it (as root, with apt-get)")
 	}
 	scripts, err := filepath.Glob("lab/*.sh")
 	if err != nil || len(scripts) == 0 {

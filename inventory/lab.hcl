@@ -1,5 +1,7 @@
-# The 3-host container-VM lab of DESIGN.md (`make lab-up N=3` writes the same
-# file, with the lab's own paths, to /var/lib/hactl-lab/lab.hcl).
+# The 3-host container-VM lab of DESIGN.md, and the lab's template: `lab.sh up N`
+# (make lab-up N=…) writes this file for N hosts, with the lab's own paths, to
+# $HACTL_LAB_DIR/lab.hcl: host lab1's block repeated, one address and VIP further
+# each time. The lab's addresses come from here; `lab.sh inventory N` prints it.
 
 ssh {
   user             = "root"

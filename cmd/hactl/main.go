@@ -8,13 +8,13 @@ import (
 	"syscall"
 
 	"github.com/hactl/hactl/pkg/cli"
+	"github.com/hactl/hactl/pkg/ui"
 )
 
 func main() {
-	// The first Ctrl-C cancels ctx so commands can restore what they changed;
-	// commands that need a second Ctrl-C handle it themselves.
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := cli.Main(ctx, os.Args[1:], cli.IO{In: os.Stdin, Out: os.Stdout, Err: os.Stderr, Env: os.Environ()})
-	stop()
-	os.Exit(code)
+	// cli.Main decides what interrupts mean: the first cancels the run, the
+	// second exits at once (or goes to the command that took them over).
+	sig := make(chan os.Signal, 2)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	os.Exit(cli.Main(context.Background(), os.Args[1:], ui.System(), cli.Deps{Signals: sig}))
 }

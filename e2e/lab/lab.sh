@@ -5,6 +5,8 @@
 #   lab.sh down     stop every host, remove netns/links/mounts/cgroups; keep the cached base and repo
 #   lab.sh status   print each host and whether it runs and answers SSH
 #   lab.sh purge    down, then delete the whole lab directory (caches included)
+#   lab.sh inventory [N]  print the lab's inventory for N hosts (no root needed)
+#   lab.sh test-deps  install what `make test` needs besides Go (keepalived, shellcheck, nftables)
 #
 # How it works and why each odd flag is there: e2e/README.md and notes/lab-facts.md.
 set -Eeuo pipefail
@@ -12,8 +14,23 @@ shopt -s nullglob
 
 LAB=$(realpath -m "${HACTL_LAB_DIR:-/var/lib/hactl-lab}") # absolute: it is written into lab.hcl
 BRIDGE=hactl0
-NET=198.18.0
-GATEWAY=$NET.1
+# The lab's one source: inventory/lab.hcl is its inventory for 3 hosts and the template for N
+# (render_inventory). The address plan comes from it too: the gateway's /24, host i at lab1's
+# address + i - 1, its VIP at lab1's VIP + i - 1. labkit reads the rendered file.
+TEMPLATE=$(realpath -m "$(dirname "${BASH_SOURCE[0]}")/../../inventory/lab.hcl")
+tmpl_value() { sed -n "s/^ *$1 *= *\"\([^\"]*\)\".*/\1/p" "$TEMPLATE" | head -n 1; }
+[ -r "$TEMPLATE" ] || { echo "lab: error: no template $TEMPLATE" >&2; exit 1; }
+GATEWAY=$(tmpl_value gateway)
+NET=${GATEWAY%.*}
+ADDR1=$(tmpl_value address)
+VIP1=$(tmpl_value vip)
+VIP1=${VIP1%/*}
+if [ "${ADDR1%.*}" != "$NET" ] || [ "${VIP1%.*}" != "$NET" ] || [ "$GATEWAY" != "$NET.1" ]; then
+	echo "lab: error: $TEMPLATE: gateway ($GATEWAY), lab1's address ($ADDR1) and VIP ($VIP1) must share one /24, gateway .1" >&2
+	exit 1
+fi
+ADDR_BASE=$((${ADDR1##*.} - 1))
+VIP_BASE=$((${VIP1##*.} - 1))
 MAX_HOSTS=50
 BOOT_TIMEOUT=${LAB_BOOT_TIMEOUT:-90}      # seconds per host, boot + sshd
 STOP_TIMEOUT=${LAB_STOP_TIMEOUT:-20}      # seconds between the one SIGTERM and SIGKILL
@@ -34,8 +51,8 @@ die() { printf 'lab: error: %s\n' "$*" >&2; exit 1; }
 now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 
-addr_of() { echo "$NET.$((10 + $1))"; }
-vip_of() { echo "$NET.$((200 + $1))"; }
+addr_of() { echo "$NET.$((ADDR_BASE + $1))"; }
+vip_of() { echo "$NET.$((VIP_BASE + $1))"; }
 veth_of() { echo "hactl-lab$1"; }
 
 # ---------------------------------------------------------------------------------------------
@@ -47,21 +64,46 @@ require_root_linux() {
 	[ "$(id -u)" = 0 ] || die "the lab needs root (it creates network namespaces, a bridge, mounts and cgroups); run: sudo $0 $*"
 }
 
-# Installs the host tools that are missing, once. Checking commands first keeps a no-op `up` fast.
-ensure_tools() {
-	local missing=() pair cmd pkg
-	for pair in systemd-nspawn:systemd-container debootstrap:debootstrap dpkg-scanpackages:dpkg-dev \
-		ssh:openssh-client ssh-keygen:openssh-client ip:iproute2 flock:util-linux setsid:util-linux \
-		gzip:gzip sha256sum:coreutils; do
+# install_missing WHAT CMD:PKG…: installs the packages whose command is missing, with apt-get.
+# Checking commands first keeps a no-op call fast. Returns 1 when something cannot be installed.
+install_missing() {
+	local what=$1 missing=() pair cmd pkg
+	shift
+	for pair in "$@"; do
 		cmd=${pair%%:*} pkg=${pair#*:}
 		command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg")
 	done
 	[ ${#missing[@]} -eq 0 ] && return 0
-	command -v apt-get >/dev/null 2>&1 || die "missing tools (${missing[*]}) and no apt-get: the lab supports Debian/Ubuntu hosts only"
-	log "installing host tools: ${missing[*]}"
+	if ! command -v apt-get >/dev/null 2>&1; then
+		log "missing $what (${missing[*]}) and no apt-get: Debian/Ubuntu hosts only"
+		return 1
+	fi
+	log "installing $what: ${missing[*]}"
 	export DEBIAN_FRONTEND=noninteractive
-	apt-get -o DPkg::Lock::Timeout=300 -qq update >&2
-	apt-get -o DPkg::Lock::Timeout=300 -qq install -y --no-install-recommends "${missing[@]}" >&2
+	apt-get -o DPkg::Lock::Timeout=300 -qq update >&2 &&
+		apt-get -o DPkg::Lock::Timeout=300 -qq install -y --no-install-recommends "${missing[@]}" >&2
+}
+
+# The lab's own host tools, once.
+ensure_tools() {
+	install_missing "host tools" systemd-nspawn:systemd-container debootstrap:debootstrap dpkg-scanpackages:dpkg-dev \
+		ssh:openssh-client ssh-keygen:openssh-client ip:iproute2 flock:util-linux setsid:util-linux \
+		gzip:gzip sha256sum:coreutils || die "cannot install the lab's host tools (see above)"
+}
+
+# What `make test` runs besides Go and the lab: keepalived (`keepalived -t` on rendered configs),
+# the shell linter for this script, nft (the e2e tests drop VRRP multicast on the bridge).
+# Installed as root when missing; otherwise, or when apt-get fails, the tests that need them skip and say why.
+cmd_test_deps() {
+	local pairs=(keepalived:keepalived shellcheck:shellcheck nft:nftables) pair missing=()
+	for pair in "${pairs[@]}"; do command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}"); done
+	[ ${#missing[@]} -eq 0 ] && return 0
+	if [ "$(id -u)" != 0 ]; then
+		log "test-deps: not root, not installing ${missing[*]}: the tests that need them skip"
+		return 0
+	fi
+	install_missing "test tools" "${pairs[@]}" || log "test-deps: could not install ${missing[*]}: the tests that need them skip"
+	return 0
 }
 
 ip2int() {
@@ -477,40 +519,46 @@ write_known_hosts() { # from each host's own key file, never from a first connec
 	mv "$tmp" "$KNOWN"
 }
 
-write_inventory() {
-	local n=$1 i tmp=$INVENTORY.tmp
-	{
-		cat <<-EOF
-			# generated by e2e/lab/lab.sh for $n hosts
-			ssh {
-			  user             = "root"
-			  private_key_file = "$KEY"
-			  known_hosts_file = "$KNOWN"
+# The template for hosts lab1..labN: its header comment replaced, its paths under $LAB, and its
+# first host block repeated with each host's name, address and VIP (the other host blocks are
+# that same block for hosts 2 and 3).
+render_inventory() {
+	local n=$1
+	awk -v n="$n" -v lab="$LAB" -v def=/var/lib/hactl-lab -v net="$NET" -v a0="$ADDR_BASE" -v v0="$VIP_BASE" '
+		function repl(s, from, to,   k, out) {
+			out = ""
+			while ((k = index(s, from)) > 0) {
+				out = out substr(s, 1, k - 1) to
+				s = substr(s, k + length(from))
 			}
+			return out s
+		}
+		function block(i,   k, line) {
+			for (k = 1; k <= nb; k++) {
+				line = repl(b[k], "\"lab1\"", "\"lab" i "\"")
+				if (line ~ /^ *address *=/) sub(/"[^"]*"/, "\"" net "." (a0 + i) "\"", line)
+				if (line ~ /^ *vip *=/) sub(/"[^"\/]*\//, "\"" net "." (v0 + i) "/", line)
+				print line
+			}
+		}
+		!started && /^#/ { next }
+		!started { started = 1; print "# generated by e2e/lab/lab.sh from inventory/lab.hcl for " n " hosts" }
+		/^  host "/ { inhost = 1; hosts++ }
+		inhost {
+			if (hosts == 1) b[++nb] = $0
+			if ($0 ~ /^  }/) {
+				inhost = 0
+				if (hosts == 1) for (i = 1; i <= n; i++) block(i)
+			}
+			next
+		}
+		{ print repl($0, def, lab) }
+	' "$TEMPLATE"
+}
 
-			cluster "lab" {
-			  interface              = "eth0"
-			  gateway                = "$GATEWAY"
-			  advert_int             = 1
-			  virtual_router_id_base = 51
-			  auth_pass              = "labpass1"
-
-			  health_check {
-			    interval = 2
-			    weight   = -5
-			    fall     = 2
-			    rise     = 1
-			  }
-
-			  nginx {
-			    listen = 80
-			  }
-		EOF
-		for ((i = 1; i <= n; i++)); do
-			printf '\n  host "lab%d" {\n    address = "%s"\n    vip     = "%s/24"\n  }\n' "$i" "$(addr_of "$i")" "$(vip_of "$i")"
-		done
-		echo "}"
-	} >"$tmp"
+write_inventory() {
+	local tmp=$INVENTORY.tmp
+	render_inventory "$1" >"$tmp"
 	mv "$tmp" "$INVENTORY"
 }
 
@@ -628,6 +676,14 @@ cmd_status() {
 	return 0
 }
 
+cmd_inventory() {
+	local n=${1:-3}
+	if ! [[ $n =~ ^[0-9]+$ ]] || [ "$n" -lt 1 ] || [ "$n" -gt "$MAX_HOSTS" ]; then
+		die "N must be 1..$MAX_HOSTS, got '$n'"
+	fi
+	render_inventory "$n"
+}
+
 cmd_purge() {
 	cmd_down
 	umount_under "$LAB"
@@ -640,8 +696,10 @@ main() {
 	case $cmd in
 	up | down | purge) require_root_linux "$@" ;;
 	status) require_root_linux "$@" ;;
+	inventory) ;;
+	test-deps) cmd=test_deps ;;
 	*)
-		echo "usage: $0 up [N] | down | status | purge" >&2
+		echo "usage: $0 up [N] | down | status | purge | inventory [N] | test-deps" >&2
 		exit 2
 		;;
 	esac

@@ -22,19 +22,52 @@ import (
 
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
+
+	"github.com/hactl/hactl/pkg/inventory"
 )
 
 // DefaultDir is the lab directory when HACTL_LAB_DIR is unset (the Makefile uses the same).
 const DefaultDir = "/var/lib/hactl-lab"
 
-// Host is one lab machine: lab<i> at 198.18.0.(10+i).
+// Host is one lab machine, as the lab's inventory has it.
 type Host struct {
 	Name string // lab1, lab2, …
 	Addr string // 198.18.0.11, …
+	VIP  string // the VIP it is MASTER of, without prefix: 198.18.0.201, …
 }
 
-// VIP is the virtual address the lab inventory gives host i (1-based): 198.18.0.(200+i).
-func VIP(i int) string { return fmt.Sprintf("198.18.0.%d", 200+i) }
+// Plan is the lab of n hosts as `lab.sh inventory n` renders it from
+// inventory/lab.hcl, the lab's one source: names, addresses and VIPs are read
+// from the rendered inventory, never derived here.
+func Plan(n int) ([]Host, error) {
+	out, err := run(context.Background(), "inventory", fmt.Sprint(n))
+	if err != nil {
+		return nil, err
+	}
+	return hostsOf("lab.sh inventory", []byte(out))
+}
+
+// VIP is the virtual address the lab inventory gives host i (1-based).
+func VIP(i int) string {
+	hosts, err := Plan(max(i, 2)) // hactl needs two hosts for a valid inventory
+	if err != nil || i < 1 || i > len(hosts) {
+		panic(fmt.Sprintf("labkit: no VIP for host %d: %v", i, err))
+	}
+	return hosts[i-1].VIP
+}
+
+// hostsOf reads the hosts of a lab inventory with hactl's own loader.
+func hostsOf(name string, src []byte) ([]Host, error) {
+	inv, diags := inventory.NewLoader(inventory.Options{}).Load(name, src)
+	if diags.HasErrors() {
+		return nil, fmt.Errorf("labkit: %s: %w", name, diags)
+	}
+	var hosts []Host
+	for _, h := range inv.Hosts() {
+		hosts = append(hosts, Host{Name: h.Name, Addr: h.Address.String(), VIP: h.VIP.Addr().String()})
+	}
+	return hosts, nil
+}
 
 // Lab is a running lab of len(Hosts) hosts whose state lives in Dir.
 type Lab struct {
@@ -97,11 +130,15 @@ func Up(ctx context.Context, n int) (*Lab, error) {
 		return nil, err
 	}
 	l := &Lab{Dir: Dir()}
-	for i := 1; i <= n; i++ {
-		l.Hosts = append(l.Hosts, Host{Name: fmt.Sprintf("lab%d", i), Addr: fmt.Sprintf("198.18.0.%d", 10+i)})
-	}
-	if _, err := os.Stat(l.InventoryPath()); err != nil {
+	src, err := os.ReadFile(l.InventoryPath())
+	if err != nil {
 		return nil, fmt.Errorf("labkit: lab.sh up succeeded but wrote no inventory: %w", err)
+	}
+	if l.Hosts, err = hostsOf(l.InventoryPath(), src); err != nil {
+		return nil, err
+	}
+	if len(l.Hosts) != n {
+		return nil, fmt.Errorf("labkit: %s has %d hosts, want %d", l.InventoryPath(), len(l.Hosts), n)
 	}
 	return l, nil
 }

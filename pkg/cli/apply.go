@@ -57,7 +57,7 @@ exactly one host. It ends by reading ip addr on every host: each VIP must be
 on its master only. Exit 1 if any host failed or any VIP is misplaced.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			l, err := g.load()
+			l, err := g.load(ctx)
 			if err != nil {
 				return err
 			}
@@ -198,7 +198,7 @@ func runApply(ctx context.Context, g *Globals, o *ApplyOptions, l *Loaded, dry b
 		})
 	}
 	runner := &playbook.Runner{
-		Book: book, Parallel: o.Conn.Parallel, DryRun: dry, Lock: !dry,
+		Book: book, Parallel: o.Conn.Parallel, DryRun: dry, Lock: !dry, Locker: g.Deps.Locker,
 		Event: progress.event, Rollout: ro,
 	}
 	for _, res := range runner.Run(ctx, inputs) {
@@ -278,7 +278,7 @@ type progress struct {
 	p  *ui.Printer
 }
 
-func newProgress(g *Globals) *progress { return &progress{p: ui.NewPrinter(g.IO.Err, g.IO.Env)} }
+func newProgress(g *Globals) *progress { return &progress{p: g.stderr()} }
 
 func (pr *progress) event(e playbook.Event) {
 	pr.mu.Lock()

@@ -4,20 +4,23 @@
 package cli
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
+	"io/fs"
 	"os"
-	"regexp"
+	"path"
 	"strings"
+	"syscall"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/spf13/cobra"
 
+	"github.com/hactl/hactl/pkg/clock"
+	"github.com/hactl/hactl/pkg/failover"
 	"github.com/hactl/hactl/pkg/fleet"
 	"github.com/hactl/hactl/pkg/inventory"
+	"github.com/hactl/hactl/pkg/playbook"
 	"github.com/hactl/hactl/pkg/render"
 	"github.com/hactl/hactl/pkg/ui"
 	"github.com/hactl/hactl/pkg/vrrp"
@@ -28,9 +31,10 @@ var Version = "dev"
 
 // Exit codes (DESIGN.md).
 const (
-	ExitOK     = 0
-	ExitFailed = 1 // the operation ran and failed
-	ExitUsage  = 2 // bad usage or invalid inventory
+	ExitOK          = 0
+	ExitFailed      = 1   // the operation ran and failed
+	ExitUsage       = 2   // bad usage or invalid inventory
+	ExitInterrupted = 130 // stopped by SIGINT/SIGTERM (128 + SIGINT, as shells report it)
 )
 
 // ExitError carries an exit code through cobra.
@@ -51,51 +55,66 @@ func (e *ExitError) Unwrap() error { return e.Err }
 // errReported marks an error whose details were already printed.
 var errReported = errors.New("reported")
 
-// IO is what a command reads and writes. Env replaces os.Getenv/os.Environ.
-type IO struct {
-	In       io.Reader
-	Out, Err io.Writer
-	Env      []string
+// Deps are what a run takes from its process and the world outside; tests
+// replace them. A nil field is the real thing, or none.
+type Deps struct {
+	// Dial opens SSH connections; nil means remote.Dial.
+	Dial fleet.DialFunc
+	// Signals delivers SIGINT/SIGTERM (main: signal.Notify). The first
+	// cancels the run, which then exits 130; the second ends the process
+	// through Kill, unless a command took interrupts over (failover-test
+	// restores the fleet on the first and abandons restoring on the
+	// second). nil: no interrupts.
+	Signals <-chan os.Signal
+	// Kill ends the process on a second interrupt; nil: os.Exit(130).
+	Kill func()
+	// Clock and Prober replace failover-test's; nil: wall clock, HTTP.
+	Clock  clock.Clock
+	Prober failover.Prober
+	// Locker is the host lock apply and failover-test take; the zero value
+	// is the production lock (tests point it elsewhere).
+	Locker playbook.Locker
 }
 
-// LookupEnv looks a variable up in io.Env.
-func (s IO) LookupEnv(name string) (string, bool) {
-	for i := len(s.Env) - 1; i >= 0; i-- {
-		if k, v, ok := strings.Cut(s.Env[i], "="); ok && k == name {
-			return v, true
-		}
-	}
-	return "", false
-}
-
-// Globals are the flags every command shares.
+// Globals are the flags every command shares, the run's IO and its deps.
 type Globals struct {
-	IO        IO
+	IO        *ui.IO
+	Deps      Deps
 	Inventory string
 	Output    string
 	Templates string // --templates DIR: render from DIR instead of the embedded templates
-	// Dial opens SSH connections; nil means remote.Dial. Tests inject fakes.
-	Dial fleet.DialFunc
+
+	interrupts *interrupts
 }
 
-// Main runs hactl and returns its exit code.
-func Main(ctx context.Context, args []string, stdio IO) int {
-	g := &Globals{IO: stdio}
+// Main runs hactl with args and returns its exit code. io is built once per
+// run (ui.System() in main, ui.Test() in tests).
+func Main(ctx context.Context, args []string, io *ui.IO, deps Deps) int {
+	ctx, in := watchInterrupts(ctx, deps.Signals, deps.Kill, io.Stderr())
+	defer in.stop()
+	g := &Globals{IO: io, Deps: deps, interrupts: in}
 	root := NewRoot(ctx, g)
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
+	interrupted := errors.Is(context.Cause(ctx), errInterrupted)
 	if err == nil {
+		if interrupted {
+			return ExitInterrupted
+		}
 		return ExitOK
 	}
 	var ee *ExitError
 	if errors.As(err, &ee) {
 		if ee.Err != nil && !errors.Is(ee.Err, errReported) {
-			fmt.Fprintf(stdio.Err, "hactl: %v\n", ee.Err)
+			fmt.Fprintf(io.Err, "hactl: %v\n", ee.Err)
+		}
+		if interrupted {
+			return ExitInterrupted
 		}
 		return ee.Code
 	}
 	// Anything cobra itself returns is a usage problem (unknown flag, bad args).
-	fmt.Fprintf(stdio.Err, "hactl: %v\nRun 'hactl --help' for usage.\n", err)
+	fmt.Fprintf(io.Err, "hactl: %v\nRun 'hactl --help' for usage.\n", err)
 	return ExitUsage
 }
 
@@ -124,7 +143,7 @@ applies them over SSH, and proves where every VIP sits.`,
 		}
 		return nil
 	}
-	root.AddCommand(newValidate(g), newPlan(ctx, g), newRender(g))
+	root.AddCommand(newValidate(ctx, g), newPlan(ctx, g), newRender(ctx, g))
 	for _, c := range extraCommands(ctx, g) {
 		root.AddCommand(c)
 	}
@@ -138,13 +157,17 @@ type Loaded struct {
 }
 
 // load reads the inventory, builds the layout and prints any diagnostics
-// with source snippets. Invalid input is exit 2.
-func (g *Globals) load() (*Loaded, error) {
+// with source snippets. Invalid input is exit 2; an interrupt stops it
+// between phases.
+func (g *Globals) load(ctx context.Context) (*Loaded, error) {
 	if g.Inventory == "" {
 		return nil, &ExitError{Code: ExitUsage, Err: errors.New("no inventory: pass -i FILE")}
 	}
 	loader := inventory.NewLoader(inventory.Options{LookupEnv: g.IO.LookupEnv})
 	inv, diags := loader.LoadFile(g.Inventory)
+	if err := stopped(ctx); err != nil {
+		return nil, err
+	}
 	var layout *vrrp.Layout
 	if !diags.HasErrors() {
 		var more hcl.Diagnostics
@@ -152,7 +175,10 @@ func (g *Globals) load() (*Loaded, error) {
 		diags = append(diags, more...)
 	}
 	if len(diags) > 0 {
-		g.printDiags(loader.Files(), diags)
+		writeDiags(ctx, g.stderr(), g.IO.Width, loader.Files(), diags)
+	}
+	if err := stopped(ctx); err != nil {
+		return nil, err
 	}
 	if diags.HasErrors() {
 		fmt.Fprintf(g.IO.Err, "hactl: %s: %d error(s) in the inventory; nothing was changed\n", g.Inventory, countErrors(diags))
@@ -161,59 +187,27 @@ func (g *Globals) load() (*Loaded, error) {
 	return &Loaded{Inv: inv, Layout: layout}, nil
 }
 
-func (g *Globals) printDiags(files map[string]*hcl.File, diags hcl.Diagnostics) {
-	p := ui.NewPrinter(g.IO.Err, g.IO.Env)
-	wr := hcl.NewDiagnosticTextWriter(p.Writer(), maskFiles(files), 100, p.Color())
-	for _, d := range diags {
-		// FILE:LINE,COL first, so editors and CI logs can jump to it; the
-		// writer adds the snippet.
-		if d.Subject != nil {
-			p.Printf("%s: ", d.Subject)
-		}
-		_ = wr.WriteDiagnostic(d)
+// stopped is the error of a run whose context ended, nil otherwise.
+func stopped(ctx context.Context) error {
+	if ctx.Err() == nil {
+		return nil
 	}
+	return &ExitError{Code: ExitFailed, Err: fmt.Errorf("stopped: %w", context.Cause(ctx))}
 }
 
-var secretAttr = regexp.MustCompile(`(auth_pass\s*=\s*)"[^"\n]*"`)
+func (g *Globals) stdout() *ui.Printer { return g.IO.Stdout() }
 
-// maskFiles returns copies of the sources with literal auth_pass values
-// starred out (same length, so columns stay right): snippets in error
-// messages end up in CI logs.
-func maskFiles(files map[string]*hcl.File) map[string]*hcl.File {
-	out := make(map[string]*hcl.File, len(files))
-	for name, f := range files {
-		c := *f
-		c.Bytes = secretAttr.ReplaceAllFunc(f.Bytes, func(m []byte) []byte {
-			sub := secretAttr.FindSubmatch(m)
-			stars := bytes.Repeat([]byte("*"), len(m)-len(sub[1])-2)
-			return append(append(append([]byte{}, sub[1]...), '"'), append(stars, '"')...)
-		})
-		out[name] = &c
-	}
-	return out
-}
-
-func countErrors(d hcl.Diagnostics) int {
-	n := 0
-	for _, x := range d {
-		if x.Severity == hcl.DiagError {
-			n++
-		}
-	}
-	return n
-}
-
-func (g *Globals) stdout() *ui.Printer { return ui.NewPrinter(g.IO.Out, g.IO.Env) }
+func (g *Globals) stderr() *ui.Printer { return g.IO.Stderr() }
 
 // --- validate ---------------------------------------------------------------
 
-func newValidate(g *Globals) *cobra.Command {
+func newValidate(ctx context.Context, g *Globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "validate -i FILE",
 		Short: "Check an inventory without connecting to any host",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			l, err := g.load()
+			l, err := g.load(ctx)
 			if err != nil {
 				return err
 			}
@@ -235,14 +229,14 @@ type RenderOptions struct {
 	Dir string
 }
 
-func newRender(g *Globals) *cobra.Command {
+func newRender(ctx context.Context, g *Globals) *cobra.Command {
 	o := &RenderOptions{}
 	cmd := &cobra.Command{
 		Use:   "render -i FILE -o DIR",
 		Short: "Write every managed file to DIR/<host>/<path on the host>",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			l, err := g.load()
+			l, err := g.load(ctx)
 			if err != nil {
 				return err
 			}
@@ -250,7 +244,7 @@ func newRender(g *Globals) *cobra.Command {
 			if err != nil {
 				return &ExitError{Code: ExitFailed, Err: err}
 			}
-			if err := writeTree(o.Dir, files); err != nil {
+			if err := writeTree(ctx, o.Dir, files); err != nil {
 				return &ExitError{Code: ExitFailed, Err: err}
 			}
 			if g.Output == "json" {
@@ -287,21 +281,104 @@ func (g *Globals) renderer() (*render.Renderer, error) {
 	return render.NewFromFS(os.DirFS(g.Templates))
 }
 
-// writeTree writes DIR/<host>/<path> with each file's intended mode. Host
-// names are validated (no '/' or '..'), so paths stay inside DIR.
-func writeTree(dir string, files []render.File) error {
+// writeTree writes DIR/<host>/<path> with each file's intended mode, so
+// that no secret is ever readable by more than its mode allows and nothing
+// outside DIR is touched: directories it creates are private (0700); each
+// file is written to a fresh temp file (O_EXCL|O_NOFOLLOW, mode 0600 until
+// written, then its own mode through the open descriptor) and renamed over
+// the old name, so a planted symlink or a pre-existing world-writable file
+// is replaced, never written through. All of it goes through an os.Root:
+// a symlinked directory that leads out of DIR is refused. An interrupt stops
+// it between files.
+func writeTree(ctx context.Context, dir string, files []render.File) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("render: %w", err)
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return fmt.Errorf("render: %w", err)
+	}
+	defer root.Close()
+	made := map[string]bool{}
 	for _, f := range files {
-		p := dir + "/" + f.Host + f.Path
-		if err := os.MkdirAll(p[:strings.LastIndex(p, "/")], 0o755); err != nil {
-			return fmt.Errorf("render: %w", err)
+		if err := stopped(ctx); err != nil {
+			return err
 		}
-		if err := os.WriteFile(p, f.Content, f.Mode); err != nil {
-			return fmt.Errorf("render: %w", err)
+		name := path.Clean(f.Host + "/" + strings.TrimPrefix(f.Path, "/"))
+		if !made[path.Dir(name)] {
+			if err := privateDirs(root, path.Dir(name)); err != nil {
+				return fmt.Errorf("render: %s: %w", name, err)
+			}
+			made[path.Dir(name)] = true
 		}
-		// WriteFile's mode is filtered by umask and ignored for existing files.
-		if err := os.Chmod(p, f.Mode); err != nil {
-			return fmt.Errorf("render: %w", err)
+		if err := replaceFile(root, name, f.Content, f.Mode); err != nil {
+			return fmt.Errorf("render: %s: %w", name, err)
 		}
 	}
 	return nil
+}
+
+// privateDirs creates each directory of rel (inside root) as 0700, and
+// closes up one that exists with a wider mode: the tree holds secrets.
+func privateDirs(root *os.Root, rel string) error {
+	p := ""
+	for _, part := range strings.Split(rel, "/") {
+		p = path.Join(p, part)
+		err := root.Mkdir(p, 0o700)
+		if err != nil && !errors.Is(err, fs.ErrExist) {
+			return err
+		}
+		st, err := root.Lstat(p)
+		if err != nil {
+			return err
+		}
+		if st.Mode()&fs.ModeSymlink != 0 {
+			return fmt.Errorf("%s is a symbolic link: refused (render writes only into real directories under DIR)", p)
+		}
+		if !st.IsDir() {
+			return fmt.Errorf("%s exists and is not a directory", p)
+		}
+		if st.Mode().Perm() != 0o700 {
+			if err := root.Chmod(p, 0o700); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// replaceFile writes content to a new temp file next to name and renames it
+// into place.
+func replaceFile(root *os.Root, name string, content []byte, mode fs.FileMode) error {
+	var tmp string
+	var f *os.File
+	for try := 0; ; try++ {
+		tmp = fmt.Sprintf("%s/.%s.hactl-%d-%d", path.Dir(name), path.Base(name), os.Getpid(), try)
+		var err error
+		f, err = root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, fs.ErrExist) || try == 100 {
+			return err
+		}
+	}
+	err := func() error {
+		if _, err := f.Write(content); err != nil {
+			return err
+		}
+		// Through the descriptor: no path to race, and umask does not apply.
+		if err := f.Chmod(mode); err != nil {
+			return err
+		}
+		return f.Close()
+	}()
+	if err == nil {
+		err = root.Rename(tmp, name)
+	}
+	if err != nil {
+		_ = f.Close()
+		_ = root.Remove(tmp)
+	}
+	return err
 }

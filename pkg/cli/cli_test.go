@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"flag"
@@ -11,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/hactl/hactl/internal/golden"
+	"github.com/hactl/hactl/pkg/ui"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -20,10 +20,17 @@ type result struct {
 	out, err string
 }
 
-func runCLI(t *testing.T, env []string, args ...string) result {
+func runCLI(t testing.TB, env []string, args ...string) result {
 	t.Helper()
-	var out, errb bytes.Buffer
-	code := Main(context.Background(), args, IO{In: strings.NewReader(""), Out: &out, Err: &errb, Env: env})
+	return runWith(t, Deps{}, env, args...)
+}
+
+// runWith runs Main as main does, with fixed IO (no terminal, no colour)
+// and deps.
+func runWith(t testing.TB, deps Deps, env []string, args ...string) result {
+	t.Helper()
+	io, out, errb := ui.Test()
+	code := Main(context.Background(), args, io.WithEnv(env...), deps)
 	return result{code, out.String(), errb.String()}
 }
 
@@ -143,5 +150,135 @@ func TestRenderTree(t *testing.T) {
 func TestVersion(t *testing.T) {
 	if r := runCLI(t, nil, "--version"); r.code != 0 || !strings.Contains(r.out, "hactl version") {
 		t.Fatalf("%+v", r)
+	}
+}
+
+// TestSecretsMaskedInSnippets: whatever form auth_pass takes, a diagnostic
+// on it shows its place but not its value.
+func TestSecretsMaskedInSnippets(t *testing.T) {
+	src, err := os.ReadFile(prod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const orig = `auth_pass       = "1111"`
+	for _, tc := range []struct{ name, value, secret string }{
+		{"heredoc", "<<EOT\nSecr3tTailLong\nEOT", "Secr3tTail"},
+		{"escaped quote", `"ab\"Secr3tTail"`, "Secr3tTail"},
+		{"interpolation", `"${"x"}toolongSecr3t"`, "toolongSecr3t"},
+		{"list", `["Secr3tTail", "Other5ecret"]`, "Secr3tTail"},
+		{"unterminated", `"Secr3tTail`, "Secr3tTail"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if !strings.Contains(string(src), orig) {
+				t.Fatalf("%s has no %s", prod, orig)
+			}
+			p := filepath.Join(t.TempDir(), "inv.hcl")
+			bad := strings.Replace(string(src), orig, "auth_pass = "+tc.value, 1)
+			if err := os.WriteFile(p, []byte(bad), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			r := runCLI(t, []string{"NO_COLOR=1"}, "validate", "-i", p)
+			if r.code != ExitUsage {
+				t.Fatalf("exit %d, want 2: %+v", r.code, r)
+			}
+			if !strings.Contains(r.err, "auth_pass = ") {
+				t.Fatalf("no snippet of the auth_pass line:\n%s", r.err)
+			}
+			for _, s := range []string{tc.secret, "Other5ecret", "Secr3t"} {
+				if strings.Contains(r.err, s) {
+					t.Errorf("secret fragment %q printed:\n%s", s, r.err)
+				}
+			}
+		})
+	}
+}
+
+func TestMaskSecretsKeepsLayout(t *testing.T) {
+	src := "a = 1\nauth_pass = <<EOT\nabc\nEOT\nb = [\"x\"] # auth_pass = \"y\"\nc { auth_pass = [\"p\",\n \"q\"] }\n"
+	got := string(maskSecrets([]byte(src), "x.hcl"))
+	want := "a = 1\nauth_pass = <<EOT\n***\nEOT\nb = [\"x\"] # auth_pass = \"y\"\nc { auth_pass = *\"*\"*\n \"*\"* }\n"
+	if got != want {
+		t.Errorf("got\n%s\nwant\n%s", got, want)
+	}
+}
+
+// TestRenderReplacesNeverWritesThrough: a symlink planted where a secret
+// goes and a pre-existing world-writable file are replaced, not written
+// through; a symlinked directory leading out of DIR is refused.
+func TestRenderReplacesNeverWritesThrough(t *testing.T) {
+	dir, outside := t.TempDir(), t.TempDir()
+	const conf = "master-node/etc/keepalived/keepalived.conf"
+	const site = "slave-node-1/etc/nginx/conf.d/hactl.conf"
+	for _, d := range []string{filepath.Dir(conf), filepath.Dir(site)} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o777); err != nil {
+			t.Fatal(err)
+		}
+	}
+	target := filepath.Join(outside, "stolen")
+	if err := os.WriteFile(target, []byte("before\n"), 0o666); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(target, filepath.Join(dir, conf)); err != nil {
+		t.Fatal(err)
+	}
+	// A pre-existing 0666 file, and a hard link that sees every write to it.
+	old := filepath.Join(dir, "slave-node-2/etc/keepalived/keepalived.conf")
+	if err := os.MkdirAll(filepath.Dir(old), 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(old, []byte("old\n"), 0o666); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(old, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	watcher := filepath.Join(outside, "watcher")
+	if err := os.Link(old, watcher); err != nil {
+		t.Fatal(err)
+	}
+
+	r := runCLI(t, nil, "render", "-i", prod, "-o", dir)
+	if r.code != 0 {
+		t.Fatalf("%+v", r)
+	}
+	if b, _ := os.ReadFile(target); string(b) != "before\n" {
+		t.Errorf("written through the planted symlink: %q", b)
+	}
+	if b, _ := os.ReadFile(watcher); string(b) != "old\n" {
+		t.Errorf("the pre-existing file was written in place: %q", b)
+	}
+	for _, p := range []string{conf, "slave-node-2/etc/keepalived/keepalived.conf"} {
+		st, err := os.Lstat(filepath.Join(dir, p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !st.Mode().IsRegular() || st.Mode().Perm() != 0o600 {
+			t.Errorf("%s: %v, want a regular 0600 file", p, st.Mode())
+		}
+	}
+	for _, d := range []string{"master-node", "master-node/etc", "master-node/etc/keepalived", "slave-node-1/etc/nginx/conf.d"} {
+		if st, err := os.Stat(filepath.Join(dir, d)); err != nil || st.Mode().Perm() != 0o700 {
+			t.Errorf("%s: %v %v, want a 0700 directory", d, st.Mode(), err)
+		}
+	}
+	left, _ := filepath.Glob(filepath.Join(dir, "*/etc/keepalived/.*"))
+	if len(left) > 0 {
+		t.Errorf("temp files left: %v", left)
+	}
+
+	// A symlinked directory that leads out of DIR: refused, nothing written there.
+	dir2 := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir2, "master-node"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(outside, filepath.Join(dir2, "master-node", "etc")); err != nil {
+		t.Fatal(err)
+	}
+	r = runCLI(t, nil, "render", "-i", prod, "-o", dir2)
+	if r.code != ExitFailed || !strings.Contains(r.err, "master-node/etc") {
+		t.Errorf("symlinked directory: exit %d, want 1 naming it: %s", r.code, r.err)
+	}
+	if ents, _ := os.ReadDir(outside); len(ents) != 2 {
+		t.Errorf("something was written outside DIR: %v", ents)
 	}
 }

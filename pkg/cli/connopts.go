@@ -67,6 +67,6 @@ func (g *Globals) connect(ctx context.Context, l *Loaded, o ConnOptions, limit [
 		Parallel:          max(o.Parallel, len(hosts)),
 		HomeDir:           home,
 		AgentSocket:       sock,
-		Dial:              g.Dial,
+		Dial:              g.Deps.Dial,
 	}), nil
 }

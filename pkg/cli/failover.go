@@ -5,14 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/signal"
 	"sync"
-	"syscall"
 
 	"charm.land/lipgloss/v2"
 	"github.com/spf13/cobra"
 
-	"github.com/hactl/hactl/pkg/clock"
 	"github.com/hactl/hactl/pkg/failover"
 	"github.com/hactl/hactl/pkg/fleet"
 	"github.com/hactl/hactl/pkg/playbook"
@@ -24,25 +21,10 @@ type FailoverOptions struct {
 	Conn ConnOptions
 	Node string
 	Mode string
-
-	// Signals delivers SIGINT/SIGTERM. nil: the process's own, through
-	// signal.Notify. main's signal.NotifyContext cancels ctx on the first
-	// signal; this command counts signals itself because the second one must
-	// abort restoration, which runs on a fresh context.
-	Signals <-chan os.Signal
-	// Clock and Prober replace the engine's (tests); nil: wall clock, HTTP.
-	Clock  clock.Clock
-	Prober failover.Prober
-	// Locker is the host lock taken on every host before anything changes
-	// (tests point it elsewhere); the zero value is apply's lock.
-	Locker playbook.Locker
 }
 
 func newFailoverTest(ctx context.Context, g *Globals) *cobra.Command {
-	return newFailoverTestWith(ctx, g, &FailoverOptions{})
-}
-
-func newFailoverTestWith(ctx context.Context, g *Globals, o *FailoverOptions) *cobra.Command {
+	o := &FailoverOptions{}
 	cmd := &cobra.Command{
 		Use:   "failover-test -i FILE [--node NAME] [--mode stop|kill|nginx|nginx-dead|all]",
 		Short: "Disrupt each master in turn and measure where its VIP goes, how fast, and what HTTP clients saw",
@@ -80,7 +62,7 @@ func runFailover(ctx context.Context, g *Globals, o *FailoverOptions) error {
 	if err != nil {
 		return &ExitError{Code: ExitUsage, Err: err}
 	}
-	l, err := g.load()
+	l, err := g.load(ctx)
 	if err != nil {
 		return err
 	}
@@ -91,7 +73,7 @@ func runFailover(ctx context.Context, g *Globals, o *FailoverOptions) error {
 
 	// Stderr is shared by the engine's progress and the signal watcher.
 	var mu sync.Mutex
-	errp := ui.NewPrinter(g.IO.Err, g.IO.Env)
+	errp := g.stderr()
 	say := func(format string, args ...any) {
 		mu.Lock()
 		defer mu.Unlock()
@@ -101,7 +83,9 @@ func runFailover(ctx context.Context, g *Globals, o *FailoverOptions) error {
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	abort := make(chan struct{})
-	stopSignals := watchSignals(o.Signals, cancel, abort, func(first bool) {
+	// This command counts interrupts itself: the second one must abort
+	// restoration, which runs on a fresh context.
+	stopSignals := watchSignals(g.interrupts.take(), cancel, abort, func(first bool) {
 		if first {
 			say("%s\n", errp.Styles.Warn.Render("interrupted: stopping and restoring the fleet (Ctrl-C again abandons restoration)"))
 		} else {
@@ -118,14 +102,14 @@ func runFailover(ctx context.Context, g *Globals, o *FailoverOptions) error {
 
 	// The same host lock as apply: a failover test stops daemons that an
 	// apply may be restarting, and the other way round.
-	release, err := lockFleet(runCtx, fl, o.Locker, cancel)
+	release, err := lockFleet(runCtx, fl, g.Deps.Locker, cancel)
 	if err != nil {
 		return &ExitError{Code: ExitFailed, Err: err}
 	}
 	defer release()
 
 	run, err := failover.New(failover.Options{
-		Layout: l.Layout, Fleet: fl, Clock: o.Clock, Prober: o.Prober, Abort: abort,
+		Layout: l.Layout, Fleet: fl, Clock: g.Deps.Clock, Prober: g.Deps.Prober, Abort: abort,
 		Progress: func(s failover.Step) { say("%s\n", s) },
 	})
 	if err != nil {
@@ -170,12 +154,6 @@ func runFailover(ctx context.Context, g *Globals, o *FailoverOptions) error {
 // watchSignals counts interrupts: the first cancels the run (the engine then
 // restores), the second closes abort. It returns a function that stops it.
 func watchSignals(in <-chan os.Signal, cancel context.CancelFunc, abort chan struct{}, tell func(first bool)) func() {
-	var stopNotify func()
-	if in == nil {
-		ch := make(chan os.Signal, 2)
-		signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
-		in, stopNotify = ch, func() { signal.Stop(ch) }
-	}
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -201,9 +179,6 @@ func watchSignals(in <-chan os.Signal, cancel context.CancelFunc, abort chan str
 	return func() {
 		close(done)
 		wg.Wait()
-		if stopNotify != nil {
-			stopNotify()
-		}
 	}
 }
 

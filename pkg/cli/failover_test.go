@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -20,42 +19,18 @@ import (
 
 const lab = "../../inventory/lab.hcl"
 
-// runFailoverCLI runs `hactl ARGS` with failover-test built from o (added to
-// the tree unless extraCommands already has it) and maps errors to exit
-// codes as Main does.
-func runFailoverCLI(t *testing.T, dial func(string) remote.Conn, o *FailoverOptions, args ...string) result {
+// runFailoverCLI runs `hactl ARGS` through Main with the hosts of dial
+// (nil: dialling is a test failure) and deps' prober and signals.
+func runFailoverCLI(t *testing.T, dial func(string) remote.Conn, deps Deps, args ...string) result {
 	t.Helper()
-	var out, errb bytes.Buffer
-	ctx := context.Background()
-	g := &Globals{IO: IO{In: strings.NewReader(""), Out: &out, Err: &errb, Env: []string{"NO_COLOR=1"}}}
-	g.Dial = func(_ context.Context, cfg remote.Config) (remote.Conn, error) {
+	deps.Dial = func(_ context.Context, cfg remote.Config) (remote.Conn, error) {
 		if dial == nil {
 			t.Errorf("dialled %s: bad usage must not connect", cfg.Name)
 			return nil, errors.New("no dialling in this test")
 		}
 		return dial(cfg.Name), nil
 	}
-	root := NewRoot(ctx, g)
-	for _, c := range root.Commands() {
-		if c.Name() == "failover-test" {
-			root.RemoveCommand(c)
-		}
-	}
-	root.AddCommand(newFailoverTestWith(ctx, g, o))
-	root.SetArgs(args)
-	err := root.ExecuteContext(ctx)
-	code := ExitOK
-	var ee *ExitError
-	switch {
-	case errors.As(err, &ee):
-		code = ee.Code
-		if ee.Err != nil && !errors.Is(ee.Err, errReported) {
-			fmt.Fprintf(&errb, "hactl: %v\n", ee.Err)
-		}
-	case err != nil:
-		code = ExitUsage
-	}
-	return result{code, out.String(), errb.String()}
+	return runWith(t, deps, []string{"NO_COLOR=1"}, args...)
 }
 
 func TestFailoverBadUsage(t *testing.T) {
@@ -65,16 +40,16 @@ func TestFailoverBadUsage(t *testing.T) {
 		{"failover-test", "-i", lab, "--node", "lab9", "--mode", "all"},
 		{"failover-test", "--mode", "stop"}, // no inventory
 	} {
-		r := runFailoverCLI(t, nil, &FailoverOptions{}, args...)
+		r := runFailoverCLI(t, nil, Deps{}, args...)
 		if r.code != ExitUsage {
 			t.Errorf("%v: exit %d, want 2\n%s", args, r.code, r.err)
 		}
 	}
-	r := runFailoverCLI(t, nil, &FailoverOptions{}, "failover-test", "-i", lab, "--mode", "reboot")
+	r := runFailoverCLI(t, nil, Deps{}, "failover-test", "-i", lab, "--mode", "reboot")
 	if !strings.Contains(r.err, `unknown failover mode "reboot"`) {
 		t.Errorf("stderr: %s", r.err)
 	}
-	r = runFailoverCLI(t, nil, &FailoverOptions{}, "failover-test", "-i", lab, "--node", "lab9")
+	r = runFailoverCLI(t, nil, Deps{}, "failover-test", "-i", lab, "--node", "lab9")
 	if !strings.Contains(r.err, `unknown node "lab9"`) {
 		t.Errorf("stderr: %s", r.err)
 	}
@@ -172,7 +147,7 @@ func (stubProber) Probe(context.Context, string) failover.ProbeResult {
 
 func TestFailoverStopJSON(t *testing.T) {
 	m := newMiniLab(t)
-	r := runFailoverCLI(t, m.dial, &FailoverOptions{Prober: stubProber{}, Signals: make(chan os.Signal), Locker: miniLock},
+	r := runFailoverCLI(t, m.dial, Deps{Prober: stubProber{}, Signals: make(chan os.Signal), Locker: miniLock},
 		"failover-test", "-i", lab, "--node", "lab1", "--output", "json")
 	if r.code != 0 {
 		t.Fatalf("exit %d\n%s\n%s", r.code, r.out, r.err)
@@ -212,7 +187,7 @@ func TestFailoverStopJSON(t *testing.T) {
 
 func TestFailoverTextTable(t *testing.T) {
 	m := newMiniLab(t)
-	r := runFailoverCLI(t, m.dial, &FailoverOptions{Prober: stubProber{}, Signals: make(chan os.Signal), Locker: miniLock},
+	r := runFailoverCLI(t, m.dial, Deps{Prober: stubProber{}, Signals: make(chan os.Signal), Locker: miniLock},
 		"failover-test", "-i", lab, "--node", "lab2")
 	if r.code != 0 {
 		t.Fatalf("exit %d\n%s\n%s", r.code, r.out, r.err)
@@ -227,7 +202,7 @@ func TestFailoverTextTable(t *testing.T) {
 func TestFailoverRefusesUnhealthyFleet(t *testing.T) {
 	m := newMiniLab(t)
 	m.nginx = "failed"
-	r := runFailoverCLI(t, m.dial, &FailoverOptions{Prober: stubProber{}, Signals: make(chan os.Signal), Locker: miniLock},
+	r := runFailoverCLI(t, m.dial, Deps{Prober: stubProber{}, Signals: make(chan os.Signal), Locker: miniLock},
 		"failover-test", "-i", lab)
 	if r.code != ExitFailed || !strings.Contains(r.out, "refusing:") || !strings.Contains(r.out, "lab2: keepalived active, nginx failed") {
 		t.Fatalf("exit %d\n%s\n%s", r.code, r.out, r.err)
@@ -239,7 +214,7 @@ func TestFailoverRefusesUnhealthyFleet(t *testing.T) {
 			}
 		}
 	}
-	r = runFailoverCLI(t, m.dial, &FailoverOptions{Prober: stubProber{}, Signals: make(chan os.Signal), Locker: miniLock},
+	r = runFailoverCLI(t, m.dial, Deps{Prober: stubProber{}, Signals: make(chan os.Signal), Locker: miniLock},
 		"failover-test", "-i", lab, "--output", "json")
 	var doc struct {
 		Scenarios []any `json:"scenarios"`
@@ -289,7 +264,7 @@ func TestFailoverTakesTheHostLock(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := runFailoverCLI(t, m.dial, &FailoverOptions{Prober: stubProber{}, Signals: make(chan os.Signal), Locker: miniLock},
+	r := runFailoverCLI(t, m.dial, Deps{Prober: stubProber{}, Signals: make(chan os.Signal), Locker: miniLock},
 		"failover-test", "-i", lab, "--mode", "stop", "--node", "lab1")
 	if r.code != ExitFailed || !strings.Contains(r.err, "lab2: another hactl run holds the lock: apply by ") || !strings.Contains(r.err, ", since ") {
 		t.Fatalf("exit %d\n%s\n%s", r.code, r.out, r.err)
@@ -302,7 +277,7 @@ func TestFailoverTakesTheHostLock(t *testing.T) {
 		}
 	}
 	held.Release()
-	r = runFailoverCLI(t, m.dial, &FailoverOptions{Prober: stubProber{}, Signals: make(chan os.Signal), Locker: miniLock},
+	r = runFailoverCLI(t, m.dial, Deps{Prober: stubProber{}, Signals: make(chan os.Signal), Locker: miniLock},
 		"failover-test", "-i", lab, "--mode", "stop", "--node", "lab1")
 	if r.code != ExitOK {
 		t.Fatalf("after release: exit %d\n%s\n%s", r.code, r.out, r.err)

@@ -32,7 +32,7 @@ apply would change; --limit and -p preview exactly what apply with the same
 flags would run. Secrets print as (sensitive).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			l, err := g.load()
+			l, err := g.load(ctx)
 			if err != nil {
 				return err
 			}

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"os"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/hactl/hactl/pkg/remote"
 	"github.com/hactl/hactl/pkg/remote/remotetest"
+	"github.com/hactl/hactl/pkg/ui"
 )
 
 // TestPlanPreviewsLimitAndPlaybook: plan previews what apply with the same
@@ -38,13 +38,10 @@ func TestPlanPreviewsLimitAndPlaybook(t *testing.T) {
 				"@@services\nx\tinactive\tdisabled\n@@end\n")}
 		}}, nil
 	}
-	var out, errb bytes.Buffer
-	ctx := context.Background()
-	g := &Globals{IO: IO{In: strings.NewReader(""), Out: &out, Err: &errb, Env: []string{"NO_COLOR=1"}}, Dial: dial}
-	root := NewRoot(ctx, g)
-	root.SetArgs([]string{"plan", "-i", lab, "--output", "json", "--limit", "lab2", "-p", book})
-	if err := root.ExecuteContext(ctx); err != nil {
-		t.Fatalf("%v\n%s", err, errb.String())
+	io, out, errb := ui.Test()
+	args := []string{"plan", "-i", lab, "--output", "json", "--limit", "lab2", "-p", book}
+	if code := Main(context.Background(), args, io.WithEnv("NO_COLOR=1"), Deps{Dial: dial}); code != 0 {
+		t.Fatalf("exit %d\n%s", code, errb.String())
 	}
 	var doc applyJSON
 	if err := json.Unmarshal(out.Bytes(), &doc); err != nil {

@@ -52,7 +52,7 @@ missing (nowhere) or split (on several hosts: always an error). Exit 0 only
 when every VIP is ok and every host reachable.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			l, err := g.load()
+			l, err := g.load(ctx)
 			if err != nil {
 				return err
 			}

@@ -121,6 +121,9 @@ func (l *Loader) LoadFile(path string) (*Inventory, hcl.Diagnostics) {
 // Load parses src (named path in diagnostics) and validates it. On any error
 // the returned inventory is nil: a partly valid inventory is never used.
 func (l *Loader) Load(path string, src []byte) (*Inventory, hcl.Diagnostics) {
+	if diags := checkSource(path, src); diags.HasErrors() {
+		return nil, diags
+	}
 	f, diags := l.parser.ParseHCL(src, path)
 	if diags.HasErrors() {
 		return nil, diags
@@ -200,6 +203,7 @@ func build(path string, raw *fileSchema) (*Inventory, hcl.Diagnostics) {
 		inv.Clusters = append(inv.Clusters, c)
 	}
 	diags = append(diags, validateFleet(inv)...)
+	diags = append(diags, checkValues(raw)...)
 	sortDiags(diags)
 	return inv, diags
 }

@@ -234,6 +234,9 @@ func ParseJumpHost(s string) (user, host string, port int, err error) {
 	if strings.ContainsAny(s, ", \t") {
 		return "", "", 0, errors.New("only one jump host is supported (no chains, no blanks)")
 	}
+	if strings.IndexFunc(s, unsafeRune) >= 0 {
+		return "", "", 0, errors.New("control characters are not allowed")
+	}
 	rest := s
 	if i := strings.LastIndex(rest, "@"); i >= 0 {
 		user, rest = rest[:i], rest[i+1:]
@@ -255,8 +258,12 @@ func ParseJumpHost(s string) (user, host string, port int, err error) {
 		return "", "", 0, errors.New("no host")
 	}
 	if !hostRE.MatchString(host) {
-		if _, aerr := netip.ParseAddr(host); aerr != nil {
+		a, aerr := netip.ParseAddr(host)
+		if aerr != nil {
 			return "", "", 0, fmt.Errorf("%q is neither an IP address nor a host name", host)
+		}
+		if zerr := checkZone(a, true); zerr != nil {
+			return "", "", 0, zerr
 		}
 	}
 	return user, host, port, nil

@@ -17,10 +17,7 @@ var (
 	nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$`)
 	// Linux interface names: at most 15 bytes, no '/', ':' or blanks.
 	ifaceRE = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,15}$`)
-	// auth_pass is written unquoted into keepalived.conf: no blanks, quotes or
-	// comment characters.
-	passRE = regexp.MustCompile(`^[A-Za-z0-9_.,:;+=@%^*()\[\]{}<>/?~-]+$`)
-	hostRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9.-]*$`)
+	hostRE  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9.-]*$`)
 )
 
 func validateCluster(c *Cluster) hcl.Diagnostics {
@@ -51,9 +48,9 @@ func validateCluster(c *Cluster) hcl.Diagnostics {
 		// The value itself is never echoed: it is a secret.
 		add(c.Range("auth_pass"), "auth_pass too long",
 			"cluster %q: auth_pass has %d characters; keepalived silently truncates it to 8, so peers configured elsewhere would not match.", c.Name, len(pass))
-	case !passRE.MatchString(pass):
+	case !authPassOK(pass):
 		add(c.Range("auth_pass"), "Invalid auth_pass",
-			"cluster %q: auth_pass may not contain blanks, quotes, '!' or '#' (keepalived.conf would misread it).", c.Name)
+			"cluster %q: auth_pass may only contain these characters (keepalived.conf would misread any other): %s", c.Name, AuthPassChars)
 	}
 	if c.BackupOrder != BackupOrderInventory && c.BackupOrder != BackupOrderRing {
 		add(c.Range("backup_order"), "Invalid backup_order", "backup_order is %q; use \"inventory\" or \"ring\".", c.BackupOrder)
@@ -116,7 +113,9 @@ func checkUpstream(u string) error {
 	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
 		return fmt.Errorf("port %q is not 1-65535", port)
 	}
-	if _, err := netip.ParseAddr(host); err != nil && !hostRE.MatchString(host) {
+	if a, err := netip.ParseAddr(host); err == nil {
+		return checkZone(a, false)
+	} else if !hostRE.MatchString(host) {
 		return fmt.Errorf("%q is neither an IP address nor a host name", host)
 	}
 	return nil

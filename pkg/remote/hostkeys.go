@@ -15,39 +15,76 @@ import (
 	"golang.org/x/crypto/ssh/knownhosts"
 )
 
-// hostKeys verifies one host's key against one known_hosts file with OpenSSH
-// StrictHostKeyChecking=accept-new (or =yes) semantics.
+// hostKeys verifies one host's key with OpenSSH StrictHostKeyChecking=
+// accept-new (or =yes) semantics against the user's known_hosts file and the
+// system-wide ones (GlobalKnownHostsFile): a key on record in any of them is
+// trusted, a host on record with other keys in any of them is refused, and
+// accept-new records a key only for a host that none of them knows. New
+// entries go into the user's file only, hashed when the file already holds
+// hashed entries (ssh's HashKnownHosts).
 //
-// Concurrent dials that accept new keys serialise their appends with an
-// exclusive flock(2) on the known_hosts file itself, and re-read the file
-// under that lock; this also protects against other hactl processes and
-// needs no shared state in the caller (on platforms without flock the
-// append is a single O_APPEND write, which is atomic in practice).
+// The file is rewritten atomically (a temp file in the same directory with
+// the file's mode, fsynced, renamed over it). Concurrent dials that accept
+// new keys serialise with an exclusive flock(2) on the file itself and
+// re-read it under that lock; a waiter whose file was renamed away while it
+// waited locks the new one. This also protects against other hactl
+// processes and needs no shared state in the caller.
 type hostKeys struct {
 	file      string
+	system    []string // system-wide files that exist
 	hostport  string
 	where     string
 	acceptNew bool
-	check     ssh.HostKeyCallback   // nil while the file does not exist
+	check     ssh.HostKeyCallback   // nil while no file exists
 	known     []knownhosts.KnownKey // this host's entries, for HostKeyAlgorithms
 
 	mu  sync.Mutex
 	err error // the refusal the callback returned, reported verbatim by Dial
 }
 
-func loadHostKeys(file, hostport, where string, acceptNew bool) (*hostKeys, error) {
+// defaultSystemKnownHosts is OpenSSH's GlobalKnownHostsFile default.
+func defaultSystemKnownHosts() []string {
+	return []string{"/etc/ssh/ssh_known_hosts", "/etc/ssh/ssh_known_hosts2"}
+}
+
+func loadHostKeys(file string, system []string, hostport, where string, acceptNew bool) (*hostKeys, error) {
 	hk := &hostKeys{file: file, hostport: hostport, where: where, acceptNew: acceptNew}
-	check, err := knownhosts.New(file)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		// No file yet: every host is unknown, and accept-new creates it.
-	case err != nil:
-		return nil, fmt.Errorf("reading known_hosts: %w", err)
-	default:
+	for _, f := range system {
+		if _, err := os.Stat(f); err == nil {
+			hk.system = append(hk.system, f)
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("reading system known_hosts: %w", err)
+		}
+	}
+	check, err := hk.load()
+	if err != nil {
+		return nil, err
+	}
+	if check != nil {
 		hk.check = check
 		hk.known = knownKeys(check, hostport)
 	}
 	return hk, nil
+}
+
+// load reads the user's file (if it exists) and the system files; nil when
+// there is none.
+func (h *hostKeys) load() (ssh.HostKeyCallback, error) {
+	files := h.system
+	if _, err := os.Stat(h.file); err == nil {
+		files = append([]string{h.file}, files...)
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("reading known_hosts: %w", err)
+	}
+	if len(files) == 0 {
+		// No file yet: every host is unknown, and accept-new creates it.
+		return nil, nil
+	}
+	check, err := knownhosts.New(files...)
+	if err != nil {
+		return nil, fmt.Errorf("reading known_hosts: %w", err)
+	}
+	return check, nil
 }
 
 // probeKey is a public key no known_hosts file can contain. Checking it makes
@@ -158,20 +195,25 @@ func (h *hostKeys) unknown(key ssh.PublicKey) error {
 	return fmt.Errorf("%s: host key not in %s: the server offers %s %s; "+
 		"after checking that fingerprint, rerun with --accept-new-host-keys to trust it, "+
 		"or record it with: ssh-keyscan -p %s -t %s %s >> %s: %w",
-		h.where, h.file, key.Type(), ssh.FingerprintSHA256(key),
+		h.where, strings.Join(append([]string{h.file}, h.system...), " or "), key.Type(), ssh.FingerprintSHA256(key),
 		port, keyscanType(key.Type()), Quote(host), Quote(h.file), ErrHostKeyUnknown)
 }
 
 func (h *hostKeys) changed(key ssh.PublicKey, want []knownhosts.KnownKey) error {
-	var known []string
+	var known, fix []string
+	seen := map[string]bool{}
 	for _, k := range want {
 		known = append(known, fmt.Sprintf("%s %s (%s:%d)", k.Key.Type(), ssh.FingerprintSHA256(k.Key), k.Filename, k.Line))
+		if !seen[k.Filename] {
+			seen[k.Filename] = true
+			fix = append(fix, "ssh-keygen -R "+Quote(knownhosts.Normalize(h.hostport))+" -f "+Quote(k.Filename))
+		}
 	}
 	return fmt.Errorf("%s: HOST KEY CHANGED, refusing to connect (someone may be intercepting the connection): "+
 		"the server offers %s %s but known_hosts has %s; "+
-		"if the host was reinstalled, remove the old entry with: ssh-keygen -R %s -f %s: %w",
+		"if the host was reinstalled, remove the old entry with: %s: %w",
 		h.where, key.Type(), ssh.FingerprintSHA256(key), strings.Join(known, ", "),
-		Quote(knownhosts.Normalize(h.hostport)), Quote(h.file), ErrHostKeyChanged)
+		strings.Join(fix, " and "), ErrHostKeyChanged)
 }
 
 // keyscanType maps a key type to ssh-keyscan's -t name.
@@ -187,26 +229,32 @@ func keyscanType(t string) string {
 }
 
 // appendKey records key for the host (accept-new). Under the file lock it
-// re-reads the file: a concurrent dial may have recorded the same key (fine)
-// or a different one (then this is a change and is refused).
+// re-reads the files: a concurrent dial may have recorded the same key
+// (fine) or a different one (then this is a change and is refused).
 func (h *hostKeys) appendKey(key ssh.PublicKey) error {
 	fail := func(err error) error {
 		return fmt.Errorf("%s: recording host key in %s: %w", h.where, h.file, err)
 	}
+	if err := checkHostPattern(h.hostport); err != nil {
+		return fail(err)
+	}
 	if err := os.MkdirAll(filepath.Dir(h.file), 0o700); err != nil {
 		return fail(err)
 	}
-	f, err := os.OpenFile(h.file, os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o600)
+	// A symlinked known_hosts (dotfiles) stays a symlink: the rename
+	// replaces its target.
+	target := h.file
+	if t, err := filepath.EvalSymlinks(h.file); err == nil {
+		target = t
+	}
+	f, err := openLocked(target)
 	if err != nil {
 		return fail(err)
 	}
 	defer f.Close()
-	if err := lockFile(f); err != nil {
-		return fail(err)
-	}
 	defer unlockFile(f)
 
-	check, err := knownhosts.New(h.file)
+	check, err := h.load()
 	if err != nil {
 		return fail(err)
 	}
@@ -221,27 +269,125 @@ func (h *hostKeys) appendKey(key ssh.PublicKey) error {
 		return fail(err)
 	}
 
-	line := knownhosts.Line([]string{h.hostport}, key) + "\n"
-	if needsNewline(f) {
-		line = "\n" + line
+	old, err := io.ReadAll(f)
+	if err != nil {
+		return fail(err)
 	}
-	// One write: with O_APPEND it lands whole at the end of the file.
-	if _, err := f.WriteString(line); err != nil {
+	name := knownhosts.Normalize(h.hostport)
+	if hasHashedEntry(old) {
+		name = knownhosts.HashHostname(name)
+	}
+	content := append([]byte(nil), old...)
+	if len(content) > 0 && content[len(content)-1] != '\n' {
+		content = append(content, '\n')
+	}
+	content = append(content, knownhosts.Line([]string{name}, key)+"\n"...)
+	st, err := f.Stat()
+	if err != nil {
+		return fail(err)
+	}
+	if err := replaceFile(target, content, st); err != nil {
 		return fail(err)
 	}
 	return nil
 }
 
-// needsNewline reports whether f is non-empty and does not end in a newline,
-// so an appended line would be glued to the last entry.
-func needsNewline(f *os.File) bool {
-	st, err := f.Stat()
-	if err != nil || st.Size() == 0 {
-		return false
+// openLocked opens (creating) path and locks it. A holder that renamed a new
+// file over path while this one waited leaves it locking an orphan, so the
+// lock is only kept once it is the file path names.
+func openLocked(path string) (*os.File, error) {
+	for {
+		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+		if err != nil {
+			return nil, err
+		}
+		if err := lockFile(f); err != nil {
+			f.Close()
+			return nil, err
+		}
+		fst, ferr := f.Stat()
+		pst, perr := os.Stat(path)
+		if ferr == nil && perr == nil && os.SameFile(fst, pst) {
+			return f, nil
+		}
+		unlockFile(f)
+		f.Close()
+		if ferr != nil {
+			return nil, ferr
+		}
 	}
-	last := make([]byte, 1)
-	if _, err := f.ReadAt(last, st.Size()-1); err != nil && err != io.EOF {
-		return false
+}
+
+// replaceFile writes content to a temp file next to path with old's mode
+// (and owner, when allowed), fsyncs it and renames it over path: a crash or
+// a full disk leaves the old file or the new one, never half of one.
+func replaceFile(path string, content []byte, old fs.FileInfo) error {
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".hactl-*")
+	if err != nil {
+		return err
 	}
-	return last[0] != '\n'
+	done := false
+	defer func() {
+		if !done {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	if err := tmp.Chmod(old.Mode().Perm()); err != nil {
+		return err
+	}
+	keepOwner(tmp, old)
+	if _, err := tmp.Write(content); err != nil {
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return err
+	}
+	done = true
+	// The rename itself is durable once the directory is synced.
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
+// hasHashedEntry reports whether a known_hosts text holds a hashed host
+// ("|1|salt|hash"): its owner hashes host names (HashKnownHosts), so a new
+// entry must not name the host in clear.
+func hasHashedEntry(data []byte) bool {
+	for _, line := range strings.Split(string(data), "\n") {
+		fields := strings.Fields(line)
+		if len(fields) > 0 && strings.HasPrefix(fields[0], "@") {
+			fields = fields[1:]
+		}
+		if len(fields) > 0 && strings.HasPrefix(fields[0], "|1|") {
+			return true
+		}
+	}
+	return false
+}
+
+// checkHostPattern refuses to write a host that is not a plain name or
+// address: known_hosts host fields are patterns, so a newline would start a
+// second entry, a blank would end the field, and '*', '?', ',' or '!'
+// would make the entry match other hosts. The inventory refuses such
+// addresses already; this holds whatever the caller passes.
+func checkHostPattern(hostport string) error {
+	for _, r := range hostport {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9':
+		case strings.ContainsRune(".-_:[]%", r):
+		default:
+			return fmt.Errorf("refusing to write host %q: known_hosts would read %q as part of a pattern or a new line", hostport, r)
+		}
+	}
+	return nil
 }

@@ -29,8 +29,8 @@ type jump struct {
 // jumpKey identifies a bastion login: the same address with another user,
 // key or known_hosts file is another connection.
 func jumpKey(c Config) string {
-	return fmt.Sprintf("%s@%s|%s|%s|%v", c.User, net.JoinHostPort(c.Address, strconv.Itoa(c.Port)),
-		c.PrivateKeyFile, c.KnownHostsFile, c.AcceptNewHostKeys)
+	return fmt.Sprintf("%s@%s|%s|%s|%q|%v", c.User, net.JoinHostPort(c.Address, strconv.Itoa(c.Port)),
+		c.PrivateKeyFile, c.KnownHostsFile, c.SystemKnownHostsFiles, c.AcceptNewHostKeys)
 }
 
 // acquire returns a logged-in bastion client and the func that gives it

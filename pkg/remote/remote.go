@@ -53,18 +53,24 @@ type Conn interface {
 
 // Config says how to reach and log in to one host.
 type Config struct {
-	Name              string        // inventory host name, used in error messages
-	Address           string        // IP or DNS name
-	Port              int           // default 22
-	User              string        // default "root"
-	PrivateKeyFile    string        // optional; "~/" expanded; else ssh-agent
-	AgentSocket       string        // value of SSH_AUTH_SOCK passed in by the caller
-	KnownHostsFile    string        // required; "~/" expanded
-	AcceptNewHostKeys bool          // OpenSSH accept-new: unknown key appended to KnownHostsFile; changed key ALWAYS refused
-	Become            bool          // run commands as root via `sudo -n`; uploads land as root
-	ConnectTimeout    time.Duration // default 10s; bounds TCP connect + SSH handshake + auth
-	KeepAlive         time.Duration // default 15s; negative disables; a peer silent for 3 intervals closes the conn
-	HomeDir           string        // for "~/" expansion (caller passes os.UserHomeDir())
+	Name           string // inventory host name, used in error messages
+	Address        string // IP or DNS name
+	Port           int    // default 22
+	User           string // default "root"
+	PrivateKeyFile string // optional; "~/" expanded; else ssh-agent
+	AgentSocket    string // value of SSH_AUTH_SOCK passed in by the caller
+	KnownHostsFile string // required; "~/" expanded
+	// SystemKnownHostsFiles are consulted too, as OpenSSH's
+	// GlobalKnownHostsFile: a key on record there is trusted, a host pinned
+	// there to other keys is refused. nil means OpenSSH's default
+	// (/etc/ssh/ssh_known_hosts and /etc/ssh/ssh_known_hosts2); files that
+	// do not exist are skipped. New keys are never written there.
+	SystemKnownHostsFiles []string
+	AcceptNewHostKeys     bool          // OpenSSH accept-new: unknown key appended to KnownHostsFile; changed key ALWAYS refused
+	Become                bool          // run commands as root via `sudo -n`; uploads land as root
+	ConnectTimeout        time.Duration // default 10s; bounds TCP connect + SSH handshake + auth
+	KeepAlive             time.Duration // default 15s; negative disables; a peer silent for 3 intervals closes the conn
+	HomeDir               string        // for "~/" expansion (caller passes os.UserHomeDir())
 	// Jump, when set, is the bastion to reach this host through (OpenSSH
 	// ProxyJump, one hop): Dial logs in there first, with its own host key
 	// verified against Jump.KnownHostsFile, then opens a direct-tcpip channel
@@ -110,6 +116,9 @@ func (cfg Config) withDefaults() (Config, error) {
 	}
 	if cfg.KnownHostsFile == "" {
 		return cfg, errors.New("no known_hosts_file: host keys must be verified")
+	}
+	if cfg.SystemKnownHostsFiles == nil {
+		cfg.SystemKnownHostsFiles = defaultSystemKnownHosts()
 	}
 	var err error
 	if cfg.KnownHostsFile, err = expandHome(cfg.KnownHostsFile, cfg.HomeDir); err != nil {
@@ -165,7 +174,7 @@ func Dial(ctx context.Context, cfg Config) (Conn, error) {
 // through via (a bastion's direct-tcpip channel) when via is not nil.
 func dialClient(ctx context.Context, cfg Config, via *ssh.Client, where string) (*ssh.Client, error) {
 	hostport := net.JoinHostPort(cfg.Address, strconv.Itoa(cfg.Port))
-	hk, err := loadHostKeys(cfg.KnownHostsFile, hostport, where, cfg.AcceptNewHostKeys)
+	hk, err := loadHostKeys(cfg.KnownHostsFile, cfg.SystemKnownHostsFiles, hostport, where, cfg.AcceptNewHostKeys)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", where, err)
 	}

@@ -181,14 +181,7 @@ func TestAcceptNewHostKey(t *testing.T) {
 func TestAcceptNewKeepsLinesApart(t *testing.T) {
 	s := remotetest.NewServer(t)
 	other := knownhosts.Line([]string{"10.0.0.1"}, remotetest.NewKey(t).Public()) // no trailing newline
-	file := filepath.Join(t.TempDir(), "known_hosts")
-	if err := os.WriteFile(file, []byte(other), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg := s.Config()
-	cfg.KnownHostsFile = file
-	cfg.AcceptNewHostKeys = true
-	run(t, dial(t, cfg), "true")
+	file, _ := acceptNewInto(t, s, other)
 	assertFile(t, file, other+"\n"+knownhosts.Line([]string{s.Addr}, s.HostKey)+"\n", 0o600)
 }
 

@@ -219,13 +219,121 @@ var nonWord = regexp.MustCompile(`[^A-Za-z0-9_]`)
 
 func upstreamName(cluster string) string { return nonWord.ReplaceAllString(cluster, "_") }
 
-var authPassLine = regexp.MustCompile(`(?m)^(\s*auth_pass\s+)\S+`)
-
 // Mask hides the secret values of a sensitive file's content (the file as
 // rendered or as found on the host) so plans and diffs can show the rest.
+// A live keepalived.conf may be hand-made, so every form keepalived reads an
+// auth_pass from is covered: see maskKeepalived.
 func Mask(f File, content []byte) []byte {
 	if !f.Sensitive {
 		return content
 	}
-	return authPassLine.ReplaceAll(content, []byte("${1}(sensitive)"))
+	return maskKeepalived(content)
+}
+
+const masked = "(sensitive)"
+
+var (
+	// auth_pass as a keyword: keepalived splits tokens at blanks and
+	// braces, and a parameter definition's value ("$P=auth_pass x") is
+	// configuration text too.
+	authPassKeyword = regexp.MustCompile(`(?:^|[\s{}=])auth_pass(?:[^A-Za-z0-9_]|$)`)
+	// What stays visible after a masked value: closing braces and a
+	// multiline definition's trailing backslash, each after a blank (an
+	// unquoted value never holds a blank, so they cannot be part of it).
+	maskKeep = regexp.MustCompile(`(?:\s+[}\\])*\s*$`)
+	// "$NAME=value", optionally after "@id " or "@^id " (conditional lines).
+	paramDef = regexp.MustCompile(`^(\s*(?:@\^?\S+\s+)?\$([A-Za-z_][A-Za-z0-9_]*)=)(.*)$`)
+	paramRef = regexp.MustCompile(`\$\{?([A-Za-z_][A-Za-z0-9_]*)`)
+)
+
+// maskKeepalived replaces, in keepalived.conf text:
+//   - everything after an auth_pass keyword up to the end of its line (but
+//     closing braces): quoted values with blanks, one-line blocks
+//     ("authentication { auth_type PASS auth_pass x }"), conditional lines
+//     ("@node auth_pass x") and trailing comments;
+//   - the values of the parameters an auth_pass uses ("$P=secret" with
+//     "auth_pass $P" or "${P}"), transitively, multiline definitions
+//     included: the secret may live there.
+func maskKeepalived(content []byte) []byte {
+	lines := strings.SplitAfter(string(content), "\n")
+	type def struct{ first, last int } // line range of one definition
+	defs := map[string][]def{}
+	refs := map[string]bool{}
+	var queue []string
+	use := func(text string) {
+		for _, m := range paramRef.FindAllStringSubmatch(text, -1) {
+			if !refs[m[1]] {
+				refs[m[1]] = true
+				queue = append(queue, m[1])
+			}
+		}
+	}
+	for i := 0; i < len(lines); i++ {
+		body := strings.TrimRight(lines[i], "\r\n")
+		if start, ok := authPassValue(body); ok {
+			use(body[start:])
+		}
+		m := paramDef.FindStringSubmatch(body)
+		if m == nil {
+			continue
+		}
+		d := def{first: i, last: i}
+		for strings.HasSuffix(strings.TrimRight(lines[d.last], "\r\n"), "\\") && d.last+1 < len(lines) {
+			d.last++
+		}
+		defs[m[2]] = append(defs[m[2]], d)
+	}
+	hide := map[int]bool{}
+	for len(queue) > 0 {
+		name := queue[0]
+		queue = queue[1:]
+		for _, d := range defs[name] {
+			for i := d.first; i <= d.last; i++ {
+				hide[i] = true
+				use(lines[i])
+			}
+		}
+	}
+
+	var b strings.Builder
+	for i, line := range lines {
+		body := strings.TrimRight(line, "\r\n")
+		end := line[len(body):]
+		switch {
+		case hide[i]:
+			start := len(body) - len(strings.TrimLeft(body, " \t"))
+			if m := paramDef.FindStringSubmatchIndex(body); m != nil {
+				start = m[3]
+			}
+			body = maskFrom(body, start)
+		default:
+			if start, ok := authPassValue(body); ok {
+				body = maskFrom(body, start)
+			}
+		}
+		b.WriteString(body)
+		b.WriteString(end)
+	}
+	return []byte(b.String())
+}
+
+// authPassValue finds the first auth_pass keyword of a line and returns
+// where its value starts.
+func authPassValue(line string) (int, bool) {
+	loc := authPassKeyword.FindStringIndex(line)
+	if loc == nil {
+		return 0, false
+	}
+	start := loc[0] + strings.Index(line[loc[0]:], "auth_pass") + len("auth_pass")
+	for start < len(line) && (line[start] == ' ' || line[start] == '\t') {
+		start++
+	}
+	return start, true
+}
+
+// maskFrom replaces body[start:] by the mask, keeping what maskKeep keeps.
+func maskFrom(body string, start int) string {
+	rest := body[start:]
+	keep := maskKeep.FindStringIndex(rest)[0]
+	return body[:start] + masked + rest[keep:]
 }

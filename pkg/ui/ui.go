@@ -1,6 +1,6 @@
-// Package ui holds hactl's terminal output: one set of styles, tables, and the
-// JSON encoder. Colour is decided once per stream from the environment
-// (NO_COLOR, TERM=dumb, not a terminal: no colour).
+// Package ui holds hactl's terminal output: one IO object per run (streams,
+// TTY, colour profile, width, decided once), one set of styles, tables, and
+// the JSON encoder.
 package ui
 
 import (
@@ -38,9 +38,10 @@ type Printer struct {
 	Styles Styles
 }
 
-// NewPrinter wraps w; env is the process environment (os.Environ()).
-func NewPrinter(w io.Writer, env []string) *Printer {
-	return &Printer{w: colorprofile.NewWriter(w, env), Styles: DefaultStyles()}
+// newPrinter wraps w with a profile decided by IO, the only place that
+// builds printers.
+func newPrinter(w io.Writer, p colorprofile.Profile) *Printer {
+	return &Printer{w: &colorprofile.Writer{Forward: w, Profile: p}, Styles: DefaultStyles()}
 }
 
 // Color reports whether this stream gets colour.

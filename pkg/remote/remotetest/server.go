@@ -357,7 +357,10 @@ func (s *Server) Config() remote.Config {
 		User:           "root",
 		PrivateKeyFile: s.ClientKey.File,
 		KnownHostsFile: s.KnownHostsFile,
-		ConnectTimeout: 5 * time.Second,
+		// Hermetic: the test machine's /etc/ssh/ssh_known_hosts is not
+		// consulted (the file named here does not exist).
+		SystemKnownHostsFiles: []string{filepath.Join(filepath.Dir(s.KnownHostsFile), "no-system-known-hosts")},
+		ConnectTimeout:        5 * time.Second,
 	}
 }
 
