@@ -201,8 +201,11 @@ func TestReliability(t *testing.T) {
 			t.Fatal(err)
 		}
 		err := cmd.Wait()
-		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
-			t.Fatalf("want exit 1 after an interrupt, got %v\n%s\n%s", err, out.String(), errb.String())
+		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 130 {
+			t.Fatalf("want exit 130 after an interrupt, got %v\n%s\n%s", err, out.String(), errb.String())
+		}
+		if !strings.Contains(errb.String(), "(restored)") {
+			t.Errorf("hactl does not say it restored the fleet:\n%s", errb.String())
 		}
 		if got := ssh(t, lab, "lab1", "systemctl is-active keepalived || true"); got != "active" {
 			t.Errorf("keepalived on lab1 is %q after the interrupted test\n%s", got, errb.String())
