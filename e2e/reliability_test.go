@@ -159,6 +159,9 @@ func TestReliability(t *testing.T) {
 		// the lock; a refusal must say who holds it, and the lock must expire
 		// once its heartbeat is stale (15 s), not when lab3's TCP gives up.
 		back := time.Now()
+		t.Logf("lab3 after the loss: lock holder of the lost run %s; owner file %s s old", ssh(t, lab, "lab3",
+			`h=$(sed -n 's/.* holder=\([^ ]*\).*/\1/p' /run/hactl.lock.owner); if [ -n "$h" ] && [ -d /proc/$h ]; then echo "still running (pid $h)"; else echo gone; fi`),
+			ssh(t, lab, "lab3", `echo $(( $(date +%s) - $(stat -c %Y /run/hactl.lock.owner) ))`))
 		for {
 			o, errOut, code := hactl(t, "apply", "-i", changed, "--output", "json")
 			if code == 0 {
