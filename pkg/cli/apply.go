@@ -224,7 +224,7 @@ func runApply(ctx context.Context, g *Globals, o *ApplyOptions, l *Loaded, dry b
 		})
 	}
 	runner := &playbook.Runner{
-		Book: book, Parallel: o.Conn.Parallel, DryRun: dry, Lock: !dry,
+		Book: book, Parallel: o.Conn.Parallel, DryRun: dry, Lock: !dry, Locker: g.Deps.Locker,
 		Event: progress.event, Rollout: ro,
 	}
 	for _, res := range runner.Run(ctx, inputs) {

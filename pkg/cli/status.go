@@ -168,6 +168,7 @@ func gatherStatus(ctx context.Context, l *Loaded, r *render.Renderer, fl *fleet.
 				}
 			}
 			sort.Strings(sh.Drift)
+			sh.Drift = append(sh.Drift, playbook.PendingDrift(f)...)
 			obs[i].Addrs = f.Addrs[h.Host.Interface]
 			if ka.Active == "active" {
 				// A stopped daemon claims nothing, whatever it last logged.

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net/netip"
+	"net/url"
 	"regexp"
 	"sort"
 	"strconv"
@@ -165,6 +166,34 @@ type Facts struct {
 	// ClusterRecord is the content of ClusterRecordPath as the last apply
 	// wrote it (the cluster's membership and router ids); nil when absent.
 	ClusterRecord []byte
+	// Pending are handlers an earlier run notified but never ran (it failed,
+	// was interrupted or lost the host between a swap and the handler):
+	// handler name → when the first such run recorded it (UTC, RFC 3339).
+	Pending map[string]string
+}
+
+// PendingDir holds one file per pending handler (see playbook's executor):
+// under /var/lib, so a reboot between the swap and the reload keeps it.
+const PendingDir = "/var/lib/hactl/pending"
+
+// PendingFile is a handler's record: its name with every byte outside
+// [A-Za-z0-9_-] as %XX, so any handler name is one safe file name.
+func PendingFile(handler string) string {
+	var b strings.Builder
+	for i := 0; i < len(handler); i++ {
+		c := handler[i]
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' {
+			b.WriteByte(c)
+		} else {
+			fmt.Fprintf(&b, "%%%02X", c)
+		}
+	}
+	return PendingDir + "/" + b.String()
+}
+
+func pendingName(file string) (string, bool) {
+	s, err := url.PathUnescape(file)
+	return s, err == nil && s != ""
 }
 
 // DrainFile is tracked by keepalived (track_file weight 1): its value is
@@ -254,6 +283,7 @@ func Script(req Request) string {
 			` elif [ -e "$f" ]; then printf '%s\tother\n' "$f";` +
 			` else printf '%s\tabsent\n' "$f"; fi; done`)
 	}
+	w(`echo @@pending; for f in ` + PendingDir + `/*; do [ -f "$f" ] && printf '%s\t%s\n' "${f##*/}" "$(head -n 1 "$f")"; done`)
 	w(`echo @@end`)
 	return b.String()
 }
@@ -278,6 +308,7 @@ func Parse(out string) (*Facts, error) {
 		Addrs:    map[string][]netip.Prefix{},
 		Services: map[string]Service{},
 		Files:    map[string]File{},
+		Pending:  map[string]string{},
 	}
 	sections := map[string][]string{}
 	cur := ""
@@ -346,6 +377,12 @@ func Parse(out string) (*Facts, error) {
 		p := strings.Split(l, "\t")
 		if len(p) == 3 {
 			f.Services[p[0]] = Service{Active: orUnknown(p[1]), Enabled: orUnknown(p[2])}
+		}
+	}
+	for _, l := range sections["pending"] {
+		file, since, _ := strings.Cut(l, "\t")
+		if name, ok := pendingName(file); ok {
+			f.Pending[name] = strings.TrimSpace(since)
 		}
 	}
 	for _, l := range sections["files"] {

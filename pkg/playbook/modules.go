@@ -52,6 +52,9 @@ type Outcome struct {
 	// Refresh asks the runner to gather facts again (packages changed what
 	// later steps decide on, e.g. keepalived's version).
 	Refresh bool
+	// Recorded: the executor wrote the step's pending-handler records, so
+	// its handlers run even when the ops found nothing left to change.
+	Recorded bool
 }
 
 // Module is one idempotent operation.
