@@ -116,7 +116,7 @@ type host struct {
 	reloads     int             // firewall-cmd --reload
 	confDefault bool            // nginx.conf has default_server now
 	siteRemoved bool
-	record      []byte // the cluster record's content, as the swap left it
+	record      []byte            // the cluster record's content, as the swap left it
 	pending     map[string]string // pending-handler record file → its line
 }
 
