@@ -37,11 +37,19 @@ type ApplyOptions struct {
 type RunOptions struct {
 	Limit    []string
 	Playbook string
+	// Verbose prints every step; by default only what changed or failed.
+	Verbose bool
 }
 
 func (o *RunOptions) addFlags(cmd *cobra.Command) {
-	cmd.Flags().StringSliceVar(&o.Limit, "limit", nil, "only these hosts (comma-separated names)")
+	addLimitFlag(cmd, &o.Limit)
 	cmd.Flags().StringVarP(&o.Playbook, "playbook", "p", "", "run this playbook file instead of the embedded playbooks/ha-nginx.hcl")
+	cmd.Flags().BoolVarP(&o.Verbose, "verbose", "v", false, "print every step, not only what changed or failed")
+}
+
+// addLimitFlag is --limit, the same on every command that works on hosts.
+func addLimitFlag(cmd *cobra.Command, limit *[]string) {
+	cmd.Flags().StringSliceVar(limit, "limit", nil, "only these hosts or clusters (comma-separated names)")
 }
 
 func newApply(ctx context.Context, g *Globals) *cobra.Command {
@@ -55,7 +63,7 @@ safely (validated, backed up, renamed into place), then reloads or restarts
 services one host at a time, waiting after each until every VIP sits on
 exactly one host. It ends by reading ip addr on every host: each VIP must be
 on its master only. Exit 1 if any host failed or any VIP is misplaced.`,
-		Args: cobra.NoArgs,
+		Args: inventoryArg,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			l, err := g.load(ctx)
 			if err != nil {
@@ -94,23 +102,31 @@ func (g *Globals) loadBook(path string) (*playbook.Book, error) {
 	if diags.HasErrors() {
 		g.printDiags(parser.Files(), diags)
 		fmt.Fprintf(g.IO.Err, "hactl: %s: invalid playbook\n", name)
-		return nil, &ExitError{Code: ExitUsage, Err: errReported}
+		return nil, &ExitError{Code: ExitUsage, Err: newDiagsError(name+": invalid playbook", diags)}
 	}
 	return book, nil
 }
 
-// hostJSON is apply's per-host JSON.
+// hostJSON is apply's per-host JSON. What was not observed (an unreachable
+// host's counts) is null.
 type hostJSON struct {
-	Name    string `json:"name"`
-	OK      bool   `json:"ok"`
-	Changed int    `json:"changed"`
-	Error   string `json:"error"`
+	Name string `json:"name"`
+	OK   bool   `json:"ok"`
+	// Result is ok, changed, failed or unreachable.
+	Result    string  `json:"result"`
+	Reachable bool    `json:"reachable"`
+	Changed   *int    `json:"changed"`
+	Skipped   *int    `json:"skipped"`
+	Error     *string `json:"error"`
 }
 
 type applyJSON struct {
-	Hosts []hostJSON          `json:"hosts"`
-	VIPs  []verify.VIPState   `json:"vips"`
-	Plan  map[string][]change `json:"plan,omitempty"`
+	ui.Envelope
+	Hosts []hostJSON        `json:"hosts"`
+	VIPs  []verify.VIPState `json:"vips"`
+	// Plan (plan only) is per host what would change; null for a host
+	// that was never reached or failed before it could tell.
+	Plan map[string][]change `json:"plan,omitempty"`
 }
 
 type change struct {
@@ -152,22 +168,28 @@ func runApply(ctx context.Context, g *Globals, o *ApplyOptions, l *Loaded, dry b
 	if err != nil {
 		return err
 	}
-	sel, err := fleet.Select(l.Inv, o.Run.Limit)
+	sel, err := selectHosts(l, o.Run.Limit)
 	if err != nil {
-		return &ExitError{Code: ExitUsage, Err: err}
+		return err
 	}
 	r, err := g.renderer()
 	if err != nil {
 		return &ExitError{Code: ExitFailed, Err: err}
 	}
-	progress := newProgress(g)
-	fl, err := g.connect(ctx, l, o.Conn, clusterHosts(l.Inv, sel))
+	progress := newProgress(g, o.Run.Verbose)
+	read := clusterHosts(l.Inv, sel)
+	if extra := len(read) - len(sel); extra > 0 && g.Output != "json" {
+		g.stderr().Printf("%s %d other host(s) of the same cluster(s) are only read, to verify VIP placement; nothing on them changes\n",
+			g.stderr().Styles.Dim.Render("--limit:"), extra)
+	}
+	fl, err := g.connect(ctx, l, o.Conn, read)
 	if err != nil {
 		return err
 	}
 	defer fl.Close()
 
 	results := map[string]playbook.Result{}
+	unreachable := map[string]bool{}
 	var inputs []playbook.HostInput
 	ro := rollout.New(rollout.Options{Layout: l.Layout, Fleet: fl, Event: progress.event})
 	stamp := o.Now().UTC().Format("20060102T150405Z")
@@ -175,7 +197,8 @@ func runApply(ctx context.Context, g *Globals, o *ApplyOptions, l *Loaded, dry b
 		fh := fl.Get(h.Name)
 		if fh.Err != nil {
 			results[h.Name] = playbook.Result{Host: h.Name, Err: fh.Err}
-			progress.event(playbook.Event{Host: h.Name, Step: "connect", Status: "failed", Summary: fh.Err.Error()})
+			unreachable[h.Name] = true
+			progress.event(playbook.Event{Host: h.Name, Step: "connect", Status: "unreachable", Summary: connMessage(h.Name, fh.Err)})
 			continue
 		}
 		files, err := r.Host(l.Inv, l.Layout, h.Name)
@@ -209,15 +232,35 @@ func runApply(ctx context.Context, g *Globals, o *ApplyOptions, l *Loaded, dry b
 	failed := 0
 	for _, h := range sel {
 		res := results[h.Name]
-		hj := hostJSON{Name: h.Name, OK: res.Err == nil, Changed: res.Changed}
+		hj := hostJSON{Name: h.Name, OK: res.Err == nil, Reachable: !unreachable[h.Name], Result: "ok"}
+		switch {
+		case unreachable[h.Name]:
+			hj.Result = "unreachable"
+		case res.Err != nil:
+			hj.Result = "failed"
+		case res.Changed > 0:
+			hj.Result = "changed"
+		}
+		if hj.Reachable {
+			changed, skipped := res.Changed, progress.skipped(h.Name)
+			hj.Changed, hj.Skipped = &changed, &skipped
+		}
 		if res.Err != nil {
-			hj.Error = res.Err.Error()
+			msg := res.Err.Error()
+			if unreachable[h.Name] {
+				msg = connMessage(h.Name, res.Err)
+			}
+			hj.Error = &msg
 			failed++
 		}
 		doc.Hosts = append(doc.Hosts, hj)
 		if dry {
 			if doc.Plan == nil {
 				doc.Plan = map[string][]change{}
+			}
+			if res.Err != nil && len(res.Changes) == 0 {
+				doc.Plan[h.Name] = nil // not known: the host never told
+				continue
 			}
 			doc.Plan[h.Name] = []change{}
 			for _, c := range res.Changes {
@@ -233,8 +276,17 @@ func runApply(ctx context.Context, g *Globals, o *ApplyOptions, l *Loaded, dry b
 	vips := verify.SetTransports(verify.Classify(clusterLayout(l, fl), verify.ObserveVRRP(ctx, fl.Hosts)), l.Inv)
 	doc.VIPs = vips
 
+	var runErr error
+	switch {
+	case failed > 0:
+		runErr = fmt.Errorf("%d of %d host(s) failed", failed, len(sel))
+	case dry:
+	case !verify.AllOK(vips):
+		runErr = errors.New("VIP placement is wrong after apply: " + verify.Problems(vips))
+	}
 	if g.Output == "json" {
-		if err := ui.JSON(g.IO.Out, doc); err != nil {
+		doc.Envelope = ui.Result(runErr)
+		if err := g.jsonOut(doc); err != nil {
 			return err
 		}
 	} else {
@@ -244,15 +296,42 @@ func runApply(ctx context.Context, g *Globals, o *ApplyOptions, l *Loaded, dry b
 		}
 		printHosts(p, doc.Hosts, dry)
 		p.Println()
-		printVIPs(p, vips)
+		if o.Run.Verbose || !verify.AllOK(vips) || dry {
+			printVIPs(p, vips)
+		} else {
+			p.Printf("%s every VIP on its master (%d of %d)\n", p.Styles.OK.Render("VIPs:"), len(vips), len(vips))
+		}
 	}
-	switch {
-	case failed > 0:
-		return &ExitError{Code: ExitFailed, Err: fmt.Errorf("%d of %d host(s) failed", failed, len(sel))}
-	case dry:
-		return nil
-	case !verify.AllOK(vips):
-		return &ExitError{Code: ExitFailed, Err: errors.New("VIP placement is wrong after apply: " + verify.Problems(vips))}
+	if runErr != nil {
+		return &ExitError{Code: ExitFailed, Err: runErr}
+	}
+	return nil
+}
+
+// selectHosts is --limit: host or cluster names, in inventory order.
+func selectHosts(l *Loaded, limit []string) ([]*inventory.Host, error) {
+	var names []string
+	for _, n := range limit {
+		if c := clusterNamed(l.Inv, strings.TrimSpace(n)); c != nil {
+			for _, h := range c.Hosts {
+				names = append(names, h.Name)
+			}
+			continue
+		}
+		names = append(names, n)
+	}
+	sel, err := fleet.Select(l.Inv, names)
+	if err != nil {
+		return nil, &ExitError{Code: ExitUsage, Err: err}
+	}
+	return sel, nil
+}
+
+func clusterNamed(inv *inventory.Inventory, name string) *inventory.Cluster {
+	for _, c := range inv.Clusters {
+		if c.Name == name {
+			return c
+		}
 	}
 	return nil
 }
@@ -272,26 +351,44 @@ func clusterLayout(l *Loaded, fl *fleet.Fleet) *vrrp.Layout {
 	return out
 }
 
-// progress prints one line per host per step to stderr as it happens.
+// progress prints, as it happens, one line per event to stderr: what
+// changed or failed, or every step with -v. It counts each host's skipped
+// steps for the recap.
 type progress struct {
-	mu sync.Mutex
-	p  *ui.Printer
+	mu      sync.Mutex
+	p       *ui.Printer
+	verbose bool
+	skips   map[string]int
 }
 
-func newProgress(g *Globals) *progress { return &progress{p: g.stderr()} }
+func newProgress(g *Globals, verbose bool) *progress {
+	return &progress{p: g.stderr(), verbose: verbose, skips: map[string]int{}}
+}
+
+func (pr *progress) skipped(host string) int {
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	return pr.skips[host]
+}
 
 func (pr *progress) event(e playbook.Event) {
 	pr.mu.Lock()
 	defer pr.mu.Unlock()
+	if e.Status == "ok" && strings.HasPrefix(e.Summary, "skipped:") {
+		pr.skips[e.Host]++
+	}
+	if !pr.verbose && e.Status == "ok" {
+		return
+	}
 	st := pr.p.Styles
 	status := e.Status
 	switch e.Status {
 	case "changed":
-		status = st.Warn.Render(fmt.Sprintf("%-8s", e.Status))
-	case "failed":
-		status = st.Bad.Render(fmt.Sprintf("%-8s", e.Status))
+		status = st.Warn.Render(fmt.Sprintf("%-11s", e.Status))
+	case "failed", "unreachable":
+		status = st.Bad.Render(fmt.Sprintf("%-11s", e.Status))
 	case "ok", "settled":
-		status = st.OK.Render(fmt.Sprintf("%-8s", e.Status))
+		status = st.OK.Render(fmt.Sprintf("%-11s", e.Status))
 	}
 	el := ""
 	if e.Elapsed > 0 {
@@ -326,34 +423,63 @@ func printPlan(p *ui.Printer, sel []*inventory.Host, results map[string]playbook
 	}
 }
 
+// printHosts is the recap: one row per host, its errors under the table
+// (a cell holds a word, never a message), then a one-line verdict.
 func printHosts(p *ui.Printer, hosts []hostJSON, dry bool) {
-	head := []string{"HOST", "CHANGED", "STATUS", "ERROR"}
+	head := []string{"HOST", "RESULT", "CHANGED", "SKIPPED"}
 	if dry {
-		head[1] = "WOULD CHANGE"
+		head[2] = "WOULD CHANGE"
 	}
 	var rows [][]string
+	changed, changedHosts, unreachable, failed := 0, 0, 0, 0
 	for _, h := range hosts {
-		status := "ok"
-		if !h.OK {
-			status = "failed"
+		rows = append(rows, []string{h.Name, h.Result, intOrDash(h.Changed), intOrDash(h.Skipped)})
+		switch h.Result {
+		case "unreachable":
+			unreachable++
+		case "failed":
+			failed++
 		}
-		rows = append(rows, []string{h.Name, fmt.Sprint(h.Changed), status, firstLine(h.Error)})
+		if h.Changed != nil && *h.Changed > 0 {
+			changed += *h.Changed
+			changedHosts++
+		}
 	}
-	bad, ok := p.Styles.Bad, p.Styles.OK
+	ok, warn, bad := p.Styles.OK, p.Styles.Warn, p.Styles.Bad
 	p.Table(head, rows, func(row, col int) *lipgloss.Style {
-		if col == 2 {
-			if rows[row][2] == "ok" {
-				return &ok
-			}
-			return &bad
+		if col != 1 {
+			return nil
 		}
-		return nil
+		switch rows[row][1] {
+		case "ok":
+			return &ok
+		case "changed":
+			return &warn
+		}
+		return &bad
 	})
 	for _, h := range hosts {
-		if strings.Contains(h.Error, "\n") {
-			p.Printf("\n%s %s:\n%s\n", p.Styles.Bad.Render("error on"), h.Name, h.Error)
+		if h.Error != nil {
+			p.Printf("%s %s: %s\n", p.Styles.Bad.Render(h.Result), h.Name, *h.Error)
 		}
 	}
+	verb := "Applied"
+	if dry {
+		verb = "Plan"
+	}
+	switch {
+	case changed == 0 && unreachable == 0 && failed == 0:
+		p.Println("No changes.")
+	default:
+		p.Printf("%s: %d change(s) on %d host(s), %d unreachable, %d failed.\n", verb, changed, changedHosts, unreachable, failed)
+	}
+}
+
+func intOrDash(n *int) string {
+	if n == nil {
+		return "-"
+	}
+	return fmt.Sprint(*n)
 }
 
 func firstLine(s string) string {

@@ -13,6 +13,7 @@ import (
 	"github.com/hactl/hactl/pkg/failover"
 	"github.com/hactl/hactl/pkg/remote"
 	"github.com/hactl/hactl/pkg/remote/remotetest"
+	"github.com/hactl/hactl/pkg/ui"
 )
 
 const lab = "../../inventory/lab.hcl"
@@ -150,8 +151,11 @@ func TestFailoverStopJSON(t *testing.T) {
 
 func TestFailoverTextTable(t *testing.T) {
 	m := newMiniLab()
-	r := runFailoverCLI(t, m.dial, Deps{Prober: stubProber{}, Signals: make(chan os.Signal)},
-		"failover-test", "-i", lab, "--node", "lab2")
+	io, out, errb := ui.Test()
+	// A terminal wide enough for the whole table: narrower ones wrap cells.
+	code := Main(context.Background(), []string{"failover-test", "-i", lab, "--node", "lab2"}, io.WithWidth(160),
+		Deps{Prober: stubProber{}, Signals: make(chan os.Signal), Dial: func(_ context.Context, cfg remote.Config) (remote.Conn, error) { return m.dial(cfg.Name), nil }})
+	r := result{code, out.String(), errb.String()}
 	if r.code != 0 {
 		t.Fatalf("exit %d\n%s\n%s", r.code, r.out, r.err)
 	}

@@ -30,7 +30,7 @@ order with their priorities, and the theoretical failover bounds. Without
 --offline it also connects to every host and shows, as unified diffs, what
 apply would change; --limit and -p preview exactly what apply with the same
 flags would run. Secrets print as (sensitive).`,
-		Args: cobra.NoArgs,
+		Args: inventoryArg,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			l, err := g.load(ctx)
 			if err != nil {
@@ -38,7 +38,7 @@ flags would run. Secrets print as (sensitive).`,
 			}
 			if o.Offline {
 				if g.Output == "json" {
-					return ui.JSON(g.IO.Out, LayoutJSON(l))
+					return g.jsonOut(LayoutJSON(l))
 				}
 				PrintLayout(g.stdout(), l)
 				return nil
@@ -54,6 +54,7 @@ flags would run. Secrets print as (sensitive).`,
 
 // layoutJSON is plan --offline's JSON document.
 type layoutJSON struct {
+	ui.Envelope
 	Clusters []clusterJSON `json:"clusters"`
 	VIPs     []vipPlanJSON `json:"vips"`
 }
@@ -91,7 +92,7 @@ type vipPlanJSON struct {
 
 // LayoutJSON is the stable JSON form of the layout.
 func LayoutJSON(l *Loaded) any {
-	var doc layoutJSON
+	doc := layoutJSON{Envelope: ui.Result(nil)}
 	for _, c := range l.Inv.Clusters {
 		cj := clusterJSON{
 			Name: c.Name, Interface: c.Interface, Gateway: c.Gateway.String(), AdvertInt: c.AdvertInt,
@@ -125,9 +126,9 @@ func PrintLayout(p *ui.Printer, l *Loaded) {
 		if c.VRRPVersion() == 3 {
 			auth = "none (VRRPv3 has no authentication)"
 		}
-		p.Printf("%s %s: interface %s, gateway %s, advert_int %gs (VRRPv%d, %s), backup order %s, auth %s\n",
+		p.Paragraph("%s %s: interface %s, gateway %s, advert_int %gs (VRRPv%d, %s), backup order %s, auth %s\n",
 			p.Styles.Bold.Render("cluster"), c.Name, c.Interface, c.Gateway, c.AdvertInt, c.VRRPVersion(), transport, c.BackupOrder, auth)
-		p.Printf("health check: nginx every %ds, weight %d, fall %d, rise %d; nginx listens on :%d\n",
+		p.Paragraph("health check: nginx every %ds, weight %d, fall %d, rise %d; nginx listens on :%d\n",
 			c.HealthCheck.Interval, c.HealthCheck.Weight, c.HealthCheck.Fall, c.HealthCheck.Rise, c.Nginx.Listen)
 		var rows [][]string
 		for _, in := range l.Layout.ForCluster(c.Name) {
@@ -143,7 +144,7 @@ func PrintLayout(p *ui.Printer, l *Loaded) {
 			})
 		}
 		master := p.Styles.OK
-		p.Table([]string{"VIP", "INSTANCE", "VRID", "MASTER", "BACKUPS (takeover order)", "GRACEFUL", "CRASH"}, rows,
+		p.Table([]string{"VIP", "INSTANCE", "VRID", "MASTER", "BACKUPS (IN ORDER)", "GRACEFUL", "CRASH"}, rows,
 			func(_, col int) *lipgloss.Style {
 				if col == 3 {
 					return &master
