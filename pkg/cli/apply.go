@@ -198,7 +198,8 @@ func runApply(ctx context.Context, g *Globals, o *ApplyOptions, l *Loaded, dry b
 		if fh.Err != nil {
 			results[h.Name] = playbook.Result{Host: h.Name, Err: fh.Err}
 			unreachable[h.Name] = true
-			progress.event(playbook.Event{Host: h.Name, Step: "connect", Status: "unreachable", Summary: connMessage(h.Name, fh.Err)})
+			// Why is said once, under the recap.
+			progress.event(playbook.Event{Host: h.Name, Step: "connect", Status: "unreachable"})
 			continue
 		}
 		files, err := r.Host(l.Inv, l.Layout, h.Name)

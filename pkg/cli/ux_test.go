@@ -1,0 +1,249 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	goio "io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+
+	"github.com/hactl/hactl/pkg/playbook"
+	"github.com/hactl/hactl/pkg/remote"
+	"github.com/hactl/hactl/pkg/remote/remotetest"
+	"github.com/hactl/hactl/pkg/ui"
+)
+
+// convergedLab dials lab1..lab3 as hosts where service x runs and each holds
+// its own VIP; names in down refuse the connection.
+func convergedLab(down ...string) func(context.Context, remote.Config) (remote.Conn, error) {
+	return func(_ context.Context, cfg remote.Config) (remote.Conn, error) {
+		for _, d := range down {
+			if d == cfg.Name {
+				return nil, fmt.Errorf("%s (127.0.0.1:1): connect: %w", cfg.Name, syscall.ECONNREFUSED)
+			}
+		}
+		n := int(cfg.Name[len(cfg.Name)-1] - '0')
+		addrs := fmt.Sprintf("2: eth0    inet 198.18.0.1%d/24 brd 198.18.0.255 scope global eth0\n"+
+			"2: eth0    inet 198.18.0.20%d/24 scope global secondary eth0\n", n, n)
+		return &lockingConn{Fake: &remotetest.Fake{Handler: func(cmd string, _ []byte) remote.Result {
+			switch {
+			case strings.HasPrefix(cmd, "LC_ALL=C"):
+				return remote.Result{Stdout: []byte("@@os\nID=debian\nVERSION_ID=\"12\"\n@@systemd\nyes\n" +
+					"@@addrs\n" + addrs + "@@services\nx\tactive\tenabled\n@@end\n")}
+			case strings.HasPrefix(cmd, "ip -o"):
+				return remote.Result{Stdout: []byte(addrs)}
+			}
+			return remote.Result{}
+		}}}, nil
+	}
+}
+
+// lockingConn answers playbook.Lock as a host's flock would: the lock
+// command holds until its stdin closes, and the owner file names its token.
+type lockingConn struct {
+	*remotetest.Fake
+	mu    sync.Mutex
+	owner string
+}
+
+func (c *lockingConn) Run(ctx context.Context, cmd string, stdin goio.Reader) (remote.Result, error) {
+	if strings.Contains(cmd, "flock -n 9") {
+		_, rest, _ := strings.Cut(cmd, `echo "`)
+		tok, _, _ := strings.Cut(rest, " ")
+		c.mu.Lock()
+		c.owner = tok
+		c.mu.Unlock()
+		_, _ = goio.Copy(goio.Discard, stdin)
+		return remote.Result{}, nil
+	}
+	if strings.HasPrefix(cmd, "cat "+playbook.LockPath+".owner") {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return remote.Result{Stdout: []byte(c.owner + " 2026-01-01T00:00:00Z\n")}, nil
+	}
+	return c.Fake.Run(ctx, cmd, stdin)
+}
+
+func xBook(t *testing.T) string {
+	t.Helper()
+	book := filepath.Join(t.TempDir(), "x.hcl")
+	if err := os.WriteFile(book, []byte("step \"x running\" {\n  service {\n    name = \"x\"\n  }\n}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return book
+}
+
+// TestApplyNoChangesIsShort: a converged 3-host apply prints the recap,
+// "No changes." and one VIP line; -v adds every step.
+func TestApplyNoChangesIsShort(t *testing.T) {
+	book := xBook(t)
+	r := runWith(t, Deps{Dial: convergedLab()}, nil, "apply", "-i", lab, "-p", book)
+	if r.code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", r.code, r.out, r.err)
+	}
+	all := r.out + r.err
+	if n := strings.Count(all, "\n"); n > 10 {
+		t.Errorf("%d lines, want ≤ 10:\n%s", n, all)
+	}
+	if !strings.Contains(r.out, "No changes.") || r.err != "" {
+		t.Errorf("out:\n%s\nerr:\n%s", r.out, r.err)
+	}
+	goldenFile(t, "apply-nochange.txt", r.out)
+
+	v := runWith(t, Deps{Dial: convergedLab()}, nil, "apply", "-i", lab, "-p", book, "-v")
+	if v.code != 0 || strings.Count(v.err, "x running") != 3 || !strings.Contains(v.out, "VIP") {
+		t.Errorf("-v: exit %d\nout:\n%s\nerr:\n%s", v.code, v.out, v.err)
+	}
+}
+
+// TestPlanUnreachableIsNotConverged: a host never reached is
+// "unreachable", its plan null, the error said once with a hint.
+func TestPlanUnreachableIsNotConverged(t *testing.T) {
+	book := xBook(t)
+	r := runWith(t, Deps{Dial: convergedLab("lab3")}, nil, "plan", "-i", lab, "-p", book)
+	if r.code != ExitFailed {
+		t.Fatalf("exit %d\n%s\n%s", r.code, r.out, r.err)
+	}
+	for _, want := range []string{"unreachable", "is sshd running"} {
+		if !strings.Contains(r.out, want) {
+			t.Errorf("stdout lacks %q:\n%s", want, r.out)
+		}
+	}
+	if strings.Contains(r.out, "| lab3 | failed") || strings.Contains(r.out, "connect lab3: lab3") {
+		t.Errorf("unreachable shown as failed, or the error repeats itself:\n%s", r.out)
+	}
+	j := runWith(t, Deps{Dial: convergedLab("lab3")}, nil, "plan", "-i", lab, "-p", book, "--output", "json")
+	var doc map[string]any
+	if err := json.Unmarshal([]byte(j.out), &doc); err != nil {
+		t.Fatalf("%v\n%s", err, j.out)
+	}
+	plan := doc["plan"].(map[string]any)
+	if v, ok := plan["lab3"]; !ok || v != nil {
+		t.Errorf("plan.lab3 = %v, want null", v)
+	}
+	if l1, ok := plan["lab1"].([]any); !ok || len(l1) != 0 {
+		t.Errorf("plan.lab1 = %v, want []", plan["lab1"])
+	}
+	if doc["ok"] != false || doc["schema_version"] != float64(1) || doc["error"] == nil {
+		t.Errorf("envelope: ok %v schema %v error %v", doc["ok"], doc["schema_version"], doc["error"])
+	}
+	hosts := doc["hosts"].([]any)
+	h3 := hosts[2].(map[string]any)
+	if h3["result"] != "unreachable" || h3["changed"] != nil || h3["reachable"] != false {
+		t.Errorf("lab3: %v", h3)
+	}
+}
+
+// TestJSONErrorsAreOneDocument: in JSON mode a broken inventory or a usage
+// error still prints one document on stdout.
+func TestJSONErrorsAreOneDocument(t *testing.T) {
+	bad := filepath.Join(t.TempDir(), "bad.hcl")
+	src, _ := os.ReadFile(prod)
+	if err := os.WriteFile(bad, []byte(strings.Replace(string(src), `vip     = "10.11.7.236/24"`, `vip     = "10.11.7.235/24"`, 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		args []string
+		diag bool
+	}{
+		{"broken inventory", []string{"validate", bad, "--output", "json"}, true},
+		{"broken inventory, plan", []string{"plan", "--offline", "-i", bad, "--output=JSON"}, true},
+		{"unknown flag", []string{"plan", "-i", prod, "--output", "json", "--ofline"}, false},
+		{"bad --parallel", []string{"status", "-i", prod, "--output", "json", "--parallel", "0"}, false},
+	} {
+		r := runCLI(t, nil, tc.args...)
+		if r.code != ExitUsage {
+			t.Errorf("%s: exit %d, want 2\n%s", tc.name, r.code, r.err)
+		}
+		var doc map[string]any
+		dec := json.NewDecoder(strings.NewReader(r.out))
+		if err := dec.Decode(&doc); err != nil || dec.More() {
+			t.Errorf("%s: stdout is not one JSON document (%v):\n%s", tc.name, err, r.out)
+			continue
+		}
+		if doc["ok"] != false || doc["schema_version"] != float64(1) {
+			t.Errorf("%s: %v", tc.name, doc)
+		}
+		list, isList := doc["error"].([]any)
+		if tc.diag != isList {
+			t.Errorf("%s: error %v", tc.name, doc["error"])
+			continue
+		}
+		if tc.diag {
+			d := list[0].(map[string]any)
+			if d["file"] != bad || d["line"] == float64(0) || d["column"] == nil || d["summary"] == "" {
+				t.Errorf("%s: diagnostic %v", tc.name, d)
+			}
+		}
+	}
+}
+
+func TestUsageFriction(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"positional inventory", []string{"validate", prod}, 0, "3 host(s)"},
+		{"case-insensitive --output", []string{"validate", prod, "--output", "JSON"}, 0, `"valid": true`},
+		{"help nosuch", []string{"help", "nosuch"}, 2, `no help topic "nosuch"`},
+		{"flag suggestion", []string{"plan", "-i", prod, "--ofline"}, 2, "Did you mean --offline?"},
+		{"--parallel 0", []string{"status", "-i", prod, "--parallel", "0"}, 2, "--parallel must be more than 0"},
+		{"--parallel -3", []string{"apply", "-i", prod, "--parallel", "-3"}, 2, "--parallel must be more than 0"},
+		{"--connect-timeout 0s", []string{"status", "-i", prod, "--connect-timeout", "0s"}, 2, "--connect-timeout must be more than 0s"},
+		{"--templates missing", []string{"render", prod, "-o", "x", "--templates", "/nonexistent"}, 2, "--templates /nonexistent"},
+		{"--ssh-config missing", []string{"status", "-i", prod, "--ssh-config", "/nonexistent/cfg"}, 2, "--ssh-config"},
+		{"--limit unknown", []string{"status", "-i", prod, "--limit", "nosuch"}, 2, "nosuch"},
+	} {
+		r := runWith(t, Deps{Dial: func(context.Context, remote.Config) (remote.Conn, error) {
+			t.Errorf("%s: dialled", tc.name)
+			return nil, syscall.ECONNREFUSED
+		}}, nil, tc.args...)
+		if r.code != tc.code || !strings.Contains(r.out+r.err, tc.want) {
+			t.Errorf("%s: exit %d (want %d), lacks %q:\n%s%s", tc.name, r.code, tc.code, tc.want, r.out, r.err)
+		}
+	}
+}
+
+// TestTablesFitTheWidth: at 80 columns no line of plan --offline is wider,
+// and a terminal gets box borders while a pipe gets ASCII ones.
+func TestTablesFitTheWidth(t *testing.T) {
+	io, out, _ := ui.Test()
+	if code := Main(context.Background(), []string{"plan", "--offline", "-i", prod}, io.WithWidth(80), Deps{}); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	for _, line := range strings.Split(out.String(), "\n") {
+		if w := len([]rune(line)); w > 80 {
+			t.Errorf("%d columns: %s", w, line)
+		}
+	}
+	if !strings.Contains(out.String(), "+-----") {
+		t.Errorf("not ASCII borders off a terminal:\n%s", out.String())
+	}
+	goldenFile(t, "plan-offline-80.txt", out.String())
+}
+
+// TestStatusLimitCluster: --limit takes a cluster name; hosts outside it
+// are not dialled.
+func TestStatusLimitCluster(t *testing.T) {
+	dialled := map[string]bool{}
+	dial := convergedLab()
+	r := runWith(t, Deps{Dial: func(ctx context.Context, cfg remote.Config) (remote.Conn, error) {
+		dialled[cfg.Name] = true
+		return dial(ctx, cfg)
+	}}, nil, "status", "-i", lab, "--limit", "lab", "--output", "json")
+	var doc statusJSON
+	if err := json.Unmarshal([]byte(r.out), &doc); err != nil {
+		t.Fatalf("%v\n%s\n%s", err, r.out, r.err)
+	}
+	if len(doc.Hosts) != 3 || len(dialled) != 3 || doc.SchemaVersion != 1 {
+		t.Errorf("hosts %d dialled %v: %s", len(doc.Hosts), dialled, r.out)
+	}
+}
