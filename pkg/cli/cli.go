@@ -29,7 +29,7 @@ import (
 // Version is set at build time with -ldflags "-X …/pkg/cli.Version=…".
 var Version = "dev"
 
-// Exit codes (DESIGN.md).
+// Exit codes (README.md, "Exit codes:").
 const (
 	ExitOK          = 0
 	ExitFailed      = 1   // the operation ran and failed
