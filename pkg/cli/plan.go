@@ -128,7 +128,8 @@ func PrintLayout(p *ui.Printer, l *Loaded) {
 		}
 		p.Paragraph("%s %s: interface %s, gateway %s, advert_int %gs (VRRPv%d, %s), backup order %s, auth %s\n",
 			p.Styles.Bold.Render("cluster"), c.Name, c.Interface, c.Gateway, c.AdvertInt, c.VRRPVersion(), transport, c.BackupOrder, auth)
-		p.Paragraph("health check: nginx every %ds, weight %d, fall %d, rise %d; nginx listens on :%d\n",
+		p.Paragraph("health check: nginx every %ds, weight %d, fall %d, rise %d; nginx listens on :%d; "+
+			"BACKUPS in takeover order; BOUNDS: failover after a graceful stop/a crash\n",
 			c.HealthCheck.Interval, c.HealthCheck.Weight, c.HealthCheck.Fall, c.HealthCheck.Rise, c.Nginx.Listen)
 		var rows [][]string
 		for _, in := range l.Layout.ForCluster(c.Name) {
@@ -140,11 +141,11 @@ func PrintLayout(p *ui.Printer, l *Loaded) {
 				in.VIP.String(), in.Name, fmt.Sprint(in.VRID),
 				fmt.Sprintf("%s (%d)", in.Master, in.Members[0].Priority),
 				strings.Join(backups, " → "),
-				ui.Seconds(in.Bounds.Graceful.Seconds()), ui.Seconds(in.Bounds.Crash.Seconds()),
+				ui.Seconds(in.Bounds.Graceful.Seconds()) + "/" + ui.Seconds(in.Bounds.Crash.Seconds()),
 			})
 		}
 		master := p.Styles.OK
-		p.Table([]string{"VIP", "INSTANCE", "VRID", "MASTER", "BACKUPS (IN ORDER)", "GRACEFUL", "CRASH"}, rows,
+		p.Table([]string{"VIP", "INSTANCE", "VRID", "MASTER", "BACKUPS", "BOUNDS"}, rows,
 			func(_, col int) *lipgloss.Style {
 				if col == 3 {
 					return &master

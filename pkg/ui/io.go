@@ -83,7 +83,10 @@ func (s *IO) WithWidth(cols int) *IO {
 // colour (Ascii: attributes only) get plain text: stripping the colour out
 // of a styled string leaves empty "\e[m" sequences behind otherwise.
 func profile(w io.Writer, env []string) colorprofile.Profile {
-	p := colorprofile.Detect(w, env)
+	return plain(colorprofile.Detect(w, env))
+}
+
+func plain(p colorprofile.Profile) colorprofile.Profile {
 	if p == colorprofile.Ascii {
 		return colorprofile.NoTTY
 	}

@@ -174,7 +174,7 @@ func fit(width int, headers []string, rows [][]string) ([]string, [][]string) {
 		if lipgloss.Width(s) <= widths[c] && !strings.Contains(s, "\n") {
 			return s
 		}
-		return ansi.Wrap(s, widths[c], " ,")
+		return wrapWords(s, widths[c])
 	}
 	rs := make([][]string, len(rows))
 	for i, r := range rows {
@@ -187,6 +187,32 @@ func fit(width int, headers []string, rows [][]string) ([]string, [][]string) {
 		}
 	}
 	return headers, rs
+}
+
+// wrapWords packs the words of each line of s into lines of at most width
+// columns, breaking only at spaces; a longer word is cut.
+func wrapWords(s string, width int) string {
+	var out []string
+	for _, line := range strings.Split(s, "\n") {
+		cur := ""
+		for _, w := range strings.Fields(line) {
+			switch {
+			case cur == "":
+				cur = w
+			case lipgloss.Width(cur)+1+lipgloss.Width(w) <= width:
+				cur += " " + w
+			default:
+				out = append(out, cur)
+				cur = w
+			}
+			for lipgloss.Width(cur) > width {
+				out = append(out, ansi.Truncate(cur, width, ""))
+				cur = ansi.TruncateLeft(cur, width, "")
+			}
+		}
+		out = append(out, cur)
+	}
+	return strings.Join(out, "\n")
 }
 
 func sum(xs []int) int {
