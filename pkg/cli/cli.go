@@ -171,7 +171,12 @@ func flagSuggestion(root *cobra.Command, args []string, err error) string {
 		cmd = root
 	}
 	var best []string
+	seen := map[string]bool{}
 	visit := func(f *pflag.Flag) {
+		if seen[f.Name] {
+			return
+		}
+		seen[f.Name] = true
 		if d := editDistance(name, f.Name); d <= 2 || strings.HasPrefix(f.Name, name) {
 			best = append(best, "--"+f.Name)
 		}

@@ -195,6 +195,7 @@ func TestUsageFriction(t *testing.T) {
 		{"case-insensitive --output", []string{"validate", prod, "--output", "JSON"}, 0, `"valid": true`},
 		{"help nosuch", []string{"help", "nosuch"}, 2, `no help topic "nosuch"`},
 		{"flag suggestion", []string{"plan", "-i", prod, "--ofline"}, 2, "Did you mean --offline?"},
+		{"global flag suggestion", []string{"plan", "-i", prod, "--outptu", "json"}, 2, "Did you mean --output?"},
 		{"--parallel 0", []string{"status", "-i", prod, "--parallel", "0"}, 2, "--parallel must be more than 0"},
 		{"--parallel -3", []string{"apply", "-i", prod, "--parallel", "-3"}, 2, "--parallel must be more than 0"},
 		{"--connect-timeout 0s", []string{"status", "-i", prod, "--connect-timeout", "0s"}, 2, "--connect-timeout must be more than 0s"},
@@ -245,5 +246,41 @@ func TestStatusLimitCluster(t *testing.T) {
 	}
 	if len(doc.Hosts) != 3 || len(dialled) != 3 || doc.SchemaVersion != 1 {
 		t.Errorf("hosts %d dialled %v: %s", len(doc.Hosts), dialled, r.out)
+	}
+}
+
+// TestCompletion: --mode, --output, --node and --limit complete to their
+// values; hosts and clusters come from the inventory on the command line.
+func TestCompletion(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"__complete", "failover-test", "--mode", ""}, []string{"stop", "kill", "nginx", "nginx-dead", "all"}},
+		{[]string{"__complete", "validate", "--output", ""}, []string{"text", "json"}},
+		{[]string{"__complete", "failover-test", lab, "--node", ""}, []string{"lab1", "lab2", "lab3"}},
+		{[]string{"__complete", "status", "-i", prod, "--limit", ""}, []string{"web", "master-node", "slave-node-1", "slave-node-2"}},
+		{[]string{"__complete", "apply", "-i", prod, "--limit", ""}, []string{"web", "master-node"}},
+	} {
+		r := runCLI(t, nil, tc.args...)
+		lines := strings.Split(r.out, "\n")
+		for _, w := range tc.want {
+			found := false
+			for _, l := range lines {
+				found = found || l == w
+			}
+			if !found {
+				t.Errorf("%v: %q not offered:\n%s", tc.args, w, r.out)
+			}
+		}
+	}
+}
+
+// TestApplyLimitSaysWhatItReads: --limit a says in one line that the rest
+// of a's cluster is read, not changed.
+func TestApplyLimitSaysWhatItReads(t *testing.T) {
+	r := runWith(t, Deps{Dial: convergedLab()}, nil, "apply", "-i", lab, "-p", xBook(t), "--limit", "lab1")
+	if r.code != 0 || strings.Count(r.err, "only read") != 1 || !strings.Contains(r.err, "2 other host(s)") {
+		t.Errorf("exit %d\nout:\n%s\nerr:\n%s", r.code, r.out, r.err)
 	}
 }
