@@ -280,7 +280,7 @@ func runApply(ctx context.Context, g *Globals, o *ApplyOptions, l *Loaded, dry b
 	var runErr error
 	switch {
 	case failed > 0:
-		runErr = fmt.Errorf("%d of %d host(s) failed", failed, len(sel))
+		runErr = fmt.Errorf("%d of %d host(s) %s", failed, len(sel), failedWord(failed-len(unreachable), len(unreachable)))
 	case dry:
 	case !verify.AllOK(vips):
 		runErr = errors.New("VIP placement is wrong after apply: " + verify.Problems(vips))
@@ -307,6 +307,16 @@ func runApply(ctx context.Context, g *Globals, o *ApplyOptions, l *Loaded, dry b
 		return &ExitError{Code: ExitFailed, Err: runErr}
 	}
 	return nil
+}
+
+func failedWord(failed, unreachable int) string {
+	switch {
+	case unreachable == 0:
+		return "failed"
+	case failed == 0:
+		return "unreachable"
+	}
+	return fmt.Sprintf("failed or unreachable (%d failed, %d unreachable)", failed, unreachable)
 }
 
 // selectHosts is --limit: host or cluster names, in inventory order.

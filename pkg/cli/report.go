@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"regexp"
 	"strings"
 	"syscall"
 
@@ -101,11 +102,16 @@ func wantsJSON(args []string) bool {
 // prefix the host column already says, and with a hint at the likely cause.
 func connMessage(host string, err error) string {
 	msg := strings.TrimPrefix(err.Error(), "connect "+host+": ")
+	// "HOST (ADDR): connect: … dial tcp ADDR: …" names the address twice.
+	msg = dialAddr.ReplaceAllString(msg, "")
 	if hint := connHint(err); hint != "" {
 		msg += " (" + hint + ")"
 	}
 	return msg
 }
+
+// dialAddr is net's "dial tcp ADDR: " inside a message that named ADDR already.
+var dialAddr = regexp.MustCompile(`dial tcp \S+: `)
 
 func connHint(err error) string {
 	var ne net.Error

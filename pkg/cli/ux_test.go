@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	goio "io"
 	"os"
@@ -282,5 +283,28 @@ func TestApplyLimitSaysWhatItReads(t *testing.T) {
 	r := runWith(t, Deps{Dial: convergedLab()}, nil, "apply", "-i", lab, "-p", xBook(t), "--limit", "lab1")
 	if r.code != 0 || strings.Count(r.err, "only read") != 1 || !strings.Contains(r.err, "2 other host(s)") {
 		t.Errorf("exit %d\nout:\n%s\nerr:\n%s", r.code, r.out, r.err)
+	}
+}
+
+// TestConnMessage: a connect failure is said once, with a hint at the cause.
+func TestConnMessage(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want string
+	}{
+		{fmt.Errorf("connect a: a (127.0.0.1:1): connect: dial tcp 127.0.0.1:1: %w", syscall.ECONNREFUSED),
+			"a (127.0.0.1:1): connect: connection refused (is sshd running, and the port right?)"},
+		{fmt.Errorf("connect a: a (10.0.0.1:22): connect: timed out after 1s: %w", context.DeadlineExceeded),
+			"a (10.0.0.1:22): connect: timed out after 1s: context deadline exceeded (host down or filtered)"},
+		{fmt.Errorf("connect a: a: %w", remote.ErrAuth), "a: ssh authentication failed (check the key"},
+		{fmt.Errorf("connect a: a: %w", remote.ErrHostKeyChanged), "a: host key changed"},
+	} {
+		got := connMessage("a", tc.err)
+		if !strings.HasPrefix(got, tc.want) || strings.Count(got, "127.0.0.1:1") > 1 {
+			t.Errorf("connMessage(%v) = %q, want %q…", tc.err, got, tc.want)
+		}
+		if errors.Is(tc.err, remote.ErrHostKeyChanged) && strings.Contains(got, "(") {
+			t.Errorf("host key message got a hint: %q", got)
+		}
 	}
 }
