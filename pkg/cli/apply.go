@@ -182,7 +182,9 @@ func runApply(ctx context.Context, g *Globals, o *ApplyOptions, l *Loaded, dry b
 		g.stderr().Printf("%s %d other host(s) of the same cluster(s) are only read, to verify VIP placement; nothing on them changes\n",
 			g.stderr().Styles.Dim.Render("--limit:"), extra)
 	}
+	stopLive := progress.live(read, "connecting")
 	fl, err := g.connect(ctx, l, o.Conn, read)
+	stopLive()
 	if err != nil {
 		return err
 	}
@@ -225,9 +227,15 @@ func runApply(ctx context.Context, g *Globals, o *ApplyOptions, l *Loaded, dry b
 		Book: book, Parallel: o.Conn.Parallel, DryRun: dry, Lock: !dry,
 		Event: progress.event, Rollout: ro,
 	}
+	var names []string
+	for _, in := range inputs {
+		names = append(names, in.Target.Name)
+	}
+	stopLive = progress.live(names, "gathering facts")
 	for _, res := range runner.Run(ctx, inputs) {
 		results[res.Host] = res
 	}
+	stopLive()
 
 	doc := applyJSON{Hosts: []hostJSON{}}
 	failed := 0
@@ -364,16 +372,25 @@ func clusterLayout(l *Loaded, fl *fleet.Fleet) *vrrp.Layout {
 
 // progress prints, as it happens, one line per event to stderr: what
 // changed or failed, or every step with -v. It counts each host's skipped
-// steps for the recap.
+// steps for the recap. On a terminal it also keeps a live line at the
+// bottom naming the hosts that have been quiet for more than a second (a
+// package install, a VIP wait, a connect timeout), redrawn by tick.
 type progress struct {
 	mu      sync.Mutex
 	p       *ui.Printer
 	verbose bool
 	skips   map[string]int
+	now     func() time.Time
+	// hosts being worked on, in order, with their last event's time and step.
+	hosts    []string
+	since    map[string]time.Time
+	lastStep map[string]string
+	shown    bool // the live line is on the screen
 }
 
 func newProgress(g *Globals, verbose bool) *progress {
-	return &progress{p: g.stderr(), verbose: verbose, skips: map[string]int{}}
+	return &progress{p: g.stderr(), verbose: verbose, skips: map[string]int{}, now: time.Now,
+		since: map[string]time.Time{}, lastStep: map[string]string{}}
 }
 
 func (pr *progress) skipped(host string) int {
@@ -382,15 +399,85 @@ func (pr *progress) skipped(host string) int {
 	return pr.skips[host]
 }
 
+// live shows the live line for hosts until the returned stop is called
+// (only on a terminal).
+// doing names what the hosts do until their first event ("connecting").
+func (pr *progress) live(hosts []string, doing string) (stop func()) {
+	pr.mu.Lock()
+	pr.hosts = hosts
+	for _, h := range hosts {
+		pr.since[h], pr.lastStep[h] = pr.now(), doing
+	}
+	pr.mu.Unlock()
+	if !pr.p.Terminal() {
+		return func() {}
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(500 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				pr.tick()
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		wg.Wait()
+		pr.mu.Lock()
+		defer pr.mu.Unlock()
+		pr.clear()
+		pr.hosts = nil
+	}
+}
+
+// tick redraws the live line: every host quiet for more than a second.
+func (pr *progress) tick() {
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	var parts []string
+	for _, h := range pr.hosts {
+		if d := pr.now().Sub(pr.since[h]); d > time.Second {
+			parts = append(parts, fmt.Sprintf("%s %ds %s", h, int(d.Seconds()), pr.lastStep[h]))
+		}
+	}
+	pr.clear()
+	if len(parts) == 0 {
+		return
+	}
+	line := "… " + strings.Join(parts, ", ")
+	if w := pr.p.Width(); w > 1 && len([]rune(line)) >= w {
+		line = string([]rune(line)[:w-2]) + "…"
+	}
+	pr.p.Printf("%s", pr.p.Styles.Dim.Render(line))
+	pr.shown = true
+}
+
+func (pr *progress) clear() {
+	if pr.shown {
+		pr.p.Printf("\r\x1b[K")
+		pr.shown = false
+	}
+}
+
 func (pr *progress) event(e playbook.Event) {
 	pr.mu.Lock()
 	defer pr.mu.Unlock()
+	pr.since[e.Host], pr.lastStep[e.Host] = pr.now(), "after "+e.Step
 	if e.Status == "ok" && strings.HasPrefix(e.Summary, "skipped:") {
 		pr.skips[e.Host]++
 	}
 	if !pr.verbose && e.Status == "ok" {
 		return
 	}
+	pr.clear()
 	st := pr.p.Styles
 	status := e.Status
 	switch e.Status {

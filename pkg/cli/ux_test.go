@@ -12,6 +12,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/hactl/hactl/pkg/playbook"
 	"github.com/hactl/hactl/pkg/remote"
@@ -235,9 +236,12 @@ func TestTablesFitTheWidth(t *testing.T) {
 // TestStatusLimitCluster: --limit takes a cluster name; hosts outside it
 // are not dialled.
 func TestStatusLimitCluster(t *testing.T) {
+	var mu sync.Mutex
 	dialled := map[string]bool{}
 	dial := convergedLab()
 	r := runWith(t, Deps{Dial: func(ctx context.Context, cfg remote.Config) (remote.Conn, error) {
+		mu.Lock()
+		defer mu.Unlock()
 		dialled[cfg.Name] = true
 		return dial(ctx, cfg)
 	}}, nil, "status", "-i", lab, "--limit", "lab", "--output", "json")
@@ -306,5 +310,44 @@ func TestConnMessage(t *testing.T) {
 		if errors.Is(tc.err, remote.ErrHostKeyChanged) && strings.Contains(got, "(") {
 			t.Errorf("host key message got a hint: %q", got)
 		}
+	}
+}
+
+// TestLiveLine: on a terminal, a host quiet for more than a second is named
+// on a live line, which is cleared before the next event line; off a
+// terminal there is none.
+func TestLiveLine(t *testing.T) {
+	io, _, errb := ui.Test()
+	io.WithColor()
+	g := &Globals{IO: io}
+	pr := newProgress(g, false)
+	now := time.Unix(1000, 0)
+	pr.now = func() time.Time { return now }
+	stop := pr.live([]string{"a", "b"}, "connecting")
+	now = now.Add(1500 * time.Millisecond)
+	pr.event(playbook.Event{Host: "b", Step: "facts", Status: "ok"})
+	pr.tick()
+	if got := errb.String(); !strings.Contains(got, "a 1s connecting") || strings.Contains(got, "b 1s") {
+		t.Errorf("live line: %q", got)
+	}
+	now = now.Add(3 * time.Second)
+	pr.event(playbook.Event{Host: "a", Step: "packages", Status: "changed", Summary: "install nginx"})
+	pr.tick()
+	stop()
+	got := errb.String()
+	if !strings.Contains(got, "\r\x1b[K") || !strings.Contains(got, "b 3s after facts") || !strings.HasSuffix(got, "\r\x1b[K") {
+		t.Errorf("not cleared or not redrawn: %q", got)
+	}
+	if i, j := strings.Index(got, "install nginx"), strings.LastIndex(got, "\r\x1b[K"); i < 0 || j < i {
+		t.Errorf("event line missing or not before the final clear: %q", got)
+	}
+
+	plain, _, perr := ui.Test()
+	pp := newProgress(&Globals{IO: plain}, false)
+	pp.now = pr.now
+	pp.live([]string{"a"}, "connecting")()
+	pp.tick()
+	if perr.Len() != 0 {
+		t.Errorf("live line off a terminal: %q", perr.String())
 	}
 }

@@ -58,6 +58,10 @@ func newPrinter(w io.Writer, p colorprofile.Profile, width int, ascii bool) *Pri
 	return &Printer{w: &colorprofile.Writer{Forward: w, Profile: p}, Styles: DefaultStyles(), width: width, ascii: ascii}
 }
 
+// Terminal reports whether the stream is a terminal that can redraw a line
+// (not TERM=dumb): where a live progress line may be shown.
+func (p *Printer) Terminal() bool { return !p.ascii }
+
 // Width is the number of columns this stream's text is fitted to.
 func (p *Printer) Width() int { return p.width }
 
