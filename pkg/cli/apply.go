@@ -357,17 +357,11 @@ func clusterNamed(inv *inventory.Inventory, name string) *inventory.Cluster {
 
 // clusterLayout limits the layout to the clusters whose hosts are in the fleet.
 func clusterLayout(l *Loaded, fl *fleet.Fleet) *vrrp.Layout {
-	in := map[string]bool{}
+	var names []string
 	for _, h := range fl.Hosts {
-		in[h.Cluster.Name] = true
+		names = append(names, h.Name())
 	}
-	out := &vrrp.Layout{}
-	for _, i := range l.Layout.Instances {
-		if in[i.Cluster] {
-			out.Instances = append(out.Instances, i)
-		}
-	}
-	return out
+	return layoutOf(l.Layout, names, l.Inv)
 }
 
 // progress prints, as it happens, one line per event to stderr: what
