@@ -232,7 +232,7 @@ func printFailover(p *ui.Printer, rep failover.Report) {
 			fmt.Sprintf("%d/%d", s.HTTPFailed, s.HTTPRequests), ui.Seconds(s.HTTPGapS), failback, pass,
 		})
 	}
-	p.Table([]string{"NODE", "MODE", "VIP", "MOVED TO", "DRIFT", "BOUND", "HTTP FAILED/TOTAL", "LONGEST GAP", "FAIL-BACK", "PASS"},
+	p.Table([]string{"NODE", "MODE", "VIP", "MOVED TO", "DRIFT", "BOUND", "HTTP ERR", "MAX GAP", "FAILBACK", "PASS"},
 		rows, func(row, col int) *lipgloss.Style {
 			if col != 9 {
 				return nil

@@ -159,7 +159,7 @@ func TestFailoverTextTable(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("exit %d\n%s\n%s", r.code, r.out, r.err)
 	}
-	for _, want := range []string{"MOVED TO", "HTTP FAILED/TOTAL", "lab2", "198.18.0.202/24", "lab1", "0.61s +0.50", "pass"} {
+	for _, want := range []string{"MOVED TO", "HTTP ERR", "MAX GAP", "lab2", "198.18.0.202/24", "lab1", "0.61s +0.50", "pass"} {
 		if !strings.Contains(r.out, want) {
 			t.Errorf("table lacks %q:\n%s", want, r.out)
 		}
