@@ -339,6 +339,19 @@ func selectHosts(l *Loaded, limit []string) ([]*inventory.Host, error) {
 		}
 		names = append(names, n)
 	}
+	known := map[string]bool{}
+	for _, h := range l.Inv.Hosts() {
+		known[h.Name] = true
+	}
+	var unknown []string
+	for _, n := range names {
+		if n = strings.TrimSpace(n); n != "" && !known[n] {
+			unknown = append(unknown, n)
+		}
+	}
+	if len(unknown) > 0 {
+		return nil, &ExitError{Code: ExitUsage, Err: fmt.Errorf("--limit: no host or cluster named %s in %s", strings.Join(unknown, ", "), l.Inv.Path)}
+	}
 	sel, err := fleet.Select(l.Inv, names)
 	if err != nil {
 		return nil, &ExitError{Code: ExitUsage, Err: err}
