@@ -235,7 +235,7 @@ applies them over SSH, and proves where every VIP sits.`,
 		if g.Output != "text" && g.Output != "json" {
 			return &ExitError{Code: ExitUsage, Err: fmt.Errorf("--output must be text or json, not %q", g.Output)}
 		}
-		if len(args) == 1 {
+		if len(args) == 1 && cmd.Annotations[annInventoryArg] != "" {
 			if g.Inventory != "" && g.Inventory != args[0] {
 				return &ExitError{Code: ExitUsage, Err: fmt.Errorf("two inventories: -i %s and %s; pass one", g.Inventory, args[0])}
 			}
@@ -258,6 +258,10 @@ applies them over SSH, and proves where every VIP sits.`,
 	for _, c := range root.Commands() {
 		if c.Name() != "failover-test" { // registers its own, with --mode
 			registerCompletions(c, g)
+		}
+		switch c.Name() {
+		case "validate", "plan", "render", "apply", "status", "failover-test":
+			inventoryArgs(c)
 		}
 	}
 	return root
@@ -337,8 +341,21 @@ func newValidate(ctx context.Context, g *Globals) *cobra.Command {
 }
 
 // inventoryArg accepts the inventory as the one positional argument
-// (`hactl validate FILE`), the same as -i FILE.
+// (`hactl validate FILE`), the same as -i FILE; a command that takes it
+// says so with inventoryArgs (its Annotations).
 var inventoryArg = cobra.MaximumNArgs(1)
+
+const annInventoryArg = "hactl-inventory-arg"
+
+// inventoryArgs marks commands whose one argument is the inventory.
+func inventoryArgs(cmds ...*cobra.Command) {
+	for _, c := range cmds {
+		if c.Annotations == nil {
+			c.Annotations = map[string]string{}
+		}
+		c.Annotations[annInventoryArg] = "yes"
+	}
+}
 
 type validateJSON struct {
 	ui.Envelope

@@ -24,7 +24,7 @@ type FailoverOptions struct {
 func newFailoverTest(ctx context.Context, g *Globals) *cobra.Command {
 	o := &FailoverOptions{}
 	cmd := &cobra.Command{
-		Use:   "failover-test -i FILE [--node NAME] [--mode stop|kill|nginx|nginx-dead|all]",
+		Use:   "failover-test -i FILE [--node NAME] [--mode stop|kill|nginx|nginx-dead|drain|all]",
 		Short: "Disrupt each master in turn and measure where its VIP goes, how fast, and what HTTP clients saw",
 		Long: `failover-test starts from a healthy fleet (every VIP on its master only, every
 host reachable with keepalived and nginx active; otherwise it refuses), then for
@@ -36,11 +36,14 @@ Modes:
   stop        systemctl stop keepalived (graceful: priority-0 advert); bound: skew
   kill        freeze then SIGKILL keepalived (crash); bound: 3 × advert_int + skew;
               systemd restarts it (hactl's drop-in) and the VIP comes home
-  nginx       systemctl stop nginx; the check script restarts it; the VIP stays;
-              bound: fall × interval
-  nginx-dead  nginx masked (--runtime) and stopped; the VIP moves;
-              bound: fall × interval + 3 × advert_int + skew
-  all         the four, in that order
+  nginx       systemctl stop nginx; the check script restarts it; nginx's stop
+              event moves the VIP meanwhile and it comes home; bound (nginx
+              back): fall × interval
+  nginx-dead  nginx masked (--runtime) and stopped; the VIP moves on nginx's
+              stop event; bound: skew (the clock starts after the mask)
+  drain       hactl drain then undrain (drain file -253, -254, 0); passes only
+              with 0 failed requests; bound: 3 × advert_int + skew + advert_int
+  all         the five, in that order
 
 Drift is measured from the moment the disruptive command is issued to the
 first sample showing the VIP on the first backup alone. Ctrl-C stops the test
@@ -50,7 +53,7 @@ and restores; a second Ctrl-C abandons restoration and lists what is left.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.Node, "node", "", "disrupt only this node (default: every master in turn)")
-	f.StringVar(&o.Mode, "mode", string(failover.ModeStop), "stop, kill, nginx, nginx-dead or all")
+	f.StringVar(&o.Mode, "mode", string(failover.ModeStop), "stop, kill, nginx, nginx-dead, drain or all")
 	o.Conn.addFlags(cmd)
 	addLimitFlag(cmd, &o.Limit)
 	cmd.Flag("limit").Usage = "test only the clusters of these hosts or clusters (a failover test needs the whole cluster)"

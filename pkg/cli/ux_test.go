@@ -203,6 +203,7 @@ func TestUsageFriction(t *testing.T) {
 		{"--connect-timeout 0s", []string{"status", "-i", prod, "--connect-timeout", "0s"}, 2, "--connect-timeout must be more than 0s"},
 		{"--templates missing", []string{"render", prod, "-o", "x", "--templates", "/nonexistent"}, 2, "--templates /nonexistent"},
 		{"--ssh-config missing", []string{"status", "-i", prod, "--ssh-config", "/nonexistent/cfg"}, 2, "--ssh-config"},
+		{"drain HOST is no inventory", []string{"drain", "-i", lab, "lab1", "--parallel", "0"}, 2, "--parallel must be more than 0"},
 		{"--limit unknown", []string{"status", "-i", prod, "--limit", "nosuch"}, 2, "nosuch"},
 	} {
 		r := runWith(t, Deps{Dial: func(context.Context, remote.Config) (remote.Conn, error) {
