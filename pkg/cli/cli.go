@@ -286,9 +286,15 @@ func (g *Globals) load(ctx context.Context) (*Loaded, error) {
 		return nil, err
 	}
 	var layout *vrrp.Layout
-	if !diags.HasErrors() {
+	switch {
+	case !diags.HasErrors():
 		var more hcl.Diagnostics
 		layout, more = vrrp.Build(inv)
+		diags = append(diags, more...)
+	case loader.StandIn() != nil:
+		// Only unset env() variables stopped the load: the layout's own
+		// checks still run, so that one pass reports every problem.
+		_, more := vrrp.Build(loader.StandIn())
 		diags = append(diags, more...)
 	}
 	if len(diags) > 0 {

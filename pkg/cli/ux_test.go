@@ -352,3 +352,22 @@ func TestLiveLine(t *testing.T) {
 		t.Errorf("live line off a terminal: %q", perr.String())
 	}
 }
+
+// TestOnePassWithUnsetEnv: an unset env() variable is reported together with
+// the layout's problems (priorities), not before them.
+func TestOnePassWithUnsetEnv(t *testing.T) {
+	src, err := os.ReadFile(prod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := strings.Replace(string(src), `auth_pass       = "1111"`, `auth_pass       = env("HACTL_NOT_SET")`, 1)
+	bad = strings.Replace(bad, `priority_step   = 2`, `priority_step   = 0`, 1)
+	p := filepath.Join(t.TempDir(), "inv.hcl")
+	if err := os.WriteFile(p, []byte(bad), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := runCLI(t, nil, "validate", p)
+	if r.code != ExitUsage || !strings.Contains(r.err, "HACTL_NOT_SET") || !strings.Contains(r.err, "Priorities not distinct") {
+		t.Errorf("exit %d, want both problems in one run:\n%s", r.code, r.err)
+	}
+}

@@ -92,6 +92,8 @@ type Options struct {
 type Loader struct {
 	parser *hclparse.Parser
 	opts   Options
+	// standIn: see StandIn.
+	standIn *Inventory
 }
 
 // NewLoader returns a loader. A nil LookupEnv means os.LookupEnv.
@@ -171,15 +173,26 @@ func (l *Loader) behindUnsetEnv(body hcl.Body, path string, diags hcl.Diagnostic
 	if gohcl.DecodeBody(body, evalContext(standIn), &raw).HasErrors() {
 		return nil
 	}
-	_, more := build(path, &raw)
+	inv, more := build(path, &raw)
 	var out hcl.Diagnostics
 	for _, d := range more {
 		if !onCall(d) {
 			out = append(out, d)
 		}
 	}
+	if !more.HasErrors() {
+		inv.Files = l.parser.Files()
+		l.standIn = inv
+	}
 	return out
 }
+
+// StandIn is, after a Load that failed only because env() variables are
+// unset, the inventory as it would be with each of them set (to a stand-in
+// value): for the checks that follow loading (the VRRP layout's), so that
+// one run reports every problem. Never use it for anything else. nil
+// otherwise.
+func (l *Loader) StandIn() *Inventory { return l.standIn }
 
 // evalContext exposes env() and nothing else: an inventory is data, not a program.
 func evalContext(lookup func(string) (string, bool)) *hcl.EvalContext {
