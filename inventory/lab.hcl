@@ -1,4 +1,4 @@
-# The 3-host container-VM lab of DESIGN.md, and the lab's template: `lab.sh up N`
+# The 3-host container-VM lab (e2e/lab/lab.sh), and the lab's template: `lab.sh up N`
 # (make lab-up N=…) writes this file for N hosts, with the lab's own paths, to
 # $HACTL_LAB_DIR/lab.hcl: host lab1's block repeated, one address and VIP further
 # each time. The lab's addresses come from here; `lab.sh inventory N` prints it.

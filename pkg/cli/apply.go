@@ -40,12 +40,20 @@ type RunOptions struct {
 	// Prune decommissions hosts that left the inventory before the others
 	// are reconfigured (plan: previews it).
 	Prune bool
+	// Verbose prints every step; by default only what changed or failed.
+	Verbose bool
 }
 
 func (o *RunOptions) addFlags(cmd *cobra.Command) {
-	cmd.Flags().StringSliceVar(&o.Limit, "limit", nil, "only these hosts (comma-separated names)")
+	addLimitFlag(cmd, &o.Limit)
 	cmd.Flags().StringVarP(&o.Playbook, "playbook", "p", "", "run this playbook file instead of the embedded playbooks/ha-nginx.hcl")
 	cmd.Flags().BoolVar(&o.Prune, "prune", false, "decommission hosts that left the inventory (keepalived stopped gracefully and disabled, hactl's files removed) before the others are reconfigured")
+	cmd.Flags().BoolVarP(&o.Verbose, "verbose", "v", false, "print every step, not only what changed or failed")
+}
+
+// addLimitFlag is --limit, the same on every command that works on hosts.
+func addLimitFlag(cmd *cobra.Command, limit *[]string) {
+	cmd.Flags().StringSliceVar(limit, "limit", nil, "only these hosts or clusters (comma-separated names)")
 }
 
 func newApply(ctx context.Context, g *Globals) *cobra.Command {
@@ -59,7 +67,7 @@ safely (validated, backed up, renamed into place), then reloads or restarts
 services one host at a time, waiting after each until every VIP sits on
 exactly one host. It ends by reading ip addr on every host: each VIP must be
 on its master only. Exit 1 if any host failed or any VIP is misplaced.`,
-		Args: cobra.NoArgs,
+		Args: inventoryArg,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			l, err := g.load(ctx)
 			if err != nil {
@@ -96,25 +104,33 @@ func (g *Globals) loadBook(path string) (*playbook.Book, error) {
 	if diags.HasErrors() {
 		g.printDiags(parser.Files(), diags)
 		fmt.Fprintf(g.IO.Err, "hactl: %s: invalid playbook\n", name)
-		return nil, &ExitError{Code: ExitUsage, Err: errReported}
+		return nil, &ExitError{Code: ExitUsage, Err: newDiagsError(name+": invalid playbook", diags)}
 	}
 	return book, nil
 }
 
-// hostJSON is apply's per-host JSON.
+// hostJSON is apply's per-host JSON. What was not observed (an unreachable
+// host's counts) is null.
 type hostJSON struct {
-	Name    string `json:"name"`
-	OK      bool   `json:"ok"`
-	Changed int    `json:"changed"`
-	Error   string `json:"error"`
+	Name string `json:"name"`
+	OK   bool   `json:"ok"`
+	// Result is ok, changed, failed or unreachable.
+	Result    string  `json:"result"`
+	Reachable bool    `json:"reachable"`
+	Changed   *int    `json:"changed"`
+	Skipped   *int    `json:"skipped"`
+	Error     *string `json:"error"`
 }
 
 type applyJSON struct {
+	ui.Envelope
 	Hosts []hostJSON `json:"hosts"`
 	// Departed are the hosts that left the inventory since the last apply.
-	Departed []departedJSON      `json:"departed"`
-	VIPs     []verify.VIPState   `json:"vips"`
-	Plan     map[string][]change `json:"plan,omitempty"`
+	Departed []departedJSON   `json:"departed"`
+	VIPs     []verify.VIPState `json:"vips"`
+	// Plan (plan only) is per host what would change; null for a host
+	// that was never reached or failed before it could tell.
+	Plan map[string][]change `json:"plan,omitempty"`
 }
 
 type change struct {
@@ -159,16 +175,23 @@ func runApply(ctx context.Context, g *Globals, o *ApplyOptions, l *Loaded, dry b
 	if err != nil {
 		return err
 	}
-	sel, err := fleet.Select(l.Inv, o.Run.Limit)
+	sel, err := selectHosts(l, o.Run.Limit)
 	if err != nil {
-		return &ExitError{Code: ExitUsage, Err: err}
+		return err
 	}
 	r, err := g.renderer()
 	if err != nil {
 		return &ExitError{Code: ExitFailed, Err: err}
 	}
-	progress := newProgress(g)
-	fl, err := g.connect(ctx, l, o.Conn, clusterHosts(l.Inv, sel))
+	progress := newProgress(g, o.Run.Verbose)
+	read := clusterHosts(l.Inv, sel)
+	if extra := len(read) - len(sel); extra > 0 && g.Output != "json" {
+		g.stderr().Printf("%s %d other host(s) of the same cluster(s) are only read, to verify VIP placement; nothing on them changes\n",
+			g.stderr().Styles.Dim.Render("--limit:"), extra)
+	}
+	stopLive := progress.live(read, "connecting")
+	fl, err := g.connect(ctx, l, o.Conn, read)
+	stopLive()
 	if err != nil {
 		return err
 	}
@@ -186,13 +209,16 @@ func runApply(ctx context.Context, g *Globals, o *ApplyOptions, l *Loaded, dry b
 	}
 
 	results := map[string]playbook.Result{}
+	unreachable := map[string]bool{}
 	var inputs []playbook.HostInput
 	ro := rollout.New(rollout.Options{Layout: l.Layout, Fleet: fl, Event: progress.event})
 	for _, h := range sel {
 		fh := fl.Get(h.Name)
 		if fh.Err != nil {
 			results[h.Name] = playbook.Result{Host: h.Name, Err: fh.Err}
-			progress.event(playbook.Event{Host: h.Name, Step: "connect", Status: "failed", Summary: fh.Err.Error()})
+			unreachable[h.Name] = true
+			// Why is said once, under the recap.
+			progress.event(playbook.Event{Host: h.Name, Step: "connect", Status: "unreachable"})
 			continue
 		}
 		files, err := r.Host(l.Inv, l.Layout, h.Name)
@@ -227,23 +253,49 @@ func runApply(ctx context.Context, g *Globals, o *ApplyOptions, l *Loaded, dry b
 		Book: book, Parallel: o.Conn.Parallel, DryRun: dry, Lock: !dry, Locker: g.Deps.Locker,
 		Event: progress.event, Rollout: ro,
 	}
+	var names []string
+	for _, in := range inputs {
+		names = append(names, in.Target.Name)
+	}
+	stopLive = progress.live(names, "gathering facts")
 	for _, res := range runner.Run(ctx, inputs) {
 		results[res.Host] = res
 	}
+	stopLive()
 
 	doc := applyJSON{Hosts: []hostJSON{}, Departed: append([]departedJSON{}, mem.departed...)}
 	failed := 0
 	for _, h := range sel {
 		res := results[h.Name]
-		hj := hostJSON{Name: h.Name, OK: res.Err == nil, Changed: res.Changed}
+		hj := hostJSON{Name: h.Name, OK: res.Err == nil, Reachable: !unreachable[h.Name], Result: "ok"}
+		switch {
+		case unreachable[h.Name]:
+			hj.Result = "unreachable"
+		case res.Err != nil:
+			hj.Result = "failed"
+		case res.Changed > 0:
+			hj.Result = "changed"
+		}
+		if hj.Reachable {
+			changed, skipped := res.Changed, progress.skipped(h.Name)
+			hj.Changed, hj.Skipped = &changed, &skipped
+		}
 		if res.Err != nil {
-			hj.Error = res.Err.Error()
+			msg := res.Err.Error()
+			if unreachable[h.Name] {
+				msg = connMessage(h.Name, res.Err)
+			}
+			hj.Error = &msg
 			failed++
 		}
 		doc.Hosts = append(doc.Hosts, hj)
 		if dry {
 			if doc.Plan == nil {
 				doc.Plan = map[string][]change{}
+			}
+			if res.Err != nil && len(res.Changes) == 0 {
+				doc.Plan[h.Name] = nil // not known: the host never told
+				continue
 			}
 			doc.Plan[h.Name] = []change{}
 			for _, c := range res.Changes {
@@ -259,8 +311,17 @@ func runApply(ctx context.Context, g *Globals, o *ApplyOptions, l *Loaded, dry b
 	vips := verify.SetTransports(verify.Classify(clusterLayout(l, fl), verify.MarkDrained(verify.ObserveVRRP(ctx, fl.Hosts), ro.Drained())), l.Inv)
 	doc.VIPs = vips
 
+	var runErr error
+	switch {
+	case failed > 0:
+		runErr = fmt.Errorf("%d of %d host(s) %s", failed, len(sel), failedWord(failed-len(unreachable), len(unreachable)))
+	case dry:
+	case !verify.AllOK(vips):
+		runErr = errors.New("VIP placement is wrong after apply: " + verify.Problems(vips))
+	}
 	if g.Output == "json" {
-		if err := ui.JSON(g.IO.Out, doc); err != nil {
+		doc.Envelope = ui.Result(runErr)
+		if err := g.jsonOut(doc); err != nil {
 			return err
 		}
 	} else {
@@ -270,54 +331,195 @@ func runApply(ctx context.Context, g *Globals, o *ApplyOptions, l *Loaded, dry b
 		}
 		printHosts(p, doc.Hosts, dry)
 		p.Println()
-		printVIPs(p, vips)
+		if o.Run.Verbose || !verify.AllOK(vips) || dry {
+			printVIPs(p, vips)
+		} else {
+			p.Printf("%s every VIP on its master (%d of %d)\n", p.Styles.OK.Render("VIPs:"), len(vips), len(vips))
+		}
 	}
+	if runErr != nil {
+		return &ExitError{Code: ExitFailed, Err: runErr}
+	}
+	return nil
+}
+
+func failedWord(failed, unreachable int) string {
 	switch {
-	case failed > 0:
-		return &ExitError{Code: ExitFailed, Err: fmt.Errorf("%d of %d host(s) failed", failed, len(sel))}
-	case dry:
-		return nil
-	case !verify.AllOK(vips):
-		return &ExitError{Code: ExitFailed, Err: errors.New("VIP placement is wrong after apply: " + verify.Problems(vips))}
+	case unreachable == 0:
+		return "failed"
+	case failed == 0:
+		return "unreachable"
+	}
+	return fmt.Sprintf("failed or unreachable (%d failed, %d unreachable)", failed, unreachable)
+}
+
+// selectHosts is --limit: host or cluster names, in inventory order.
+func selectHosts(l *Loaded, limit []string) ([]*inventory.Host, error) {
+	var names []string
+	for _, n := range limit {
+		if c := clusterNamed(l.Inv, strings.TrimSpace(n)); c != nil {
+			for _, h := range c.Hosts {
+				names = append(names, h.Name)
+			}
+			continue
+		}
+		names = append(names, n)
+	}
+	known := map[string]bool{}
+	for _, h := range l.Inv.Hosts() {
+		known[h.Name] = true
+	}
+	var unknown []string
+	for _, n := range names {
+		if n = strings.TrimSpace(n); n != "" && !known[n] {
+			unknown = append(unknown, n)
+		}
+	}
+	if len(unknown) > 0 {
+		return nil, &ExitError{Code: ExitUsage, Err: fmt.Errorf("--limit: no host or cluster named %s in %s", strings.Join(unknown, ", "), l.Inv.Path)}
+	}
+	sel, err := fleet.Select(l.Inv, names)
+	if err != nil {
+		return nil, &ExitError{Code: ExitUsage, Err: err}
+	}
+	return sel, nil
+}
+
+func clusterNamed(inv *inventory.Inventory, name string) *inventory.Cluster {
+	for _, c := range inv.Clusters {
+		if c.Name == name {
+			return c
+		}
 	}
 	return nil
 }
 
 // clusterLayout limits the layout to the clusters whose hosts are in the fleet.
 func clusterLayout(l *Loaded, fl *fleet.Fleet) *vrrp.Layout {
-	in := map[string]bool{}
+	var names []string
 	for _, h := range fl.Hosts {
-		in[h.Cluster.Name] = true
+		names = append(names, h.Name())
 	}
-	out := &vrrp.Layout{}
-	for _, i := range l.Layout.Instances {
-		if in[i.Cluster] {
-			out.Instances = append(out.Instances, i)
+	return layoutOf(l.Layout, names, l.Inv)
+}
+
+// progress prints, as it happens, one line per event to stderr: what
+// changed or failed, or every step with -v. It counts each host's skipped
+// steps for the recap. On a terminal it also keeps a live line at the
+// bottom naming the hosts that have been quiet for more than a second (a
+// package install, a VIP wait, a connect timeout), redrawn by tick.
+type progress struct {
+	mu      sync.Mutex
+	p       *ui.Printer
+	verbose bool
+	skips   map[string]int
+	now     func() time.Time
+	// hosts being worked on, in order, with their last event's time and step.
+	hosts    []string
+	since    map[string]time.Time
+	lastStep map[string]string
+	shown    bool // the live line is on the screen
+}
+
+func newProgress(g *Globals, verbose bool) *progress {
+	return &progress{p: g.stderr(), verbose: verbose, skips: map[string]int{}, now: time.Now,
+		since: map[string]time.Time{}, lastStep: map[string]string{}}
+}
+
+func (pr *progress) skipped(host string) int {
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	return pr.skips[host]
+}
+
+// live shows the live line for hosts until the returned stop is called
+// (only on a terminal).
+// doing names what the hosts do until their first event ("connecting").
+func (pr *progress) live(hosts []string, doing string) (stop func()) {
+	pr.mu.Lock()
+	pr.hosts = hosts
+	for _, h := range hosts {
+		pr.since[h], pr.lastStep[h] = pr.now(), doing
+	}
+	pr.mu.Unlock()
+	if !pr.p.Terminal() {
+		return func() {}
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(500 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				pr.tick()
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		wg.Wait()
+		pr.mu.Lock()
+		defer pr.mu.Unlock()
+		pr.clear()
+		pr.hosts = nil
+	}
+}
+
+// tick redraws the live line: every host quiet for more than a second.
+func (pr *progress) tick() {
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	var parts []string
+	for _, h := range pr.hosts {
+		if d := pr.now().Sub(pr.since[h]); d > time.Second {
+			parts = append(parts, fmt.Sprintf("%s %ds %s", h, int(d.Seconds()), pr.lastStep[h]))
 		}
 	}
-	return out
+	pr.clear()
+	if len(parts) == 0 {
+		return
+	}
+	line := "… " + strings.Join(parts, ", ")
+	if w := pr.p.Width(); w > 1 && len([]rune(line)) >= w {
+		line = string([]rune(line)[:w-2]) + "…"
+	}
+	pr.p.Printf("%s", pr.p.Styles.Dim.Render(line))
+	pr.shown = true
 }
 
-// progress prints one line per host per step to stderr as it happens.
-type progress struct {
-	mu sync.Mutex
-	p  *ui.Printer
+func (pr *progress) clear() {
+	if pr.shown {
+		pr.p.Printf("\r\x1b[K")
+		pr.shown = false
+	}
 }
-
-func newProgress(g *Globals) *progress { return &progress{p: g.stderr()} }
 
 func (pr *progress) event(e playbook.Event) {
 	pr.mu.Lock()
 	defer pr.mu.Unlock()
+	pr.since[e.Host], pr.lastStep[e.Host] = pr.now(), "after "+e.Step
+	if e.Status == "ok" && strings.HasPrefix(e.Summary, "skipped:") {
+		pr.skips[e.Host]++
+	}
+	if !pr.verbose && e.Status == "ok" {
+		return
+	}
+	pr.clear()
 	st := pr.p.Styles
 	status := e.Status
 	switch e.Status {
 	case "changed":
-		status = st.Warn.Render(fmt.Sprintf("%-8s", e.Status))
-	case "failed":
-		status = st.Bad.Render(fmt.Sprintf("%-8s", e.Status))
+		status = st.Warn.Render(fmt.Sprintf("%-11s", e.Status))
+	case "failed", "unreachable":
+		status = st.Bad.Render(fmt.Sprintf("%-11s", e.Status))
 	case "ok", "settled":
-		status = st.OK.Render(fmt.Sprintf("%-8s", e.Status))
+		status = st.OK.Render(fmt.Sprintf("%-11s", e.Status))
 	}
 	el := ""
 	if e.Elapsed > 0 {
@@ -352,34 +554,63 @@ func printPlan(p *ui.Printer, sel []*inventory.Host, results map[string]playbook
 	}
 }
 
+// printHosts is the recap: one row per host, its errors under the table
+// (a cell holds a word, never a message), then a one-line verdict.
 func printHosts(p *ui.Printer, hosts []hostJSON, dry bool) {
-	head := []string{"HOST", "CHANGED", "STATUS", "ERROR"}
+	head := []string{"HOST", "RESULT", "CHANGED", "SKIPPED"}
 	if dry {
-		head[1] = "WOULD CHANGE"
+		head[2] = "WOULD CHANGE"
 	}
 	var rows [][]string
+	changed, changedHosts, unreachable, failed := 0, 0, 0, 0
 	for _, h := range hosts {
-		status := "ok"
-		if !h.OK {
-			status = "failed"
+		rows = append(rows, []string{h.Name, h.Result, intOrDash(h.Changed), intOrDash(h.Skipped)})
+		switch h.Result {
+		case "unreachable":
+			unreachable++
+		case "failed":
+			failed++
 		}
-		rows = append(rows, []string{h.Name, fmt.Sprint(h.Changed), status, firstLine(h.Error)})
+		if h.Changed != nil && *h.Changed > 0 {
+			changed += *h.Changed
+			changedHosts++
+		}
 	}
-	bad, ok := p.Styles.Bad, p.Styles.OK
+	ok, warn, bad := p.Styles.OK, p.Styles.Warn, p.Styles.Bad
 	p.Table(head, rows, func(row, col int) *lipgloss.Style {
-		if col == 2 {
-			if rows[row][2] == "ok" {
-				return &ok
-			}
-			return &bad
+		if col != 1 {
+			return nil
 		}
-		return nil
+		switch rows[row][1] {
+		case "ok":
+			return &ok
+		case "changed":
+			return &warn
+		}
+		return &bad
 	})
 	for _, h := range hosts {
-		if strings.Contains(h.Error, "\n") {
-			p.Printf("\n%s %s:\n%s\n", p.Styles.Bad.Render("error on"), h.Name, h.Error)
+		if h.Error != nil {
+			p.Printf("%s %s: %s\n", p.Styles.Bad.Render(h.Result), h.Name, *h.Error)
 		}
 	}
+	verb := "Applied"
+	if dry {
+		verb = "Plan"
+	}
+	switch {
+	case changed == 0 && unreachable == 0 && failed == 0:
+		p.Println("No changes.")
+	default:
+		p.Printf("%s: %d change(s) on %d host(s), %d unreachable, %d failed.\n", verb, changed, changedHosts, unreachable, failed)
+	}
+}
+
+func intOrDash(n *int) string {
+	if n == nil {
+		return "-"
+	}
+	return fmt.Sprint(*n)
 }
 
 func firstLine(s string) string {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/hactl/hactl/pkg/clock"
 	"github.com/hactl/hactl/pkg/failover"
@@ -29,7 +30,7 @@ import (
 // Version is set at build time with -ldflags "-X …/pkg/cli.Version=…".
 var Version = "dev"
 
-// Exit codes (DESIGN.md).
+// Exit codes (README.md, "Exit codes:").
 const (
 	ExitOK          = 0
 	ExitFailed      = 1   // the operation ran and failed
@@ -85,17 +86,40 @@ type Globals struct {
 	Templates string // --templates DIR: render from DIR instead of the embedded templates
 
 	interrupts *interrupts
+	// wroteJSON: a command wrote its --output json document (jsonOut).
+	wroteJSON bool
 }
 
 // Main runs hactl with args and returns its exit code. io is built once per
-// run (ui.System() in main, ui.Test() in tests).
+// run (ui.System() in main, ui.Test() in tests). In JSON mode stdout gets
+// exactly one document, also when the run ends in an error before its
+// command reported (usage, inventory diagnostics).
 func Main(ctx context.Context, args []string, io *ui.IO, deps Deps) int {
 	ctx, in := watchInterrupts(ctx, deps.Signals, deps.Kill, io.Stderr())
 	defer in.stop()
 	g := &Globals{IO: io, Deps: deps, interrupts: in}
 	root := NewRoot(ctx, g)
 	root.SetArgs(args)
-	err := root.ExecuteContext(ctx)
+	err := helpTopic(root, args)
+	if err == nil {
+		err = root.ExecuteContext(ctx)
+	}
+	code := exitCode(ctx, io, root, args, err)
+	if code != ExitOK && wantsJSON(args) && !g.wroteJSON {
+		if err == nil {
+			err = errors.New("interrupted")
+		}
+		var ee *ExitError
+		if errors.As(err, &ee) && ee.Err != nil {
+			err = ee.Err
+		}
+		_ = ui.JSON(io.Out, errorDoc{Envelope: envelopeFor(err)})
+	}
+	return code
+}
+
+// exitCode prints err (unless already reported) and returns the run's code.
+func exitCode(ctx context.Context, io *ui.IO, root *cobra.Command, args []string, err error) int {
 	interrupted := errors.Is(context.Cause(ctx), errInterrupted)
 	if err == nil {
 		if interrupted {
@@ -114,8 +138,80 @@ func Main(ctx context.Context, args []string, io *ui.IO, deps Deps) int {
 		return ee.Code
 	}
 	// Anything cobra itself returns is a usage problem (unknown flag, bad args).
-	fmt.Fprintf(io.Err, "hactl: %v\nRun 'hactl --help' for usage.\n", err)
+	fmt.Fprintf(io.Err, "hactl: %v\n%sRun 'hactl --help' for usage.\n", err, flagSuggestion(root, args, err))
 	return ExitUsage
+}
+
+// helpTopic refuses `hactl help nosuch` (cobra prints the usage and exits 0).
+func helpTopic(root *cobra.Command, args []string) error {
+	if len(args) < 2 || args[0] != "help" {
+		return nil
+	}
+	if c, _, err := root.Find(args[1:]); err != nil || c == root {
+		return &ExitError{Code: ExitUsage, Err: fmt.Errorf("no help topic %q; commands: %s", strings.Join(args[1:], " "), commandNames(root))}
+	}
+	return nil
+}
+
+func commandNames(root *cobra.Command) string {
+	var names []string
+	for _, c := range root.Commands() {
+		if c.IsAvailableCommand() {
+			names = append(names, c.Name())
+		}
+	}
+	return strings.Join(names, ", ")
+}
+
+// flagSuggestion is "Did you mean --x?" for an unknown flag close to a real one.
+func flagSuggestion(root *cobra.Command, args []string, err error) string {
+	_, name, ok := strings.Cut(err.Error(), "unknown flag: --")
+	if !ok {
+		return ""
+	}
+	name, _, _ = strings.Cut(name, "=")
+	cmd, _, ferr := root.Find(args)
+	if ferr != nil || cmd == nil {
+		cmd = root
+	}
+	var best []string
+	seen := map[string]bool{}
+	visit := func(f *pflag.Flag) {
+		if seen[f.Name] {
+			return
+		}
+		seen[f.Name] = true
+		if d := editDistance(name, f.Name); d <= 2 || strings.HasPrefix(f.Name, name) {
+			best = append(best, "--"+f.Name)
+		}
+	}
+	cmd.Flags().VisitAll(visit)
+	cmd.InheritedFlags().VisitAll(visit)
+	if len(best) == 0 {
+		return ""
+	}
+	return "Did you mean " + strings.Join(best, " or ") + "?\n"
+}
+
+// editDistance is the Levenshtein distance of a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
 }
 
 // NewRoot builds the command tree.
@@ -137,15 +233,40 @@ applies them over SSH, and proves where every VIP sits.`,
 	pf.StringVarP(&g.Inventory, "inventory", "i", "", "inventory file (HCL)")
 	pf.StringVar(&g.Output, "output", "text", "output format: text or json")
 	pf.StringVar(&g.Templates, "templates", "", "render from the *.tmpl files in DIR instead of the embedded templates/")
-	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
+	root.SuggestionsMinimumDistance = 2
+	root.PersistentPreRunE = func(cmd *cobra.Command, args []string) error {
+		g.Output = strings.ToLower(g.Output)
 		if g.Output != "text" && g.Output != "json" {
 			return &ExitError{Code: ExitUsage, Err: fmt.Errorf("--output must be text or json, not %q", g.Output)}
+		}
+		if len(args) == 1 && cmd.Annotations[annInventoryArg] != "" {
+			if g.Inventory != "" && g.Inventory != args[0] {
+				return &ExitError{Code: ExitUsage, Err: fmt.Errorf("two inventories: -i %s and %s; pass one", g.Inventory, args[0])}
+			}
+			g.Inventory = args[0]
+		}
+		if g.Templates != "" {
+			if st, err := os.Stat(g.Templates); err != nil || !st.IsDir() {
+				return &ExitError{Code: ExitUsage, Err: fmt.Errorf("--templates %s: not a directory of *.tmpl files", g.Templates)}
+			}
 		}
 		return nil
 	}
 	root.AddCommand(newValidate(ctx, g), newPlan(ctx, g), newRender(ctx, g))
 	for _, c := range extraCommands(ctx, g) {
 		root.AddCommand(c)
+	}
+	_ = root.RegisterFlagCompletionFunc("output", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+		return []string{"text", "json"}, cobra.ShellCompDirectiveNoFileComp
+	})
+	for _, c := range root.Commands() {
+		if c.Name() != "failover-test" { // registers its own, with --mode
+			registerCompletions(c, g)
+		}
+		switch c.Name() {
+		case "validate", "plan", "render", "apply", "status", "failover-test":
+			inventoryArgs(c)
+		}
 	}
 	return root
 }
@@ -161,7 +282,7 @@ type Loaded struct {
 // between phases.
 func (g *Globals) load(ctx context.Context) (*Loaded, error) {
 	if g.Inventory == "" {
-		return nil, &ExitError{Code: ExitUsage, Err: errors.New("no inventory: pass -i FILE")}
+		return nil, &ExitError{Code: ExitUsage, Err: errors.New("no inventory: pass -i FILE (or FILE as the argument)")}
 	}
 	loader := inventory.NewLoader(inventory.Options{LookupEnv: g.IO.LookupEnv})
 	inv, diags := loader.LoadFile(g.Inventory)
@@ -169,9 +290,15 @@ func (g *Globals) load(ctx context.Context) (*Loaded, error) {
 		return nil, err
 	}
 	var layout *vrrp.Layout
-	if !diags.HasErrors() {
+	switch {
+	case !diags.HasErrors():
 		var more hcl.Diagnostics
 		layout, more = vrrp.Build(inv)
+		diags = append(diags, more...)
+	case loader.StandIn() != nil:
+		// Only unset env() variables stopped the load: the layout's own
+		// checks still run, so that one pass reports every problem.
+		_, more := vrrp.Build(loader.StandIn())
 		diags = append(diags, more...)
 	}
 	if len(diags) > 0 {
@@ -181,8 +308,9 @@ func (g *Globals) load(ctx context.Context) (*Loaded, error) {
 		return nil, err
 	}
 	if diags.HasErrors() {
-		fmt.Fprintf(g.IO.Err, "hactl: %s: %d error(s) in the inventory; nothing was changed\n", g.Inventory, countErrors(diags))
-		return nil, &ExitError{Code: ExitUsage, Err: errReported}
+		summary := fmt.Sprintf("%s: %d error(s) in the inventory; nothing was changed", g.Inventory, countErrors(diags))
+		fmt.Fprintf(g.IO.Err, "hactl: %s\n", summary)
+		return nil, &ExitError{Code: ExitUsage, Err: newDiagsError(summary, diags)}
 	}
 	return &Loaded{Inv: inv, Layout: layout}, nil
 }
@@ -203,9 +331,9 @@ func (g *Globals) stderr() *ui.Printer { return g.IO.Stderr() }
 
 func newValidate(ctx context.Context, g *Globals) *cobra.Command {
 	return &cobra.Command{
-		Use:   "validate -i FILE",
+		Use:   "validate [-i] FILE",
 		Short: "Check an inventory without connecting to any host",
-		Args:  cobra.NoArgs,
+		Args:  inventoryArg,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			l, err := g.load(ctx)
 			if err != nil {
@@ -213,7 +341,7 @@ func newValidate(ctx context.Context, g *Globals) *cobra.Command {
 			}
 			hosts := len(l.Inv.Hosts())
 			if g.Output == "json" {
-				return ui.JSON(g.IO.Out, map[string]any{"valid": true, "clusters": len(l.Inv.Clusters), "hosts": hosts, "vips": len(l.Layout.Instances)})
+				return g.jsonOut(validateJSON{Envelope: ui.Result(nil), Valid: true, Clusters: len(l.Inv.Clusters), Hosts: hosts, VIPs: len(l.Layout.Instances)})
 			}
 			p := g.stdout()
 			p.Printf("%s %s: %d cluster(s), %d host(s), %d VIP(s)\n", p.Styles.OK.Render("valid"), g.Inventory, len(l.Inv.Clusters), hosts, len(l.Layout.Instances))
@@ -222,7 +350,48 @@ func newValidate(ctx context.Context, g *Globals) *cobra.Command {
 	}
 }
 
+// inventoryArg accepts the inventory as the one positional argument
+// (`hactl validate FILE`), the same as -i FILE; a command that takes it
+// says so with inventoryArgs (its Annotations).
+var inventoryArg = cobra.MaximumNArgs(1)
+
+const annInventoryArg = "hactl-inventory-arg"
+
+// inventoryArgs marks commands whose one argument is the inventory.
+func inventoryArgs(cmds ...*cobra.Command) {
+	for _, c := range cmds {
+		if c.Annotations == nil {
+			c.Annotations = map[string]string{}
+		}
+		c.Annotations[annInventoryArg] = "yes"
+	}
+}
+
+type validateJSON struct {
+	ui.Envelope
+	Valid    bool `json:"valid"`
+	Clusters int  `json:"clusters"`
+	Hosts    int  `json:"hosts"`
+	VIPs     int  `json:"vips"`
+}
+
 // --- render -----------------------------------------------------------------
+
+type renderJSON struct {
+	ui.Envelope
+	Dir   string           `json:"dir"`
+	Files []renderFileJSON `json:"files"`
+}
+
+// renderFileJSON is one written file; mode is octal as ls and chmod say it.
+type renderFileJSON struct {
+	Host      string `json:"host"`
+	Path      string `json:"path"`
+	Mode      string `json:"mode"`
+	Owner     string `json:"owner"`
+	Group     string `json:"group"`
+	Sensitive bool   `json:"sensitive"`
+}
 
 // RenderOptions is `hactl render`.
 type RenderOptions struct {
@@ -232,9 +401,9 @@ type RenderOptions struct {
 func newRender(ctx context.Context, g *Globals) *cobra.Command {
 	o := &RenderOptions{}
 	cmd := &cobra.Command{
-		Use:   "render -i FILE -o DIR",
+		Use:   "render [-i] FILE -o DIR",
 		Short: "Write every managed file to DIR/<host>/<path on the host>",
-		Args:  cobra.NoArgs,
+		Args:  inventoryArg,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			l, err := g.load(ctx)
 			if err != nil {
@@ -248,7 +417,11 @@ func newRender(ctx context.Context, g *Globals) *cobra.Command {
 				return &ExitError{Code: ExitFailed, Err: err}
 			}
 			if g.Output == "json" {
-				return ui.JSON(g.IO.Out, map[string]any{"dir": o.Dir, "files": files})
+				doc := renderJSON{Envelope: ui.Result(nil), Dir: o.Dir, Files: []renderFileJSON{}}
+				for _, f := range files {
+					doc.Files = append(doc.Files, renderFileJSON{f.Host, f.Path, fmt.Sprintf("%04o", f.Mode.Perm()), f.Owner, f.Group, f.Sensitive})
+				}
+				return g.jsonOut(doc)
 			}
 			g.stdout().Printf("rendered %d files for %d hosts into %s\n", len(files), len(l.Inv.Hosts()), o.Dir)
 			return nil

@@ -32,12 +32,26 @@ func (o *ConnOptions) addFlags(cmd *cobra.Command) {
 	f.IntVar(&o.Parallel, "parallel", 10, "hosts worked on at once")
 	f.DurationVar(&o.Timeout, "connect-timeout", 10*time.Second, "SSH connect timeout per host")
 	f.StringVar(&o.SSHConfig, "ssh-config", "",
-		"OpenSSH client config read for HostName, User, Port, IdentityFile and ProxyJump where the inventory sets none (default ~/.ssh/config; a missing file is fine)")
+		"OpenSSH client config read for HostName, User, Port, IdentityFile and ProxyJump where the inventory sets none (default ~/.ssh/config, fine if missing; a file given here must exist)")
+}
+
+// check refuses values that cannot mean anything (exit 2).
+func (o *ConnOptions) check() error {
+	if err := checkPositive("parallel", int64(o.Parallel)); err != nil {
+		return err
+	}
+	if o.Timeout <= 0 {
+		return &ExitError{Code: ExitUsage, Err: fmt.Errorf("--connect-timeout must be more than 0s, not %s", o.Timeout)}
+	}
+	return nil
 }
 
 // connect opens one SSH connection per selected host. Hosts that cannot be
 // reached are in the fleet with Err set; callers report them.
 func (g *Globals) connect(ctx context.Context, l *Loaded, o ConnOptions, limit []string) (*fleet.Fleet, error) {
+	if err := o.check(); err != nil {
+		return nil, err
+	}
 	hosts, err := fleet.Select(l.Inv, limit)
 	if err != nil {
 		return nil, &ExitError{Code: ExitUsage, Err: err}
@@ -63,6 +77,13 @@ func (g *Globals) connectHosts(ctx context.Context, inv *inventory.Inventory, ho
 			return nil, &ExitError{Code: ExitUsage, Err: fmt.Errorf("--ssh-config %s: no home directory known", path)}
 		}
 		path = filepath.Join(home, path[1:])
+	}
+	if o.SSHConfig != "" {
+		// Given explicitly, it must be there: a typo would silently
+		// drop the User, Port or ProxyJump the operator relies on.
+		if _, err := os.Stat(path); err != nil {
+			return nil, &ExitError{Code: ExitUsage, Err: fmt.Errorf("--ssh-config: %w", err)}
+		}
 	}
 	sc, err := sshconfig.Load(path)
 	if err != nil {

@@ -82,7 +82,7 @@ func runDestroy(ctx context.Context, g *Globals, o *DestroyOptions, l *Loaded, d
 		return err
 	}
 	defer fl.Close()
-	pr := newProgress(g)
+	pr := newProgress(g, false)
 	opts := prune.Options{Stamp: o.Now().UTC().Format("20060102T150405Z"), Event: pr.event, Restore: true, Purge: o.Purge}
 
 	// Every host of the touched clusters is read: the hosts that keep
@@ -108,17 +108,25 @@ func runDestroy(ctx context.Context, g *Globals, o *DestroyOptions, l *Loaded, d
 	}
 	failed := 0
 	for _, h := range sel {
-		hj := hostJSON{Name: h.Name, OK: true}
+		hj := hostJSON{Name: h.Name, OK: true, Result: "ok", Reachable: true}
 		t := plans[h.Name]
 		switch {
 		case errs[h.Name] != nil:
-			hj.OK, hj.Error = false, errs[h.Name].Error()
+			msg := errs[h.Name].Error()
+			hj.OK, hj.Result, hj.Error = false, "failed", &msg
+			if fl.Get(h.Name) == nil || fl.Get(h.Name).Conn == nil {
+				hj.Result, hj.Reachable = "unreachable", false
+			}
 		case dry:
 			doc.Plan[h.Name] = []change{}
 			for _, c := range t.Changes() {
 				doc.Plan[h.Name] = append(doc.Plan[h.Name], change{Step: "destroy", Summary: c})
 			}
-			hj.Changed = len(doc.Plan[h.Name])
+			n := len(doc.Plan[h.Name])
+			hj.Changed = &n
+			if n > 0 {
+				hj.Result = "changed"
+			}
 		default:
 			// Where this host's VIPs go: the hosts of its cluster that are
 			// not destroyed yet and run keepalived.
@@ -131,9 +139,13 @@ func runDestroy(ctx context.Context, g *Globals, o *DestroyOptions, l *Loaded, d
 			opts.Bound = crashBound(l.Layout, l.Inv.ClusterOf(h.Name).Name)
 			opts.VIPs = clusterVIPs(l.Layout, l.Inv.ClusterOf(h.Name).Name)
 			n, err := t.Run(ctx, fl.Get(h.Name), others, opts)
-			hj.Changed = n
+			hj.Changed = &n
+			if n > 0 {
+				hj.Result = "changed"
+			}
 			if err != nil {
-				hj.OK, hj.Error = false, err.Error()
+				msg := err.Error()
+				hj.OK, hj.Result, hj.Error = false, "failed", &msg
 				pr.event(playbook.Event{Host: h.Name, Step: "decommission", Status: "failed", Summary: err.Error()})
 			}
 			t.Stop = false // it no longer takes VIPs
@@ -147,8 +159,13 @@ func runDestroy(ctx context.Context, g *Globals, o *DestroyOptions, l *Loaded, d
 			break
 		}
 	}
+	var runErr error
+	if failed > 0 {
+		runErr = &ExitError{Code: ExitFailed, Err: fmt.Errorf("%d of %d host(s) failed", failed, len(sel))}
+	}
 	if g.Output == "json" {
-		if err := ui.JSON(g.IO.Out, doc); err != nil {
+		doc.Envelope = ui.Result(runErr)
+		if err := g.jsonOut(doc); err != nil {
 			return err
 		}
 	} else {
@@ -158,10 +175,7 @@ func runDestroy(ctx context.Context, g *Globals, o *DestroyOptions, l *Loaded, d
 		}
 		printHosts(p, doc.Hosts, dry)
 	}
-	if failed > 0 {
-		return &ExitError{Code: ExitFailed, Err: fmt.Errorf("%d of %d host(s) failed", failed, len(sel))}
-	}
-	return nil
+	return runErr
 }
 
 func printTeardown(p *ui.Printer, plan map[string][]change) {

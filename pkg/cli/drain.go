@@ -46,6 +46,12 @@ holds its own VIP again (by preemption: the backup keeps it until then).`
 	return cmd
 }
 
+// drainJSON is drain's and undrain's --output json document.
+type drainJSON struct {
+	ui.Envelope
+	*drain.Result
+}
+
 func runDrain(ctx context.Context, g *Globals, o *DrainOptions, l *Loaded, host string, undrain bool) error {
 	sel, err := fleet.Select(l.Inv, []string{host})
 	if err != nil {
@@ -72,7 +78,7 @@ func runDrain(ctx context.Context, g *Globals, o *DrainOptions, l *Loaded, host 
 		return &ExitError{Code: ExitFailed, Err: err}
 	}
 	if g.Output == "json" {
-		return ui.JSON(g.IO.Out, res)
+		return g.jsonOut(drainJSON{Envelope: ui.Result(nil), Result: res})
 	}
 	vips := make([]string, 0, len(res.Moved))
 	for vip := range res.Moved {

@@ -18,9 +18,10 @@ import (
 
 // FailoverOptions is `hactl failover-test`.
 type FailoverOptions struct {
-	Conn ConnOptions
-	Node string
-	Mode string
+	Conn  ConnOptions
+	Node  string
+	Mode  string
+	Limit []string
 }
 
 func newFailoverTest(ctx context.Context, g *Globals) *cobra.Command {
@@ -50,13 +51,16 @@ Modes:
 Drift is measured from the moment the disruptive command is issued to the
 first sample showing the VIP on the first backup alone. Ctrl-C stops the test
 and restores; a second Ctrl-C abandons restoration and lists what is left.`,
-		Args: cobra.NoArgs,
+		Args: inventoryArg,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runFailover(ctx, g, o) },
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.Node, "node", "", "disrupt only this node (default: every master in turn)")
 	f.StringVar(&o.Mode, "mode", string(failover.ModeStop), "stop, kill, nginx, nginx-dead, drain or all")
 	o.Conn.addFlags(cmd)
+	addLimitFlag(cmd, &o.Limit)
+	cmd.Flag("limit").Usage = "test only the clusters of these hosts or clusters (a failover test needs the whole cluster)"
+	registerCompletions(cmd, g)
 	return cmd
 }
 
@@ -68,6 +72,13 @@ func runFailover(ctx context.Context, g *Globals, o *FailoverOptions) error {
 	l, err := g.load(ctx)
 	if err != nil {
 		return err
+	}
+	if len(o.Limit) > 0 {
+		sel, err := selectHosts(l, o.Limit)
+		if err != nil {
+			return err
+		}
+		l = &Loaded{Inv: l.Inv, Layout: layoutOf(l.Layout, clusterHosts(l.Inv, sel), l.Inv)}
 	}
 	scenarios, err := failover.Plan(l.Layout, o.Node, modes)
 	if err != nil {
@@ -97,7 +108,7 @@ func runFailover(ctx context.Context, g *Globals, o *FailoverOptions) error {
 	})
 	defer stopSignals()
 
-	fl, err := g.connect(runCtx, l, o.Conn, nil)
+	fl, err := g.connect(runCtx, l, o.Conn, layoutHosts(l))
 	if err != nil {
 		return err
 	}
@@ -131,11 +142,12 @@ func runFailover(ctx context.Context, g *Globals, o *FailoverOptions) error {
 
 	rep, runErr := run.Run(runCtx, scenarios)
 	if g.Output == "json" {
-		doc := failoverJSON{Report: rep}
-		if runErr != nil {
-			doc.Error = runErr.Error()
+		doc := failoverJSON{Envelope: ui.Result(runErr), Report: rep}
+		if runErr == nil && !rep.OK() {
+			doc.Envelope.OK = false
+			doc.Envelope.Error = "a scenario failed"
 		}
-		if err := ui.JSON(g.IO.Out, doc); err != nil {
+		if err := g.jsonOut(doc); err != nil {
 			return &ExitError{Code: ExitFailed, Err: err}
 		}
 	} else {
@@ -191,16 +203,16 @@ func watchSignals(in <-chan os.Signal, cancel context.CancelFunc, abort chan str
 // failoverJSON is the --output json document: {"scenarios":[…]} plus, when
 // something went wrong, "left", "interrupted", "error", or "preflight".
 type failoverJSON struct {
+	ui.Envelope
 	failover.Report
 	Preflight *failover.Status `json:"preflight,omitempty"`
-	Error     string           `json:"error,omitempty"`
 }
 
 // refuse reports a fleet that is not healthy enough to test.
 func refuse(g *Globals, st failover.Status, err error) error {
 	if g.Output == "json" {
-		doc := failoverJSON{Report: failover.Report{Scenarios: []failover.Result{}}, Preflight: &st, Error: err.Error()}
-		if jerr := ui.JSON(g.IO.Out, doc); jerr != nil {
+		doc := failoverJSON{Envelope: ui.Result(err), Report: failover.Report{Scenarios: []failover.Result{}}, Preflight: &st}
+		if jerr := g.jsonOut(doc); jerr != nil {
 			return &ExitError{Code: ExitFailed, Err: jerr}
 		}
 		return &ExitError{Code: ExitFailed, Err: errReported}
@@ -237,7 +249,7 @@ func printFailover(p *ui.Printer, rep failover.Report) {
 			fmt.Sprintf("%d/%d", s.HTTPFailed, s.HTTPRequests), ui.Seconds(s.HTTPGapS), failback, pass,
 		})
 	}
-	p.Table([]string{"NODE", "MODE", "VIP", "MOVED TO", "DRIFT", "BOUND", "HTTP FAILED/TOTAL", "LONGEST GAP", "FAIL-BACK", "PASS"},
+	p.Table([]string{"NODE", "MODE", "VIP", "MOVED TO", "DRIFT", "BOUND", "HTTP ERR", "MAX GAP", "FAILBACK", "PASS"},
 		rows, func(row, col int) *lipgloss.Style {
 			if col != 9 {
 				return nil

@@ -34,7 +34,7 @@ order with their priorities, and the theoretical failover bounds. Without
 --offline it also connects to every host and shows, as unified diffs, what
 apply would change; --limit and -p preview exactly what apply with the same
 flags would run. Secrets print as (sensitive).`,
-		Args: cobra.NoArgs,
+		Args: inventoryArg,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			l, err := g.load(ctx)
 			if err != nil {
@@ -42,7 +42,7 @@ flags would run. Secrets print as (sensitive).`,
 			}
 			if o.Offline {
 				if g.Output == "json" {
-					return ui.JSON(g.IO.Out, LayoutJSON(l))
+					return g.jsonOut(LayoutJSON(l))
 				}
 				PrintLayout(g.stdout(), l)
 				return nil
@@ -63,6 +63,7 @@ flags would run. Secrets print as (sensitive).`,
 
 // layoutJSON is plan --offline's JSON document.
 type layoutJSON struct {
+	ui.Envelope
 	Clusters []clusterJSON `json:"clusters"`
 	VIPs     []vipPlanJSON `json:"vips"`
 }
@@ -103,7 +104,7 @@ type vipPlanJSON struct {
 
 // LayoutJSON is the stable JSON form of the layout.
 func LayoutJSON(l *Loaded) any {
-	var doc layoutJSON
+	doc := layoutJSON{Envelope: ui.Result(nil)}
 	for _, c := range l.Inv.Clusters {
 		cj := clusterJSON{
 			Name: c.Name, Interface: c.Interface, Gateway: c.Gateway.String(), AdvertInt: c.AdvertInt,
@@ -151,15 +152,20 @@ func PrintLayout(p *ui.Printer, l *Loaded) {
 		case c.Gateway6.IsValid():
 			gw += ", gateway6 " + c.Gateway6.String()
 		}
-		p.Printf("%s %s: interface %s, %s, advert_int %gs (VRRPv%d, %s), backup order %s, auth %s\n",
+		p.Paragraph("%s %s: interface %s, %s, advert_int %gs (VRRPv%d, %s), backup order %s, auth %s\n",
 			p.Styles.Bold.Render("cluster"), c.Name, c.Interface, gw, c.AdvertInt, c.VRRPVersion(), transport, c.BackupOrder, auth)
-		p.Printf("health check: nginx every %ds, weight %d, fall %d, rise %d; nginx listens on :%d\n",
+		p.Paragraph("health check: nginx every %ds, weight %d, fall %d, rise %d; nginx listens on :%d; "+
+			"BACKUPS in takeover order; BOUNDS: failover after a graceful stop/a crash\n",
 			c.HealthCheck.Interval, c.HealthCheck.Weight, c.HealthCheck.Fall, c.HealthCheck.Rise, c.Nginx.Listen)
 		// A VIP6 column only for dual-stack clusters: an IPv4 or IPv6-only
 		// cluster's table is as before.
 		dual := false
+		// A FROM column only where some router id is not the new-cluster
+		// allocation (the legend below says how that one is made).
+		from := false
 		for _, in := range l.Layout.ForCluster(c.Name) {
 			dual = dual || in.VIP6.IsValid()
+			from = from || in.VRIDFrom != vrrp.VRIDAllocated
 		}
 		var rows [][]string
 		for _, in := range l.Layout.ForCluster(c.Name) {
@@ -175,18 +181,26 @@ func PrintLayout(p *ui.Printer, l *Loaded) {
 				}
 				row = append(row, v6)
 			}
-			rows = append(rows, append(row, in.Name, fmt.Sprint(in.VRID), in.VRIDFrom,
+			row = append(row, in.Name, fmt.Sprint(in.VRID))
+			if from {
+				row = append(row, in.VRIDFrom)
+			}
+			rows = append(rows, append(row,
 				fmt.Sprintf("%s (%d)", in.Master, in.Members[0].Priority),
 				strings.Join(backups, " → "),
-				ui.Seconds(in.Bounds.Graceful.Seconds()), ui.Seconds(in.Bounds.Crash.Seconds()),
+				ui.Seconds(in.Bounds.Graceful.Seconds())+"/"+ui.Seconds(in.Bounds.Crash.Seconds()),
 			))
 		}
 		head := []string{"VIP"}
 		if dual {
 			head = append(head, "VIP6")
 		}
-		head = append(head, "INSTANCE", "VRID", "FROM", "MASTER", "BACKUPS (takeover order)", "GRACEFUL", "CRASH")
-		master, masterCol := p.Styles.OK, len(head)-4 // MASTER: fourth from the end
+		head = append(head, "INSTANCE", "VRID")
+		if from {
+			head = append(head, "FROM")
+		}
+		head = append(head, "MASTER", "BACKUPS", "BOUNDS")
+		master, masterCol := p.Styles.OK, len(head)-3
 		p.Table(head, rows,
 			func(_, col int) *lipgloss.Style {
 				if col == masterCol {
@@ -194,7 +208,7 @@ func PrintLayout(p *ui.Printer, l *Loaded) {
 				}
 				return nil
 			})
-		p.Println(vridLegend(l.Layout.ForCluster(c.Name)))
+		p.Paragraph("%s\n", vridLegend(l.Layout.ForCluster(c.Name)))
 	}
 }
 

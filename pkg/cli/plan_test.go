@@ -47,7 +47,8 @@ func TestPlanPreviewsLimitAndPlaybook(t *testing.T) {
 	if err := json.Unmarshal(out.Bytes(), &doc); err != nil {
 		t.Fatalf("%v\n%s", err, out.String())
 	}
-	wantHosts := []hostJSON{{Name: "lab2", OK: true, Changed: 1}}
+	one, zero := 1, 0
+	wantHosts := []hostJSON{{Name: "lab2", OK: true, Result: "changed", Reachable: true, Changed: &one, Skipped: &zero}}
 	wantPlan := map[string][]change{"lab2": {{Step: "x running", Summary: "enable and start"}}}
 	if !reflect.DeepEqual(doc.Hosts, wantHosts) || !reflect.DeepEqual(doc.Plan, wantPlan) {
 		t.Errorf("hosts %+v plan %+v\nstderr:\n%s", doc.Hosts, doc.Plan, errb.String())

@@ -21,23 +21,26 @@ import (
 
 // StatusOptions is `hactl status`.
 type StatusOptions struct {
-	Conn ConnOptions
+	Conn  ConnOptions
+	Limit []string
 }
 
-// statusHost is one host in status's JSON.
+// statusHost is one host in status's JSON; what an unreachable host could
+// not tell (services, enabled, drift) is null.
 type statusHost struct {
 	Name       string   `json:"name"`
 	Reachable  bool     `json:"reachable"`
-	Keepalived string   `json:"keepalived"`
-	Nginx      string   `json:"nginx"`
-	Enabled    bool     `json:"enabled"`
+	Keepalived *string  `json:"keepalived"`
+	Nginx      *string  `json:"nginx"`
+	Enabled    *bool    `json:"enabled"`
 	Drift      []string `json:"drift"`
 	// Drained: `hactl drain` took the host out; null when it could not be read.
-	Drained *bool  `json:"drained"`
-	Error   string `json:"error,omitempty"`
+	Drained *bool   `json:"drained"`
+	Error   *string `json:"error"`
 }
 
 type statusJSON struct {
+	ui.Envelope
 	VIPs  []verify.VIPState `json:"vips"`
 	Hosts []statusHost      `json:"hosts"`
 }
@@ -45,14 +48,14 @@ type statusJSON struct {
 func newStatus(ctx context.Context, g *Globals) *cobra.Command {
 	o := &StatusOptions{}
 	cmd := &cobra.Command{
-		Use:   "status -i FILE",
+		Use:   "status [-i] FILE [--limit a,b]",
 		Short: "Show who holds which VIP now, service states, split brain and config drift",
 		Long: `status asks every host in parallel, in one SSH round trip each, for its
 addresses, the state of keepalived and nginx, and the checksums of the files
 hactl manages. Each VIP is ok (on its master only), moved (on one other host),
 missing (nowhere) or split (on several hosts: always an error). Exit 0 only
 when every VIP is ok and every host reachable.`,
-		Args: cobra.NoArgs,
+		Args: inventoryArg,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			l, err := g.load(ctx)
 			if err != nil {
@@ -62,6 +65,8 @@ when every VIP is ok and every host reachable.`,
 		},
 	}
 	o.Conn.addFlags(cmd)
+	addLimitFlag(cmd, &o.Limit)
+	cmd.Flag("limit").Usage = "only the clusters of these hosts or clusters (VIP placement is judged on whole clusters)"
 	return cmd
 }
 
@@ -70,7 +75,14 @@ func runStatus(ctx context.Context, g *Globals, o *StatusOptions, l *Loaded) err
 	if err != nil {
 		return &ExitError{Code: ExitFailed, Err: err}
 	}
-	fl, err := g.connect(ctx, l, o.Conn, nil)
+	if len(o.Limit) > 0 {
+		sel, err := selectHosts(l, o.Limit)
+		if err != nil {
+			return err
+		}
+		l = &Loaded{Inv: l.Inv, Layout: layoutOf(l.Layout, clusterHosts(l.Inv, sel), l.Inv)}
+	}
+	fl, err := g.connect(ctx, l, o.Conn, layoutHosts(l))
 	if err != nil {
 		return err
 	}
@@ -82,8 +94,14 @@ func runStatus(ctx context.Context, g *Globals, o *StatusOptions, l *Loaded) err
 	if err != nil {
 		return &ExitError{Code: ExitFailed, Err: err}
 	}
+	problems := statusProblems(doc)
 	if g.Output == "json" {
-		if err := ui.JSON(g.IO.Out, doc); err != nil {
+		var perr error
+		if len(problems) > 0 {
+			perr = errors.New(strings.Join(problems, "; "))
+		}
+		doc.Envelope = ui.Result(perr)
+		if err := g.jsonOut(doc); err != nil {
 			return err
 		}
 	} else {
@@ -92,6 +110,13 @@ func runStatus(ctx context.Context, g *Globals, o *StatusOptions, l *Loaded) err
 		p.Println()
 		printStatusHosts(p, doc.Hosts)
 	}
+	if len(problems) > 0 {
+		return &ExitError{Code: ExitFailed, Err: errors.New(strings.Join(problems, "; "))}
+	}
+	return nil
+}
+
+func statusProblems(doc *statusJSON) []string {
 	var problems []string
 	for _, h := range doc.Hosts {
 		if !h.Reachable {
@@ -101,10 +126,7 @@ func runStatus(ctx context.Context, g *Globals, o *StatusOptions, l *Loaded) err
 	if !verify.AllOK(doc.VIPs) {
 		problems = append(problems, verify.Problems(doc.VIPs))
 	}
-	if len(problems) > 0 {
-		return &ExitError{Code: ExitFailed, Err: errors.New(strings.Join(problems, "; "))}
-	}
-	return nil
+	return problems
 }
 
 // gatherStatus asks every host once: facts carry addresses, service states
@@ -118,10 +140,11 @@ func gatherStatus(ctx context.Context, l *Loaded, r *render.Renderer, fl *fleet.
 		if err != nil {
 			return nil, err
 		}
-		sh := statusHost{Name: h.Name(), Drift: []string{}}
+		sh := statusHost{Name: h.Name()}
 		obs[i].Host = h.Name()
 		if h.Conn == nil {
-			sh.Error, obs[i].Err = h.Err.Error(), h.Err
+			msg := connMessage(h.Name(), h.Err)
+			sh.Error, obs[i].Err = &msg, h.Err
 			doc.Hosts[i] = sh
 			continue
 		}
@@ -146,7 +169,8 @@ func gatherStatus(ctx context.Context, l *Loaded, r *render.Renderer, fl *fleet.
 			f, err := facts.Gather(ctx, h.Conn, facts.Request{Paths: paths, Services: []string{"keepalived", "nginx"}})
 			states := <-vrrpc
 			if err != nil {
-				sh.Error, obs[i].Err = err.Error(), err
+				msg := err.Error()
+				sh.Error, obs[i].Err = &msg, err
 				doc.Hosts[i] = sh
 				return
 			}
@@ -154,8 +178,9 @@ func gatherStatus(ctx context.Context, l *Loaded, r *render.Renderer, fl *fleet.
 			drained := f.Drained()
 			sh.Drained, obs[i].Drained = &drained, drained
 			ka, ng := f.Services["keepalived"], f.Services["nginx"]
-			sh.Keepalived, sh.Nginx = ka.Active, ng.Active
-			sh.Enabled = ka.Enabled == "enabled" && ng.Enabled == "enabled"
+			enabled := ka.Enabled == "enabled" && ng.Enabled == "enabled"
+			sh.Keepalived, sh.Nginx, sh.Enabled = &ka.Active, &ng.Active, &enabled
+			sh.Drift = []string{}
 			// Rendered for the keepalived the host runs (track_file or not).
 			if fs, err := r.HostWith(l.Inv, l.Layout, h.Name(), renderOptions(f)); err == nil {
 				files = fs
@@ -182,25 +207,26 @@ func gatherStatus(ctx context.Context, l *Loaded, r *render.Renderer, fl *fleet.
 	return doc, nil
 }
 
+// printStatusHosts is one row per host; why a host is unreachable is
+// listed under the table, not inside a cell.
 func printStatusHosts(p *ui.Printer, hosts []statusHost) {
 	var rows [][]string
 	for _, h := range hosts {
-		reach := "yes"
+		reach, drift, ka, ng, en := "yes", "none", "-", "-", "-"
 		if !h.Reachable {
-			reach = "NO: " + firstLine(h.Error)
+			reach, drift = "NO", "-"
 		}
-		drift := "none"
 		if len(h.Drift) > 0 {
 			drift = strings.Join(h.Drift, "\n")
 		}
-		if !h.Reachable {
-			drift = "-"
+		if h.Keepalived != nil {
+			ka, ng, en = orDash(*h.Keepalived), orDash(*h.Nginx), fmt.Sprint(*h.Enabled)
 		}
 		drained := "-"
 		if h.Drained != nil {
 			drained = map[bool]string{true: "DRAINED", false: "no"}[*h.Drained]
 		}
-		rows = append(rows, []string{h.Name, reach, orDash(h.Keepalived), orDash(h.Nginx), fmt.Sprint(h.Enabled), drained, drift})
+		rows = append(rows, []string{h.Name, reach, ka, ng, en, drained, drift})
 	}
 	ok, bad, warn := p.Styles.OK, p.Styles.Bad, p.Styles.Warn
 	p.Table([]string{"HOST", "REACHABLE", "KEEPALIVED", "NGINX", "ENABLED", "DRAINED", "DRIFT"}, rows, func(row, col int) *lipgloss.Style {
@@ -228,6 +254,11 @@ func printStatusHosts(p *ui.Printer, hosts []statusHost) {
 		}
 		return nil
 	})
+	for _, h := range hosts {
+		if h.Error != nil {
+			p.Printf("%s %s: %s\n", p.Styles.Bad.Render("unreachable"), h.Name, *h.Error)
+		}
+	}
 }
 
 func orDash(s string) string {

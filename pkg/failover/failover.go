@@ -102,7 +102,7 @@ func Plan(l *vrrp.Layout, node string, modes []Mode) ([]Scenario, error) {
 	return out, nil
 }
 
-// Result is one scenario's measurements (the JSON shape of DESIGN.md; keys
+// Result is one scenario's measurements (the JSON shape documented in README.md; keys
 // may grow). Durations are seconds rounded to hundredths.
 type Result struct {
 	Node    string  `json:"node"`

@@ -92,6 +92,8 @@ type Options struct {
 type Loader struct {
 	parser *hclparse.Parser
 	opts   Options
+	// standIn: see StandIn.
+	standIn *Inventory
 }
 
 // NewLoader returns a loader. A nil LookupEnv means os.LookupEnv.
@@ -129,9 +131,9 @@ func (l *Loader) Load(path string, src []byte) (*Inventory, hcl.Diagnostics) {
 		return nil, diags
 	}
 	var raw fileSchema
-	diags = append(diags, gohcl.DecodeBody(f.Body, l.evalContext(), &raw)...)
+	diags = append(diags, gohcl.DecodeBody(f.Body, evalContext(l.opts.LookupEnv), &raw)...)
 	if diags.HasErrors() {
-		return nil, diags
+		return nil, append(diags, l.behindUnsetEnv(f.Body, path, diags)...)
 	}
 	inv, more := build(path, &raw)
 	diags = append(diags, more...)
@@ -142,9 +144,58 @@ func (l *Loader) Load(path string, src []byte) (*Inventory, hcl.Diagnostics) {
 	return inv, diags
 }
 
+// behindUnsetEnv finds the problems an unset env() would hide until it is
+// set: when that is the only decoding error, the file is decoded again with
+// a stand-in value for every variable and checked; what the check says
+// about the env() calls themselves (the stand-in) is left out.
+func (l *Loader) behindUnsetEnv(body hcl.Body, path string, diags hcl.Diagnostics) hcl.Diagnostics {
+	var calls []hcl.Range
+	for _, d := range diags {
+		if d.Subject != nil && strings.Contains(d.Detail, `Call to function "env" failed`) {
+			calls = append(calls, *d.Subject)
+		}
+	}
+	onCall := func(d *hcl.Diagnostic) bool {
+		for _, c := range calls {
+			if d.Subject != nil && d.Subject.Overlaps(c) {
+				return true
+			}
+		}
+		return false
+	}
+	for _, d := range diags {
+		if d.Severity == hcl.DiagError && !onCall(d) {
+			return nil // another decoding error: the file's shape is unknown
+		}
+	}
+	var raw fileSchema
+	standIn := func(string) (string, bool) { return "x", true }
+	if gohcl.DecodeBody(body, evalContext(standIn), &raw).HasErrors() {
+		return nil
+	}
+	inv, more := build(path, &raw)
+	var out hcl.Diagnostics
+	for _, d := range more {
+		if !onCall(d) {
+			out = append(out, d)
+		}
+	}
+	if !more.HasErrors() {
+		inv.Files = l.parser.Files()
+		l.standIn = inv
+	}
+	return out
+}
+
+// StandIn is, after a Load that failed only because env() variables are
+// unset, the inventory as it would be with each of them set (to a stand-in
+// value): for the checks that follow loading (the VRRP layout's), so that
+// one run reports every problem. Never use it for anything else. nil
+// otherwise.
+func (l *Loader) StandIn() *Inventory { return l.standIn }
+
 // evalContext exposes env() and nothing else: an inventory is data, not a program.
-func (l *Loader) evalContext() *hcl.EvalContext {
-	lookup := l.opts.LookupEnv
+func evalContext(lookup func(string) (string, bool)) *hcl.EvalContext {
 	env := function.New(&function.Spec{
 		Params: []function.Parameter{{Name: "name", Type: cty.String}},
 		Type:   function.StaticReturnType(cty.String),

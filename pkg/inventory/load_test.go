@@ -3,6 +3,7 @@ package inventory
 import (
 	"fmt"
 	"net/netip"
+	"os"
 	"strings"
 	"testing"
 
@@ -440,4 +441,28 @@ func TestValidationIPv6(t *testing.T) {
 		{"dual-stack still needs gateway", "  gateway                = \"198.18.0.1\"\n", "", "Missing gateway", ""},
 	}
 	runCases(t, base6, cases)
+}
+
+// TestUnsetEnvHidesNothing: an unset env() is reported together with every
+// other problem of the file, in one pass; the stand-in value used to find
+// them is never the subject of a diagnostic.
+func TestUnsetEnvHidesNothing(t *testing.T) {
+	src, err := os.ReadFile("../../inventory/prod.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := strings.Replace(string(src), `auth_pass       = "1111"`, `auth_pass       = env("HACTL_NOT_SET")`, 1)
+	bad = strings.Replace(bad, `vip     = "10.11.7.236/24"`, `vip     = "10.11.7.235/24"`, 1)
+	_, diags := NewLoader(Options{LookupEnv: func(string) (string, bool) { return "", false }}).Load("prod.hcl", []byte(bad))
+	var got []string
+	for _, d := range diags {
+		got = append(got, d.Summary+": "+d.Detail)
+	}
+	all := strings.Join(got, "\n")
+	if !strings.Contains(all, `"HACTL_NOT_SET" is not set`) || !strings.Contains(all, "10.11.7.235") {
+		t.Errorf("want the unset variable and the duplicate VIP, got:\n%s", all)
+	}
+	if strings.Contains(all, "auth_pass must be") {
+		t.Errorf("a diagnostic about the stand-in value:\n%s", all)
+	}
 }

@@ -15,7 +15,7 @@ import (
 	"github.com/hashicorp/hcl/v2"
 )
 
-// Defaults reproduce the seed document's cluster (see DESIGN.md).
+// Defaults reproduce the reference cluster of inventory/prod.hcl.
 const (
 	DefaultUser           = "root"
 	DefaultPort           = 22

@@ -30,7 +30,7 @@ func validateCluster(c *Cluster) hcl.Diagnostics {
 	}
 	if c.Interface == "" {
 		add(c.Range("interface"), "Empty interface",
-			"cluster %q: interface names the NIC that carries the VIPs (seed: ens192); it must not be empty.", c.Name)
+			"cluster %q: interface names the NIC that carries the VIPs (for example ens192); it must not be empty.", c.Name)
 	} else if !ifaceRE.MatchString(c.Interface) {
 		add(c.Range("interface"), "Invalid interface", "cluster %q: %q is not a valid Linux interface name.", c.Name, c.Interface)
 	}
@@ -216,7 +216,7 @@ func validateSubnet(c *Cluster) hcl.Diagnostics {
 					"unless the cluster says so explicitly with allow_cross_subnet = true.", h.Name, h.Address, where)))
 		default:
 			diags = append(diags, errAt(h.Range("address"), "Host outside the cluster's subnet",
-				fmt.Sprintf("host %q: address %s is not in %s; VRRP multicast does not cross subnets (the seed warns about this). "+
+				fmt.Sprintf("host %q: address %s is not in %s; VRRP multicast does not cross subnets (routers do not forward it). "+
 					"Use vrrp_transport = \"unicast\" with allow_cross_subnet = true if the hosts really are routed apart.", h.Name, h.Address, where)))
 		}
 	}

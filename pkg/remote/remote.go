@@ -271,10 +271,37 @@ func classifyHandshake(parent context.Context, err error, hk *hostKeys, where st
 	return fmt.Errorf("%s: ssh handshake: %w", where, err)
 }
 
+// DefaultIdentities are the keys under ~/.ssh tried, in this order, when
+// neither private_key_file nor an agent gives one: OpenSSH's defaults (the
+// ones it still offers by default).
+func DefaultIdentities() []string { return []string{"id_ed25519", "id_ecdsa", "id_rsa"} }
+
+// defaultIdentities loads those of ~/.ssh/id_* that exist and parse without
+// a passphrase (OpenSSH would ask for it; hactl asks nothing and skips them).
+func defaultIdentities(home string) []ssh.Signer {
+	if home == "" {
+		return nil
+	}
+	var signers []ssh.Signer
+	for _, name := range DefaultIdentities() {
+		pem, err := os.ReadFile(filepath.Join(home, ".ssh", name))
+		if err != nil {
+			continue
+		}
+		if signer, err := ssh.ParsePrivateKey(pem); err == nil {
+			signers = append(signers, signer)
+		}
+	}
+	return signers
+}
+
 func describeAuth(cfg Config) string {
 	var parts []string
 	if cfg.PrivateKeyFile != "" {
 		parts = append(parts, "key "+cfg.PrivateKeyFile)
+	}
+	if cfg.PrivateKeyFile == "" && cfg.AgentSocket == "" {
+		parts = append(parts, "the default keys ~/.ssh/"+strings.Join(DefaultIdentities(), ", "))
 	}
 	if cfg.AgentSocket != "" {
 		parts = append(parts, "the keys in ssh-agent")
@@ -306,7 +333,11 @@ func authMethod(cfg Config) (ssh.AuthMethod, func(), error) {
 	}
 	if cfg.AgentSocket == "" {
 		if len(signers) == 0 {
-			return nil, noop, fmt.Errorf("no private_key_file and no ssh-agent (SSH_AUTH_SOCK is empty): %w", ErrAuth)
+			signers = defaultIdentities(cfg.HomeDir)
+		}
+		if len(signers) == 0 {
+			return nil, noop, fmt.Errorf("no private_key_file, no ssh-agent (SSH_AUTH_SOCK is empty) and no usable ~/.ssh/%s: %w",
+				strings.Join(DefaultIdentities(), ", "), ErrAuth)
 		}
 		return ssh.PublicKeys(signers...), noop, nil
 	}

@@ -713,3 +713,34 @@ func assertFile(t *testing.T, path, content string, mode os.FileMode) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestDefaultIdentities: with no private_key_file and no agent, the keys
+// OpenSSH tries by default (~/.ssh/id_ed25519, id_ecdsa, id_rsa) are tried;
+// an unparsable one among them is skipped, not fatal.
+func TestDefaultIdentities(t *testing.T) {
+	s := remotetest.NewServer(t)
+	cfg := s.Config()
+	key, err := os.ReadFile(cfg.PrivateKeyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	home := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(home, ".ssh"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	cfg.PrivateKeyFile, cfg.AgentSocket, cfg.HomeDir = "", "", home
+	_, err = remote.Dial(context.Background(), cfg)
+	if !errors.Is(err, remote.ErrAuth) || !strings.Contains(err.Error(), "id_ed25519, id_ecdsa, id_rsa") {
+		t.Fatalf("no keys at all: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(home, ".ssh", "id_ed25519"), []byte("not a key"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(home, ".ssh", "id_rsa"), key, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := dial(t, cfg)
+	if got := string(run(t, c, "echo hi").Stdout); got != "hi\n" {
+		t.Fatalf("got %q", got)
+	}
+}

@@ -41,8 +41,10 @@ func System() *IO { return New(os.Stdin, os.Stdout, os.Stderr, os.Environ()) }
 func New(in io.Reader, out, errw io.Writer, env []string) *IO {
 	s := &IO{In: in, Out: out, Err: errw, Env: env, OutTTY: isTerminal(out), ErrTTY: isTerminal(errw)}
 	s.Width = s.detectWidth()
-	s.out = newPrinter(out, colorprofile.Detect(out, env))
-	s.err = newPrinter(errw, colorprofile.Detect(errw, env))
+	term, _ := s.LookupEnv("TERM")
+	dumb := term == "dumb"
+	s.out = newPrinter(out, profile(out, env), s.Width, !s.OutTTY || dumb)
+	s.err = newPrinter(errw, profile(errw, env), s.Width, !s.ErrTTY || dumb)
 	return s
 }
 
@@ -52,8 +54,8 @@ func New(in io.Reader, out, errw io.Writer, env []string) *IO {
 func Test() (*IO, *bytes.Buffer, *bytes.Buffer) {
 	var out, errb bytes.Buffer
 	s := &IO{In: strings.NewReader(""), Out: &out, Err: &errb, Width: DefaultWidth}
-	s.out = newPrinter(&out, colorprofile.NoTTY)
-	s.err = newPrinter(&errb, colorprofile.NoTTY)
+	s.out = newPrinter(&out, colorprofile.NoTTY, DefaultWidth, true)
+	s.err = newPrinter(&errb, colorprofile.NoTTY, DefaultWidth, true)
 	return s, &out, &errb
 }
 
@@ -64,9 +66,31 @@ func (s *IO) WithEnv(env ...string) *IO { s.Env = env; return s }
 // styled output).
 func (s *IO) WithColor() *IO {
 	s.OutTTY, s.ErrTTY = true, true
-	s.out = newPrinter(s.Out, colorprofile.ANSI)
-	s.err = newPrinter(s.Err, colorprofile.ANSI)
+	s.out = newPrinter(s.Out, colorprofile.ANSI, s.Width, false)
+	s.err = newPrinter(s.Err, colorprofile.ANSI, s.Width, false)
 	return s
+}
+
+// WithWidth sets the width every printer sizes tables and text to (as a
+// terminal of that many columns would).
+func (s *IO) WithWidth(cols int) *IO {
+	s.Width = cols
+	s.out.width, s.err.width = cols, cols
+	return s
+}
+
+// profile is the stream's colour profile. NO_COLOR or a terminal without
+// colour (Ascii: attributes only) get plain text: stripping the colour out
+// of a styled string leaves empty "\e[m" sequences behind otherwise.
+func profile(w io.Writer, env []string) colorprofile.Profile {
+	return plain(colorprofile.Detect(w, env))
+}
+
+func plain(p colorprofile.Profile) colorprofile.Profile {
+	if p == colorprofile.Ascii {
+		return colorprofile.NoTTY
+	}
+	return p
 }
 
 // Stdout is the printer for results.

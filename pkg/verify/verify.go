@@ -32,7 +32,7 @@ const (
 	StateUnknown = "unknown"
 )
 
-// VIPState is one VIP's placement (the JSON shape of DESIGN.md).
+// VIPState is one VIP's placement (the JSON shape documented in README.md).
 type VIPState struct {
 	VIP     string   `json:"vip"`
 	Cluster string   `json:"cluster"`
