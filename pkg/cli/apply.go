@@ -126,7 +126,7 @@ type applyJSON struct {
 	ui.Envelope
 	Hosts []hostJSON `json:"hosts"`
 	// Departed are the hosts that left the inventory since the last apply.
-	Departed []departedJSON   `json:"departed"`
+	Departed []departedJSON    `json:"departed"`
 	VIPs     []verify.VIPState `json:"vips"`
 	// Plan (plan only) is per host what would change; null for a host
 	// that was never reached or failed before it could tell.

@@ -15,8 +15,8 @@ import (
 	"github.com/hactl/hactl/pkg/playbook"
 	"github.com/hactl/hactl/pkg/remote"
 	"github.com/hactl/hactl/pkg/remote/remotetest"
-	"github.com/hactl/hactl/pkg/vrrp"
 	"github.com/hactl/hactl/pkg/ui"
+	"github.com/hactl/hactl/pkg/vrrp"
 )
 
 const lab = "../../inventory/lab.hcl"
