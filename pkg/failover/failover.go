@@ -118,6 +118,9 @@ type Result struct {
 	Pass         bool           `json:"pass"`
 	Error        string         `json:"error,omitempty"`
 	Notes        []string       `json:"notes,omitempty"`
+	// Timeline is every sample, probe and event of the scenario (absent when
+	// it never started watching).
+	Timeline *Timeline `json:"timeline,omitempty"`
 }
 
 // Report is a whole run.

@@ -46,6 +46,7 @@ type watch struct {
 	inflight sync.WaitGroup
 	probeCh  chan probeRec
 	probes   []probeRec
+	samples  []sample // every tick, for the timeline
 
 	splitSince   time.Time
 	longestSplit time.Duration
@@ -120,6 +121,7 @@ func (w *watch) tick(ctx context.Context) sample {
 		}
 	}
 	w.trackSplit(s)
+	w.samples = append(w.samples, s)
 	w.drain()
 	return s
 }
