@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"time"
 
 	"charm.land/lipgloss/v2"
 	"github.com/spf13/cobra"
 
 	"github.com/hactl/hactl/pkg/failover"
+	"github.com/hactl/hactl/pkg/report"
 	"github.com/hactl/hactl/pkg/ui"
 )
 
@@ -18,6 +20,8 @@ type FailoverOptions struct {
 	Conn ConnOptions
 	Node string
 	Mode string
+	// Report is --report FILE.html: the run drawn as one page (pkg/report).
+	Report string
 }
 
 func newFailoverTest(ctx context.Context, g *Globals) *cobra.Command {
@@ -50,6 +54,7 @@ and restores; a second Ctrl-C abandons restoration and lists what is left.`,
 	f := cmd.Flags()
 	f.StringVar(&o.Node, "node", "", "disrupt only this node (default: every master in turn)")
 	f.StringVar(&o.Mode, "mode", string(failover.ModeStop), "stop, kill, nginx, nginx-dead or all")
+	f.StringVar(&o.Report, "report", "", "also write the run as a self-contained HTML page (timeline per scenario) to `FILE.html`")
 	o.Conn.addFlags(cmd)
 	return cmd
 }
@@ -113,6 +118,14 @@ func runFailover(ctx context.Context, g *Globals, o *FailoverOptions) error {
 	}
 
 	rep, runErr := run.Run(runCtx, scenarios)
+	if o.Report != "" {
+		if err := writeFailoverReport(g, o.Report, rep); err != nil {
+			say("%s\n", errp.Styles.Bad.Render("hactl: "+err.Error()))
+			if runErr == nil {
+				runErr = err
+			}
+		}
+	}
 	if g.Output == "json" {
 		doc := failoverJSON{Report: rep}
 		if runErr != nil {
@@ -241,4 +254,18 @@ func printFailover(p *ui.Printer, rep failover.Report) {
 	if rep.Interrupted {
 		p.Printf("%s\n", p.Styles.Warn.Render("interrupted: remaining scenarios were not run"))
 	}
+}
+
+// writeFailoverReport draws rep as --report FILE.html, also after a failed or
+// interrupted run: that is when the page is most wanted.
+func writeFailoverReport(g *Globals, path string, rep failover.Report) error {
+	now := time.Now()
+	if g.Deps.Clock != nil {
+		now = g.Deps.Clock.Now()
+	}
+	page, err := report.HTML(rep, report.Info{Inventory: g.Inventory, Generated: now})
+	if err != nil {
+		return err
+	}
+	return report.WriteFile(path, page)
 }
