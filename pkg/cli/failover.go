@@ -27,7 +27,7 @@ type FailoverOptions struct {
 func newFailoverTest(ctx context.Context, g *Globals) *cobra.Command {
 	o := &FailoverOptions{}
 	cmd := &cobra.Command{
-		Use:   "failover-test -i FILE [--node NAME] [--mode stop|kill|nginx|nginx-dead|all]",
+		Use:   "failover-test -i FILE [--node NAME] [--mode stop|kill|nginx|nginx-dead|all] [--report FILE.html]",
 		Short: "Disrupt each master in turn and measure where its VIP goes, how fast, and what HTTP clients saw",
 		Long: `failover-test starts from a healthy fleet (every VIP on its master only, every
 host reachable with keepalived and nginx active; otherwise it refuses), then for
