@@ -156,16 +156,18 @@ func seconds(s float64) string { return fmt.Sprintf("%.2fs", s) }
 
 // scenario is one drawn timeline.
 type scenario struct {
-	ID      string
-	R       failover.Result
-	Command string
-	W, H    string
-	Lanes   []lane
-	Probes  []mark
-	Events  []event
-	Bound   *band // 0 → bound
-	Margin  *band // bound → bound + margin
-	Ticks   []tick
+	ID string
+	R  failover.Result
+	// StaysMode: the VIP is meant to stay (nginx); drift_s is nginx's return.
+	StaysMode bool
+	Command   string
+	W, H      string
+	Lanes     []lane
+	Probes    []mark
+	Events    []event
+	Bound     *band // 0 → bound
+	Margin    *band // bound → bound + margin
+	Ticks     []tick
 	// Geometry the template needs.
 	X0, X1, LaneW    string // the time axis' ends and length
 	LanesTop, BoundH string // the band behind lanes and probes
@@ -211,7 +213,7 @@ type tick struct {
 
 // drawScenario lays out one scenario's timeline.
 func drawScenario(i int, r failover.Result) scenario {
-	sc := scenario{ID: fmt.Sprintf("s%d", i+1), R: r, Command: failover.DisruptCommand(r.Mode)}
+	sc := scenario{ID: fmt.Sprintf("s%d", i+1), R: r, Command: failover.DisruptCommand(r.Mode), StaysMode: r.Mode == failover.ModeNginx}
 	tl := r.Timeline
 	if tl == nil {
 		tl = &failover.Timeline{}
