@@ -119,7 +119,7 @@ type Result struct {
 	Error        string         `json:"error,omitempty"`
 	Notes        []string       `json:"notes,omitempty"`
 	// Timeline is every sample, probe and event of the scenario (absent when
-	// it never started watching).
+	// the scenario could not start).
 	Timeline *Timeline `json:"timeline,omitempty"`
 }
 
