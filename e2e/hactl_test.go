@@ -422,7 +422,7 @@ func TestHactl(t *testing.T) {
 			t.Logf("%s %-10s moved to %-14s drift %.2fs (bound %.2fs) http %d/%d gap %.2fs failback %.2fs pass=%v %s",
 				s.Node, s.Mode, s.MovedTo, s.Drift, s.Bound, s.Failed, s.Requests, s.Gap, s.Failback, s.Pass, s.Error)
 		}
-		if code != 0 || len(doc.Scenarios) != 12 {
+		if code != 0 || len(doc.Scenarios) != 15 {
 			t.Fatalf("exit %d, %d scenarios\n%s", code, len(doc.Scenarios), errOut)
 		}
 		for _, s := range doc.Scenarios {

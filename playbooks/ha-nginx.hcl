@@ -9,7 +9,9 @@
 # step only on hosts whose OS has that key: "el", "el7", "el8", "el9",
 # "debian", "debian11", "debian12", "ubuntu22.04" … (others report "skipped").
 # Attribute values may name per-host inventory values as {nginx_listen},
-# {interface}, {vrrp_transport}.
+# {interface}, {vrrp_transport}, {ipv6} and {vrrp_ipv6} ("yes"/"no": the
+# cluster has IPv6 VIPs / its VRRP instances are IPv6). `when = "ipv6"` runs a
+# step only on hosts of clusters with IPv6 VIPs.
 
 step "epel" {
   # CentOS 7 has no nginx in base; EPEL has it, and epel-release is in
@@ -34,6 +36,22 @@ step "packages" {
   }
 }
 
+step "ndisc6" {
+  # Clusters with IPv6 VIPs: clean_arp.sh's IPv6 path (`ndisc6 -s VIP6
+  # GATEWAY6`, the IPv6 form of `arping -s`) needs it. Debian has it in main,
+  # Ubuntu in universe. EL has it only in EPEL: installed where EPEL is
+  # (epel-release installed, e.g. CentOS 7 for nginx), else skipped — hactl
+  # does not add EPEL for it, keepalived's own unsolicited neighbour adverts do
+  # the work and the script skips ndisc6 when it is missing.
+  when = "ipv6"
+  package {
+    names = ["ndisc6"]
+    requires_by_family = {
+      el = ["epel-release"]
+    }
+  }
+}
+
 step "firewall" {
   # Only when firewalld or ufw is active: VRRP between the balancers and the
   # nginx port for clients. hactl never turns a firewall on.
@@ -54,6 +72,22 @@ step "notify script" {
   template {
     path = "/etc/keepalived/clean_arp.sh"
   }
+}
+
+step "track script" {
+  # keepalived before 2.0 has no track_file; its vrrp_scripts poll the drain
+  # and nginx event files with this script (rendered on every host).
+  template {
+    path = "/etc/keepalived/hactl_track.sh"
+  }
+}
+
+step "nginx unit drop-in" {
+  # Tells keepalived the moment nginx stops or starts (/run/hactl/nginx-down).
+  template {
+    path = "/etc/systemd/system/nginx.service.d/hactl-track.conf"
+  }
+  notify = ["systemd"]
 }
 
 step "keepalived unit drop-in" {
@@ -131,6 +165,8 @@ handler "systemd" {
 }
 
 handler "nginx" {
+  # Reload, never restart: a restart runs the unit's ExecStopPost, which
+  # tells keepalived nginx is down and moves this host's VIPs away and back.
   service {
     name   = "nginx"
     action = "reload"

@@ -31,6 +31,10 @@ if [ "${ADDR1%.*}" != "$NET" ] || [ "${VIP1%.*}" != "$NET" ] || [ "$GATEWAY" != 
 fi
 ADDR_BASE=$((${ADDR1##*.} - 1))
 VIP_BASE=$((${VIP1##*.} - 1))
+# IPv6: the documentation prefix's lab /64, nothing else and no route out of it. Host i is ::1i
+# (::11, ::12, …) and its VIP ::20i, whatever the IPv4 plan.
+NET6=2001:db8:18
+GATEWAY6=$NET6::1
 MAX_HOSTS=50
 BOOT_TIMEOUT=${LAB_BOOT_TIMEOUT:-90}      # seconds per host, boot + sshd
 STOP_TIMEOUT=${LAB_STOP_TIMEOUT:-20}      # seconds between the one SIGTERM and SIGKILL
@@ -45,6 +49,8 @@ HOSTS=$LAB/hosts
 KEY=$LAB/id_ed25519
 KNOWN=$LAB/known_hosts
 INVENTORY=$LAB/lab.hcl
+INVENTORY_DUAL=$LAB/lab-dualstack.hcl
+INVENTORY_V6=$LAB/lab-ipv6.hcl
 
 log() { printf 'lab: %s\n' "$*" >&2; }
 die() { printf 'lab: error: %s\n' "$*" >&2; exit 1; }
@@ -53,6 +59,7 @@ elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 
 addr_of() { echo "$NET.$((ADDR_BASE + $1))"; }
 vip_of() { echo "$NET.$((VIP_BASE + $1))"; }
+addr6_of() { echo "$NET6::1$1"; }
 veth_of() { echo "hactl-lab$1"; }
 
 # ---------------------------------------------------------------------------------------------
@@ -138,6 +145,22 @@ check_subnet_free() {
 	return 0
 }
 
+# The same for the lab's IPv6 /64: refused when a route or address of 2001:db8:18::/64 (or a prefix
+# containing it) is on anything but our bridge.
+check_subnet6_free() {
+	local line dev
+	while read -r line; do
+		dev=$(sed -n 's/.* dev \([^ ]*\).*/\1/p' <<<"$line")
+		[ "$dev" = "$BRIDGE" ] && continue
+		[ -z "$dev" ] && continue
+		die "$NET6::/64 is already used on this machine ($line); the lab needs it for bridge $BRIDGE — remove that route/address or use another machine"
+	done < <({
+		ip -6 route show table all to root "$NET6::/64" 2>/dev/null
+		ip -6 route show table all match "$NET6::/64" 2>/dev/null | grep -v '^default'
+	} | grep -v '^\(local\|anycast\|multicast\) ' | grep -E '^[0-9a-f]')
+	return 0
+}
+
 # Bridged frames pass the root FORWARD chain when br_netfilter is loaded; a DROP policy there would
 # silently cut host-to-host traffic (VRRP included).
 warn_forward_drop() {
@@ -202,12 +225,14 @@ build_base() {
 
 	# The chroot still has this machine's network: fetch every package the tests and benchmarks will
 	# install later, with all dependencies, into the local repository. arping and iputils-arping conflict,
-	# so the second is fetched on its own. python3 + python3-apt serve the Ansible benchmark.
+	# so the second is fetched on its own. python3 + python3-apt serve the Ansible benchmark. ndisc6 is
+	# the notify script's IPv6 neighbour solicitation (a base cached before it came gets it from
+	# ensure_repo_extra).
 	cp /etc/resolv.conf "$tmp/etc/resolv.conf"
 	mount -t proc proc "$tmp/proc"
 	{
 		in_chroot "$tmp" apt-get -qq update &&
-			in_chroot "$tmp" apt-get -qq install -y --download-only keepalived nginx arping python3 python3-apt &&
+			in_chroot "$tmp" apt-get -qq install -y --download-only keepalived nginx arping ndisc6 python3 python3-apt &&
 			in_chroot "$tmp" apt-get -qq install -y --download-only iputils-arping
 	} >"$LAB/cache/repo-download.log" 2>&1 || {
 		umount "$tmp/proc"
@@ -284,6 +309,36 @@ ensure_base() {
 	build_base
 }
 
+# Packages added to the repo after a base was cached: fetched in a throwaway overlay of the base
+# (its own lists from the mirror, this machine's resolver) and added to the repo, so that adding a
+# package does not cost a base rebuild. Hosts bind the repo read-only and refresh their lists
+# (apt-get update) before installing.
+REPO_EXTRA=(ndisc6)
+ensure_repo_extra() {
+	local p want=() tmp mirror ok=1
+	for p in "${REPO_EXTRA[@]}"; do
+		[ -n "$(find "$REPO" -maxdepth 1 -name "${p}_*.deb" -print -quit)" ] || want+=("$p")
+	done
+	[ ${#want[@]} -eq 0 ] && return 0
+	mirror=$(debian_mirror)
+	tmp=$LAB/cache/extra.tmp
+	safe_rm "$tmp"
+	mkdir -p "$tmp/upper" "$tmp/work" "$tmp/root"
+	log "adding ${want[*]} to the local repo from $mirror"
+	mount -t overlay overlay -o "lowerdir=$BASE,upperdir=$tmp/upper,workdir=$tmp/work" "$tmp/root"
+	printf 'deb %s %s main\n' "$mirror" "$SUITE" >"$tmp/root/etc/apt/sources.list"
+	cp /etc/resolv.conf "$tmp/root/etc/resolv.conf"
+	mount -t proc proc "$tmp/root/proc"
+	{
+		in_chroot "$tmp/root" apt-get -qq update &&
+			in_chroot "$tmp/root" apt-get -qq install -y --download-only "${want[@]}"
+	} >"$LAB/cache/repo-extra.log" 2>&1 || ok=0
+	[ "$ok" = 1 ] && cp -n "$tmp"/root/var/cache/apt/archives/*.deb "$REPO/"
+	safe_rm "$tmp"
+	[ "$ok" = 1 ] || die "downloading ${want[*]} for the local repo failed; see $LAB/cache/repo-extra.log"
+	make_repo "$REPO"
+}
+
 ensure_key() {
 	[ -s "$KEY" ] && [ -s "$KEY.pub" ] && return 0
 	rm -f "$KEY" "$KEY.pub"
@@ -311,7 +366,24 @@ ensure_bridge() {
 	fi
 	ip link set "$BRIDGE" type bridge forward_delay 0 mcast_snooping 0
 	ip addr replace "$GATEWAY/24" dev "$BRIDGE"
+	# IPv6 on the bridge: no DAD (the address is usable at once, and a lab never has a duplicate),
+	# no router adverts taken from anything on it; the gateway's address survives a link flap.
+	lab_ipv6_sysctls "$BRIDGE"
+	ip addr replace "$GATEWAY6/64" dev "$BRIDGE" nodad
 	ip link set "$BRIDGE" up
+}
+
+# lab_ipv6_sysctls IFACE [NETNS]: accept_dad=0, accept_ra=0, keep_addr_on_down=1 (a link taken down and
+# up, e.g. by a test, keeps its static IPv6 address as an IPv4 one is kept).
+lab_ipv6_sysctls() {
+	local dev=$1 ns=${2:-} k
+	for k in accept_dad=0 accept_ra=0 keep_addr_on_down=1; do
+		if [ -n "$ns" ]; then
+			ip netns exec "$ns" sh -c "echo ${k#*=} >/proc/sys/net/ipv6/conf/$dev/${k%%=*}"
+		else
+			echo "${k#*=}" >"/proc/sys/net/ipv6/conf/$dev/${k%%=*}"
+		fi
+	done
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -403,8 +475,9 @@ stop_host() {
 
 # Prepares and boots host i; does not wait for it. Runs in parallel with the other hosts.
 start_host() {
-	local i=$1 h=lab$1 addr dir root pid mac d
+	local i=$1 h=lab$1 addr addr6 dir root pid mac d
 	addr=$(addr_of "$i")
+	addr6=$(addr6_of "$i")
 	dir=$HOSTS/$h
 	root=$dir/root
 	stop_host "$h" # stale remains of a killed lab: netns, mounts, cgroups, old upper dir
@@ -413,12 +486,18 @@ start_host() {
 	# Network: own netns, veth into the bridge, eth0 inside, no default route. A fixed MAC keeps the
 	# other hosts' ARP caches right when a host is recreated.
 	mac=$(printf '02:48:41:00:00:%02x' "$i")
+	# IPv6: ::1i/64 with nodad, the netns's defaults set first so eth0 is born with them; the bridge
+	# side of the veth gets no IPv6 of its own.
 	ip netns add "$h"
+	lab_ipv6_sysctls default "$h"
 	ip link add "$(veth_of "$i")" type veth peer name eth0 netns "$h"
+	echo 1 >"/proc/sys/net/ipv6/conf/$(veth_of "$i")/disable_ipv6"
 	ip link set "$(veth_of "$i")" master "$BRIDGE" up
 	ip -n "$h" link set lo up
 	ip -n "$h" link set eth0 address "$mac"
+	lab_ipv6_sysctls eth0 "$h"
 	ip -n "$h" addr add "$addr/24" dev eth0
+	ip -n "$h" addr add "$addr6/64" dev eth0 nodad
 	ip -n "$h" link set eth0 up
 
 	mount -t overlay overlay -o "lowerdir=$BASE,upperdir=$dir/upper,workdir=$dir/work" "$root"
@@ -427,8 +506,8 @@ start_host() {
 	ssh-keygen -q -t ed25519 -N '' -C "root@$h" -f "$root/etc/ssh/ssh_host_ed25519_key"
 	tr -d - </proc/sys/kernel/random/uuid >"$root/etc/machine-id"
 	echo "$h" >"$root/etc/hostname"
-	printf '127.0.0.1\tlocalhost\n%s\t%s\n::1\tlocalhost ip6-localhost ip6-loopback\n' "$addr" "$h" >"$root/etc/hosts"
-	printf 'ListenAddress %s\n' "$addr" >"$root/etc/ssh/sshd_config.d/hactl-lab-listen.conf"
+	printf '127.0.0.1\tlocalhost\n%s\t%s\n%s\t%s\n::1\tlocalhost ip6-localhost ip6-loopback\n' "$addr" "$h" "$addr6" "$h" >"$root/etc/hosts"
+	printf 'ListenAddress %s\nListenAddress %s\n' "$addr" "$addr6" >"$root/etc/ssh/sshd_config.d/hactl-lab-listen.conf"
 	install -d -m 0700 "$root/root/.ssh"
 	install -m 0600 "$KEY.pub" "$root/root/.ssh/authorized_keys"
 	install -d -m 0700 "$root/home/ops/.ssh"
@@ -511,11 +590,12 @@ running_hosts() { # names of hosts with a live nspawn, sorted by index
 	return 0
 }
 
-write_known_hosts() { # from each host's own key file, never from a first connection
-	local i tmp=$KNOWN.tmp
+write_known_hosts() { # from each host's own key file, never from a first connection; both addresses
+	local i key tmp=$KNOWN.tmp
 	: >"$tmp"
 	for i in "$@"; do
-		printf '%s %s\n' "$(addr_of "$i")" "$(cut -d' ' -f1,2 "$HOSTS/lab$i/upper/etc/ssh/ssh_host_ed25519_key.pub")" >>"$tmp"
+		key=$(cut -d' ' -f1,2 "$HOSTS/lab$i/upper/etc/ssh/ssh_host_ed25519_key.pub")
+		printf '%s %s\n%s %s\n' "$(addr_of "$i")" "$key" "$(addr6_of "$i")" "$key" >>"$tmp"
 	done
 	mv "$tmp" "$KNOWN"
 }
@@ -563,6 +643,35 @@ write_inventory() {
 	mv "$tmp" "$INVENTORY"
 }
 
+# The IPv6 inventories next to lab.hcl, derived from its rendering (so the cluster settings stay
+# the template's): lab-dualstack.hcl adds gateway6 and each host's vip6 ::20i; lab-ipv6.hcl has
+# gateway6 instead of gateway and IPv6 addresses (::1i) and VIPs only.
+write_ipv6_inventories() {
+	local n=$1 kind out
+	for kind in dualstack ipv6; do
+		out=$INVENTORY_DUAL
+		[ "$kind" = ipv6 ] && out=$INVENTORY_V6
+		render_inventory "$n" | awk -v kind="$kind" -v net6="$NET6" -v gw6="$GATEWAY6" '
+			NR == 1 && /^# generated/ { print $0 " (" kind ")"; next }
+			/^  host "lab[0-9]+"/ { i = $2; gsub(/[^0-9]/, "", i) }
+			/^ *gateway *=/ {
+				if (kind == "dualstack") print
+				print "  gateway6               = \"" gw6 "\""
+				next
+			}
+			/^ *address *=/ && kind == "ipv6" { sub(/"[^"]*"/, "\"" net6 "::1" i "\"") }
+			/^ *vip *=/ {
+				if (kind == "ipv6") { sub(/"[^"]*"/, "\"" net6 "::20" i "/64\""); print; next }
+				print
+				print "    vip6    = \"" net6 "::20" i "/64\""
+				next
+			}
+			{ print }
+		' >"$out.tmp"
+		mv "$out.tmp" "$out"
+	done
+}
+
 lock() {
 	mkdir -p "$LAB"
 	exec {LOCKFD}>"$LAB/.lock"
@@ -582,8 +691,10 @@ cmd_up() {
 	ensure_tools
 	lock
 	check_subnet_free
+	check_subnet6_free
 	warn_forward_drop
 	ensure_base
+	ensure_repo_extra
 	ensure_key
 	mkdir -p "$HOSTS"
 	ensure_inotify "$n"
@@ -619,6 +730,7 @@ cmd_up() {
 	for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
 	[ "$failed" = 0 ] || die "some hosts did not boot; the lab is left as is for inspection ('$0 down' cleans up)"
 	write_inventory "$n"
+	write_ipv6_inventories "$n"
 	if [ ${#start[@]} -eq 0 ] && [ ${#stop[@]} -eq 0 ]; then
 		log "lab of $n hosts already up ($(elapsed "$t0") s); inventory: $INVENTORY"
 	else
@@ -647,7 +759,7 @@ cmd_down() {
 	for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
 	ip link delete "$BRIDGE" 2>/dev/null || true
 	for d in "/sys/fs/cgroup/$CG_NAME" /sys/fs/cgroup/*/"$CG_NAME"; do rmdir "$d" 2>/dev/null || true; done
-	rm -f "$INVENTORY" "$KNOWN"
+	rm -f "$INVENTORY" "$INVENTORY_DUAL" "$INVENTORY_V6" "$KNOWN"
 	[ "$failed" = 0 ] || die "some hosts could not be cleaned up (see above)"
 	log "lab down in $(elapsed "$t0") s"
 }
@@ -692,15 +804,57 @@ cmd_purge() {
 	log "purged $LAB"
 }
 
+# reboot labN: `systemctl reboot` inside makes nspawn exit (nothing boots the container again), so
+# the host is booted again here on the same overlay, netns and identity (its files survive, /run and
+# its processes do not), then waited for like `up` does.
+cmd_reboot() {
+	local h=${1:-} i pid t0 t d dir
+	[[ $h =~ ^lab([0-9]+)$ ]] || die "usage: $0 reboot labN"
+	i=${BASH_REMATCH[1]}
+	dir=$HOSTS/$h
+	t0=$(now)
+	lock
+	pid=$(host_pid "$h")
+	[ -n "$pid" ] || die "$h is not running"
+	ssh_lab "$(addr_of "$i")" systemctl reboot || true
+	for ((t = 0; t < STOP_TIMEOUT * 10; t++)); do
+		proc_alive "$pid" || break
+		sleep 0.1
+	done
+	proc_alive "$pid" && die "$h: systemd-nspawn still runs ${STOP_TIMEOUT}s after systemctl reboot"
+	log "$h: powered off after $(elapsed "$t0") s; booting it again"
+	(
+		while read -r d; do mkdir -p "$d" && echo "$BASHPID" >"$d/cgroup.procs"; done < <(cgroup_dirs "$h")
+		for fd in /proc/"$BASHPID"/fd/*; do
+			fd=${fd##*/}
+			[ "$fd" -gt 2 ] && eval "exec $fd>&-"
+		done
+		SYSTEMD_NSPAWN_API_VFS_WRITABLE=network exec setsid systemd-nspawn --boot --quiet --directory="$dir/root" --machine="$h" \
+			--register=no --keep-unit --network-namespace-path="/run/netns/$h" \
+			--capability=CAP_NET_ADMIN --bind-ro="$REPO:/srv/labrepo" \
+			--resolv-conf=off --timezone=off --link-journal=no --console=read-only \
+			</dev/null >>"$dir/console.log" 2>&1
+	) &
+	pid=$!
+	for _ in 1 2 3 4 5 6 7 8 9 10; do
+		[ "$(cat "/proc/$pid/comm" 2>/dev/null)" = systemd-nspawn ] && break
+		sleep 0.05
+	done
+	echo "$pid $(proc_starttime "$pid")" >"$dir/pid"
+	wait_host "$i" || die "$h did not come back after the reboot"
+	log "$h rebooted in $(elapsed "$t0") s"
+}
+
 main() {
 	local cmd=${1:-}
 	case $cmd in
 	up | down | purge) require_root_linux "$@" ;;
 	status) require_root_linux "$@" ;;
+	reboot) require_root_linux "$@" ;;
 	inventory) ;;
 	test-deps) cmd=test_deps ;;
 	*)
-		echo "usage: $0 up [N] | down | status | purge | inventory [N] | test-deps" >&2
+		echo "usage: $0 up [N] | down | status | purge | inventory [N] | test-deps | reboot labN" >&2
 		exit 2
 		;;
 	esac

@@ -2,18 +2,24 @@
 // tests of the code that drives and watches them (pkg/failover, pkg/rollout):
 // which host carries which VIP and what systemd says about keepalived and
 // nginx, driven by the commands sent to each host's remotetest.Fake. It answers
-// `ip -o -4 addr show dev IFACE` and the systemctl commands hactl sends
+// `ip -o -4 addr show dev IFACE`, `ip -o addr show dev IFACE` (with a
+// dual-stack instance's IPv6 VIP, which moves with its IPv4 one unless
+// pinned apart with Place) and the systemctl commands hactl sends
 // (is-active, start, stop, restart, kill -s SIG…, mask/unmask --runtime,
-// reset-failed, `;`-joined), and nothing else: an unexpected command exits
+// reset-failed, `;`-joined), and `hactl drain`'s read and write of the drain
+// file (pkg/drain), and nothing else: an unexpected command exits
 // 127, so a test sees what it did not expect.
 package vrrpsim
 
 import (
 	"fmt"
+	"net/netip"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/hactl/hactl/pkg/drain"
+	"github.com/hactl/hactl/pkg/facts"
 	"github.com/hactl/hactl/pkg/fleet"
 	"github.com/hactl/hactl/pkg/inventory"
 	"github.com/hactl/hactl/pkg/remote"
@@ -40,6 +46,11 @@ type World struct {
 	// FirstClaim: a host whose keepalived never ran claims its VIP this long
 	// after its first start (no advert heard for a master-down interval).
 	FirstClaim time.Duration
+	// DrainMove: drain file -253 → the next host claims the VIP (its
+	// master-down timer: the drained host's adverts at priority 1 are
+	// ignored); the drained host keeps it for Overlap more.
+	// Preempt: drain file 0 → the host takes its VIP back (overlap too).
+	DrainMove, Preempt, Overlap time.Duration
 
 	mu      sync.Mutex
 	failCmd map[string]int
@@ -51,11 +62,20 @@ type World struct {
 	killed  map[string]time.Duration
 	stopped map[string]time.Duration // nginx stop time
 	cold    map[string]time.Duration // keepalived never ran: first start (Never: not yet)
+	drain   map[string]drainState
 	placed  []placement
 	sent    []Sent
 
 	inst  []*vrrp.Instance
 	hosts []*inventory.Host
+}
+
+// drainState is a host's drain file: its value and when it was written;
+// out is when the host left its instances (Never: still in), back when it
+// came back after a drain.
+type drainState struct {
+	value     int
+	out, back time.Duration
 }
 
 // placement pins a VIP on exactly these hosts for a span of virtual time.
@@ -79,7 +99,9 @@ func New(inv *inventory.Inventory, l *vrrp.Layout) *World {
 		Clock: NewClock(), Fleet: &fleet.Fleet{}, Fakes: map[string]*remotetest.Fake{},
 		Takeover: 400 * time.Millisecond, Failback: 3700 * time.Millisecond,
 		AutoRestart: 5 * time.Second, NginxRestart: 1200 * time.Millisecond, FirstClaim: 3600 * time.Millisecond,
-		ka: map[string]string{}, nginx: map[string]string{}, masked: map[string]bool{},
+		DrainMove: 3900 * time.Millisecond, Preempt: 4700 * time.Millisecond, Overlap: 50 * time.Millisecond,
+		drain: map[string]drainState{},
+		ka:    map[string]string{}, nginx: map[string]string{}, masked: map[string]bool{},
 		down: map[string]time.Duration{}, back: map[string]time.Duration{}, killed: map[string]time.Duration{},
 		stopped: map[string]time.Duration{}, cold: map[string]time.Duration{}, failCmd: map[string]int{},
 		inst: l.Instances, hosts: inv.Hosts(),
@@ -141,12 +163,15 @@ func (w *World) Holders() map[string][]string {
 	out := map[string][]string{}
 	for _, in := range w.inst {
 		out[in.VIP.String()] = w.holders(in, now)
+		if in.VIP6.IsValid() {
+			out[in.VIP6.String()] = w.holdersOf(in, in.VIP6.String(), now)
+		}
 	}
 	return out
 }
 
 // Sent lists the commands sent so far other than the polls (ip addr,
-// systemctl is-active), in order.
+// systemctl is-active, the drain file's read), in order.
 func (w *World) Sent() []Sent {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -183,14 +208,35 @@ func (w *World) update(now time.Duration) {
 
 // holders of in's VIP; w.mu held.
 func (w *World) holders(in *vrrp.Instance, now time.Duration) []string {
+	return w.holdersOf(in, in.VIP.String(), now)
+}
+
+// holdersOf one of in's addresses: a placement pins it, else it is where
+// keepalived would have the instance; w.mu held.
+func (w *World) holdersOf(in *vrrp.Instance, vip string, now time.Duration) []string {
 	for _, p := range w.placed {
-		if p.vip == in.VIP.String() && now >= p.from && now < p.to {
+		if p.vip == vip && now >= p.from && now < p.to {
 			return p.holders
 		}
 	}
 	m := in.Master
 	if _, cold := w.cold[m]; cold {
 		return nil
+	}
+	next := w.next(in)
+	if ds, ok := w.drain[m]; ok {
+		switch {
+		case ds.out != Never && now < ds.out+w.DrainMove:
+			return []string{m}
+		case ds.out != Never && now < ds.out+w.DrainMove+w.Overlap:
+			return []string{m, next}
+		case ds.out != Never:
+			return []string{next}
+		case ds.back != Never && now < ds.back+w.Preempt:
+			return []string{next}
+		case ds.back != Never && now < ds.back+w.Preempt+w.Overlap:
+			return []string{next, m}
+		}
 	}
 	d, moving := w.down[m]
 	if !moving {
@@ -201,9 +247,42 @@ func (w *World) holders(in *vrrp.Instance, now time.Duration) []string {
 		out = append(out, m)
 	}
 	if w.Takeover != Never && now >= d+w.Takeover {
-		out = append(out, in.FirstBackup().Host)
+		out = append(out, next)
 	}
 	return out
+}
+
+// next is the first backup of in that is not drained; w.mu held.
+func (w *World) next(in *vrrp.Instance) string {
+	for _, b := range in.Backups() {
+		if ds, ok := w.drain[b.Host]; !ok || ds.out == Never {
+			return b.Host
+		}
+	}
+	return in.FirstBackup().Host
+}
+
+// Drained reports host's drain file value.
+func (w *World) Drain(host string) int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.drain[host].value
+}
+
+// writeDrain is `hactl drain`'s write; w.mu held.
+func (w *World) writeDrain(host string, v int, now time.Duration) {
+	ds, ok := w.drain[host]
+	if !ok {
+		ds = drainState{out: Never, back: Never}
+	}
+	ds.value = v
+	switch {
+	case facts.Drained(v) && ds.out == Never:
+		ds.out, ds.back = now, Never
+	case !facts.Drained(v) && ds.out != Never:
+		ds.out, ds.back = Never, now
+	}
+	w.drain[host] = ds
 }
 
 func (w *World) handler(h *inventory.Host) func(string, []byte) remote.Result {
@@ -213,15 +292,25 @@ func (w *World) handler(h *inventory.Host) func(string, []byte) remote.Result {
 		w.mu.Lock()
 		defer w.mu.Unlock()
 		w.update(now)
-		poll := strings.HasPrefix(cmd, "ip -o -4 addr show dev ")
-		if !poll && !strings.HasPrefix(cmd, "systemctl is-active") {
+		poll := strings.HasPrefix(cmd, "ip -o -4 addr show dev ") || strings.HasPrefix(cmd, "ip -o addr show dev ")
+		if !poll && !strings.HasPrefix(cmd, "systemctl is-active") && cmd != drain.ReadCommand() {
 			w.sent = append(w.sent, Sent{At: now, Host: host, Cmd: cmd})
 		}
 		if code, ok := w.failCmd[host+" "+cmd]; ok {
 			return remote.Result{ExitCode: code, Stderr: []byte("simulated failure")}
 		}
 		if poll {
-			return w.addrs(h, now)
+			return w.addrs(h, now, !strings.HasPrefix(cmd, "ip -o -4 "))
+		}
+		if cmd == drain.ReadCommand() {
+			if ds, ok := w.drain[host]; ok {
+				return remote.Result{Stdout: []byte(fmt.Sprintf("%d\n\n", ds.value))}
+			}
+			return remote.Result{Stdout: []byte("\n")}
+		}
+		if v, ok := drain.ParseWriteCommand(cmd); ok {
+			w.writeDrain(host, v, now)
+			return remote.Result{}
 		}
 		var res remote.Result
 		for _, part := range strings.Split(cmd, ";") {
@@ -233,15 +322,27 @@ func (w *World) handler(h *inventory.Host) func(string, []byte) remote.Result {
 	}
 }
 
-// addrs answers `ip -o -4 addr show dev`; w.mu held.
-func (w *World) addrs(h *inventory.Host, now time.Duration) remote.Result {
+// addrs answers `ip -o -4 addr show dev`, or both families with v6; w.mu held.
+func (w *World) addrs(h *inventory.Host, now time.Duration, v6 bool) remote.Result {
 	var b strings.Builder
 	fmt.Fprintf(&b, "2: %s    inet %s/24 brd 198.18.0.255 scope global %s\\       valid_lft forever\n", h.Interface, h.Address, h.Interface)
-	for _, in := range w.inst {
-		for _, x := range w.holders(in, now) {
-			if x == h.Name {
-				fmt.Fprintf(&b, "2: %s    inet %s scope global secondary %s\\       valid_lft forever\n", h.Interface, in.VIP, h.Interface)
+	line := func(in *vrrp.Instance, vip netip.Prefix) {
+		fam := "inet"
+		if vip.Addr().Is6() {
+			if !v6 {
+				return
 			}
+			fam = "inet6"
+		}
+		for _, x := range w.holdersOf(in, vip.String(), now) {
+			if x == h.Name {
+				fmt.Fprintf(&b, "2: %s    %s %s scope global secondary %s\\       valid_lft forever\n", h.Interface, fam, vip, h.Interface)
+			}
+		}
+	}
+	for _, in := range w.inst {
+		for _, a := range in.Addrs() {
+			line(in, a)
 		}
 	}
 	return remote.Result{Stdout: []byte(b.String())}

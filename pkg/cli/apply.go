@@ -70,7 +70,7 @@ on its master only. Exit 1 if any host failed or any VIP is misplaced.`,
 }
 
 func extraCommands(ctx context.Context, g *Globals) []*cobra.Command {
-	return []*cobra.Command{newApply(ctx, g), newStatus(ctx, g), newFailoverTest(ctx, g)}
+	return []*cobra.Command{newApply(ctx, g), newStatus(ctx, g), newFailoverTest(ctx, g), newDrain(ctx, g, false), newDrain(ctx, g, true)}
 }
 
 func planOnline(ctx context.Context, g *Globals, o *PlanOptions, l *Loaded) error {
@@ -122,10 +122,13 @@ type change struct {
 // targetVars are the inventory values the playbook may name as "{name}".
 func targetVars(inv *inventory.Inventory, h *inventory.Host) map[string]string {
 	c := inv.ClusterOf(h.Name)
+	yes := map[bool]string{true: "yes", false: "no"}
 	return map[string]string{
-		"nginx_listen":   fmt.Sprint(c.Nginx.Listen),
-		"interface":      h.Interface,
-		"vrrp_transport": c.Transport,
+		"nginx_listen":       fmt.Sprint(c.Nginx.Listen),
+		"interface":          h.Interface,
+		"vrrp_transport":     c.Transport,
+		playbook.VarIPv6:     yes[c.HasIPv6()],
+		playbook.VarVRRPIPv6: yes[c.IPv6()],
 	}
 }
 
@@ -192,7 +195,16 @@ func runApply(ctx context.Context, g *Globals, o *ApplyOptions, l *Loaded, dry b
 				if err := f.CheckSupported(h.Name); err != nil {
 					return err
 				}
+				// keepalived before 2.0 gets polling scripts instead of track_file.
+				if err := renderFor(r, l, h.Name, f, byPath); err != nil {
+					return err
+				}
 				ro.NoteTransport(h.Name, f.VRRPTransport)
+				ro.NoteDrained(h.Name, f.Drained())
+				if f.Drained() {
+					progress.event(playbook.Event{Host: h.Name, Step: "drain", Status: "ok",
+						Summary: "drained: its VIPs stay on their next host (hactl undrain " + h.Name + " brings it back)"})
+				}
 				return f.CheckInterface(h.Name, h.Interface, h.Address)
 			},
 		})
@@ -230,7 +242,7 @@ func runApply(ctx context.Context, g *Globals, o *ApplyOptions, l *Loaded, dry b
 	if !dry && failed == 0 {
 		_ = ro.WaitConverged(ctx)
 	}
-	vips := verify.SetTransports(verify.Classify(clusterLayout(l, fl), verify.ObserveVRRP(ctx, fl.Hosts)), l.Inv)
+	vips := verify.SetTransports(verify.Classify(clusterLayout(l, fl), verify.MarkDrained(verify.ObserveVRRP(ctx, fl.Hosts), ro.Drained())), l.Inv)
 	doc.VIPs = vips
 
 	if g.Output == "json" {
@@ -368,7 +380,11 @@ func printVIPs(p *ui.Printer, vips []verify.VIPState) {
 		if holders == "" {
 			holders = "-"
 		}
-		rows = append(rows, []string{v.VIP, v.Cluster, v.Master, holders, v.State})
+		master := v.Master
+		if v.Want != "" {
+			master += " (drained: " + v.Want + ")"
+		}
+		rows = append(rows, []string{v.VIP, v.Cluster, master, holders, v.State})
 	}
 	ok, warn, bad := p.Styles.OK, p.Styles.Warn, p.Styles.Bad
 	p.Table([]string{"VIP", "CLUSTER", "MASTER", "HELD BY", "STATE"}, rows, func(row, col int) *lipgloss.Style {
@@ -386,4 +402,21 @@ func printVIPs(p *ui.Printer, vips []verify.VIPState) {
 	if hint := verify.SplitHint(vips); hint != "" {
 		p.Printf("%s %s\n", p.Styles.Bad.Render("split brain:"), hint)
 	}
+}
+
+// renderFor renders host's files again for the keepalived its facts found
+// (track_file or, before 2.0, polling scripts) into byPath.
+func renderFor(r *render.Renderer, l *Loaded, host string, f *facts.Facts, byPath map[string]render.File) error {
+	files, err := r.HostWith(l.Inv, l.Layout, host, renderOptions(f))
+	if err != nil {
+		return err
+	}
+	for _, x := range files {
+		byPath[x.Path] = x
+	}
+	return nil
+}
+
+func renderOptions(f *facts.Facts) render.Options {
+	return render.Options{KeepalivedVersion: f.KeepalivedVersion, Legacy: !f.KeepalivedTrackFile()}
 }

@@ -91,6 +91,39 @@ func TestUsageErrors(t *testing.T) {
 	}
 }
 
+// TestPlanOfflineDualStack: the dual-stack lab's table has a VIP6 column and
+// its JSON a vip6 per VIP and the cluster's gateway6; the IPv6-only lab's
+// table has none.
+func TestPlanOfflineDualStack(t *testing.T) {
+	ds := filepath.Join("..", "inventory", "testdata", "lab-dualstack.hcl")
+	r := runCLI(t, []string{"NO_COLOR=1"}, "plan", "--offline", "-i", ds)
+	if r.code != 0 {
+		t.Fatalf("%+v", r)
+	}
+	goldenFile(t, "plan-offline-dualstack.txt", r.out)
+	r = runCLI(t, nil, "plan", "--offline", "-i", ds, "--output", "json")
+	if r.code != 0 {
+		t.Fatalf("%+v", r)
+	}
+	goldenFile(t, "plan-offline-dualstack.json", r.out)
+	var doc struct {
+		Clusters []struct {
+			Gateway6 string `json:"gateway6"`
+		} `json:"clusters"`
+		VIPs []struct{ VIP, VIP6 string } `json:"vips"`
+	}
+	if err := json.Unmarshal([]byte(r.out), &doc); err != nil {
+		t.Fatal(err)
+	}
+	if doc.Clusters[0].Gateway6 != "2001:db8:18::1" || len(doc.VIPs) != 3 || doc.VIPs[0].VIP != "198.18.0.201/24" || doc.VIPs[0].VIP6 != "2001:db8:18::201/64" {
+		t.Errorf("json: %+v", doc)
+	}
+	r = runCLI(t, []string{"NO_COLOR=1"}, "plan", "--offline", "-i", filepath.Join("..", "inventory", "testdata", "lab-ipv6.hcl"))
+	if r.code != 0 || strings.Contains(r.out, "VIP6") || !strings.Contains(r.out, "2001:db8:18::201/64") {
+		t.Errorf("IPv6-only plan:\n%s", r.out)
+	}
+}
+
 func TestPlanOfflineGolden(t *testing.T) {
 	r := runCLI(t, []string{"NO_COLOR=1"}, "plan", "--offline", "-i", prod)
 	if r.code != 0 {

@@ -27,7 +27,7 @@ type FailoverOptions struct {
 func newFailoverTest(ctx context.Context, g *Globals) *cobra.Command {
 	o := &FailoverOptions{}
 	cmd := &cobra.Command{
-		Use:   "failover-test -i FILE [--node NAME] [--mode stop|kill|nginx|nginx-dead|all] [--report FILE.html]",
+		Use:   "failover-test -i FILE [--node NAME] [--mode stop|kill|nginx|nginx-dead|drain|all] [--report FILE.html]",
 		Short: "Disrupt each master in turn and measure where its VIP goes, how fast, and what HTTP clients saw",
 		Long: `failover-test starts from a healthy fleet (every VIP on its master only, every
 host reachable with keepalived and nginx active; otherwise it refuses), then for
@@ -39,11 +39,14 @@ Modes:
   stop        systemctl stop keepalived (graceful: priority-0 advert); bound: skew
   kill        freeze then SIGKILL keepalived (crash); bound: 3 × advert_int + skew;
               systemd restarts it (hactl's drop-in) and the VIP comes home
-  nginx       systemctl stop nginx; the check script restarts it; the VIP stays;
-              bound: fall × interval
-  nginx-dead  nginx masked (--runtime) and stopped; the VIP moves;
-              bound: fall × interval + 3 × advert_int + skew
-  all         the four, in that order
+  nginx       systemctl stop nginx; the check script restarts it; nginx's stop
+              event moves the VIP meanwhile and it comes home; bound (nginx
+              back): fall × interval
+  nginx-dead  nginx masked (--runtime) and stopped; the VIP moves on nginx's
+              stop event; bound: skew (the clock starts after the mask)
+  drain       hactl drain then undrain (drain file -253, -254, 0); passes only
+              with 0 failed requests; bound: 3 × advert_int + skew + advert_int
+  all         the five, in that order
 
 Drift is measured from the moment the disruptive command is issued to the
 first sample showing the VIP on the first backup alone. Ctrl-C stops the test
@@ -53,7 +56,7 @@ and restores; a second Ctrl-C abandons restoration and lists what is left.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.Node, "node", "", "disrupt only this node (default: every master in turn)")
-	f.StringVar(&o.Mode, "mode", string(failover.ModeStop), "stop, kill, nginx, nginx-dead or all")
+	f.StringVar(&o.Mode, "mode", string(failover.ModeStop), "stop, kill, nginx, nginx-dead, drain or all")
 	f.StringVar(&o.Report, "report", "", "also write the run as a self-contained HTML page (timeline per scenario) to `FILE.html`")
 	o.Conn.addFlags(cmd)
 	return cmd

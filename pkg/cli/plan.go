@@ -62,6 +62,7 @@ type clusterJSON struct {
 	Name        string           `json:"name"`
 	Interface   string           `json:"interface"`
 	Gateway     string           `json:"gateway"`
+	Gateway6    string           `json:"gateway6,omitempty"`
 	AdvertInt   float64          `json:"advert_int"`
 	VRRPVersion int              `json:"vrrp_version"`
 	Transport   string           `json:"vrrp_transport"`
@@ -80,6 +81,7 @@ type checkJSON struct {
 
 type vipPlanJSON struct {
 	VIP       string        `json:"vip"`
+	VIP6      string        `json:"vip6,omitempty"` // a dual-stack instance's IPv6 VIP (moves with vip)
 	Cluster   string        `json:"cluster"`
 	Instance  string        `json:"instance"`
 	VRID      int           `json:"vrid"`
@@ -98,16 +100,23 @@ func LayoutJSON(l *Loaded) any {
 			VRRPVersion: c.VRRPVersion(), Transport: c.Transport, BackupOrder: c.BackupOrder, AuthPass: c.AuthPass,
 			Check: checkJSON{c.HealthCheck.Interval, c.HealthCheck.Weight, c.HealthCheck.Fall, c.HealthCheck.Rise},
 		}
+		if c.Gateway6.IsValid() {
+			cj.Gateway6 = c.Gateway6.String()
+		}
 		for _, h := range c.Hosts {
 			cj.Hosts = append(cj.Hosts, h.Name)
 		}
 		doc.Clusters = append(doc.Clusters, cj)
 	}
 	for _, in := range l.Layout.Instances {
-		doc.VIPs = append(doc.VIPs, vipPlanJSON{
+		v := vipPlanJSON{
 			VIP: in.VIP.String(), Cluster: in.Cluster, Instance: in.Name, VRID: in.VRID, Master: in.Master,
 			Members: in.Members, GracefulS: round2(in.Bounds.Graceful.Seconds()), CrashS: round2(in.Bounds.Crash.Seconds()),
-		})
+		}
+		if in.VIP6.IsValid() {
+			v.VIP6 = in.VIP6.String()
+		}
+		doc.VIPs = append(doc.VIPs, v)
 	}
 	return doc
 }
@@ -125,27 +134,52 @@ func PrintLayout(p *ui.Printer, l *Loaded) {
 		if c.VRRPVersion() == 3 {
 			auth = "none (VRRPv3 has no authentication)"
 		}
-		p.Printf("%s %s: interface %s, gateway %s, advert_int %gs (VRRPv%d, %s), backup order %s, auth %s\n",
-			p.Styles.Bold.Render("cluster"), c.Name, c.Interface, c.Gateway, c.AdvertInt, c.VRRPVersion(), transport, c.BackupOrder, auth)
+		gw := "gateway " + c.Gateway.String()
+		switch {
+		case !c.Gateway.IsValid() && c.Gateway6.IsValid():
+			gw = "gateway6 " + c.Gateway6.String()
+		case c.Gateway6.IsValid():
+			gw += ", gateway6 " + c.Gateway6.String()
+		}
+		p.Printf("%s %s: interface %s, %s, advert_int %gs (VRRPv%d, %s), backup order %s, auth %s\n",
+			p.Styles.Bold.Render("cluster"), c.Name, c.Interface, gw, c.AdvertInt, c.VRRPVersion(), transport, c.BackupOrder, auth)
 		p.Printf("health check: nginx every %ds, weight %d, fall %d, rise %d; nginx listens on :%d\n",
 			c.HealthCheck.Interval, c.HealthCheck.Weight, c.HealthCheck.Fall, c.HealthCheck.Rise, c.Nginx.Listen)
+		// A VIP6 column only for dual-stack clusters: an IPv4 or IPv6-only
+		// cluster's table is as before.
+		dual := false
+		for _, in := range l.Layout.ForCluster(c.Name) {
+			dual = dual || in.VIP6.IsValid()
+		}
 		var rows [][]string
 		for _, in := range l.Layout.ForCluster(c.Name) {
 			var backups []string
 			for _, m := range in.Backups() {
 				backups = append(backups, fmt.Sprintf("%s (%d)", m.Host, m.Priority))
 			}
-			rows = append(rows, []string{
-				in.VIP.String(), in.Name, fmt.Sprint(in.VRID),
+			row := []string{in.VIP.String()}
+			if dual {
+				v6 := "-"
+				if in.VIP6.IsValid() {
+					v6 = in.VIP6.String()
+				}
+				row = append(row, v6)
+			}
+			rows = append(rows, append(row, in.Name, fmt.Sprint(in.VRID),
 				fmt.Sprintf("%s (%d)", in.Master, in.Members[0].Priority),
 				strings.Join(backups, " → "),
 				ui.Seconds(in.Bounds.Graceful.Seconds()), ui.Seconds(in.Bounds.Crash.Seconds()),
-			})
+			))
 		}
-		master := p.Styles.OK
-		p.Table([]string{"VIP", "INSTANCE", "VRID", "MASTER", "BACKUPS (takeover order)", "GRACEFUL", "CRASH"}, rows,
+		head := []string{"VIP"}
+		if dual {
+			head = append(head, "VIP6")
+		}
+		head = append(head, "INSTANCE", "VRID", "MASTER", "BACKUPS (takeover order)", "GRACEFUL", "CRASH")
+		master, masterCol := p.Styles.OK, len(head)-5
+		p.Table(head, rows,
 			func(_, col int) *lipgloss.Style {
-				if col == 3 {
+				if col == masterCol {
 					return &master
 				}
 				return nil

@@ -32,7 +32,9 @@ type statusHost struct {
 	Nginx      string   `json:"nginx"`
 	Enabled    bool     `json:"enabled"`
 	Drift      []string `json:"drift"`
-	Error      string   `json:"error,omitempty"`
+	// Drained: `hactl drain` took the host out; null when it could not be read.
+	Drained *bool  `json:"drained"`
+	Error   string `json:"error,omitempty"`
 }
 
 type statusJSON struct {
@@ -146,9 +148,15 @@ func gatherStatus(ctx context.Context, l *Loaded, r *render.Renderer, fl *fleet.
 				return
 			}
 			sh.Reachable = true
+			drained := f.Drained()
+			sh.Drained, obs[i].Drained = &drained, drained
 			ka, ng := f.Services["keepalived"], f.Services["nginx"]
 			sh.Keepalived, sh.Nginx = ka.Active, ng.Active
 			sh.Enabled = ka.Enabled == "enabled" && ng.Enabled == "enabled"
+			// Rendered for the keepalived the host runs (track_file or not).
+			if fs, err := r.HostWith(l.Inv, l.Layout, h.Name(), renderOptions(f)); err == nil {
+				files = fs
+			}
 			for _, want := range files {
 				// The template module's own rule: what status calls drift
 				// is exactly what the next apply replaces or fixes.
@@ -184,10 +192,14 @@ func printStatusHosts(p *ui.Printer, hosts []statusHost) {
 		if !h.Reachable {
 			drift = "-"
 		}
-		rows = append(rows, []string{h.Name, reach, orDash(h.Keepalived), orDash(h.Nginx), fmt.Sprint(h.Enabled), drift})
+		drained := "-"
+		if h.Drained != nil {
+			drained = map[bool]string{true: "DRAINED", false: "no"}[*h.Drained]
+		}
+		rows = append(rows, []string{h.Name, reach, orDash(h.Keepalived), orDash(h.Nginx), fmt.Sprint(h.Enabled), drained, drift})
 	}
 	ok, bad, warn := p.Styles.OK, p.Styles.Bad, p.Styles.Warn
-	p.Table([]string{"HOST", "REACHABLE", "KEEPALIVED", "NGINX", "ENABLED", "DRIFT"}, rows, func(row, col int) *lipgloss.Style {
+	p.Table([]string{"HOST", "REACHABLE", "KEEPALIVED", "NGINX", "ENABLED", "DRAINED", "DRIFT"}, rows, func(row, col int) *lipgloss.Style {
 		v := rows[row][col]
 		switch col {
 		case 1:
@@ -201,6 +213,10 @@ func printStatusHosts(p *ui.Printer, hosts []statusHost) {
 			}
 			return &bad
 		case 5:
+			if v == "DRAINED" {
+				return &warn
+			}
+		case 6:
 			if v == "none" {
 				return &ok
 			}

@@ -159,7 +159,27 @@ type Facts struct {
 	Addrs         map[string][]netip.Prefix
 	Services      map[string]Service
 	Files         map[string]File
+	// Drain is the value of `hactl drain`'s file (DrainFile); 0 when there
+	// is none or it holds no number.
+	Drain int
 }
+
+// DrainFile is tracked by keepalived (track_file weight 1): its value is
+// added to every instance's priority; below -253 is FAULT.
+const DrainFile = "/etc/keepalived/hactl-drain"
+
+// Drain file values.
+const (
+	DrainLow  = -253 // every instance at priority 1: its VIPs move, no gap
+	DrainOut  = -254 // FAULT: holds nothing, not a backup either
+	InService = 0
+)
+
+// Drained reports whether `hactl drain` took the host out (either step).
+func (f *Facts) Drained() bool { return Drained(f.Drain) }
+
+// Drained reports whether a drain file value takes the host out.
+func Drained(v int) bool { return v <= DrainLow }
 
 // SELinuxEnabled reports whether files need their SELinux labels restored
 // (enforcing or permissive: a permissive host may be switched to enforcing).
@@ -170,6 +190,16 @@ func (f *Facts) SELinuxEnabled() bool {
 // KeepalivedConfigTest reports whether `keepalived -t` exists (2.0.4 and later).
 func (f *Facts) KeepalivedConfigTest() bool {
 	return f.KeepalivedVersion != "" && versionAtLeast(f.KeepalivedVersion, 2, 0, 4)
+}
+
+// KeepalivedTrackFile reports whether keepalived has track_file (2.0 and
+// later). Before keepalived is installed, the OS decides: EL 7 ships 1.3.5,
+// every other supported release 2.0 or later.
+func (f *Facts) KeepalivedTrackFile() bool {
+	if f.KeepalivedVersion != "" {
+		return versionAtLeast(f.KeepalivedVersion, 2, 0, 0)
+	}
+	return !(f.OS.Family == "el" && f.OS.Major == "7")
 }
 
 // Installed reports whether pkg is installed.
@@ -195,7 +225,9 @@ func Script(req Request) string {
 	w(`echo @@arping; if command -v arping >/dev/null 2>&1; then arping -V 2>&1 | head -n 1; fi`)
 	w(`echo @@keepalived; if command -v keepalived >/dev/null 2>&1; then keepalived --version 2>&1 | head -n 1; fi`)
 	w(`echo @@vrrptransport; if [ -s ` + LiveKeepalivedConf + ` ]; then if grep -q unicast_peer ` + LiveKeepalivedConf + `; then echo unicast; else echo multicast; fi; fi`)
-	w(`echo @@addrs; ip -o -4 addr show 2>/dev/null`)
+	// Both families: a host's `address` may be IPv6.
+	w(`echo @@addrs; ip -o addr show 2>/dev/null`)
+	w(`echo @@drain; head -c 32 ` + DrainFile + ` 2>/dev/null; echo`)
 	// firewalld first: it is the EL default; ufw's status needs root and
 	// prints "Status: active" only when its rules are loaded.
 	w(`echo @@firewall; if ` + remote.Unit("firewalld").Active() + ` 2>/dev/null; then echo firewalld; elif command -v ufw >/dev/null 2>&1 && ufw status 2>/dev/null | grep -q '^Status: active'; then echo ufw; fi`)
@@ -226,6 +258,8 @@ func Gather(ctx context.Context, c remote.Conn, req Request) (*Facts, error) {
 	}
 	return Parse(out)
 }
+
+var leadingInt = regexp.MustCompile(`^\s*-?\d+`)
 
 var kaVersion = regexp.MustCompile(`v(\d+\.\d+\.\d+)`)
 
@@ -276,6 +310,10 @@ func Parse(out string) (*Facts, error) {
 		f.KeepalivedVersion = m[1]
 	}
 	f.VRRPTransport = first(sections["vrrptransport"])
+	// keepalived reads the leading integer; so does this.
+	if m := leadingInt.FindString(first(sections["drain"])); m != "" {
+		f.Drain, _ = strconv.Atoi(m)
+	}
 	switch fw := first(sections["firewall"]); fw {
 	case "firewalld", "ufw":
 		f.Firewall = fw
@@ -283,10 +321,12 @@ func Parse(out string) (*Facts, error) {
 	f.SELinux = strings.ToLower(first(sections["selinux"]))
 	for _, l := range sections["addrs"] {
 		fs := strings.Fields(l)
-		if len(fs) < 4 || fs[2] != "inet" {
+		if len(fs) < 4 || (fs[2] != "inet" && fs[2] != "inet6") {
 			continue
 		}
-		if p, err := netip.ParsePrefix(fs[3]); err == nil {
+		// An IPv6 address that failed duplicate address detection is
+		// unusable: the kernel neither answers for it nor sends from it.
+		if p, err := netip.ParsePrefix(fs[3]); err == nil && !DADFailed(fs[4:]) {
 			dev, _, _ := strings.Cut(strings.TrimSuffix(fs[1], ":"), "@")
 			f.Addrs[dev] = append(f.Addrs[dev], p)
 		}
@@ -325,6 +365,20 @@ func Parse(out string) (*Facts, error) {
 		}
 	}
 	return f, nil
+}
+
+// DADFailed looks for the dadfailed flag among the words after an `ip -o
+// addr` line's address, up to the continuation marker or the lifetimes.
+func DADFailed(words []string) bool {
+	for _, w := range words {
+		if w == "\\" || strings.HasPrefix(w, "valid_lft") {
+			return false
+		}
+		if w == "dadfailed" {
+			return true
+		}
+	}
+	return false
 }
 
 func first(l []string) string {
@@ -402,7 +456,7 @@ func (f *Facts) CheckInterface(host, iface string, addr netip.Addr) error {
 			have = append(have, dev)
 		}
 		sort.Strings(have)
-		return fmt.Errorf("host %s has no IPv4 interface %q (interfaces with IPv4: %s); fix `interface` in the inventory", host, iface, strings.Join(have, ", "))
+		return fmt.Errorf("host %s has no interface %q with an address (interfaces with addresses: %s); fix `interface` in the inventory", host, iface, strings.Join(have, ", "))
 	}
 	for _, p := range ps {
 		if p.Addr() == addr {

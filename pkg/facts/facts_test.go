@@ -29,6 +29,10 @@ apt-get
 @@addrs
 1: lo    inet 127.0.0.1/8 scope host lo\       valid_lft forever preferred_lft forever
 2: eth0    inet 198.18.0.11/24 brd 198.18.0.255 scope global eth0\       valid_lft forever preferred_lft forever
+1: lo    inet6 ::1/128 scope host noprefixroute \       valid_lft forever preferred_lft forever
+2: eth0    inet6 2001:db8:18::11/64 scope global nodad \       valid_lft forever preferred_lft forever
+2: eth0    inet6 2001:db8:18::99/64 scope global dadfailed tentative \       valid_lft forever preferred_lft forever
+2: eth0    inet6 fe80::1c2d:3eff:fe4f:5a6b/64 scope link \       valid_lft forever preferred_lft forever
 @@services
 nginx	inactive	not-found
 keepalived	inactive	not-found
@@ -89,12 +93,20 @@ func TestParseFresh(t *testing.T) {
 		t.Error(err)
 	}
 	err = f.CheckInterface("lab1", "ens192", netip.MustParseAddr("198.18.0.11"))
-	if err == nil || !strings.Contains(err.Error(), `no IPv4 interface "ens192"`) || !strings.Contains(err.Error(), "eth0, lo") {
+	if err == nil || !strings.Contains(err.Error(), `no interface "ens192" with an address`) || !strings.Contains(err.Error(), "eth0, lo") {
 		t.Errorf("missing interface: %v", err)
 	}
 	err = f.CheckInterface("lab1", "eth0", netip.MustParseAddr("198.18.0.99"))
 	if err == nil || !strings.Contains(err.Error(), "does not carry") {
 		t.Errorf("wrong address: %v", err)
+	}
+	// An IPv6 `address` is found like an IPv4 one; one that failed DAD is
+	// not held.
+	if err := f.CheckInterface("lab1", "eth0", netip.MustParseAddr("2001:db8:18::11")); err != nil {
+		t.Error(err)
+	}
+	if err := f.CheckInterface("lab1", "eth0", netip.MustParseAddr("2001:db8:18::99")); err == nil || !strings.Contains(err.Error(), "does not carry") {
+		t.Errorf("dadfailed address counted: %v", err)
 	}
 	if fl := f.Files["/etc/keepalived/keepalived.conf"]; fl.Exists {
 		t.Error("absent file exists")
@@ -246,6 +258,24 @@ func TestFirewallAndSELinuxFacts(t *testing.T) {
 		}
 		if f.Firewall != tc.wantFw || f.SELinux != tc.wantSe || f.SELinuxEnabled() != (tc.wantSe == "enforcing" || tc.wantSe == "permissive") {
 			t.Errorf("%+v: firewall %q selinux %q", tc, f.Firewall, f.SELinux)
+		}
+	}
+}
+
+func TestDrainFact(t *testing.T) {
+	for out, want := range map[string]int{
+		"@@drain\n\n@@end\n":        0, // no file
+		"@@drain\n-254\n\n@@end\n":  -254,
+		"@@drain\n-253 x\n@@end\n":  -253,
+		"@@drain\n0\n@@end\n":       0,
+		"@@drain\ngarbage\n@@end\n": 0,
+	} {
+		f, err := Parse(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f.Drain != want || f.Drained() != (want <= DrainLow) {
+			t.Errorf("%q: drain %d drained %v, want %d", out, f.Drain, f.Drained(), want)
 		}
 	}
 }

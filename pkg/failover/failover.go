@@ -34,7 +34,11 @@ const (
 	ModeNginx Mode = "nginx"
 	// ModeNginxDead: nginx masked and stopped; the check fails and the VIP moves.
 	ModeNginxDead Mode = "nginx-dead"
-	// ModeAll is the four above, in that order.
+	// ModeDrain: `hactl drain` then undrain (drain file -253, -254, 0); the
+	// VIP moves and comes home with overlap, so it passes only with 0
+	// failed requests.
+	ModeDrain Mode = "drain"
+	// ModeAll is the five above, in that order.
 	ModeAll Mode = "all"
 )
 
@@ -52,12 +56,12 @@ var (
 // ParseModes turns a --mode value into the modes to run.
 func ParseModes(s string) ([]Mode, error) {
 	switch m := Mode(s); m {
-	case ModeStop, ModeKill, ModeNginx, ModeNginxDead:
+	case ModeStop, ModeKill, ModeNginx, ModeNginxDead, ModeDrain:
 		return []Mode{m}, nil
 	case ModeAll:
-		return []Mode{ModeStop, ModeKill, ModeNginx, ModeNginxDead}, nil
+		return []Mode{ModeStop, ModeKill, ModeNginx, ModeNginxDead, ModeDrain}, nil
 	}
-	return nil, fmt.Errorf("%w %q: use stop, kill, nginx, nginx-dead or all", ErrUnknownMode, s)
+	return nil, fmt.Errorf("%w %q: use stop, kill, nginx, nginx-dead, drain or all", ErrUnknownMode, s)
 }
 
 // Scenario is one mode on one node.
@@ -104,6 +108,7 @@ type Result struct {
 	Node    string  `json:"node"`
 	Mode    Mode    `json:"mode"`
 	VIP     string  `json:"vip"`
+	VIP6    string  `json:"vip6,omitempty"` // a dual-stack instance's IPv6 VIP, watched and probed with VIP
 	MovedTo string  `json:"moved_to"`
 	DriftS  float64 `json:"drift_s"`
 	BoundS  float64 `json:"bound_s"`
@@ -114,10 +119,14 @@ type Result struct {
 	HTTPGapS     float64        `json:"http_gap_s"`
 	HTTPNodes    map[string]int `json:"http_nodes,omitempty"` // answers per X-Hactl-Node
 	FailbackS    float64        `json:"failback_s"`
-	Restored     bool           `json:"restored"`
-	Pass         bool           `json:"pass"`
-	Error        string         `json:"error,omitempty"`
-	Notes        []string       `json:"notes,omitempty"`
+	// The fail-back's own share of the probes: those sent from the
+	// restore (or keepalived's restart) on.
+	FailbackHTTPFailed int      `json:"failback_http_failed"`
+	FailbackHTTPGapS   float64  `json:"failback_http_gap_s"`
+	Restored           bool     `json:"restored"`
+	Pass               bool     `json:"pass"`
+	Error              string   `json:"error,omitempty"`
+	Notes              []string `json:"notes,omitempty"`
 	// Timeline is every sample, probe and event of the scenario (absent when
 	// the scenario could not start).
 	Timeline *Timeline `json:"timeline,omitempty"`
@@ -318,8 +327,14 @@ func (r *Runner) Bound(in *vrrp.Instance, interval, fall int, m Mode) (bound, ma
 		return in.Bounds.Crash, r.o.Margin
 	case ModeNginx:
 		return checks, r.o.Margin
+	case ModeDrain:
+		// The next host claims the VIP when its master-down timer expires:
+		// the drained host's adverts at priority 1 do not reset it.
+		return in.Bounds.Crash + time.Duration(in.AdvertInt*float64(time.Second)), r.o.Margin
 	default:
-		return checks + in.Bounds.Crash, r.o.Margin + r.o.CheckScriptMargin
+		// nginx-dead: the stop event puts the master in FAULT, which the
+		// backup answers like a graceful stop (priority-0 advert).
+		return in.Bounds.Graceful, r.o.Margin
 	}
 }
 

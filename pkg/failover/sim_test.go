@@ -10,6 +10,7 @@ import (
 
 	"github.com/hactl/hactl/internal/testinv"
 	"github.com/hactl/hactl/internal/vrrpsim"
+	"github.com/hactl/hactl/pkg/drain"
 	"github.com/hactl/hactl/pkg/inventory"
 	"github.com/hactl/hactl/pkg/remote"
 	"github.com/hactl/hactl/pkg/remote/remotetest"
@@ -21,9 +22,10 @@ const never = vrrpsim.Never
 // okProber answers 200 from whoever holds... nobody in particular: the
 // simulation has no network, so only request counting is checked.
 type okProber struct {
-	mu  sync.Mutex
-	n   int
-	url string
+	mu   sync.Mutex
+	n    int
+	url  string
+	urls map[string]bool
 }
 
 func (p *okProber) Probe(ctx context.Context, url string) ProbeResult {
@@ -31,7 +33,18 @@ func (p *okProber) Probe(ctx context.Context, url string) ProbeResult {
 	defer p.mu.Unlock()
 	p.n++
 	p.url = url
+	if p.urls == nil {
+		p.urls = map[string]bool{}
+	}
+	p.urls[url] = true
 	return ProbeResult{Status: 200, Node: "lab1"}
+}
+
+// seen is every URL probed.
+func (p *okProber) seen() map[string]bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.urls
 }
 
 // flakyConn fails one command with a transport error, like a dropped SSH
@@ -85,7 +98,7 @@ func (r *rig) runner(t *testing.T, abort <-chan struct{}) *Runner {
 func (r *rig) actions(host string) []string {
 	out := []string{}
 	for _, c := range r.w.Fakes[host].Runs() {
-		if strings.HasPrefix(c.Cmd, "ip -o -4 addr") || strings.HasPrefix(c.Cmd, "systemctl is-active") {
+		if strings.HasPrefix(c.Cmd, "ip -o -4 addr") || strings.HasPrefix(c.Cmd, "ip -o addr") || strings.HasPrefix(c.Cmd, "systemctl is-active") || c.Cmd == drain.ReadCommand() {
 			continue
 		}
 		out = append(out, c.Cmd)

@@ -4,6 +4,9 @@ import (
 	"math"
 	"sort"
 	"time"
+
+	"github.com/hactl/hactl/pkg/drain"
+	"github.com/hactl/hactl/pkg/facts"
 )
 
 // Timeline is what one scenario saw over time, for a person to look at
@@ -35,6 +38,8 @@ type TimelineProbe struct {
 	Status int     `json:"status"`          // 0: no answer
 	Node   string  `json:"node,omitempty"`  // X-Hactl-Node of the answer
 	Error  string  `json:"error,omitempty"` // why no answer came
+	// URL is the address probed (a dual-stack instance has two).
+	URL string `json:"url"`
 }
 
 // Event kinds of a timeline.
@@ -68,6 +73,8 @@ func DisruptCommand(m Mode) string {
 		return CmdFreezeKeepalived() + "; " + CmdKillKeepalived()
 	case ModeNginx, ModeNginxDead:
 		return CmdStopNginx()
+	case ModeDrain:
+		return drain.WriteCommand(facts.DrainLow)
 	}
 	return ""
 }
@@ -122,6 +129,9 @@ func (s *scen) timeline() *Timeline {
 	}
 	for _, p := range w.probes {
 		tp := TimelineProbe{T: rel(p.sent), OK: p.res.OK(), Status: p.res.Status, Node: p.res.Node}
+		if p.url >= 0 && p.url < len(w.urls) {
+			tp.URL = w.urls[p.url]
+		}
 		if p.res.Err != nil {
 			tp.Error = p.res.Err.Error()
 		}

@@ -2,34 +2,58 @@ package failover
 
 import (
 	"context"
-	"net/netip"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/hactl/hactl/pkg/fleet"
+	"github.com/hactl/hactl/pkg/verify"
+	"github.com/hactl/hactl/pkg/vrrp"
 )
 
 // sample is one poll of the cluster.
 type sample struct {
-	at      time.Time // when the answers were in (conservative for drift)
-	holders []string  // hosts that carry the VIP, in fleet order
-	blind   bool      // a host could not be asked: holders may be incomplete
-	unit    string    // state of the watched unit on the node, if any
+	at      time.Time  // when the answers were in (conservative for drift)
+	holders []string   // hosts that carry the VIP, in fleet order
+	held    [][]string // per address of the instance (in.Addrs()): its holders; held[0] is holders
+	apart   []string   // verify.Apart: a dual-stack pair not on the same hosts
+	blind   bool       // a host could not be asked: holders may be incomplete
+	unit    string     // state of the watched unit on the node, if any
 }
 
-// only reports whether the VIP is on host and nowhere else, as far as a
-// complete sample can tell.
+// only reports whether every address of the instance is on host and nowhere
+// else, as far as a complete sample can tell.
 func (s sample) only(host string) bool {
-	return !s.blind && len(s.holders) == 1 && s.holders[0] == host
+	if s.blind || len(s.held) == 0 {
+		return false
+	}
+	for _, h := range s.held {
+		if len(h) != 1 || h[0] != host {
+			return false
+		}
+	}
+	return true
+}
+
+// onTwo reports whether some address is on two or more hosts.
+func (s sample) onTwo() bool {
+	for _, h := range s.held {
+		if len(h) > 1 {
+			return true
+		}
+	}
+	return false
 }
 
 type probeRec struct {
+	url  int // index into watch.urls
 	sent time.Time
 	res  ProbeResult
 }
 
-// watch polls one VIP's placement and probes its site while a scenario runs.
+// watch polls one instance's addresses (both of a dual-stack pair) and
+// probes its site on each while a scenario runs.
 // Only the scenario's goroutine calls its methods; probes run in their own
 // goroutines so that a request hanging until its timeout never slows the
 // poll, and report back through a channel.
@@ -37,9 +61,9 @@ type watch struct {
 	r      *Runner
 	hosts  []*fleet.Host // the VIP's cluster
 	node   *fleet.Host
-	vip    netip.Addr
-	url    string
-	unit   string // "" or a unit whose state on node is read at every poll
+	one    *vrrp.Layout // the scenario's instance alone, for verify.Classify and Apart
+	urls   []string     // one per address (ProbeURL), in in.Addrs() order
+	unit   string       // "" or a unit whose state on node is read at every poll
 	settle time.Duration
 
 	probeCtx context.Context
@@ -52,15 +76,24 @@ type watch struct {
 	longestSplit time.Duration
 	split        bool // the VIP sat on ≥ 2 hosts longer than settle
 	obsErr       string
+
+	// A dual-stack pair seen apart: keepalived adds and removes the two
+	// addresses together, but a poll can fall between the two netlink
+	// changes, so up to settle is tolerated like a split.
+	apartSince   time.Time
+	longestApart time.Duration
+	apartLong    string // the first Apart message seen for longer than settle
 }
 
 func (w *watch) probe() {
 	sent := w.r.o.Clock.Now()
-	w.inflight.Add(1)
-	go func() {
-		defer w.inflight.Done()
-		w.probeCh <- probeRec{sent: sent, res: w.r.o.Prober.Probe(w.probeCtx, w.url)}
-	}()
+	for i, u := range w.urls {
+		w.inflight.Add(1)
+		go func() {
+			defer w.inflight.Done()
+			w.probeCh <- probeRec{url: i, sent: sent, res: w.r.o.Prober.Probe(w.probeCtx, u)}
+		}()
+	}
 }
 
 // drain collects finished probes without waiting.
@@ -106,30 +139,52 @@ func (w *watch) tick(ctx context.Context) sample {
 	}
 	obs := w.r.o.Observer.Observe(ctx, w.hosts)
 	wg.Wait()
-	s := sample{at: w.r.o.Clock.Now(), unit: unit, holders: []string{}}
+	s := sample{at: w.r.o.Clock.Now(), unit: unit}
 	for _, o := range obs {
 		if o.Err != nil {
 			s.blind = true
 			w.obsErr = o.Err.Error()
-			continue
-		}
-		for _, a := range o.Addrs {
-			if a.Addr() == w.vip {
-				s.holders = append(s.holders, o.Host)
-				break
-			}
 		}
 	}
+	vs := verify.Classify(w.one, obs)
+	for _, v := range vs {
+		s.held = append(s.held, v.Holders)
+	}
+	s.holders = []string{}
+	if len(s.held) > 0 {
+		s.holders = s.held[0]
+	}
+	s.apart = verify.Apart(w.one, vs)
 	w.trackSplit(s)
 	w.samples = append(w.samples, s)
+	w.trackApart(s)
 	w.drain()
 	return s
+}
+
+// trackApart tolerates a dual-stack pair apart for up to settle and records
+// the first that lasted longer.
+func (w *watch) trackApart(s sample) {
+	if len(s.apart) == 0 {
+		if !s.blind {
+			w.apartSince = time.Time{}
+		}
+		return
+	}
+	if w.apartSince.IsZero() {
+		w.apartSince = s.at
+	}
+	d := s.at.Sub(w.apartSince)
+	w.longestApart = max(w.longestApart, d)
+	if d > w.settle && w.apartLong == "" {
+		w.apartLong = strings.Join(s.apart, "; ")
+	}
 }
 
 // trackSplit tolerates two holders for up to settle (a handover in progress)
 // and flags anything longer.
 func (w *watch) trackSplit(s sample) {
-	if len(s.holders) < 2 {
+	if !s.onTwo() {
 		if !s.blind {
 			w.splitSince = time.Time{}
 		}
@@ -178,6 +233,27 @@ func (w *watch) until(ctx context.Context, from time.Time, limit time.Duration, 
 			}
 		}
 	}
+}
+
+// httpStatsPerURL is httpStats for each address's probes on its own (a gap
+// of one family is not hidden by the other's answers), summed: the total
+// and failed counts add up, the gap is the longest of any address.
+func httpStatsPerURL(ps []probeRec, urls int) (total, failed int, gap time.Duration, nodes map[string]int) {
+	by := make([][]probeRec, urls)
+	for _, p := range ps {
+		by[p.url] = append(by[p.url], p)
+	}
+	for _, l := range by {
+		t, f, g, n := httpStats(l)
+		total, failed, gap = total+t, failed+f, max(gap, g)
+		for k, v := range n {
+			if nodes == nil {
+				nodes = map[string]int{}
+			}
+			nodes[k] += v
+		}
+	}
+	return total, failed, gap, nodes
 }
 
 // httpStats sums the probes: how many, how many failed, and the longest time

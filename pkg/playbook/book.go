@@ -67,6 +67,10 @@ type packageSchema struct {
 	Names           []string            `hcl:"names"`
 	NamesByFamily   map[string][]string `hcl:"names_by_family,optional"`
 	UnlessInstalled []string            `hcl:"unless_installed,optional"`
+	// RequiresByFamily: per OS key, packages that must already be installed
+	// for the step to install anything (e.g. epel-release for an EPEL-only
+	// package); without them it is skipped, saying why.
+	RequiresByFamily map[string][]string `hcl:"requires_by_family,optional"`
 }
 
 type firewallSchema struct {
@@ -155,7 +159,7 @@ func decodeModule(body hcl.Body, r hcl.Range, where string) (Module, hcl.Diagnos
 	}
 	var mods []Module
 	for _, x := range ms.Package {
-		mods = append(mods, &Package{Names: x.Names, NamesByFamily: x.NamesByFamily, UnlessInstalled: x.UnlessInstalled})
+		mods = append(mods, &Package{Names: x.Names, NamesByFamily: x.NamesByFamily, UnlessInstalled: x.UnlessInstalled, RequiresByFamily: x.RequiresByFamily})
 	}
 	for _, x := range ms.Firewall {
 		f := &Firewall{Ports: x.Ports}

@@ -84,10 +84,14 @@ func run(ctx context.Context, t *Target, cmd string) (string, error) {
 // matches first, most specific key first; an empty list means "nothing to
 // install here". UnlessInstalled: nothing to do when any of these is
 // installed (e.g. a repository package that is only needed to get nginx).
+// RequiresByFamily: on the OS whose key matches first, the step installs
+// nothing unless these are installed (e.g. epel-release for a package only
+// EPEL has); hactl does not add a repository for an optional tool.
 type Package struct {
-	Names           []string
-	NamesByFamily   map[string][]string
-	UnlessInstalled []string
+	Names            []string
+	NamesByFamily    map[string][]string
+	UnlessInstalled  []string
+	RequiresByFamily map[string][]string
 }
 
 func (p *Package) Kind() string { return "package" }
@@ -97,8 +101,10 @@ func (p *Package) Kind() string { return "package" }
 func (p *Package) Needs() facts.Request {
 	var all []string
 	lists := [][]string{p.Names, p.UnlessInstalled}
-	for _, k := range sortedKeys(p.NamesByFamily) {
-		lists = append(lists, p.NamesByFamily[k])
+	for _, m := range []map[string][]string{p.NamesByFamily, p.RequiresByFamily} {
+		for _, k := range sortedKeys(m) {
+			lists = append(lists, m[k])
+		}
 	}
 	for _, l := range lists {
 		for _, n := range l {
@@ -119,12 +125,17 @@ func sortedKeys(m map[string][]string) []string {
 
 // names is the list that applies to the host's OS.
 func (p *Package) names(f *facts.Facts) []string {
+	return byOS(f, p.NamesByFamily, p.Names)
+}
+
+// byOS is m's list for the host's most specific OS key, else def.
+func byOS(f *facts.Facts, m map[string][]string, def []string) []string {
 	for _, k := range f.OS.Keys() {
-		if l, ok := p.NamesByFamily[k]; ok {
+		if l, ok := m[k]; ok {
 			return l
 		}
 	}
-	return p.Names
+	return def
 }
 
 func (p *Package) missing(f *facts.Facts) []string {
@@ -171,6 +182,11 @@ func (p *Package) Plan(_ context.Context, t *Target) (Plan, error) {
 	}
 	if len(p.names(t.Facts)) == 0 {
 		return Plan{Summary: "nothing to install on " + t.Facts.OS.PrettyName}, nil
+	}
+	for _, r := range byOS(t.Facts, p.RequiresByFamily, nil) {
+		if !t.Facts.Installed(r) {
+			return Plan{Summary: "skipped: needs " + r + ", which is not installed"}, nil
+		}
 	}
 	miss := p.missing(t.Facts)
 	if len(miss) == 0 {
@@ -253,15 +269,15 @@ func (m *Template) Plan(ctx context.Context, t *Target) (Plan, error) {
 
 // skipNote says, in the step's output, that the validation does not run on
 // this host and why: a silently skipped test would look like a passed one.
-func (m *Template) skipNote(f *facts.Facts) string {
+func (m *Template) skipNote(t *Target) string {
 	if m.Validate == "" || m.ValidateIf == "" {
 		return ""
 	}
 	c := condition(m.ValidateIf)
-	if c == nil || c.test(f) {
+	if c == nil || c.test(t) {
 		return ""
 	}
-	return " (validation skipped: " + c.why(f) + ")"
+	return " (validation skipped: " + c.why(t) + ")"
 }
 
 // diff reads the live file for a plan's diff, secrets masked.
@@ -292,7 +308,7 @@ func (m *Template) swap(t *Target, want render.File, cur facts.File) Plan {
 	if cur.Exists {
 		backup = m.Path + ".hactl-" + t.Stamp
 	}
-	validate, skipped := "", m.skipNote(t.Facts)
+	validate, skipped := "", m.skipNote(t)
 	if m.Validate != "" && skipped == "" {
 		validate = fmt.Sprintf(m.Validate, remote.Quote(cand))
 	}
@@ -375,9 +391,17 @@ func RestoreCommand(s Swap) string {
 
 // cond is a named fact test for validate_if and a step's when.
 type cond struct {
-	test func(*facts.Facts) bool
-	why  func(*facts.Facts) string // why it does not hold, for the step output
+	test func(*Target) bool
+	why  func(*Target) string // why it does not hold, for the step output
 }
+
+// VarIPv6 is the Target variable that says whether the host's cluster has
+// IPv6 VIPs ("yes" or "no"); VarVRRPIPv6 whether its VRRP instances are
+// IPv6 (VRRPv3 adverts to ff02::12) rather than IPv4.
+const (
+	VarIPv6     = "ipv6"
+	VarVRRPIPv6 = "vrrp_ipv6"
+)
 
 // condition returns the named fact test, or nil for an unknown name:
 // "keepalived_config_test" (keepalived >= 2.0.4 has -t), or "os:KEY", true
@@ -386,17 +410,23 @@ type cond struct {
 func condition(name string) *cond {
 	if key, ok := strings.CutPrefix(name, "os:"); ok && key != "" {
 		return &cond{
-			test: func(f *facts.Facts) bool { return slices.Contains(f.OS.Keys(), key) },
-			why: func(f *facts.Facts) string {
-				return fmt.Sprintf("only for %s; this host runs %s", key, orName(f.OS.PrettyName, f.OS.ID))
+			test: func(t *Target) bool { return slices.Contains(t.Facts.OS.Keys(), key) },
+			why: func(t *Target) string {
+				return fmt.Sprintf("only for %s; this host runs %s", key, orName(t.Facts.OS.PrettyName, t.Facts.OS.ID))
 			},
 		}
 	}
 	switch name {
+	case "ipv6":
+		return &cond{
+			test: func(t *Target) bool { return t.Vars[VarIPv6] == "yes" },
+			why:  func(*Target) string { return "only for clusters with IPv6 VIPs" },
+		}
 	case "keepalived_config_test":
 		return &cond{
-			test: (*facts.Facts).KeepalivedConfigTest,
-			why: func(f *facts.Facts) string {
+			test: func(t *Target) bool { return t.Facts.KeepalivedConfigTest() },
+			why: func(t *Target) string {
+				f := t.Facts
 				if f.KeepalivedVersion == "" {
 					return "keepalived is not installed, so it cannot test the file"
 				}
@@ -415,7 +445,7 @@ func orName(a, b string) string {
 }
 
 func conditionNames() string {
-	return `keepalived_config_test, os:KEY (e.g. "os:el", "os:el7", "os:debian")`
+	return `ipv6, keepalived_config_test, os:KEY (e.g. "os:el", "os:el7", "os:debian")`
 }
 
 // When runs its module only when the condition holds on the host; else the
@@ -436,8 +466,8 @@ func (w *When) Plan(ctx context.Context, t *Target) (Plan, error) {
 	if c == nil {
 		return Plan{}, fmt.Errorf("unknown condition %q", w.Cond)
 	}
-	if !c.test(t.Facts) {
-		return Plan{Summary: "skipped: " + c.why(t.Facts)}, nil
+	if !c.test(t) {
+		return Plan{Summary: "skipped: " + c.why(t)}, nil
 	}
 	return w.Module.Plan(ctx, t)
 }
@@ -612,8 +642,16 @@ type Firewall struct {
 // VRRPRichRule is firewalld's rule for VRRP (Red Hat's keepalived guide).
 const VRRPRichRule = `rule protocol value="vrrp" accept`
 
-// VRRPGroup is VRRP's multicast group (RFC 5798).
-const VRRPGroup = "224.0.0.18"
+// VRRPGroup is VRRP's multicast group (RFC 5798); VRRPGroup6 its IPv6 one.
+const (
+	VRRPGroup  = "224.0.0.18"
+	VRRPGroup6 = "ff02::12"
+)
+
+// UfwIPv6Check succeeds when ufw also writes IPv6 rules (IPV6=yes, the
+// default): with IPV6=no every `ufw allow` covers IPv4 only, and clients of
+// an IPv6 VIP are refused although the plan said the port is open.
+const UfwIPv6Check = "grep -Eqs '^[[:space:]]*IPV6=\"?yes' /etc/default/ufw"
 
 func (m *Firewall) Kind() string         { return "firewall" }
 func (m *Firewall) Needs() facts.Request { return facts.Request{} }
@@ -752,11 +790,25 @@ const ufwSkip = "Skipping adding existing rule"
 func (m *Firewall) ufw(ctx context.Context, t *Target, ports []string) (Plan, error) {
 	var rules []fwRule
 	note := ""
+	if t.Vars[VarIPv6] == "yes" {
+		if _, err := run(ctx, t, UfwIPv6Check); err != nil {
+			if _, ok := remote.AsExit(err); !ok {
+				return Plan{}, fmt.Errorf("query ufw: %w", err)
+			}
+			return Plan{}, fmt.Errorf("ufw is active with IPv6 rules off (no IPV6=yes in /etc/default/ufw): the cluster's IPv6 VIPs would get no rules; set IPV6=yes and run `ufw reload`")
+		}
+	}
 	if m.VRRP {
 		// ufw's proto list has no vrrp before 0.36.2; allowing everything to
 		// VRRP's multicast group admits exactly the adverts. Unicast adverts
 		// go to the host's own address and cannot be singled out this way.
-		rules = append(rules, fwRule{"vrrp (to " + VRRPGroup + ")", "to " + VRRPGroup})
+		// IPv6 instances (VRRPv3) advertise to ff02::12; a dual-stack
+		// instance is an IPv4 one.
+		group := VRRPGroup
+		if t.Vars[VarVRRPIPv6] == "yes" {
+			group = VRRPGroup6
+		}
+		rules = append(rules, fwRule{"vrrp (to " + group + ")", "to " + group})
 		if t.Vars["vrrp_transport"] == "unicast" {
 			note = "; note: ufw cannot match unicast VRRP by protocol, allow the peers' protocol 112 in /etc/ufw/before.rules"
 		}

@@ -163,7 +163,9 @@ func (h *host) factsOutput() string {
 	if _, ok := h.pkgs["keepalived"]; ok {
 		b.WriteString(h.fx.KeepalivedLine + "\n")
 	}
-	b.WriteString("@@addrs\n2: eth0    inet 198.18.0.11/24 brd 198.18.0.255 scope global eth0\n")
+	// `ip -o addr show`: both families, as the facts script asks.
+	b.WriteString("@@addrs\n2: eth0    inet 198.18.0.11/24 brd 198.18.0.255 scope global eth0\n" +
+		"2: eth0    inet6 2001:db8:18::11/64 scope global nodad \\       valid_lft forever preferred_lft forever\n")
 	fmt.Fprintf(&b, "@@firewall\n%s\n@@selinux\n%s\n@@services\n", h.fx.Firewall, h.fx.SELinux)
 	for _, n := range []string{"nginx", "keepalived"} {
 		s, ok := h.services[n]
@@ -175,7 +177,7 @@ func (h *host) factsOutput() string {
 		}
 	}
 	b.WriteString("@@files\n")
-	for _, p := range []string{render.KeepalivedConf, render.CheckScript, render.NotifyScript, render.NginxSite, render.KeepalivedDrop, "/etc/nginx/sites-enabled/default"} {
+	for _, p := range []string{render.KeepalivedConf, render.CheckScript, render.NotifyScript, render.NginxSite, render.KeepalivedDrop, render.NginxDrop, render.TrackScript, "/etc/nginx/sites-enabled/default"} {
 		_, nginx := h.pkgs["nginx"]
 		if sum, ok := h.files[p]; ok {
 			mode := h.modes[p]
@@ -326,7 +328,13 @@ func (u *uploadRecorder) Upload(ctx context.Context, path string, content []byte
 
 func labFiles(t *testing.T) map[string]render.File {
 	t.Helper()
-	inv, l := testinv.Load(t, "lab.hcl")
+	return filesOf(t, testinv.Path("lab.hcl"))
+}
+
+// filesOf renders lab1's files from the inventory at path.
+func filesOf(t *testing.T, path string) map[string]render.File {
+	t.Helper()
+	inv, l := testinv.LoadFile(t, path)
 	r, err := render.New()
 	if err != nil {
 		t.Fatal(err)
@@ -365,6 +373,12 @@ func labVars() map[string]string {
 
 func runBook(t *testing.T, h *host, dry bool) bookRun {
 	t.Helper()
+	return runBookWith(t, h, dry, labFiles(t), labVars())
+}
+
+// runBookWith runs the default book on h for lab1 with these files and vars.
+func runBookWith(t *testing.T, h *host, dry bool, files map[string]render.File, vars map[string]string) bookRun {
+	t.Helper()
 	conn := &uploadRecorder{Fake: &remotetest.Fake{}, uploads: map[string][]byte{}}
 	conn.Fake.Handler = h.handler(conn.uploads)
 	var out bookRun
@@ -380,7 +394,7 @@ func runBook(t *testing.T, h *host, dry bool) bookRun {
 	}
 	out.conn = conn
 	out.results = r.Run(context.Background(), []HostInput{{
-		Target: &Target{Name: "lab1", Conn: conn, Files: labFiles(t), Stamp: "20261124T000000Z", Vars: labVars()},
+		Target: &Target{Name: "lab1", Conn: conn, Files: files, Stamp: "20261124T000000Z", Vars: vars},
 		Check:  func(f *facts.Facts) error { return f.CheckSupported("lab1") },
 	}})
 	return out
@@ -694,7 +708,7 @@ func TestDryRunChangesNothing(t *testing.T) {
 				}
 			}
 			sort.Strings(diffs)
-			if len(diffs) != 5 {
+			if len(diffs) != 7 {
 				t.Errorf("want a diff per rendered file, got %v", diffs)
 			}
 		})
@@ -712,7 +726,7 @@ func TestValidationFailureKeepsLiveFile(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 	for _, c := range r.conn.Calls() {
-		if strings.Contains(c.Cmd, "systemctl reload") || strings.Contains(c.Cmd, "systemctl restart") || strings.Contains(c.Cmd, "nginx.service") {
+		if strings.Contains(c.Cmd, "systemctl reload") || strings.Contains(c.Cmd, "systemctl restart") || strings.Contains(strings.ReplaceAll(c.Cmd, "nginx.service.d", ""), "nginx.service") {
 			t.Errorf("a service was touched after a failed validation: %q", c.Cmd)
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"text/template"
 	"time"
 
+	"github.com/hactl/hactl/pkg/facts"
 	"github.com/hactl/hactl/pkg/inventory"
 	"github.com/hactl/hactl/pkg/vrrp"
 	"github.com/hactl/hactl/templates"
@@ -25,7 +26,38 @@ const (
 	NotifyScript   = "/etc/keepalived/clean_arp.sh"
 	NginxSite      = "/etc/nginx/conf.d/hactl.conf"
 	KeepalivedDrop = "/etc/systemd/system/keepalived.service.d/hactl.conf"
+	NginxDrop      = "/etc/systemd/system/nginx.service.d/hactl-track.conf"
+	TrackScript    = "/etc/keepalived/hactl_track.sh"
+	// DrainFile is `hactl drain`'s: keepalived tracks it, hactl never
+	// renders it, so apply leaves a drained host drained.
+	DrainFile = facts.DrainFile
+	// NginxDownDir/NginxDownFile: nginx's drop-in writes 1 when nginx stops,
+	// 0 when it starts. Under /run: a reboot starts from "up".
+	NginxDownDir  = "/run/hactl"
+	NginxDownFile = NginxDownDir + "/nginx-down"
 )
+
+// Drain file values (track_file weight 1: the value is added to the priority).
+const (
+	DrainLow  = -253 // every instance at priority 1: its VIPs move, no gap
+	DrainOut  = -254 // FAULT: holds nothing, not a backup either
+	InService = 0
+)
+
+// Options are what the host itself decides about its files.
+type Options struct {
+	// KeepalivedVersion is the installed keepalived ("" when unknown).
+	// Before 2.0 there is no track_file: Legacy polls the files instead.
+	KeepalivedVersion string
+	Legacy            bool
+}
+
+// LegacyTracking reports whether keepalived version v (e.g. "1.3.5") lacks
+// track_file. An unknown version is not legacy.
+func LegacyTracking(v string) bool {
+	major, _, ok := strings.Cut(v, ".")
+	return ok && (major == "0" || major == "1")
+}
 
 // File is one managed file for one host.
 type File struct {
@@ -64,6 +96,11 @@ func NewFromFS(fsys fs.FS) (*Renderer, error) {
 
 // Host renders every managed file of one host, in a fixed order.
 func (r *Renderer) Host(inv *inventory.Inventory, l *vrrp.Layout, host string) ([]File, error) {
+	return r.HostWith(inv, l, host, Options{})
+}
+
+// HostWith renders one host's files for what runs there (keepalived's version).
+func (r *Renderer) HostWith(inv *inventory.Inventory, l *vrrp.Layout, host string, o Options) ([]File, error) {
 	c := inv.ClusterOf(host)
 	if c == nil {
 		return nil, fmt.Errorf("host %q is not in the inventory", host)
@@ -87,6 +124,8 @@ func (r *Renderer) Host(inv *inventory.Inventory, l *vrrp.Layout, host string) (
 		AuthPass:  c.AuthPass.Reveal(),
 		Unicast:   c.Transport == inventory.TransportUnicast,
 		Check:     c.HealthCheck,
+		Legacy:    o.Legacy, KeepalivedVersion: o.KeepalivedVersion,
+		DrainFile: DrainFile, NginxDownFile: NginxDownFile, TrackScript: TrackScript,
 	}
 	var vips []netip.Prefix
 	var crash time.Duration
@@ -128,9 +167,14 @@ func (r *Renderer) Host(inv *inventory.Inventory, l *vrrp.Layout, host string) (
 			map[string]any{"Host": h.Name, "Weight": c.HealthCheck.Weight}, false},
 		{"clean_arp.sh.tmpl", NotifyScript, "keepalived", 0o755,
 			map[string]any{"Host": h.Name, "Interface": h.Interface, "IPv6": c.HasIPv6()}, false},
+		{"hactl_track.sh.tmpl", TrackScript, "keepalived", 0o755, map[string]any{"Host": h.Name}, false},
 		{"keepalived-dropin.conf.tmpl", KeepalivedDrop, "keepalived", 0o644, map[string]any{
 			"Cluster": c.Name, "Host": h.Name, "Interface": h.Interface, "VIPs": vips,
 			"CrashBound": crash.Round(10 * time.Millisecond).String(), "RestartSec": restartSec(crash),
+			"NginxDownDir": NginxDownDir, "NginxDownFile": NginxDownFile,
+		}, false},
+		{"nginx-dropin.conf.tmpl", NginxDrop, "nginx", 0o644, map[string]any{
+			"Cluster": c.Name, "Host": h.Name, "NginxDownDir": NginxDownDir, "NginxDownFile": NginxDownFile,
 		}, false},
 		{"nginx-site.conf.tmpl", NginxSite, "nginx", 0o644, map[string]any{
 			"Cluster": c.Name, "Host": h.Name, "Listen": c.Nginx.Listen, "IPv6": c.HasIPv6(),
@@ -164,13 +208,15 @@ func (r *Renderer) All(inv *inventory.Inventory, l *vrrp.Layout) ([]File, error)
 }
 
 type keepalivedView struct {
-	Cluster, Host, Interface, AdvertInt, AuthPass, MasterOf string
-	Address, Gateway                                        netip.Addr
-	Version                                                 int
-	Unicast, DualStack                                      bool
-	Peers                                                   []string
-	Check                                                   inventory.HealthCheck
-	Instances                                               []instanceView
+	Cluster, Host, Interface, AdvertInt, AuthPass, MasterOf  string
+	KeepalivedVersion, DrainFile, NginxDownFile, TrackScript string
+	Legacy                                                   bool
+	Address, Gateway                                         netip.Addr
+	Version                                                  int
+	Unicast, DualStack                                       bool
+	Peers                                                    []string
+	Check                                                    inventory.HealthCheck
+	Instances                                                []instanceView
 }
 
 type instanceView struct {

@@ -171,7 +171,7 @@ type scenario struct {
 	// Geometry the template needs.
 	X0, X1, LaneW    string // the time axis' ends and length
 	LanesTop, BoundH string // the band behind lanes and probes
-	ProbeTextY       string
+	ProbeRows        []probeRow
 	EventTop         string
 	AxisY, TickY     string
 	LabelY           string
@@ -189,6 +189,12 @@ type lane struct {
 type band struct {
 	X, W  string
 	Title string
+}
+
+// probeRow is the row of one probed URL (two for a dual-stack instance).
+type probeRow struct {
+	Label, TextY string
+	URL          string // shown only when there are two rows
 }
 
 type mark struct {
@@ -250,9 +256,33 @@ func drawScenario(i int, r failover.Result) scenario {
 		sc.Lanes = append(sc.Lanes, ln)
 		y += laneH + laneGap
 	}
-	sc.ProbeTextY = f(y + probeH/2 + 4)
+	row := map[string]int{}
 	for _, p := range tl.Probes {
+		if _, ok := row[p.URL]; !ok {
+			row[p.URL] = len(row)
+		}
+	}
+	if len(row) == 0 {
+		row[""] = 0
+	}
+	rows := make([]probeRow, len(row))
+	for u, k := range row {
+		pr := probeRow{Label: "HTTP", TextY: f(y + float64(k)*probeH + probeH/2 + 4)}
+		if len(row) > 1 {
+			pr.Label, pr.URL = "HTTP v4", u
+			if strings.Contains(u, "[") {
+				pr.Label = "HTTP v6"
+			}
+		}
+		rows[k] = pr
+	}
+	sc.ProbeRows = rows
+	for _, p := range tl.Probes {
+		py := y + float64(row[p.URL])*probeH
 		title := fmt.Sprintf("probe at %+.2f s: ", p.T)
+		if len(row) > 1 {
+			title = fmt.Sprintf("probe of %s at %+.2f s: ", p.URL, p.T)
+		}
 		switch {
 		case p.OK:
 			title += fmt.Sprintf("200 from %s", orDash(p.Node))
@@ -267,9 +297,9 @@ func drawScenario(i int, r failover.Result) scenario {
 			}
 			sc.LegendFail = true
 		}
-		sc.Probes = append(sc.Probes, mark{X: f(x(p.T) - markW/2), Y: f(y + 2), W: f(markW), H: f(probeH - 4), OK: p.OK, Title: title})
+		sc.Probes = append(sc.Probes, mark{X: f(x(p.T) - markW/2), Y: f(py + 2), W: f(markW), H: f(probeH - 4), OK: p.OK, Title: title})
 	}
-	y += probeH
+	y += float64(len(rows)) * probeH
 	sc.AxisY, sc.TickY, sc.EventTop = f(y), f(y+4), f(topPad-6)
 	sc.BoundH = f(y - topPad)
 	sc.X0, sc.X1, sc.LaneW = f(x0), f(x1), f(x1-x0)

@@ -136,7 +136,7 @@ func TestFailedProbesAreRed(t *testing.T) {
 	s.HTTPFailed = 0
 	for i, p := range s.Timeline.Probes {
 		if nobody[p.T] {
-			s.Timeline.Probes[i] = failover.TimelineProbe{T: p.T, Error: "probe http://198.18.0.201:80/hactl-health: connection refused"}
+			s.Timeline.Probes[i] = failover.TimelineProbe{T: p.T, URL: p.URL, Error: "probe http://198.18.0.201:80/hactl-health: connection refused"}
 			s.HTTPFailed++
 		}
 	}
@@ -197,7 +197,8 @@ func TestNoTimeline(t *testing.T) {
 func selfContained(t *testing.T, page []byte) {
 	t.Helper()
 	s := strings.ReplaceAll(string(page), `xmlns="http://www.w3.org/2000/svg"`, "")
-	s = regexp.MustCompile(`probe http://[^ :]+:80/hactl-health`).ReplaceAllString(s, "")
+	// The probed URL in a mark's tooltip is text, not a fetch.
+	s = regexp.MustCompile(`http://[^ "<]+/hactl-health`).ReplaceAllString(s, "")
 	for _, bad := range []string{"<script", "http:", "https:", "url(", "@import", "<link", "src=", "//"} {
 		if strings.Contains(s, bad) {
 			t.Errorf("page contains %q", bad)
@@ -249,5 +250,30 @@ func TestWriteFile(t *testing.T) {
 	}
 	if es, _ := os.ReadDir(dir); len(es) != 2 {
 		t.Errorf("left behind: %v", es)
+	}
+}
+
+// TestDualStackProbeRows: a dual-stack instance is probed on both addresses;
+// each gets its own row of marks.
+func TestDualStackProbeRows(t *testing.T) {
+	v4, v6 := "http://198.18.0.201:80/hactl-health", "http://[2001:db8:18::201]:80/hactl-health"
+	rep := failover.Report{Scenarios: []failover.Result{{Node: "lab1", Mode: failover.ModeStop, BoundS: 0.61, MarginS: 0.5,
+		HTTPRequests: 4, HTTPFailed: 1, Timeline: &failover.Timeline{
+			Hosts:   []string{"lab1", "lab2"},
+			Samples: []failover.TimelineSample{{T: 0, Holders: []string{"lab1"}}, {T: 0.1, Holders: []string{"lab2"}}},
+			Probes: []failover.TimelineProbe{{T: 0, OK: true, Status: 200, Node: "lab1", URL: v4}, {T: 0, URL: v6, Error: "refused"},
+				{T: 0.1, OK: true, Status: 200, Node: "lab2", URL: v4}, {T: 0.1, OK: true, Status: 200, Node: "lab2", URL: v6}},
+		}}}}
+	page := string(render(t, rep))
+	if !strings.Contains(page, ">HTTP v4<title>"+v4) || !strings.Contains(page, ">HTTP v6<title>"+v6) {
+		t.Errorf("no row per address:\n%s", page)
+	}
+	// The v6 marks sit one row below the v4 marks.
+	ys := map[string]bool{}
+	for _, m := range regexp.MustCompile(`class="probe (?:ok|fail)" x="[^"]+" y="([^"]+)"`).FindAllStringSubmatch(page, -1) {
+		ys[m[1]] = true
+	}
+	if len(ys) != 2 || count([]byte(page), `class="probe fail"`) != 1 {
+		t.Errorf("mark rows %v", ys)
 	}
 }

@@ -47,6 +47,9 @@ type Rollout struct {
 	// condition can hold. Their hosts are not waited for one by one;
 	// WaitConverged waits for the whole cluster.
 	switching map[string]bool
+	// drained: hosts `hactl drain` took out (their facts): their VIPs
+	// belong on the next host, and they hold none.
+	drained map[string]bool
 }
 
 var _ playbook.Rollout = (*Rollout)(nil)
@@ -56,7 +59,7 @@ func New(o Options) *Rollout {
 	if o.Clock == nil {
 		o.Clock = clock.Real{}
 	}
-	return &Rollout{o: o, held: map[string]map[string]bool{}, switching: map[string]bool{}}
+	return &Rollout{o: o, held: map[string]map[string]bool{}, switching: map[string]bool{}, drained: map[string]bool{}}
 }
 
 // Group names host's cluster: the hosts of a dark cluster start together.
@@ -87,6 +90,30 @@ func (r *Rollout) NoteTransport(host, live string) {
 	}
 }
 
+// NoteDrained records that host is drained (from its facts): placement is
+// judged with its VIPs on their next host.
+func (r *Rollout) NoteDrained(host string, drained bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.drained[host] = drained
+}
+
+// Drained returns the hosts noted drained.
+func (r *Rollout) Drained() map[string]bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := map[string]bool{}
+	for h, d := range r.drained {
+		out[h] = d
+	}
+	return out
+}
+
+// observe reads the hosts' addresses, drained hosts marked.
+func (r *Rollout) observe(ctx context.Context, hosts []*fleet.Host) []verify.VIPState {
+	return verify.Classify(r.o.Layout, verify.MarkDrained(verify.Observe(ctx, hosts), r.Drained()))
+}
+
 func (r *Rollout) isSwitching(cluster string) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -101,7 +128,7 @@ func (r *Rollout) isSwitching(cluster string) bool {
 // rule (every VIP of the cluster on exactly one host).
 func (r *Rollout) Snapshot(ctx context.Context, host string) (dark bool) {
 	c := r.Group(host)
-	vs := verify.Classify(r.o.Layout, verify.Observe(ctx, r.clusterFleet(c)))
+	vs := r.observe(ctx, r.clusterFleet(c))
 	held := map[string]bool{}
 	dark = true
 	for _, v := range vs {
@@ -217,7 +244,8 @@ func rolledOut(vs []verify.VIPState, cluster, host string, held map[string]bool,
 		if v.Cluster != cluster {
 			continue
 		}
-		mine := v.Master == host
+		// The VIP host must hold: its own, or a drained master's.
+		mine := (v.Want == "" && v.Master == host) || v.Want == host
 		switch {
 		case mine && (len(v.Holders) != 1 || v.Holders[0] != host):
 			return false
@@ -259,7 +287,7 @@ func (r *Rollout) waitVIPs(ctx context.Context, cluster string, done func([]veri
 	timeout := 3*bound + 5*time.Second
 	deadline := r.o.Clock.Now().Add(timeout)
 	for {
-		last := verify.Classify(r.o.Layout, verify.Observe(ctx, hosts))
+		last := r.observe(ctx, hosts)
 		if done(last) {
 			return nil
 		}

@@ -39,6 +39,8 @@ func TestRolledOut(t *testing.T) {
 		{"a served VIP dropped by the restart", []verify.VIPState{vip("v1", "h1", "h1"), vip("v3", "h3")}, served, true, false},
 		{"served VIP back, on a backup", []verify.VIPState{vip("v1", "h1", "h1"), vip("v3", "h3", "h2")}, served, true, true},
 		{"no snapshot: every VIP must be held", []verify.VIPState{vip("v1", "h1", "h1"), vip("v2", "h2")}, nil, false, false},
+		{"a drained master's VIP must reach h1, its next host", []verify.VIPState{{VIP: "v2", Cluster: "c", Master: "h2", Want: "h1", Holders: []string{"h2"}}}, served, true, false},
+		{"h1 drained: its VIP on the next host", []verify.VIPState{{VIP: "v1", Cluster: "c", Master: "h1", Want: "h2", Holders: []string{"h2"}}}, served, true, true},
 		{"other clusters do not count", []verify.VIPState{vip("v1", "h1", "h1"), {VIP: "x", Cluster: "d", Master: "y"}}, nil, false, true},
 	} {
 		if got := rolledOut(tc.vs, "c", "h1", tc.held, tc.known); got != tc.want {

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/hactl/hactl/pkg/facts"
 	"github.com/hactl/hactl/pkg/fleet"
 	"github.com/hactl/hactl/pkg/inventory"
 	"github.com/hactl/hactl/pkg/remote"
@@ -42,6 +43,9 @@ type VIPState struct {
 	// this VIP's instance (from its journal); absent when not read. Two or
 	// more claims is split brain even if `ip addr` shows the VIP once.
 	Claims []string `json:"vrrp_masters,omitempty"`
+	// Want is where the VIP belongs when that is not its master (the
+	// master is drained): the first backup that is not.
+	Want string `json:"want,omitempty"`
 	// Transport is the cluster's vrrp_transport when the caller knows it; it
 	// only tunes SplitHint.
 	Transport string `json:"vrrp_transport,omitempty"`
@@ -82,7 +86,7 @@ func ParseAddrs(out string) []netip.Prefix {
 		for i := 0; i+1 < len(f); i++ {
 			if f[i] == "inet" || f[i] == "inet6" {
 				p, err := netip.ParsePrefix(f[i+1])
-				if err == nil && !hasFlag(f[i+2:], "dadfailed") {
+				if err == nil && !facts.DADFailed(f[i+2:]) {
 					ps = append(ps, p)
 				}
 				break
@@ -92,20 +96,6 @@ func ParseAddrs(out string) []netip.Prefix {
 	return ps
 }
 
-// hasFlag looks for flag among an address line's words, up to the
-// continuation marker `\` that ends the flags.
-func hasFlag(words []string, flag string) bool {
-	for _, w := range words {
-		if w == "\\" || strings.HasPrefix(w, "valid_lft") {
-			return false
-		}
-		if w == flag {
-			return true
-		}
-	}
-	return false
-}
-
 // Observation is what one host reported.
 type Observation struct {
 	Host  string
@@ -113,7 +103,10 @@ type Observation struct {
 	// VRRP maps instance names (VI_1…) to the state keepalived last entered
 	// (MASTER, BACKUP, FAULT) since it started; nil when not read.
 	VRRP map[string]string
-	Err  error
+	// Drained: `hactl drain` took the host out (its drain file); its VIP
+	// belongs on the next host in takeover order that is not drained.
+	Drained bool
+	Err     error
 }
 
 // Observe reads the VIP interface of every reachable host in parallel.
@@ -178,6 +171,10 @@ func Classify(l *vrrp.Layout, obs []Observation) []VIPState {
 
 func classify(in *vrrp.Instance, vip netip.Prefix, obs []Observation) VIPState {
 	s := VIPState{VIP: vip.String(), Cluster: in.Cluster, Master: in.Master, Holders: []string{}}
+	want := expected(in, obs)
+	if want != in.Master {
+		s.Want = want
+	}
 	blind := false
 	for _, o := range obs {
 		if o.Err != nil {
@@ -201,7 +198,7 @@ func classify(in *vrrp.Instance, vip netip.Prefix, obs []Observation) VIPState {
 	switch {
 	case len(s.Holders) > 1 || len(s.Claims) > 1:
 		s.State = StateSplit
-	case len(s.Holders) == 1 && s.Holders[0] == in.Master:
+	case len(s.Holders) == 1 && s.Holders[0] == want:
 		s.State = StateOK
 	case len(s.Holders) == 1:
 		s.State = StateMoved
@@ -211,6 +208,29 @@ func classify(in *vrrp.Instance, vip netip.Prefix, obs []Observation) VIPState {
 		s.State = StateMissing
 	}
 	return s
+}
+
+// expected is the host in's VIP belongs on: its master, or while the master
+// is drained the first member in takeover order that is not.
+func expected(in *vrrp.Instance, obs []Observation) string {
+	drained := map[string]bool{}
+	for _, o := range obs {
+		drained[o.Host] = o.Drained
+	}
+	for _, m := range in.Members {
+		if !drained[m.Host] {
+			return m.Host
+		}
+	}
+	return in.Master
+}
+
+// MarkDrained sets Drained on the observations of the hosts drained names.
+func MarkDrained(obs []Observation, drained map[string]bool) []Observation {
+	for i := range obs {
+		obs[i].Drained = drained[obs[i].Host]
+	}
+	return obs
 }
 
 // Apart lists, one message each, the dual-stack instances whose two
@@ -269,7 +289,11 @@ func Problems(vs []VIPState) string {
 	var p []string
 	for _, v := range vs {
 		if !v.OK() {
-			p = append(p, fmt.Sprintf("%s is %s (holders: %s; master %s)", v.VIP, v.State, strings.Join(v.Holders, ","), v.Master))
+			where := "master " + v.Master
+			if v.Want != "" {
+				where += " drained, want " + v.Want
+			}
+			p = append(p, fmt.Sprintf("%s is %s (holders: %s; %s)", v.VIP, v.State, strings.Join(v.Holders, ","), where))
 		}
 	}
 	if hint := SplitHint(vs); hint != "" {

@@ -273,3 +273,28 @@ func TestObserveFamilies(t *testing.T) {
 		})
 	}
 }
+
+// TestClassifyDrained: a drained master's VIP belongs on its first backup
+// that is not drained; on the master itself it is moved.
+func TestClassifyDrained(t *testing.T) {
+	l := layout(t)
+	obs := MarkDrained([]Observation{
+		{Host: "lab1", Addrs: addrs("198.18.0.11/24")},
+		{Host: "lab2", Addrs: addrs("198.18.0.12/24", "198.18.0.201/24", "198.18.0.202/24")},
+		{Host: "lab3", Addrs: addrs("198.18.0.13/24", "198.18.0.203/24")},
+	}, map[string]bool{"lab1": true})
+	got := Classify(l, obs)
+	if !AllOK(got) || got[0].Want != "lab2" || got[1].Want != "" {
+		t.Fatalf("drained lab1: %+v", got)
+	}
+	obs[0].Addrs, obs[1].Addrs = addrs("198.18.0.11/24", "198.18.0.201/24"), addrs("198.18.0.12/24", "198.18.0.202/24")
+	got = Classify(l, obs)
+	if got[0].State != StateMoved || !strings.Contains(Problems(got), "master lab1 drained, want lab2") {
+		t.Errorf("drained master holding its VIP: %+v %s", got[0], Problems(got))
+	}
+	// lab1 and lab2 drained: .201's next is lab3.
+	obs = MarkDrained(obs, map[string]bool{"lab1": true, "lab2": true})
+	if got := Classify(l, obs); got[0].Want != "lab3" {
+		t.Errorf("want %q", got[0].Want)
+	}
+}

@@ -1,0 +1,270 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hactl/hactl/e2e/labkit"
+)
+
+// probe GETs url every 50 ms until stopped, like failover-test's probe.
+type probe struct {
+	mu       sync.Mutex
+	requests int
+	failed   int
+	stop     chan struct{}
+	done     chan struct{}
+}
+
+func startProbe(url string) *probe {
+	p := &probe{stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(p.done)
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-p.stop:
+				return
+			case <-tick.C:
+			}
+			_, err := httpNode(url)
+			p.mu.Lock()
+			p.requests++
+			if err != nil {
+				p.failed++
+			}
+			p.mu.Unlock()
+		}
+	}()
+	return p
+}
+
+func (p *probe) end() (requests, failed int) {
+	close(p.stop)
+	<-p.done
+	return p.requests, p.failed
+}
+
+type scenarioDoc struct {
+	Scenarios []struct {
+		Node, Mode, VIP string
+		MovedTo         string   `json:"moved_to"`
+		Drift           float64  `json:"drift_s"`
+		Bound           float64  `json:"bound_s"`
+		Requests        int      `json:"http_requests"`
+		Failed          int      `json:"http_failed"`
+		Gap             float64  `json:"http_gap_s"`
+		Failback        float64  `json:"failback_s"`
+		FailbackFailed  int      `json:"failback_http_failed"`
+		FailbackGap     float64  `json:"failback_http_gap_s"`
+		Notes           []string `json:"notes"`
+		Restored, Pass  bool
+		Error           string
+	} `json:"scenarios"`
+}
+
+// TestDrain is issue 13 on the 3-host lab at advert_int 1: a dead nginx
+// moves the VIP within the skew, drain and undrain cost no request on any
+// node, and a drained host stays drained through apply, a keepalived
+// restart and a reboot.
+func TestDrain(t *testing.T) {
+	lab := labkit.Fresh(t, 3)
+	inv := lab.InventoryPath()
+	masters := map[string]string{labkit.VIP(1): "lab1", labkit.VIP(2): "lab2", labkit.VIP(3): "lab3"}
+	next := map[string]string{"lab1": "lab2", "lab2": "lab1", "lab3": "lab1"} // first backups: the first other host in inventory order
+	if out, errOut, code := hactl(t, "apply", "-i", inv, "--output", "json"); code != 0 {
+		t.Fatalf("apply exit %d\n%s\n%s", code, out, errOut)
+	}
+
+	failover := func(t *testing.T, mode string) scenarioDoc {
+		out, errOut, code := hactl(t, "failover-test", "-i", inv, "--mode", mode, "--output", "json")
+		var doc scenarioDoc
+		decode(t, out, &doc)
+		for _, s := range doc.Scenarios {
+			t.Logf("%s %-10s moved to %-5s drift %.2fs (bound %.2fs) http %d/%d gap %.2fs failback %.2fs (http failed %d, gap %.2fs) pass=%v %s %v",
+				s.Node, s.Mode, s.MovedTo, s.Drift, s.Bound, s.Failed, s.Requests, s.Gap, s.Failback, s.FailbackFailed, s.FailbackGap, s.Pass, s.Error, s.Notes)
+		}
+		if code != 0 {
+			t.Errorf("failover-test --mode %s: exit %d, %d scenarios\n%s", mode, code, len(doc.Scenarios), errOut)
+		}
+		return doc
+	}
+
+	// One run of every mode on every node: the README's table.
+	t.Run("failover-test all modes: nginx dead within 1.2 s, drain without a failed request", func(t *testing.T) {
+		doc := failover(t, "all")
+		if len(doc.Scenarios) != 15 {
+			t.Fatalf("%d scenarios", len(doc.Scenarios))
+		}
+		for _, s := range doc.Scenarios {
+			if !s.Pass || !s.Restored {
+				t.Errorf("%s %s: pass %v restored %v %s", s.Node, s.Mode, s.Pass, s.Restored, s.Error)
+			}
+			switch s.Mode {
+			case "nginx-dead":
+				if s.MovedTo != next[s.Node] || s.Drift > 1.2 {
+					t.Errorf("%s: moved to %s after %.2fs (want %s within 1.2 s)", s.Node, s.MovedTo, s.Drift, next[s.Node])
+				}
+			case "drain":
+				if s.Failed != 0 || s.FailbackFailed != 0 || s.Requests < 50 {
+					t.Errorf("%s drain: %d failed of %d (fail-back %d failed)", s.Node, s.Failed, s.Requests, s.FailbackFailed)
+				}
+			}
+		}
+	})
+
+	drainCmd := func(t *testing.T, verb, host string) {
+		t.Helper()
+		start := time.Now()
+		out, errOut, code := hactl(t, verb, "-i", inv, host)
+		if code != 0 {
+			t.Fatalf("%s %s: exit %d\n%s\n%s", verb, host, code, out, errOut)
+		}
+		t.Logf("%s %s: %s (%s)", verb, host, strings.ReplaceAll(strings.TrimSpace(out), "\n", "; "), time.Since(start).Round(10*time.Millisecond))
+	}
+	only := func(t *testing.T, vip, want string) {
+		t.Helper()
+		if got := vipHolders(t, lab)[vip]; len(got) != 1 || got[0] != want {
+			t.Errorf("VIP %s on %v, want %s only", vip, got, want)
+		}
+	}
+	holdsNone := func(t *testing.T, host string) {
+		t.Helper()
+		for vip, hs := range vipHolders(t, lab) {
+			for _, h := range hs {
+				if h == host {
+					t.Errorf("drained %s holds %s", host, vip)
+				}
+			}
+		}
+	}
+
+	for _, node := range []string{"lab1", "lab2", "lab3"} {
+		t.Run("drain and undrain "+node+" without a failed request", func(t *testing.T) {
+			vip := labkit.VIP(int(node[3] - '0'))
+			p := startProbe("http://" + vip + "/hactl-health")
+			drainCmd(t, "drain", node)
+			n, failed := p.end()
+			t.Logf("drain %s: %d failed of %d probes", node, failed, n)
+			if failed != 0 || n < 50 {
+				t.Errorf("drain %s: %d failed of %d probes (want 0 of ≥ 50)", node, failed, n)
+			}
+			only(t, vip, next[node])
+			holdsNone(t, node)
+			if got := ssh(t, lab, node, "cat /etc/keepalived/hactl-drain; stat -c '%a %U' /etc/keepalived/hactl-drain"); got != "-254\n644 root" {
+				t.Errorf("drain file: %q", got)
+			}
+
+			p = startProbe("http://" + vip + "/hactl-health")
+			drainCmd(t, "undrain", node)
+			n, failed = p.end()
+			t.Logf("undrain %s: %d failed of %d probes", node, failed, n)
+			if failed != 0 || n < 50 {
+				t.Errorf("undrain %s: %d failed of %d probes (want 0 of ≥ 50)", node, failed, n)
+			}
+			for v, m := range masters {
+				only(t, v, m)
+			}
+		})
+	}
+
+	t.Run("a drained host stays drained through apply, a keepalived restart and a reboot", func(t *testing.T) {
+		vip := labkit.VIP(1)
+		drainCmd(t, "drain", "lab1")
+
+		out, errOut, code := hactl(t, "apply", "-i", inv, "--output", "json")
+		if code != 0 {
+			t.Fatalf("apply on a drained host: exit %d\n%s\n%s", code, out, errOut)
+		}
+		only(t, vip, "lab2")
+		holdsNone(t, "lab1")
+		if got := ssh(t, lab, "lab1", "cat /etc/keepalived/hactl-drain"); got != "-254" {
+			t.Errorf("apply changed the drain file: %q", got)
+		}
+		out, _, code = hactl(t, "status", "-i", inv, "--output", "json")
+		var st struct {
+			Hosts []struct {
+				Name    string
+				Drained *bool `json:"drained"`
+			}
+		}
+		decode(t, out, &st)
+		for _, h := range st.Hosts {
+			if h.Drained == nil || *h.Drained != (h.Name == "lab1") {
+				t.Errorf("status: %s drained %v", h.Name, h.Drained)
+			}
+		}
+		if code != 0 {
+			t.Errorf("status exit %d with lab1 drained", code)
+		}
+
+		ssh(t, lab, "lab1", "systemctl restart keepalived")
+		time.Sleep(6 * time.Second) // beyond a master-down interval (3.6 s)
+		only(t, vip, "lab2")
+		holdsNone(t, "lab1")
+
+		root, err := labkit.RepoRoot()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, "bash", filepath.Join(root, "e2e", "lab", "lab.sh"), "reboot", "lab1")
+		cmd.Env = append(os.Environ(), "HACTL_LAB_DIR="+labkit.Dir())
+		cmd.WaitDelay = 10 * time.Second
+		rb, err := cmd.CombinedOutput()
+		t.Logf("lab.sh reboot lab1: %s", strings.TrimSpace(string(rb)))
+		if err != nil {
+			t.Fatalf("reboot: %v", err)
+		}
+		time.Sleep(6 * time.Second)
+		only(t, vip, "lab2")
+		holdsNone(t, "lab1")
+		if got := ssh(t, lab, "lab1", "systemctl is-active keepalived nginx | tr '\\n' ' '"); got != "active active" {
+			t.Errorf("after the reboot: %q", got)
+		}
+
+		drainCmd(t, "undrain", "lab1")
+		for v, m := range masters {
+			only(t, v, m)
+		}
+	})
+}
+
+// TestDrainFast is TestDrain's failover table at advert_int 0.1 (VRRPv3):
+// one `failover-test --mode all` on a fresh lab.
+func TestDrainFast(t *testing.T) {
+	lab := labkit.Fresh(t, 3)
+	src, err := os.ReadFile(lab.InventoryPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	inv := writeInventory(t, string(src), "fast.hcl", "advert_int             = 1", "advert_int             = 0.1")
+	if out, errOut, code := hactl(t, "apply", "-i", inv, "--output", "json"); code != 0 {
+		t.Fatalf("apply exit %d\n%s\n%s", code, out, errOut)
+	}
+	out, errOut, code := hactl(t, "failover-test", "-i", inv, "--mode", "all", "--output", "json")
+	var doc scenarioDoc
+	decode(t, out, &doc)
+	for _, s := range doc.Scenarios {
+		t.Logf("%s %-10s moved to %-5s drift %.2fs (bound %.2fs) http %d/%d gap %.2fs failback %.2fs (http failed %d, gap %.2fs) pass=%v %s %v",
+			s.Node, s.Mode, s.MovedTo, s.Drift, s.Bound, s.Failed, s.Requests, s.Gap, s.Failback, s.FailbackFailed, s.FailbackGap, s.Pass, s.Error, s.Notes)
+	}
+	if code != 0 || len(doc.Scenarios) != 15 {
+		t.Errorf("failover-test --mode all at advert_int 0.1: exit %d, %d scenarios\n%s", code, len(doc.Scenarios), errOut)
+	}
+	for _, s := range doc.Scenarios {
+		if s.Mode == "drain" && (s.Failed != 0 || s.FailbackFailed != 0) {
+			t.Errorf("%s drain at advert_int 0.1: %d failed of %d", s.Node, s.Failed, s.Requests)
+		}
+	}
+}

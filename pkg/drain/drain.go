@@ -1,0 +1,336 @@
+// Package drain takes a balancer out of service and back without failed
+// requests. keepalived tracks facts.DrainFile (track_file weight 1): -253
+// drops every instance of the host to priority 1, so each VIP it holds stays
+// until the next host in its takeover order claims it (an overlap, never a
+// gap); -254 then puts the instances in FAULT, so the host is no backup
+// either; 0 brings it back at full priority and it preempts its own VIP.
+// The file is on disk, so a drained host stays drained through apply, a
+// keepalived restart and a reboot.
+package drain
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hactl/hactl/pkg/clock"
+	"github.com/hactl/hactl/pkg/facts"
+	"github.com/hactl/hactl/pkg/fleet"
+	"github.com/hactl/hactl/pkg/remote"
+	"github.com/hactl/hactl/pkg/verify"
+	"github.com/hactl/hactl/pkg/vrrp"
+)
+
+// ErrRefused is wrapped by the error of a drain that would leave a VIP
+// without a host, or hand it to an unhealthy one; nothing was changed.
+var ErrRefused = errors.New("refused")
+
+// Options say what a drain works on.
+type Options struct {
+	Layout *vrrp.Layout
+	// Fleet holds every host of the drained host's cluster.
+	Fleet *fleet.Fleet
+	Clock clock.Clock // nil: clock.Real
+	// Event receives progress lines; nil discards them.
+	Event func(string)
+}
+
+// Result is what a drain or undrain did.
+type Result struct {
+	Host string `json:"host"`
+	// Moved maps each VIP that changed hands to its holder afterwards.
+	Moved   map[string]string `json:"moved"`
+	Elapsed time.Duration     `json:"-"`
+	Drained bool              `json:"drained"`
+}
+
+// WriteCommand replaces the drain file with v atomically (a temporary file
+// renamed over it: keepalived never reads half a number), 0644 root:root.
+func WriteCommand(v int) string {
+	f := remote.Quote(facts.DrainFile)
+	return fmt.Sprintf(`set -e; umask 022; t=$(mktemp %s); printf '%%d\n' %d > "$t"; chown root:root "$t"; chmod 0644 "$t"; mv -f "$t" %s`,
+		remote.Quote(facts.DrainFile+".hactl-XXXXXX"), v, f)
+}
+
+var writeRE = regexp.MustCompile(`printf '%d\\n' (-?\d+) > "\$t"`)
+
+// ParseWriteCommand returns the value a WriteCommand writes (for simulators).
+func ParseWriteCommand(cmd string) (int, bool) {
+	if !strings.Contains(cmd, facts.DrainFile) {
+		return 0, false
+	}
+	m := writeRE.FindStringSubmatch(cmd)
+	if m == nil {
+		return 0, false
+	}
+	v, err := strconv.Atoi(m[1])
+	return v, err == nil
+}
+
+// ReadCommand prints the drain file's value (nothing when there is none).
+func ReadCommand() string {
+	return "head -c 32 " + remote.Quote(facts.DrainFile) + " 2>/dev/null; echo"
+}
+
+// ParseRead reads ReadCommand's output the way keepalived does.
+func ParseRead(out string) int {
+	f, err := facts.Parse("@@drain\n" + out + "\n@@end\n")
+	if err != nil {
+		return 0
+	}
+	return f.Drain
+}
+
+// HostState is one host of the cluster as a drain sees it.
+type HostState struct {
+	Name    string
+	Drain   int  // the drain file's value
+	Healthy bool // keepalived and nginx active
+	Err     error
+}
+
+// Read asks every host of the fleet for its drain value and services.
+func Read(ctx context.Context, hosts []*fleet.Host) []HostState {
+	out := make([]HostState, len(hosts))
+	for i, h := range hosts {
+		out[i].Name = h.Host.Name
+		if h.Conn == nil {
+			out[i].Err = h.Err
+			continue
+		}
+		o, err := remote.Output(ctx, h.Conn, ReadCommand())
+		if err != nil {
+			out[i].Err = fmt.Errorf("%s: read %s: %w", h.Host.Name, facts.DrainFile, err)
+			continue
+		}
+		out[i].Drain = ParseRead(o)
+		res, err := h.Conn.Run(ctx, remote.IsActive("keepalived", "nginx"), nil)
+		if err != nil {
+			out[i].Err = fmt.Errorf("%s: %w", h.Host.Name, err)
+			continue
+		}
+		out[i].Healthy = res.ExitCode == 0
+	}
+	return out
+}
+
+// Drainer drains and undrains hosts of one fleet.
+type Drainer struct{ o Options }
+
+// New returns a Drainer.
+func New(o Options) *Drainer {
+	if o.Clock == nil {
+		o.Clock = clock.Real{}
+	}
+	return &Drainer{o: o}
+}
+
+func (d *Drainer) event(format string, args ...any) {
+	if d.o.Event != nil {
+		d.o.Event(fmt.Sprintf(format, args...))
+	}
+}
+
+// Check refuses a drain of host that would leave one of its VIPs without a
+// host that can hold it (every other member drained or unhealthy), or hand a
+// VIP it holds now to an unhealthy host. states come from Read.
+func Check(l *vrrp.Layout, host string, states []HostState) error {
+	by := map[string]HostState{}
+	for _, s := range states {
+		by[s.Name] = s
+	}
+	var problems []string
+	for _, in := range l.Instances {
+		if in.PriorityOf(host) == 0 {
+			continue
+		}
+		next := ""
+		for _, m := range in.Members {
+			if m.Host == host {
+				continue
+			}
+			s, ok := by[m.Host]
+			if !ok || s.Err != nil || facts.Drained(s.Drain) {
+				continue
+			}
+			if next == "" {
+				next = m.Host
+				if !s.Healthy {
+					problems = append(problems, fmt.Sprintf("VIP %s would go to %s, whose keepalived or nginx is not active", in.VIP, m.Host))
+				}
+			}
+		}
+		if next == "" {
+			problems = append(problems, fmt.Sprintf("%s is the last host that can hold VIP %s (every other host is drained or unreachable)", host, in.VIP))
+		}
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("drain %s %w: %s", host, ErrRefused, strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+// Drain takes host out: its VIPs move to the next host in their takeover
+// order (overlap, no gap), then host leaves every VIP as backup too. On a
+// failure or timeout the drain file gets its previous value back.
+func (d *Drainer) Drain(ctx context.Context, host string) (*Result, error) {
+	h, hosts, err := d.cluster(host)
+	if err != nil {
+		return nil, err
+	}
+	start := d.o.Clock.Now()
+	states := Read(ctx, hosts)
+	prev := 0
+	for _, s := range states {
+		if s.Name == host {
+			if s.Err != nil {
+				return nil, s.Err
+			}
+			prev = s.Drain
+		}
+	}
+	if err := Check(d.o.Layout, host, states); err != nil {
+		return nil, err
+	}
+	held := d.heldBy(ctx, hosts, host)
+	res := &Result{Host: host, Moved: map[string]string{}, Drained: true}
+	// A host left at -253 (an interrupted drain) is waited for again: its
+	// VIPs may not have moved yet, and FAULT now would drop them.
+	wrote := prev > facts.DrainLow
+	if wrote {
+		d.event("%s: drain file %d: priority 1 on every instance; waiting for its VIPs to move", host, facts.DrainLow)
+		if err := d.write(ctx, h, facts.DrainLow); err != nil {
+			return nil, err
+		}
+	}
+	if prev > facts.DrainOut {
+		isHeld := func(v verify.VIPState) bool { return held[v.VIP] }
+		err := d.wait(ctx, hosts, isHeld, func(v verify.VIPState) bool {
+			return !held[v.VIP] || (len(v.Holders) == 1 && v.Holders[0] != host)
+		}, res)
+		if err != nil {
+			if !wrote {
+				return nil, fmt.Errorf("drain %s: %w", host, err)
+			}
+			if werr := d.write(context.WithoutCancel(ctx), h, prev); werr != nil {
+				err = errors.Join(err, fmt.Errorf("restore %s on %s: %w", facts.DrainFile, host, werr))
+			}
+			return nil, fmt.Errorf("drain %s: %w (drain file restored to %d)", host, err, prev)
+		}
+	}
+	d.event("%s: drain file %d: FAULT, no longer a backup", host, facts.DrainOut)
+	if err := d.write(ctx, h, facts.DrainOut); err != nil {
+		return nil, err
+	}
+	res.Elapsed = d.o.Clock.Now().Sub(start)
+	return res, nil
+}
+
+// Undrain brings host back: it rejoins every instance at full priority and
+// takes its own VIPs back by preemption, the old holder keeping them until
+// then.
+func (d *Drainer) Undrain(ctx context.Context, host string) (*Result, error) {
+	h, hosts, err := d.cluster(host)
+	if err != nil {
+		return nil, err
+	}
+	start := d.o.Clock.Now()
+	d.event("%s: drain file %d: back in service; waiting for its VIPs to come home", host, facts.InService)
+	if err := d.write(ctx, h, facts.InService); err != nil {
+		return nil, err
+	}
+	res := &Result{Host: host, Moved: map[string]string{}}
+	mine := func(v verify.VIPState) bool { return v.Master == host }
+	err = d.wait(ctx, hosts, mine, func(v verify.VIPState) bool {
+		return !mine(v) || (len(v.Holders) == 1 && v.Holders[0] == host)
+	}, res)
+	if err != nil {
+		return nil, fmt.Errorf("undrain %s: %w (the host is in service; its VIPs have not come home)", host, err)
+	}
+	res.Elapsed = d.o.Clock.Now().Sub(start)
+	return res, nil
+}
+
+func (d *Drainer) cluster(host string) (*fleet.Host, []*fleet.Host, error) {
+	h := d.o.Fleet.Get(host)
+	if h == nil {
+		return nil, nil, fmt.Errorf("host %q is not in the inventory", host)
+	}
+	if h.Conn == nil {
+		return nil, nil, fmt.Errorf("%s: %w", host, h.Err)
+	}
+	var hosts []*fleet.Host
+	for _, x := range d.o.Fleet.Hosts {
+		if x.Cluster.Name == h.Cluster.Name {
+			hosts = append(hosts, x)
+		}
+	}
+	return h, hosts, nil
+}
+
+func (d *Drainer) layout(cluster string) *vrrp.Layout {
+	return &vrrp.Layout{Instances: d.o.Layout.ForCluster(cluster)}
+}
+
+// heldBy lists the VIPs host holds now.
+func (d *Drainer) heldBy(ctx context.Context, hosts []*fleet.Host, host string) map[string]bool {
+	held := map[string]bool{}
+	for _, v := range verify.Classify(d.layout(hosts[0].Cluster.Name), verify.Observe(ctx, hosts)) {
+		for _, x := range v.Holders {
+			if x == host {
+				held[v.VIP] = true
+			}
+		}
+	}
+	return held
+}
+
+func (d *Drainer) write(ctx context.Context, h *fleet.Host, v int) error {
+	if _, err := remote.Output(ctx, h.Conn, WriteCommand(v)); err != nil {
+		return fmt.Errorf("%s: write %s: %w", h.Host.Name, facts.DrainFile, err)
+	}
+	return nil
+}
+
+// wait polls the cluster every 100 ms until done holds for its VIPs and no
+// VIP of the cluster is on two hosts, recording who holds what. The timeout
+// covers a master-down interval and preemption three times over.
+func (d *Drainer) wait(ctx context.Context, hosts []*fleet.Host, moved, done func(verify.VIPState) bool, res *Result) error {
+	l := d.layout(hosts[0].Cluster.Name)
+	var bound time.Duration
+	for _, in := range l.Instances {
+		bound = max(bound, in.Bounds.Crash)
+	}
+	timeout := 3*bound + 5*time.Second
+	deadline := d.o.Clock.Now().Add(timeout)
+	for {
+		vs := verify.Classify(l, verify.Observe(ctx, hosts))
+		all := true
+		for _, v := range vs {
+			all = all && done(v)
+		}
+		if all && verify.Settled(vs, hosts[0].Cluster.Name) {
+			for _, v := range vs {
+				if moved(v) && len(v.Holders) == 1 {
+					res.Moved[v.VIP] = v.Holders[0]
+				}
+			}
+			return nil
+		}
+		if d.o.Clock.Now().After(deadline) {
+			return fmt.Errorf("VIPs did not move within %s: %s", timeout.Round(time.Second), verify.Problems(vs))
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-d.o.Clock.After(100 * time.Millisecond):
+		}
+	}
+}
