@@ -300,7 +300,7 @@ func TestHactl(t *testing.T) {
 			return ssh(t, lab, "lab2", "cat /run/hactl.lock.owner 2>/dev/null || true") == "other"
 		})
 		out, errOut, code := hactl(t, "apply", "-i", inv, "--output", "json")
-		if code != 1 || !strings.Contains(out, "another hactl apply is running") {
+		if code != 1 || !strings.Contains(out, "another hactl run holds the lock") {
 			t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
 		}
 		var doc applyDoc

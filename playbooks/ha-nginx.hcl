@@ -158,6 +158,15 @@ step "keepalived running" {
   }
 }
 
+step "cluster record" {
+  # The cluster as this apply leaves it (hosts, addresses, VIPs, router ids;
+  # no secret). The next run reads it back: a VIP that stays keeps its VRID,
+  # and a host that left the inventory is seen by name and address.
+  template {
+    path = "/etc/keepalived/hactl-cluster.json"
+  }
+}
+
 handler "systemd" {
   command {
     run = "systemctl daemon-reload"

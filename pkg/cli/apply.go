@@ -37,11 +37,15 @@ type ApplyOptions struct {
 type RunOptions struct {
 	Limit    []string
 	Playbook string
+	// Prune decommissions hosts that left the inventory before the others
+	// are reconfigured (plan: previews it).
+	Prune bool
 }
 
 func (o *RunOptions) addFlags(cmd *cobra.Command) {
 	cmd.Flags().StringSliceVar(&o.Limit, "limit", nil, "only these hosts (comma-separated names)")
 	cmd.Flags().StringVarP(&o.Playbook, "playbook", "p", "", "run this playbook file instead of the embedded playbooks/ha-nginx.hcl")
+	cmd.Flags().BoolVar(&o.Prune, "prune", false, "decommission hosts that left the inventory (keepalived stopped gracefully and disabled, hactl's files removed) before the others are reconfigured")
 }
 
 func newApply(ctx context.Context, g *Globals) *cobra.Command {
@@ -70,14 +74,12 @@ on its master only. Exit 1 if any host failed or any VIP is misplaced.`,
 }
 
 func extraCommands(ctx context.Context, g *Globals) []*cobra.Command {
-	return []*cobra.Command{newApply(ctx, g), newStatus(ctx, g), newFailoverTest(ctx, g), newDrain(ctx, g, false), newDrain(ctx, g, true)}
+	return []*cobra.Command{newApply(ctx, g), newStatus(ctx, g), newFailoverTest(ctx, g), newDrain(ctx, g, false), newDrain(ctx, g, true), newDestroy(ctx, g)}
 }
 
+// planOnline is apply's dry run; it prints the layout once the records on
+// the hosts have decided the router ids.
 func planOnline(ctx context.Context, g *Globals, o *PlanOptions, l *Loaded) error {
-	if g.Output != "json" {
-		PrintLayout(g.stdout(), l)
-		g.stdout().Println()
-	}
 	return runApply(ctx, g, &ApplyOptions{Conn: o.Conn, Run: o.Run, Now: time.Now}, l, true)
 }
 
@@ -108,9 +110,11 @@ type hostJSON struct {
 }
 
 type applyJSON struct {
-	Hosts []hostJSON          `json:"hosts"`
-	VIPs  []verify.VIPState   `json:"vips"`
-	Plan  map[string][]change `json:"plan,omitempty"`
+	Hosts []hostJSON `json:"hosts"`
+	// Departed are the hosts that left the inventory since the last apply.
+	Departed []departedJSON      `json:"departed"`
+	VIPs     []verify.VIPState   `json:"vips"`
+	Plan     map[string][]change `json:"plan,omitempty"`
 }
 
 type change struct {
@@ -170,10 +174,20 @@ func runApply(ctx context.Context, g *Globals, o *ApplyOptions, l *Loaded, dry b
 	}
 	defer fl.Close()
 
+	stamp := o.Now().UTC().Format("20060102T150405Z")
+	mem, err := g.fleetChange(ctx, o, l, fl, dry, progress, stamp)
+	if err != nil {
+		return err
+	}
+	l = mem.loaded
+	if dry && g.Output != "json" {
+		PrintLayout(g.stdout(), l)
+		g.stdout().Println()
+	}
+
 	results := map[string]playbook.Result{}
 	var inputs []playbook.HostInput
 	ro := rollout.New(rollout.Options{Layout: l.Layout, Fleet: fl, Event: progress.event})
-	stamp := o.Now().UTC().Format("20060102T150405Z")
 	for _, h := range sel {
 		fh := fl.Get(h.Name)
 		if fh.Err != nil {
@@ -210,14 +224,14 @@ func runApply(ctx context.Context, g *Globals, o *ApplyOptions, l *Loaded, dry b
 		})
 	}
 	runner := &playbook.Runner{
-		Book: book, Parallel: o.Conn.Parallel, DryRun: dry, Lock: !dry,
+		Book: book, Parallel: o.Conn.Parallel, DryRun: dry, Lock: !dry, Locker: g.Deps.Locker,
 		Event: progress.event, Rollout: ro,
 	}
 	for _, res := range runner.Run(ctx, inputs) {
 		results[res.Host] = res
 	}
 
-	doc := applyJSON{Hosts: []hostJSON{}}
+	doc := applyJSON{Hosts: []hostJSON{}, Departed: append([]departedJSON{}, mem.departed...)}
 	failed := 0
 	for _, h := range sel {
 		res := results[h.Name]

@@ -20,6 +20,7 @@ import (
 	"github.com/hactl/hactl/pkg/failover"
 	"github.com/hactl/hactl/pkg/fleet"
 	"github.com/hactl/hactl/pkg/inventory"
+	"github.com/hactl/hactl/pkg/playbook"
 	"github.com/hactl/hactl/pkg/render"
 	"github.com/hactl/hactl/pkg/ui"
 	"github.com/hactl/hactl/pkg/vrrp"
@@ -70,6 +71,9 @@ type Deps struct {
 	// Clock and Prober replace failover-test's; nil: wall clock, HTTP.
 	Clock  clock.Clock
 	Prober failover.Prober
+	// Locker is the host lock apply and failover-test take; the zero value
+	// is the production lock (tests point it elsewhere).
+	Locker playbook.Locker
 }
 
 // Globals are the flags every command shares, the run's IO and its deps.

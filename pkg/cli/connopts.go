@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hactl/hactl/pkg/fleet"
+	"github.com/hactl/hactl/pkg/inventory"
 	"github.com/hactl/hactl/pkg/sshconfig"
 
 	"github.com/spf13/cobra"
@@ -41,6 +42,13 @@ func (g *Globals) connect(ctx context.Context, l *Loaded, o ConnOptions, limit [
 	if err != nil {
 		return nil, &ExitError{Code: ExitUsage, Err: err}
 	}
+	return g.connectHosts(ctx, l.Inv, hosts, o)
+}
+
+// connectHosts opens one SSH connection per host given, which need not be in
+// the inventory (hosts that left it are reached with their old cluster's
+// SSH settings).
+func (g *Globals) connectHosts(ctx context.Context, inv *inventory.Inventory, hosts []*inventory.Host, o ConnOptions) (*fleet.Fleet, error) {
 	home, _ := g.IO.LookupEnv("HOME")
 	if home == "" {
 		home, _ = os.UserHomeDir()
@@ -60,7 +68,7 @@ func (g *Globals) connect(ctx context.Context, l *Loaded, o ConnOptions, limit [
 	if err != nil {
 		return nil, &ExitError{Code: ExitUsage, Err: err}
 	}
-	return fleet.Connect(ctx, l.Inv, hosts, fleet.Options{
+	return fleet.Connect(ctx, inv, hosts, fleet.Options{
 		SSHConfig:         sc,
 		AcceptNewHostKeys: o.AcceptNewHostKeys,
 		ConnectTimeout:    o.Timeout,

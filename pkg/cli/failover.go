@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"sync"
@@ -11,6 +12,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/hactl/hactl/pkg/failover"
+	"github.com/hactl/hactl/pkg/fleet"
+	"github.com/hactl/hactl/pkg/playbook"
 	"github.com/hactl/hactl/pkg/report"
 	"github.com/hactl/hactl/pkg/ui"
 )
@@ -104,6 +107,17 @@ func runFailover(ctx context.Context, g *Globals, o *FailoverOptions) error {
 		return err
 	}
 	defer fl.Close()
+	if l, err = recordedLayout(runCtx, g, l, fl); err != nil {
+		return err
+	}
+
+	// The same host lock as apply: a failover test stops daemons that an
+	// apply may be restarting, and the other way round.
+	release, err := lockFleet(runCtx, fl, g.Deps.Locker, cancel)
+	if err != nil {
+		return &ExitError{Code: ExitFailed, Err: err}
+	}
+	defer release()
 
 	run, err := failover.New(failover.Options{
 		Layout: l.Layout, Fleet: fl, Clock: g.Deps.Clock, Prober: g.Deps.Prober, Abort: abort,
@@ -271,4 +285,52 @@ func writeFailoverReport(g *Globals, path string, rep failover.Report) error {
 		return err
 	}
 	return report.WriteFile(path, page)
+}
+
+// lockFleet takes the host lock on every reachable host of fl, in parallel;
+// any refusal releases what it took and fails before anything changes. A
+// lock whose heartbeat lapses calls lost (the run stops and restores).
+func lockFleet(ctx context.Context, fl *fleet.Fleet, lk playbook.Locker, lost func()) (func(), error) {
+	if lk.Command == "" {
+		lk.Command = "failover-test"
+	}
+	var mu sync.Mutex
+	var held []*playbook.Held
+	var errs []error
+	var wg sync.WaitGroup
+	for _, h := range fl.Hosts {
+		if h.Conn == nil {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			x, err := lk.Lock(ctx, h.Conn, h.Name())
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, err)
+				return
+			}
+			held = append(held, x)
+			go func() {
+				select {
+				case <-x.Lost():
+					lost()
+				case <-ctx.Done():
+				}
+			}()
+		}()
+	}
+	wg.Wait()
+	release := func() {
+		for _, x := range held {
+			x.Release()
+		}
+	}
+	if len(errs) > 0 {
+		release()
+		return nil, errors.Join(errs...)
+	}
+	return release, nil
 }

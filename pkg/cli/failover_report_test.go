@@ -9,9 +9,9 @@ import (
 )
 
 func TestFailoverReportFile(t *testing.T) {
-	m := newMiniLab()
+	m := newMiniLab(t)
 	path := filepath.Join(t.TempDir(), "run.html")
-	r := runFailoverCLI(t, m.dial, Deps{Prober: stubProber{}, Signals: make(chan os.Signal)},
+	r := runFailoverCLI(t, m.dial, Deps{Prober: stubProber{}, Signals: make(chan os.Signal), Locker: miniLock},
 		"failover-test", "-i", lab, "--node", "lab1", "--output", "json", "--report", path)
 	if r.code != 0 {
 		t.Fatalf("exit %d\n%s\n%s", r.code, r.out, r.err)
@@ -45,9 +45,9 @@ func TestFailoverReportFile(t *testing.T) {
 }
 
 func TestFailoverReportUnwritable(t *testing.T) {
-	m := newMiniLab()
+	m := newMiniLab(t)
 	path := filepath.Join(t.TempDir(), "missing", "run.html")
-	r := runFailoverCLI(t, m.dial, Deps{Prober: stubProber{}, Signals: make(chan os.Signal)},
+	r := runFailoverCLI(t, m.dial, Deps{Prober: stubProber{}, Signals: make(chan os.Signal), Locker: miniLock},
 		"failover-test", "-i", lab, "--node", "lab1", "--report", path)
 	if r.code == 0 || !strings.Contains(r.err, path) {
 		t.Errorf("exit %d\n%s\n%s", r.code, r.out, r.err)

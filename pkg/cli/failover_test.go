@@ -5,14 +5,17 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"sync"
 	"testing"
 
 	"github.com/hactl/hactl/pkg/failover"
+	"github.com/hactl/hactl/pkg/playbook"
 	"github.com/hactl/hactl/pkg/remote"
 	"github.com/hactl/hactl/pkg/remote/remotetest"
+	"github.com/hactl/hactl/pkg/vrrp"
 )
 
 const lab = "../../inventory/lab.hcl"
@@ -60,10 +63,45 @@ type miniLab struct {
 	stopped map[string]bool
 	nginx   string // state of every nginx
 	fakes   map[string]*remotetest.Fake
+	// hosts are real shells (in-process SSH servers) that hold each host's
+	// lock: the lock's commands run there, the rest goes to the fake.
+	hosts map[string]*remotetest.Server
+	t     *testing.T
 }
 
-func newMiniLab() *miniLab {
-	return &miniLab{stopped: map[string]bool{}, nginx: "active", fakes: map[string]*remotetest.Fake{}}
+func newMiniLab(t *testing.T) *miniLab {
+	m := &miniLab{stopped: map[string]bool{}, nginx: "active", fakes: map[string]*remotetest.Fake{}, hosts: map[string]*remotetest.Server{}, t: t}
+	for _, h := range []string{"lab1", "lab2", "lab3"} {
+		m.hosts[h] = remotetest.NewServer(t, remotetest.WithDir(t.TempDir()))
+	}
+	return m
+}
+
+// miniLock is the lock the mini lab's hosts use: relative, so each host's
+// server directory holds its own.
+var miniLock = playbook.Locker{Path: "hactl.lock"}
+
+// lockShell connects to a mini-lab host's real shell.
+func (m *miniLab) lockShell(name string) remote.Conn {
+	c, err := remote.Dial(context.Background(), m.hosts[name].Config())
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	m.t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// lockedConn sends the host lock's commands to a real shell.
+type lockedConn struct {
+	*remotetest.Fake
+	shell remote.Conn
+}
+
+func (c lockedConn) Run(ctx context.Context, cmd string, stdin io.Reader) (remote.Result, error) {
+	if strings.HasPrefix(cmd, "L=") || strings.Contains(cmd, "hactl.lock.owner") {
+		return c.shell.Run(ctx, cmd, stdin)
+	}
+	return c.Fake.Run(ctx, cmd, stdin)
 }
 
 func (m *miniLab) dial(name string) remote.Conn {
@@ -99,7 +137,7 @@ func (m *miniLab) dial(name string) remote.Conn {
 		return remote.Result{}
 	}}
 	m.fakes[name] = f
-	return f
+	return lockedConn{Fake: f, shell: m.lockShell(name)}
 }
 
 type stubProber struct{}
@@ -109,8 +147,8 @@ func (stubProber) Probe(context.Context, string) failover.ProbeResult {
 }
 
 func TestFailoverStopJSON(t *testing.T) {
-	m := newMiniLab()
-	r := runFailoverCLI(t, m.dial, Deps{Prober: stubProber{}, Signals: make(chan os.Signal)},
+	m := newMiniLab(t)
+	r := runFailoverCLI(t, m.dial, Deps{Prober: stubProber{}, Signals: make(chan os.Signal), Locker: miniLock},
 		"failover-test", "-i", lab, "--node", "lab1", "--output", "json")
 	if r.code != 0 {
 		t.Fatalf("exit %d\n%s\n%s", r.code, r.out, r.err)
@@ -149,8 +187,8 @@ func TestFailoverStopJSON(t *testing.T) {
 }
 
 func TestFailoverTextTable(t *testing.T) {
-	m := newMiniLab()
-	r := runFailoverCLI(t, m.dial, Deps{Prober: stubProber{}, Signals: make(chan os.Signal)},
+	m := newMiniLab(t)
+	r := runFailoverCLI(t, m.dial, Deps{Prober: stubProber{}, Signals: make(chan os.Signal), Locker: miniLock},
 		"failover-test", "-i", lab, "--node", "lab2")
 	if r.code != 0 {
 		t.Fatalf("exit %d\n%s\n%s", r.code, r.out, r.err)
@@ -163,21 +201,22 @@ func TestFailoverTextTable(t *testing.T) {
 }
 
 func TestFailoverRefusesUnhealthyFleet(t *testing.T) {
-	m := newMiniLab()
+	m := newMiniLab(t)
 	m.nginx = "failed"
-	r := runFailoverCLI(t, m.dial, Deps{Prober: stubProber{}, Signals: make(chan os.Signal)},
+	r := runFailoverCLI(t, m.dial, Deps{Prober: stubProber{}, Signals: make(chan os.Signal), Locker: miniLock},
 		"failover-test", "-i", lab)
 	if r.code != ExitFailed || !strings.Contains(r.out, "refusing:") || !strings.Contains(r.out, "lab2: keepalived active, nginx failed") {
 		t.Fatalf("exit %d\n%s\n%s", r.code, r.out, r.err)
 	}
 	for _, f := range m.fakes {
 		for _, c := range f.Runs() {
-			if !strings.HasPrefix(c.Cmd, "ip -o") && !strings.HasPrefix(c.Cmd, "systemctl is-active") {
+			// Reads only: addresses, service states, the cluster record.
+			if !strings.HasPrefix(c.Cmd, "ip -o") && !strings.HasPrefix(c.Cmd, "systemctl is-active") && !strings.HasPrefix(c.Cmd, "cat "+vrrp.RecordPath) {
 				t.Errorf("sent %q to an unhealthy fleet", c.Cmd)
 			}
 		}
 	}
-	r = runFailoverCLI(t, m.dial, Deps{Prober: stubProber{}, Signals: make(chan os.Signal)},
+	r = runFailoverCLI(t, m.dial, Deps{Prober: stubProber{}, Signals: make(chan os.Signal), Locker: miniLock},
 		"failover-test", "-i", lab, "--output", "json")
 	var doc struct {
 		Scenarios []any `json:"scenarios"`
@@ -213,5 +252,36 @@ func TestWatchSignals(t *testing.T) {
 	defer mu.Unlock()
 	if len(told) != 2 || !told[0] || told[1] {
 		t.Errorf("told %v", told)
+	}
+}
+
+// TestFailoverTakesTheHostLock: failover-test takes apply's host lock, so
+// it refuses to start while another run holds one of its hosts, names the
+// holder and changes nothing; once the lock is free it runs.
+func TestFailoverTakesTheHostLock(t *testing.T) {
+	m := newMiniLab(t)
+	other := miniLock
+	other.Command = "apply"
+	held, err := other.Lock(context.Background(), m.lockShell("lab2"), "lab2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := runFailoverCLI(t, m.dial, Deps{Prober: stubProber{}, Signals: make(chan os.Signal), Locker: miniLock},
+		"failover-test", "-i", lab, "--mode", "stop", "--node", "lab1")
+	if r.code != ExitFailed || !strings.Contains(r.err, "lab2: another hactl run holds the lock: apply by ") || !strings.Contains(r.err, ", since ") {
+		t.Fatalf("exit %d\n%s\n%s", r.code, r.out, r.err)
+	}
+	for name, f := range m.fakes {
+		for _, c := range f.Runs() {
+			if c.Cmd == failover.CmdStopKeepalived() {
+				t.Errorf("%s: keepalived stopped while another run held lab2", name)
+			}
+		}
+	}
+	held.Release()
+	r = runFailoverCLI(t, m.dial, Deps{Prober: stubProber{}, Signals: make(chan os.Signal), Locker: miniLock},
+		"failover-test", "-i", lab, "--mode", "stop", "--node", "lab1")
+	if r.code != ExitOK {
+		t.Fatalf("after release: exit %d\n%s\n%s", r.code, r.out, r.err)
 	}
 }

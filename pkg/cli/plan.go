@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"charm.land/lipgloss/v2"
 	"github.com/spf13/cobra"
@@ -16,6 +17,9 @@ import (
 // PlanOptions is `hactl plan`.
 type PlanOptions struct {
 	Offline bool
+	// Destroy previews `hactl destroy` with the same --limit.
+	Destroy bool
+	Purge   bool
 	Conn    ConnOptions
 	Run     RunOptions // what the preview is of, as for apply
 }
@@ -43,10 +47,15 @@ flags would run. Secrets print as (sensitive).`,
 				PrintLayout(g.stdout(), l)
 				return nil
 			}
+			if o.Destroy {
+				return runDestroy(ctx, g, &DestroyOptions{Conn: o.Conn, Limit: o.Run.Limit, Purge: o.Purge, Now: time.Now}, l, true)
+			}
 			return planOnline(ctx, g, o, l)
 		},
 	}
 	cmd.Flags().BoolVar(&o.Offline, "offline", false, "do not connect: print the VRRP layout only")
+	cmd.Flags().BoolVar(&o.Destroy, "destroy", false, "show what `hactl destroy` with the same --limit would do")
+	cmd.Flags().BoolVar(&o.Purge, "purge-packages", false, "with --destroy: include removing the packages")
 	o.Conn.addFlags(cmd)
 	o.Run.addFlags(cmd)
 	return cmd
@@ -85,6 +94,7 @@ type vipPlanJSON struct {
 	Cluster   string        `json:"cluster"`
 	Instance  string        `json:"instance"`
 	VRID      int           `json:"vrid"`
+	VRIDFrom  string        `json:"vrid_from"`
 	Master    string        `json:"master"`
 	Members   []vrrp.Member `json:"members"`
 	GracefulS float64       `json:"graceful_s"`
@@ -110,7 +120,7 @@ func LayoutJSON(l *Loaded) any {
 	}
 	for _, in := range l.Layout.Instances {
 		v := vipPlanJSON{
-			VIP: in.VIP.String(), Cluster: in.Cluster, Instance: in.Name, VRID: in.VRID, Master: in.Master,
+			VIP: in.VIP.String(), Cluster: in.Cluster, Instance: in.Name, VRID: in.VRID, VRIDFrom: in.VRIDFrom, Master: in.Master,
 			Members: in.Members, GracefulS: round2(in.Bounds.Graceful.Seconds()), CrashS: round2(in.Bounds.Crash.Seconds()),
 		}
 		if in.VIP6.IsValid() {
@@ -165,7 +175,7 @@ func PrintLayout(p *ui.Printer, l *Loaded) {
 				}
 				row = append(row, v6)
 			}
-			rows = append(rows, append(row, in.Name, fmt.Sprint(in.VRID),
+			rows = append(rows, append(row, in.Name, fmt.Sprint(in.VRID), in.VRIDFrom,
 				fmt.Sprintf("%s (%d)", in.Master, in.Members[0].Priority),
 				strings.Join(backups, " → "),
 				ui.Seconds(in.Bounds.Graceful.Seconds()), ui.Seconds(in.Bounds.Crash.Seconds()),
@@ -175,8 +185,8 @@ func PrintLayout(p *ui.Printer, l *Loaded) {
 		if dual {
 			head = append(head, "VIP6")
 		}
-		head = append(head, "INSTANCE", "VRID", "MASTER", "BACKUPS (takeover order)", "GRACEFUL", "CRASH")
-		master, masterCol := p.Styles.OK, len(head)-5
+		head = append(head, "INSTANCE", "VRID", "FROM", "MASTER", "BACKUPS (takeover order)", "GRACEFUL", "CRASH")
+		master, masterCol := p.Styles.OK, len(head)-4 // MASTER: fourth from the end
 		p.Table(head, rows,
 			func(_, col int) *lipgloss.Style {
 				if col == masterCol {
@@ -184,5 +194,26 @@ func PrintLayout(p *ui.Printer, l *Loaded) {
 				}
 				return nil
 			})
+		p.Println(vridLegend(l.Layout.ForCluster(c.Name)))
 	}
+}
+
+// vridLegend explains the FROM column for the sources the table shows.
+func vridLegend(insts []*vrrp.Instance) string {
+	seen := map[string]bool{}
+	for _, in := range insts {
+		seen[in.VRIDFrom] = true
+	}
+	var parts []string
+	for _, k := range []struct{ from, why string }{
+		{vrrp.VRIDAllocated, "allocated = virtual_router_id_base + position (a new cluster; once applied, each VIP keeps its id)"},
+		{vrrp.VRIDOverride, "override = the host's virtual_router_id"},
+		{vrrp.VRIDRecorded, "recorded = kept from the last apply (read from the hosts)"},
+		{vrrp.VRIDNew, "new = a VIP new to the cluster: the lowest id ≥ the base that no recorded or configured VIP uses"},
+	} {
+		if seen[k.from] {
+			parts = append(parts, k.why)
+		}
+	}
+	return "VRID " + strings.Join(parts, "; ")
 }

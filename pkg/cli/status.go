@@ -75,6 +75,9 @@ func runStatus(ctx context.Context, g *Globals, o *StatusOptions, l *Loaded) err
 		return err
 	}
 	defer fl.Close()
+	if l, err = recordedLayout(ctx, g, l, fl); err != nil {
+		return err
+	}
 	doc, err := gatherStatus(ctx, l, r, fl)
 	if err != nil {
 		return &ExitError{Code: ExitFailed, Err: err}
@@ -165,6 +168,7 @@ func gatherStatus(ctx context.Context, l *Loaded, r *render.Renderer, fl *fleet.
 				}
 			}
 			sort.Strings(sh.Drift)
+			sh.Drift = append(sh.Drift, playbook.PendingDrift(f)...)
 			obs[i].Addrs = f.Addrs[h.Host.Interface]
 			if ka.Active == "active" {
 				// A stopped daemon claims nothing, whatever it last logged.

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net/netip"
+	"net/url"
 	"regexp"
 	"sort"
 	"strconv"
@@ -162,6 +163,37 @@ type Facts struct {
 	// Drain is the value of `hactl drain`'s file (DrainFile); 0 when there
 	// is none or it holds no number.
 	Drain int
+	// ClusterRecord is the content of ClusterRecordPath as the last apply
+	// wrote it (the cluster's membership and router ids); nil when absent.
+	ClusterRecord []byte
+	// Pending are handlers an earlier run notified but never ran (it failed,
+	// was interrupted or lost the host between a swap and the handler):
+	// handler name → when the first such run recorded it (UTC, RFC 3339).
+	Pending map[string]string
+}
+
+// PendingDir holds one file per pending handler (see playbook's executor):
+// under /var/lib, so a reboot between the swap and the reload keeps it.
+const PendingDir = "/var/lib/hactl/pending"
+
+// PendingFile is a handler's record: its name with every byte outside
+// [A-Za-z0-9_-] as %XX, so any handler name is one safe file name.
+func PendingFile(handler string) string {
+	var b strings.Builder
+	for i := 0; i < len(handler); i++ {
+		c := handler[i]
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' {
+			b.WriteByte(c)
+		} else {
+			fmt.Fprintf(&b, "%%%02X", c)
+		}
+	}
+	return PendingDir + "/" + b.String()
+}
+
+func pendingName(file string) (string, bool) {
+	s, err := url.PathUnescape(file)
+	return s, err == nil && s != ""
 }
 
 // DrainFile is tracked by keepalived (track_file weight 1): its value is
@@ -180,6 +212,10 @@ func (f *Facts) Drained() bool { return Drained(f.Drain) }
 
 // Drained reports whether a drain file value takes the host out.
 func Drained(v int) bool { return v <= DrainLow }
+
+// ClusterRecordPath is where apply leaves the record of the cluster a host
+// belongs to (vrrp.RecordPath; the two are tested equal in pkg/cli).
+const ClusterRecordPath = "/etc/keepalived/hactl-cluster.json"
 
 // SELinuxEnabled reports whether files need their SELinux labels restored
 // (enforcing or permissive: a permissive host may be switched to enforcing).
@@ -228,6 +264,7 @@ func Script(req Request) string {
 	// Both families: a host's `address` may be IPv6.
 	w(`echo @@addrs; ip -o addr show 2>/dev/null`)
 	w(`echo @@drain; head -c 32 ` + DrainFile + ` 2>/dev/null; echo`)
+	w(`echo @@record; cat ` + ClusterRecordPath + ` 2>/dev/null; echo`)
 	// firewalld first: it is the EL default; ufw's status needs root and
 	// prints "Status: active" only when its rules are loaded.
 	w(`echo @@firewall; if ` + remote.Unit("firewalld").Active() + ` 2>/dev/null; then echo firewalld; elif command -v ufw >/dev/null 2>&1 && ufw status 2>/dev/null | grep -q '^Status: active'; then echo ufw; fi`)
@@ -246,6 +283,7 @@ func Script(req Request) string {
 			` elif [ -e "$f" ]; then printf '%s\tother\n' "$f";` +
 			` else printf '%s\tabsent\n' "$f"; fi; done`)
 	}
+	w(`echo @@pending; for f in ` + PendingDir + `/*; do [ -f "$f" ] && printf '%s\t%s\n' "${f##*/}" "$(head -n 1 "$f")"; done`)
 	w(`echo @@end`)
 	return b.String()
 }
@@ -270,6 +308,7 @@ func Parse(out string) (*Facts, error) {
 		Addrs:    map[string][]netip.Prefix{},
 		Services: map[string]Service{},
 		Files:    map[string]File{},
+		Pending:  map[string]string{},
 	}
 	sections := map[string][]string{}
 	cur := ""
@@ -319,6 +358,9 @@ func Parse(out string) (*Facts, error) {
 		f.Firewall = fw
 	}
 	f.SELinux = strings.ToLower(first(sections["selinux"]))
+	if rec := strings.TrimSpace(strings.Join(sections["record"], "\n")); rec != "" {
+		f.ClusterRecord = []byte(rec + "\n")
+	}
 	for _, l := range sections["addrs"] {
 		fs := strings.Fields(l)
 		if len(fs) < 4 || (fs[2] != "inet" && fs[2] != "inet6") {
@@ -335,6 +377,12 @@ func Parse(out string) (*Facts, error) {
 		p := strings.Split(l, "\t")
 		if len(p) == 3 {
 			f.Services[p[0]] = Service{Active: orUnknown(p[1]), Enabled: orUnknown(p[2])}
+		}
+	}
+	for _, l := range sections["pending"] {
+		file, since, _ := strings.Cut(l, "\t")
+		if name, ok := pendingName(file); ok {
+			f.Pending[name] = strings.TrimSpace(since)
 		}
 	}
 	for _, l := range sections["files"] {
@@ -479,4 +527,18 @@ func versionAtLeast(v string, maj, min, patch int) bool {
 		}
 	}
 	return true
+}
+
+// ReadClusterRecord reads only the cluster record (nil when absent): what a
+// run needs from every host of a cluster before it decides its layout,
+// without gathering the full facts of hosts it will not change.
+func ReadClusterRecord(ctx context.Context, c remote.Conn) ([]byte, error) {
+	out, err := remote.Output(ctx, c, "cat "+ClusterRecordPath+" 2>/dev/null || true")
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", ClusterRecordPath, err)
+	}
+	if strings.TrimSpace(out) == "" {
+		return nil, nil
+	}
+	return []byte(out), nil
 }

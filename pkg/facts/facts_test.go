@@ -279,3 +279,41 @@ func TestDrainFact(t *testing.T) {
 		}
 	}
 }
+
+// TestClusterRecord: the record section is the file's content, byte for
+// byte up to the trailing newline; no file is no record.
+func TestClusterRecord(t *testing.T) {
+	rec := "{\n  \"schema_version\": 1,\n  \"cluster\": \"lab\"\n}\n"
+	f, err := Parse("@@record\n" + rec + "\n@@end\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(f.ClusterRecord) != rec {
+		t.Errorf("record %q", f.ClusterRecord)
+	}
+	f, _ = Parse("@@record\n\n@@end\n")
+	if f.ClusterRecord != nil {
+		t.Errorf("no file, but record %q", f.ClusterRecord)
+	}
+	if !strings.Contains(Script(Request{}), "cat "+ClusterRecordPath) {
+		t.Error("the script does not read the record")
+	}
+}
+
+// TestPendingRecords: a pending handler's record file name is its name with
+// unsafe bytes escaped, and facts give the name back with the record's time.
+func TestPendingRecords(t *testing.T) {
+	name := "keepalived reload/../x"
+	file := PendingFile(name)
+	if strings.Count(file, "/") != strings.Count(PendingDir, "/")+1 || strings.Contains(file[len(PendingDir):], ".") {
+		t.Fatalf("PendingFile(%q) = %q", name, file)
+	}
+	out := "@@pending\n" + file[len(PendingDir)+1:] + "\t2026-11-24T10:00:00Z\nsystemd\t2026-11-24T09:00:00Z\n@@end\n"
+	f, err := Parse(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Pending[name] != "2026-11-24T10:00:00Z" || f.Pending["systemd"] != "2026-11-24T09:00:00Z" || len(f.Pending) != 2 {
+		t.Errorf("pending %v", f.Pending)
+	}
+}

@@ -342,6 +342,7 @@ func buildCluster(rc *clusterSchema, defaults SSH) (*Cluster, hcl.Diagnostics) {
 		}
 		setStr(&h.Interface, rh.Interface)
 		setInt(&h.VRID, rh.VRID)
+		h.VRIDSet = rh.VRID != nil
 		if rh.VRID == nil {
 			// A derived VRID is blamed on the base that produced it.
 			h.Ranges["virtual_router_id"] = c.Range("virtual_router_id_base")

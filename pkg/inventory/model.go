@@ -146,7 +146,10 @@ type Host struct {
 	VIP6      netip.Prefix
 	Interface string // the cluster's unless the host overrides it
 	VRID      int    // the cluster's base + index unless the host sets virtual_router_id
-	SSH       SSH    // merged: inventory defaults, then the host's overrides
+	// VRIDSet: the host sets virtual_router_id itself (an override that wins
+	// over the VRID recorded on the hosts by the last apply).
+	VRIDSet bool
+	SSH     SSH // merged: inventory defaults, then the host's overrides
 
 	DefRange hcl.Range
 	Ranges   map[string]hcl.Range

@@ -52,6 +52,9 @@ type Outcome struct {
 	// Refresh asks the runner to gather facts again (packages changed what
 	// later steps decide on, e.g. keepalived's version).
 	Refresh bool
+	// Recorded: the executor wrote the step's pending-handler records, so
+	// its handlers run even when the ops found nothing left to change.
+	Recorded bool
 }
 
 // Module is one idempotent operation.
@@ -481,6 +484,12 @@ type Absent struct{ Path string }
 // BackupDir holds the copies of files hactl removed.
 const BackupDir = "/var/backups/hactl"
 
+// BackupPath is where a file hactl removes is kept: in BackupDir, named
+// after its path and the run's stamp.
+func BackupPath(p, stamp string) string {
+	return path.Join(BackupDir, strings.ReplaceAll(strings.TrimPrefix(p, "/"), "/", "_")+".hactl-"+stamp)
+}
+
 func (m *Absent) Kind() string         { return "file" }
 func (m *Absent) Needs() facts.Request { return facts.Request{Paths: []string{m.Path}} }
 
@@ -488,7 +497,7 @@ func (m *Absent) Plan(_ context.Context, t *Target) (Plan, error) {
 	if !t.Facts.Files[m.Path].Exists {
 		return Plan{Summary: "absent"}, nil
 	}
-	dst := path.Join(BackupDir, strings.ReplaceAll(strings.TrimPrefix(m.Path, "/"), "/", "_")+".hactl-"+t.Stamp)
+	dst := BackupPath(m.Path, t.Stamp)
 	return Plan{
 		Summary: "remove (kept as " + dst + ")",
 		Done:    done("removed (kept as " + dst + ")"),

@@ -4,6 +4,12 @@ import (
 	"context"
 	"fmt"
 	"io/fs"
+	"path"
+	"slices"
+	"strings"
+
+	"github.com/hactl/hactl/pkg/facts"
+	"github.com/hactl/hactl/pkg/remote"
 )
 
 // Plan is what a module decided a host needs: the operations, in order, and
@@ -72,16 +78,31 @@ func preview(ctx context.Context, p Plan) (Outcome, error) {
 }
 
 // execute runs a plan's ops in order and stops at the first failure. It is
-// the only code that changes a host. A pending-handler record (issue 12)
-// belongs right before an op with Swap: from that op on, the file on disk
-// is one its daemon has not loaded.
-func execute(ctx context.Context, t *Target, p Plan) (Outcome, error) {
+// the only code that changes a host. When the step notifies handlers, their
+// pending records (facts.PendingDir) are written right before the first op
+// with Swap (or, for a plan without one, such as a command that edits a
+// file in place, before its first op): from that op on, the file on disk is
+// one its daemon has not loaded, and whatever happens next (a later step
+// fails, Ctrl-C, the host is lost) the next run finds the record and runs
+// the handler. The runner clears a record once its handler succeeded.
+func execute(ctx context.Context, t *Target, p Plan, notify []string) (Outcome, error) {
 	if len(p.Ops) == 0 {
 		return Outcome{Summary: p.Summary}, nil
 	}
+	recordAt := slices.IndexFunc(p.Ops, func(op Op) bool { return op.Swap != nil })
+	if recordAt < 0 {
+		recordAt = 0
+	}
 	outs := make([]string, len(p.Ops))
 	var swaps []Swap
+	recorded := false
 	for i, op := range p.Ops {
+		if i == recordAt && len(notify) > 0 {
+			if _, err := run(ctx, t, RecordPendingCommand(notify)); err != nil {
+				return Outcome{}, fmt.Errorf("record pending handlers %s: %w", strings.Join(notify, ", "), err)
+			}
+			recorded = true
+		}
 		var err error
 		if op.Upload != nil {
 			err = t.Conn.Upload(ctx, op.Upload.Path, op.Upload.Content, op.Upload.Mode)
@@ -92,15 +113,35 @@ func execute(ctx context.Context, t *Target, p Plan) (Outcome, error) {
 			if op.Fail != nil {
 				err = op.Fail(ctx, err)
 			}
-			return Outcome{}, err
+			return Outcome{Recorded: recorded}, err
 		}
 		if op.Swap != nil {
 			swaps = append(swaps, *op.Swap)
 		}
 	}
-	o := Outcome{Changed: true, Summary: p.Summary, Swaps: swaps, Refresh: p.Refresh}
+	o := Outcome{Changed: true, Summary: p.Summary, Swaps: swaps, Refresh: p.Refresh, Recorded: recorded}
 	if p.Done != nil {
 		o.Summary, o.Changed = p.Done(outs)
 	}
 	return o, nil
+}
+
+// RecordPendingCommand writes each handler's pending record unless one is
+// there already (the earliest run that left it unhandled is the one to
+// name). Each record is written to a dot file and renamed into place, so
+// facts never read half a record.
+func RecordPendingCommand(handlers []string) string {
+	var b strings.Builder
+	b.WriteString("mkdir -p " + remote.Quote(facts.PendingDir) + " && now=$(date -u +%Y-%m-%dT%H:%M:%SZ)")
+	for _, h := range handlers {
+		f := facts.PendingFile(h)
+		tmp := path.Dir(f) + "/." + path.Base(f) + ".new"
+		fmt.Fprintf(&b, " && { [ -e %[1]s ] || { printf '%%s\\n' \"$now\" > %[2]s && mv -f %[2]s %[1]s; }; }", remote.Quote(f), remote.Quote(tmp))
+	}
+	return b.String()
+}
+
+// ClearPendingCommand removes a handler's record once it ran.
+func ClearPendingCommand(handler string) string {
+	return "rm -f " + remote.Quote(facts.PendingFile(handler))
 }

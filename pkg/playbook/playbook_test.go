@@ -6,9 +6,11 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -20,6 +22,7 @@ import (
 	"github.com/hactl/hactl/pkg/remote"
 	"github.com/hactl/hactl/pkg/remote/remotetest"
 	"github.com/hactl/hactl/pkg/render"
+	"github.com/hactl/hactl/pkg/vrrp"
 	"github.com/hactl/hactl/playbooks"
 )
 
@@ -113,11 +116,13 @@ type host struct {
 	reloads     int             // firewall-cmd --reload
 	confDefault bool            // nginx.conf has default_server now
 	siteRemoved bool
+	record      []byte            // the cluster record's content, as the swap left it
+	pending     map[string]string // pending-handler record file → its line
 }
 
 func newHost(fx fixture) *host {
 	h := &host{fx: fx, pkgs: map[string]string{}, files: map[string]string{}, modes: map[string]string{},
-		services: map[string]svc{}, fwRules: map[string]bool{}}
+		services: map[string]svc{}, fwRules: map[string]bool{}, pending: map[string]string{}}
 	for p, v := range fx.Preinst {
 		h.pkgs[p] = v
 	}
@@ -163,6 +168,7 @@ func (h *host) factsOutput() string {
 	if _, ok := h.pkgs["keepalived"]; ok {
 		b.WriteString(h.fx.KeepalivedLine + "\n")
 	}
+	fmt.Fprintf(&b, "@@record\n%s\n", h.record)
 	// `ip -o addr show`: both families, as the facts script asks.
 	b.WriteString("@@addrs\n2: eth0    inet 198.18.0.11/24 brd 198.18.0.255 scope global eth0\n" +
 		"2: eth0    inet6 2001:db8:18::11/64 scope global nodad \\       valid_lft forever preferred_lft forever\n")
@@ -177,7 +183,7 @@ func (h *host) factsOutput() string {
 		}
 	}
 	b.WriteString("@@files\n")
-	for _, p := range []string{render.KeepalivedConf, render.CheckScript, render.NotifyScript, render.NginxSite, render.KeepalivedDrop, render.NginxDrop, render.TrackScript, "/etc/nginx/sites-enabled/default"} {
+	for _, p := range []string{render.KeepalivedConf, render.CheckScript, render.NotifyScript, render.NginxSite, render.KeepalivedDrop, render.NginxDrop, render.TrackScript, render.ClusterRecord, "/etc/nginx/sites-enabled/default"} {
 		_, nginx := h.pkgs["nginx"]
 		if sum, ok := h.files[p]; ok {
 			mode := h.modes[p]
@@ -191,16 +197,21 @@ func (h *host) factsOutput() string {
 			fmt.Fprintf(&b, "%s\tabsent\n", p)
 		}
 	}
+	b.WriteString("@@pending\n")
+	for _, f := range slices.Sorted(maps.Keys(h.pending)) {
+		fmt.Fprintf(&b, "%s\t%s\n", filepath.Base(f), h.pending[f])
+	}
 	b.WriteString("@@end\n")
 	return b.String()
 }
 
 var (
-	quoted    = regexp.MustCompile(`'([^']+)'`)
-	fwdQuery  = regexp.MustCompile(`--query-([a-z-]+='[^']*') >/dev/null 2>&1 \|\| echo 'missing (\d+)'`)
-	fwdAdd    = regexp.MustCompile(`--add-([a-z-]+='[^']*')`)
-	ufwQuery  = regexp.MustCompile(`ufw --dry-run allow (.+?) 2>&1 \| grep -q '[^']*' \|\| echo 'missing (\d+)'`)
-	unitQuote = regexp.MustCompile(`systemctl (?:restart|start) '([^']+)'`)
+	quoted        = regexp.MustCompile(`'([^']+)'`)
+	fwdQuery      = regexp.MustCompile(`--query-([a-z-]+='[^']*') >/dev/null 2>&1 \|\| echo 'missing (\d+)'`)
+	fwdAdd        = regexp.MustCompile(`--add-([a-z-]+='[^']*')`)
+	ufwQuery      = regexp.MustCompile(`ufw --dry-run allow (.+?) 2>&1 \| grep -q '[^']*' \|\| echo 'missing (\d+)'`)
+	pendingRecord = regexp.MustCompile(`\[ -e '([^']+)' \]`)
+	unitQuote     = regexp.MustCompile(`systemctl (?:restart|start) '([^']+)'`)
 )
 
 func (h *host) handler(uploads map[string][]byte) func(cmd string, stdin []byte) remote.Result {
@@ -217,6 +228,14 @@ func (h *host) handler(uploads map[string][]byte) func(cmd string, stdin []byte)
 		}
 		ok := func(s string) remote.Result { return remote.Result{Stdout: []byte(s)} }
 		switch {
+		case strings.HasPrefix(cmd, "mkdir -p '"+facts.PendingDir+"'"):
+			for _, m := range pendingRecord.FindAllStringSubmatch(cmd, -1) {
+				if _, ok := h.pending[m[1]]; !ok {
+					h.pending[m[1]] = "2026-11-24T00:00:00Z"
+				}
+			}
+		case strings.HasPrefix(cmd, "rm -f '"+facts.PendingDir+"/"):
+			delete(h.pending, strings.Trim(strings.TrimPrefix(cmd, "rm -f "), "'"))
 		case strings.Contains(cmd, " install ") && (strings.Contains(cmd, "apt-get") || strings.HasPrefix(cmd, "yum ") || strings.HasPrefix(cmd, "dnf ")):
 			_, list, _ := strings.Cut(cmd[strings.LastIndex(cmd, " install "):], " install ")
 			for _, m := range quoted.FindAllStringSubmatch(list, -1) {
@@ -242,6 +261,9 @@ func (h *host) handler(uploads map[string][]byte) func(cmd string, stdin []byte)
 			for up, content := range uploads {
 				if filepath.Dir(up) == filepath.Dir(p) && strings.Contains(up, filepath.Base(p)) {
 					h.files[p] = sum(content)
+					if p == render.ClusterRecord {
+						h.record = content
+					}
 				}
 			}
 		case strings.Contains(cmd, "mv -f '/etc/nginx/sites-enabled/default'"):
@@ -475,6 +497,7 @@ func TestFirstApplyThenNoChange(t *testing.T) {
 			if h.confDefault {
 				t.Error("nginx.conf still claims default_server")
 			}
+			checkRecord(t, h)
 			if fx.Firewall != "" && len(h.fwRules) != 2 {
 				t.Errorf("firewall rules %v", h.fwRules)
 			}
@@ -626,7 +649,7 @@ func converge(m Module, t *Target) (Outcome, error) {
 	if err != nil {
 		return Outcome{}, err
 	}
-	return execute(ctx, t, p)
+	return execute(ctx, t, p, nil)
 }
 
 func factsFor(h *host) (*facts.Facts, error) { return facts.Parse(h.factsOutput()) }
@@ -708,7 +731,7 @@ func TestDryRunChangesNothing(t *testing.T) {
 				}
 			}
 			sort.Strings(diffs)
-			if len(diffs) != 7 {
+			if len(diffs) != len(labFiles(t)) {
 				t.Errorf("want a diff per rendered file, got %v", diffs)
 			}
 		})
@@ -746,9 +769,14 @@ func TestHandlerFailureRestores(t *testing.T) {
 	}
 	var restores []string
 	for _, c := range r.conn.Runs() {
-		if strings.HasPrefix(c.Cmd, "rm -f ") || strings.HasPrefix(c.Cmd, "cp -a ") {
+		if (strings.HasPrefix(c.Cmd, "rm -f ") || strings.HasPrefix(c.Cmd, "cp -a ")) && !strings.Contains(c.Cmd, facts.PendingDir) {
 			restores = append(restores, c.Cmd)
 		}
+	}
+	// nginx still fails after the restore and keepalived's handler never
+	// ran: both stay pending for the next run; systemd's ran and is cleared.
+	if got := strings.Join(slices.Sorted(maps.Keys(h.pending)), " "); got != facts.PendingFile("keepalived")+" "+facts.PendingFile("nginx") {
+		t.Errorf("pending records after the failed handler: %s", got)
 	}
 	want := []string{"rm -f '/etc/nginx/conf.d/hactl.conf'", "cp -a '/var/backups/hactl/etc_nginx_sites-enabled_default.hactl-20261124T000000Z' '/etc/nginx/sites-enabled/default'"}
 	sort.Strings(restores)
@@ -848,5 +876,97 @@ func checkFreshPlan(t *testing.T, fx fixture) {
 	}
 	if err := os.WriteFile(filepath.Join(releasesDir, fx.Name+".json"), b.Bytes(), 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// checkRecord: after an apply the host's facts carry the cluster record the
+// apply wrote, and it reads back as the lab's membership and router ids.
+func checkRecord(t *testing.T, h *host) {
+	t.Helper()
+	// The caller holds h.mu; factsOutput takes it itself.
+	h.mu.Unlock()
+	out := h.factsOutput()
+	h.mu.Lock()
+	f, err := facts.Parse(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := labFiles(t)[render.ClusterRecord].Content
+	if !bytes.Equal(f.ClusterRecord, want) {
+		t.Fatalf("facts read the record\n%s\nwant\n%s", f.ClusterRecord, want)
+	}
+	r, err := vrrp.ParseRecord(f.ClusterRecord)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, m := range r.Hosts {
+		got = append(got, fmt.Sprintf("%s %s %s %d", m.Name, m.Address, m.VIP, m.VRID))
+	}
+	if w := "lab1 198.18.0.11 198.18.0.201/24 51,lab2 198.18.0.12 198.18.0.202/24 52,lab3 198.18.0.13 198.18.0.203/24 53"; strings.Join(got, ",") != w {
+		t.Errorf("record %v", got)
+	}
+}
+
+// TestSwapThenFailureRunsHandlerNextTime is issue 12's reproduction: run 1
+// replaces keepalived.conf, then `nginx -t` fails at the site step, so the
+// run ends before its handlers. keepalived never loaded the new file; the
+// next plan says so, and run 2, which finds keepalived.conf up to date, still
+// reloads keepalived (and runs daemon-reload for the drop-in), then clears
+// the records: a third run does nothing.
+func TestSwapThenFailureRunsHandlerNextTime(t *testing.T) {
+	h := newHost(fixtureNamed(t, "debian12"))
+	h.preinstall()
+	h.fail = map[string]int{"nginx -t": 11}
+	r1 := runBook(t, h, false)
+	if err := r1.results[0].Err; err == nil || !strings.Contains(err.Error(), "nginx site") {
+		t.Fatalf("run 1: err = %v", err)
+	}
+	for _, c := range r1.conn.Runs() {
+		if strings.Contains(c.Cmd, "systemctl reload 'keepalived'") {
+			t.Fatal("run 1 reloaded keepalived although it failed before its handlers")
+		}
+	}
+	if _, ok := h.pending[facts.PendingFile("keepalived")]; !ok {
+		t.Fatalf("no pending record for keepalived after run 1: %v", h.pending)
+	}
+	h.fail = nil
+
+	plan := runBook(t, h, true)
+	var lines []string
+	for _, c := range plan.results[0].Changes {
+		lines = append(lines, c.Step+": "+c.Summary)
+	}
+	got := strings.Join(lines, "\n")
+	for _, want := range []string{
+		"handler keepalived: would run handler keepalived: pending since 2026-11-24T00:00:00Z from an interrupted run",
+		"handler systemd: would run handler systemd: pending since 2026-11-24T00:00:00Z from an interrupted run",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("plan lacks %q:\n%s", want, got)
+		}
+	}
+	if strings.Contains(got, "keepalived config:") {
+		t.Errorf("plan wants to change keepalived.conf again:\n%s", got)
+	}
+
+	r2 := runBook(t, h, false)
+	if err := r2.results[0].Err; err != nil {
+		t.Fatalf("run 2: %v", err)
+	}
+	for p, f := range labFiles(t) { // modes as the swaps set them
+		h.modes[p] = fmt.Sprintf("%o root root", f.Mode)
+	}
+	log := eventLog(r2.events)
+	for _, want := range []string{"ok       keepalived config: up to date", "changed  handler keepalived: reloaded (pending since 2026-11-24T00:00:00Z from an interrupted run)", "changed  handler systemd:"} {
+		if !strings.Contains(log, want) {
+			t.Errorf("run 2 lacks %q:\n%s", want, log)
+		}
+	}
+	if len(h.pending) != 0 {
+		t.Errorf("records left after run 2: %v", h.pending)
+	}
+	if r3 := runBook(t, h, false); r3.results[0].Changed != 0 {
+		t.Errorf("run 3 changed %d things:\n%s", r3.results[0].Changed, eventLog(r3.events))
 	}
 }

@@ -2,11 +2,9 @@ package playbook
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"errors"
 	"fmt"
-	"io"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -15,7 +13,6 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/hactl/hactl/pkg/facts"
-	"github.com/hactl/hactl/pkg/remote"
 )
 
 // Event is one line of progress.
@@ -54,8 +51,10 @@ type Runner struct {
 	Book     *Book
 	Parallel int
 	DryRun   bool
-	// Lock takes the per-host apply lock (nil: no lock, as in plans).
-	Lock bool
+	// Lock takes the per-host lock (Locker's) before anything else; false:
+	// no lock, as in plans.
+	Lock   bool
+	Locker Locker
 	// Event receives progress; it is called from several goroutines.
 	Event func(Event)
 	// Rollout, when set, is asked around each host's serial phase (see
@@ -94,14 +93,28 @@ type hostRun struct {
 	res     Result
 	pending map[string]bool   // handlers notified
 	swaps   map[string][]Swap // handler → files it depends on
-	unlock  func()
+	// records are the handlers with a pending record on the host: "" when
+	// this run wrote it, else when an earlier run did (from the facts).
+	records map[string]string
+	held    *Held
+	// ctx is the host's context while it holds the lock: it ends when the
+	// lock's heartbeat lapses (nil: the run's context).
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+func (hr *hostRun) context(ctx context.Context) context.Context {
+	if hr.ctx != nil {
+		return hr.ctx
+	}
+	return ctx
 }
 
 // Run converges every host. A failing host never stops the others.
 func (r *Runner) Run(ctx context.Context, hosts []HostInput) []Result {
 	runs := make([]*hostRun, len(hosts))
 	for i, h := range hosts {
-		runs[i] = &hostRun{idx: i, in: h, res: Result{Host: h.Target.Name}, pending: map[string]bool{}, swaps: map[string][]Swap{}}
+		runs[i] = &hostRun{idx: i, in: h, res: Result{Host: h.Target.Name}, pending: map[string]bool{}, swaps: map[string][]Swap{}, records: map[string]string{}}
 	}
 	needs := r.Needs
 	for _, s := range r.Book.Steps {
@@ -126,7 +139,7 @@ func (r *Runner) Run(ctx context.Context, hosts []HostInput) []Result {
 		g.Go(func() error {
 			hr.res.Err = r.prepare(ctx, hr, needs)
 			if hr.res.Err == nil {
-				hr.res.Err = r.steps(ctx, hr, needs, false)
+				hr.res.Err = r.steps(hr.context(ctx), hr, needs, false)
 			}
 			return nil
 		})
@@ -149,9 +162,9 @@ func (r *Runner) Run(ctx context.Context, hosts []HostInput) []Result {
 	}
 	serialPhase := func(hr *hostRun) {
 		before := hr.res.Changed
-		err := r.handlers(ctx, hr)
+		err := r.handlers(hr.context(ctx), hr)
 		if err == nil {
-			err = r.steps(ctx, hr, needs, true)
+			err = r.steps(hr.context(ctx), hr, needs, true)
 		}
 		hr.res.Err = err
 		if err == nil && !r.DryRun && hr.res.Changed > before && r.Rollout != nil {
@@ -166,7 +179,7 @@ func (r *Runner) Run(ctx context.Context, hosts []HostInput) []Result {
 			continue
 		}
 		dark := false
-		if r.Rollout != nil && !r.DryRun && r.serialMayAct(ctx, hr) {
+		if r.Rollout != nil && !r.DryRun && r.serialMayAct(hr.context(ctx), hr) {
 			dark = r.Rollout.Snapshot(ctx, hr.res.Host)
 			if !dark && len(unsettled) > 0 {
 				settleAll()
@@ -181,7 +194,7 @@ func (r *Runner) Run(ctx context.Context, hosts []HostInput) []Result {
 		batch := []*hostRun{hr}
 		group := r.Rollout.Group(hr.res.Host)
 		for _, x := range runs[i+1:] {
-			if x.res.Err == nil && !done[x] && r.Rollout.Group(x.res.Host) == group && r.serialMayAct(ctx, x) {
+			if x.res.Err == nil && !done[x] && r.Rollout.Group(x.res.Host) == group && r.serialMayAct(x.context(ctx), x) {
 				batch = append(batch, x)
 			}
 		}
@@ -196,8 +209,16 @@ func (r *Runner) Run(ctx context.Context, hosts []HostInput) []Result {
 	settleAll()
 	out := make([]Result, len(runs))
 	for i, hr := range runs {
-		if hr.unlock != nil {
-			hr.unlock()
+		if hr.held != nil {
+			hr.cancel()
+			hr.held.Release()
+			select {
+			case <-hr.held.Lost():
+				if hr.res.Err != nil {
+					hr.res.Err = fmt.Errorf("%w (%s: %w)", hr.res.Err, hr.res.Host, ErrLockLost)
+				}
+			default:
+			}
 		}
 		out[i] = hr.res
 	}
@@ -246,7 +267,7 @@ func (r *Runner) serialMayAct(ctx context.Context, hr *hostRun) bool {
 
 // act decides what m needs on the host, then runs it, or in a dry run
 // only describes it.
-func (r *Runner) act(ctx context.Context, t *Target, m Module) (Outcome, error) {
+func (r *Runner) act(ctx context.Context, t *Target, m Module, notify []string) (Outcome, error) {
 	p, err := m.Plan(ctx, t)
 	if err != nil {
 		return Outcome{}, err
@@ -254,7 +275,7 @@ func (r *Runner) act(ctx context.Context, t *Target, m Module) (Outcome, error) 
 	if r.DryRun {
 		return preview(ctx, p)
 	}
-	o, err := execute(ctx, t, p)
+	o, err := execute(ctx, t, p, notify)
 	if o.Changed {
 		t.Touched = true
 	}
@@ -270,11 +291,13 @@ func (r *Runner) emit(e Event) {
 func (r *Runner) prepare(ctx context.Context, hr *hostRun, needs facts.Request) error {
 	t := hr.in.Target
 	if r.Lock && !r.DryRun {
-		unlock, err := Lock(ctx, t.Conn, t.Name)
+		held, err := r.Locker.Lock(ctx, t.Conn, t.Name)
 		if err != nil {
 			return err
 		}
-		hr.unlock = unlock
+		hr.held = held
+		hr.ctx, hr.cancel = held.Context(ctx)
+		ctx = hr.ctx
 	}
 	start := time.Now()
 	f, err := facts.Gather(ctx, t.Conn, needs)
@@ -285,6 +308,17 @@ func (r *Runner) prepare(ctx context.Context, hr *hostRun, needs facts.Request) 
 	if hr.in.Check != nil {
 		if err := hr.in.Check(f); err != nil {
 			return err
+		}
+	}
+	// Handlers an earlier run notified and never ran: the files look up to
+	// date, but the daemon has not loaded them.
+	for _, h := range r.Book.Handlers {
+		if since, ok := f.Pending[h.Name]; ok {
+			hr.pending[h.Name] = true
+			if since == "" {
+				since = "an unknown time"
+			}
+			hr.records[h.Name] = since
 		}
 	}
 	r.emit(Event{Host: t.Name, Step: "facts", Status: "ok", Summary: fmt.Sprintf("%s, keepalived %s, arping %s", f.OS.PrettyName, orNone(f.KeepalivedVersion), orNone(f.Arping)), Elapsed: time.Since(start)})
@@ -310,7 +344,15 @@ func (r *Runner) steps(ctx context.Context, hr *hostRun, needs facts.Request, se
 			return fmt.Errorf("%s: %w", t.Name, err)
 		}
 		start := time.Now()
-		o, err := r.act(ctx, t, s.Module)
+		o, err := r.act(ctx, t, s.Module, s.Notify)
+		if o.Recorded {
+			for _, n := range s.Notify {
+				hr.pending[n] = true
+				if _, ok := hr.records[n]; !ok {
+					hr.records[n] = ""
+				}
+			}
+		}
 		ev := Event{Host: t.Name, Step: s.Name, Summary: o.Summary, Elapsed: time.Since(start), Diff: o.Diff}
 		if err != nil {
 			ev.Status, ev.Summary = "failed", firstLine(err.Error())
@@ -339,18 +381,34 @@ func (r *Runner) steps(ctx context.Context, hr *hostRun, needs facts.Request, se
 	return nil
 }
 
+// RestoreTimeout bounds putting files back after a failed handler. Restores
+// run under a context that Ctrl-C does not cancel: an interrupt must not
+// leave a daemon failed on a file it cannot load.
+const RestoreTimeout = 60 * time.Second
+
 // handlers runs the notified handlers in playbook order. When one fails, the
 // files that notified it are put back and it runs once more, so the service
-// returns on its previous configuration; the host is reported failed.
+// returns on its previous configuration; the host is reported failed. A
+// handler's pending record is cleared once it ran (or once the service runs
+// again on the restored files the record was about).
 func (r *Runner) handlers(ctx context.Context, hr *hostRun) error {
 	t := hr.in.Target
 	for _, h := range r.Book.Handlers {
 		if !hr.pending[h.Name] {
 			continue
 		}
+		since, recorded := hr.records[h.Name]
 		start := time.Now()
-		o, err := r.act(ctx, t, h.Module)
+		o, err := r.act(ctx, t, h.Module, nil)
 		ev := Event{Host: t.Name, Step: "handler " + h.Name, Summary: o.Summary, Elapsed: time.Since(start)}
+		if since != "" {
+			ev.Summary += fmt.Sprintf(" (pending since %s from an interrupted run)", since)
+		}
+		if err == nil && recorded && !r.DryRun {
+			if _, cerr := run(ctx, t, ClearPendingCommand(h.Name)); cerr != nil {
+				err = fmt.Errorf("it ran, but its pending record stays (the next run runs it again): %w", cerr)
+			}
+		}
 		if err == nil {
 			ev.Status = "changed"
 			hr.res.Changed++
@@ -358,108 +416,54 @@ func (r *Runner) handlers(ctx context.Context, hr *hostRun) error {
 				t.Touched = true
 			}
 			if r.DryRun {
-				hr.res.Changes = append(hr.res.Changes, Change{Step: "handler " + h.Name, Summary: o.Summary})
+				summary := o.Summary
+				if since != "" {
+					summary = fmt.Sprintf("would run handler %s: pending since %s from an interrupted run", h.Name, since)
+				}
+				hr.res.Changes = append(hr.res.Changes, Change{Step: "handler " + h.Name, Summary: summary})
 			}
 			r.emit(ev)
 			continue
 		}
 		ev.Status, ev.Summary = "failed", firstLine(err.Error())
 		r.emit(ev)
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), RestoreTimeout)
+		defer cancel()
 		var restored []string
-		for _, s := range hr.swaps[h.Name] {
-			if _, rerr := run(ctx, t, RestoreCommand(s)); rerr == nil {
+		swaps := hr.swaps[h.Name]
+		for _, s := range swaps {
+			if _, rerr := run(rctx, t, RestoreCommand(s)); rerr == nil {
 				restored = append(restored, s.Path)
 			}
 		}
 		if len(restored) == 0 {
 			return fmt.Errorf("%s: handler %q: %w", t.Name, h.Name, err)
 		}
-		_, again := r.act(ctx, t, h.Module)
+		_, again := r.act(rctx, t, h.Module, nil)
 		state := "and it is running again on the previous files"
 		if again != nil {
 			state = "but it still fails: " + firstLine(again.Error())
+		} else if len(restored) == len(swaps) && recorded && since == "" {
+			// The daemon runs what is on disk again: nothing is pending.
+			_, _ = run(rctx, t, ClearPendingCommand(h.Name))
 		}
 		return fmt.Errorf("%s: handler %q: %w\nrestored %s, %s", t.Name, h.Name, err, strings.Join(restored, ", "), state)
 	}
 	return nil
 }
 
+// PendingDrift is status's view of pending handlers: the files are what
+// hactl wrote, but a daemon has not loaded them (the next apply runs the
+// handler).
+func PendingDrift(f *facts.Facts) []string {
+	var out []string
+	for _, h := range slices.Sorted(maps.Keys(f.Pending)) {
+		out = append(out, fmt.Sprintf("handler %s pending since %s (an interrupted run; the next apply runs it)", h, f.Pending[h]))
+	}
+	return out
+}
+
 func firstLine(s string) string {
 	l, _, _ := strings.Cut(s, "\n")
 	return l
-}
-
-// ErrLocked means another hactl run holds a host's lock.
-var ErrLocked = errors.New("another hactl apply is running on this host")
-
-// LockPath is the per-host lock; under /run, so a reboot clears it.
-const LockPath = "/run/hactl.lock"
-
-// Lock takes an exclusive flock on the host for as long as the returned
-// function is not called. The lock is held by a remote `flock` whose stdin is
-// this process: if hactl dies, the SSH session ends and the lock with it.
-func Lock(ctx context.Context, c remote.Conn, host string) (func(), error) {
-	tok := make([]byte, 8)
-	_, _ = rand.Read(tok)
-	token := hex.EncodeToString(tok)
-	pr, pw := io.Pipe()
-	cmd := fmt.Sprintf(`exec 9>%s; if ! flock -n 9; then cat %s.owner 2>/dev/null; exit 75; fi; `+
-		`echo "%s $(date -u +%%Y-%%m-%%dT%%H:%%M:%%SZ)" > %s.owner; exec cat >/dev/null`, LockPath, LockPath, token, LockPath)
-	lctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	done := make(chan struct{})
-	var res remote.Result
-	var runErr error
-	go func() {
-		res, runErr = c.Run(lctx, cmd, pr)
-		close(done)
-	}()
-	release := func() {
-		_ = pw.Close()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-		}
-		cancel()
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	// The remote flock usually holds the lock within a few milliseconds
-	// (one session start): poll soon, then back off to 20 ms.
-	wait := 2 * time.Millisecond
-	for {
-		select {
-		case <-done:
-			release()
-			if runErr != nil {
-				return nil, fmt.Errorf("%s: lock: %w", host, runErr)
-			}
-			if res.ExitCode == 75 {
-				since := strings.TrimSpace(string(res.Stdout))
-				if _, at, ok := strings.Cut(since, " "); ok {
-					since = " (since " + at + ")"
-				}
-				return nil, fmt.Errorf("%s: %w%s; %s", host, ErrLocked, since, LockPath)
-			}
-			return nil, fmt.Errorf("%s: lock: exit %d: %s", host, res.ExitCode, strings.TrimSpace(string(res.Stderr)))
-		default:
-		}
-		out, err := c.Run(ctx, "cat "+LockPath+".owner 2>/dev/null", nil)
-		if err != nil {
-			release()
-			return nil, fmt.Errorf("%s: lock: %w", host, err)
-		}
-		if strings.HasPrefix(string(out.Stdout), token) {
-			return release, nil
-		}
-		if time.Now().After(deadline) {
-			release()
-			return nil, fmt.Errorf("%s: lock: %s not acquired within 10s", host, LockPath)
-		}
-		select {
-		case <-ctx.Done():
-			release()
-			return nil, ctx.Err()
-		case <-time.After(wait):
-		}
-		wait = min(2*wait, 20*time.Millisecond)
-	}
 }

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/hactl/hactl/pkg/facts"
 	"github.com/hactl/hactl/pkg/remote"
 	"github.com/hactl/hactl/pkg/remote/remotetest"
 )
@@ -178,5 +179,20 @@ func TestDarkClusterBatch(t *testing.T) {
 		if (res[i].Err == nil) != want {
 			t.Errorf("%s: err %v", res[i].Host, res[i].Err)
 		}
+	}
+}
+
+// TestPendingDrift: status lists every pending handler, sorted, with when
+// it was first left unhandled.
+func TestPendingDrift(t *testing.T) {
+	f := &facts.Facts{Pending: map[string]string{"nginx": "2026-11-24T10:00:01Z", "keepalived": "2026-11-24T10:00:00Z"}}
+	got := strings.Join(PendingDrift(f), "\n")
+	want := "handler keepalived pending since 2026-11-24T10:00:00Z (an interrupted run; the next apply runs it)\n" +
+		"handler nginx pending since 2026-11-24T10:00:01Z (an interrupted run; the next apply runs it)"
+	if got != want {
+		t.Errorf("got\n%s\nwant\n%s", got, want)
+	}
+	if d := PendingDrift(&facts.Facts{}); len(d) != 0 {
+		t.Errorf("no records: %v", d)
 	}
 }

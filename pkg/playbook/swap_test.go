@@ -5,7 +5,9 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/hactl/hactl/pkg/facts"
 	"github.com/hactl/hactl/pkg/remote"
@@ -80,5 +82,52 @@ func TestSwapOnRealShell(t *testing.T) {
 				t.Errorf("backup mode %04o, want %04o", st.Mode().Perm(), tc.backupMode)
 			}
 		})
+	}
+}
+
+// TestPendingRecordOnRealShell runs the record and clear commands (moved
+// under a temporary directory) over the in-process SSH server: a record
+// holds the time of the first unhandled run, a second record keeps it, the
+// facts script reads it back by handler name, and clearing removes it.
+func TestPendingRecordOnRealShell(t *testing.T) {
+	s := remotetest.NewServer(t)
+	c, err := remote.Dial(context.Background(), s.Config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	dir := filepath.Join(t.TempDir(), "pending")
+	moved := func(cmd string) string { return strings.ReplaceAll(cmd, facts.PendingDir, dir) }
+	ctx := context.Background()
+	if _, err := remote.Output(ctx, c, moved(RecordPendingCommand([]string{"keepalived", "odd name"}))); err != nil {
+		t.Fatal(err)
+	}
+	first, err := os.ReadFile(filepath.Join(dir, "keepalived"))
+	if err != nil || len(first) != len("2026-11-24T00:00:00Z\n") {
+		t.Fatalf("record %q, %v", first, err)
+	}
+	time.Sleep(1100 * time.Millisecond)
+	if _, err := remote.Output(ctx, c, moved(RecordPendingCommand([]string{"keepalived"}))); err != nil {
+		t.Fatal(err)
+	}
+	if again, _ := os.ReadFile(filepath.Join(dir, "keepalived")); string(again) != string(first) {
+		t.Errorf("second record %q replaced the first %q", again, first)
+	}
+	out, err := remote.Output(ctx, c, moved(facts.Script(facts.Request{})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := facts.Parse(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Pending["keepalived"] != strings.TrimSpace(string(first)) || f.Pending["odd name"] == "" || len(f.Pending) != 2 {
+		t.Errorf("facts read %v", f.Pending)
+	}
+	if _, err := remote.Output(ctx, c, moved(ClearPendingCommand("odd name"))); err != nil {
+		t.Fatal(err)
+	}
+	if left, _ := os.ReadDir(dir); len(left) != 1 || left[0].Name() != "keepalived" {
+		t.Errorf("after clearing: %v", left)
 	}
 }

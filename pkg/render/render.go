@@ -35,6 +35,9 @@ const (
 	// 0 when it starts. Under /run: a reboot starts from "up".
 	NginxDownDir  = "/run/hactl"
 	NginxDownFile = NginxDownDir + "/nginx-down"
+	// ClusterRecord is the membership the last apply left (vrrp.Record):
+	// the next run reads it to keep router ids and to see departed hosts.
+	ClusterRecord = vrrp.RecordPath
 )
 
 // Drain file values (track_file weight 1: the value is added to the priority).
@@ -191,6 +194,9 @@ func (r *Renderer) HostWith(inv *inventory.Inventory, l *vrrp.Layout, host strin
 			Content: b.Bytes(), Service: f.service, Sensitive: f.secret}
 		out = append(out, file)
 	}
+	// No service: nothing reads the record but hactl itself.
+	out = append(out, File{Host: host, Path: ClusterRecord, Mode: 0o644, Owner: "root", Group: "root",
+		Content: l.Record(inv, c.Name).Marshal()})
 	return out, nil
 }
 

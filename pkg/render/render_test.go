@@ -64,8 +64,8 @@ func goldenTree(t *testing.T, dir string, files []File) {
 func TestGoldenProd(t *testing.T) {
 	inv, l := load(t, "../../inventory/prod.hcl", nil)
 	files := renderAll(t, inv, l)
-	if len(files) != 21 {
-		t.Fatalf("want 7 files × 3 hosts, got %d", len(files))
+	if len(files) != 24 {
+		t.Fatalf("want 8 files × 3 hosts, got %d", len(files))
 	}
 	goldenTree(t, "prod", files)
 }
@@ -276,7 +276,7 @@ func TestModesAndOwners(t *testing.T) {
 	inv, l := load(t, "../../inventory/prod.hcl", nil)
 	want := map[string]os.FileMode{
 		KeepalivedConf: 0o600, CheckScript: 0o755, NotifyScript: 0o755, NginxSite: 0o644, KeepalivedDrop: 0o644,
-		NginxDrop: 0o644, TrackScript: 0o755,
+		NginxDrop: 0o644, TrackScript: 0o755, ClusterRecord: 0o644,
 	}
 	for _, f := range renderAll(t, inv, l) {
 		if f.Mode != want[f.Path] || f.Owner != "root" || f.Group != "root" {

@@ -39,13 +39,16 @@ type Instance struct {
 	// VIP6 is the IPv6 VIP of a dual-stack master. It belongs to the same
 	// VRRP instance (keepalived's virtual_ipaddress_excluded), so it moves
 	// with VIP on every failover, drain and failback.
-	VIP6      netip.Prefix `json:"vip6,omitzero"`
-	VRID      int          `json:"vrid"`
-	Master    string       `json:"master"`
-	Members   []Member     `json:"members"` // master first, then backups in takeover order
-	Version   int          `json:"vrrp_version"`
-	AdvertInt float64      `json:"advert_int"`
-	Bounds    Bounds       `json:"bounds"`
+	VIP6 netip.Prefix `json:"vip6,omitzero"`
+	VRID int          `json:"vrid"`
+	// VRIDFrom says where VRID comes from: VRIDAllocated, VRIDOverride,
+	// VRIDRecorded or VRIDNew.
+	VRIDFrom  string   `json:"vrid_from"`
+	Master    string   `json:"master"`
+	Members   []Member `json:"members"` // master first, then backups in takeover order
+	Version   int      `json:"vrrp_version"`
+	AdvertInt float64  `json:"advert_int"`
+	Bounds    Bounds   `json:"bounds"`
 }
 
 // Addrs returns the addresses the instance moves: VIP, then VIP6 if any.
@@ -79,6 +82,9 @@ func (in *Instance) PriorityOf(host string) int {
 // Layout is the whole fleet's VRRP plan.
 type Layout struct {
 	Instances []*Instance `json:"instances"` // in inventory order: cluster by cluster, host by host
+	// Retired are, per cluster, departed hosts whose router ids stay
+	// reserved (see BuildWith); the record carries them forward.
+	Retired map[string][]RecordHost `json:"retired,omitempty"`
 }
 
 // ForCluster returns the instances of one cluster in order.
@@ -118,9 +124,13 @@ func Build(inv *inventory.Inventory) (*Layout, hcl.Diagnostics) {
 				VIP:       h.VIP,
 				VIP6:      h.VIP6,
 				VRID:      h.VRID,
+				VRIDFrom:  VRIDAllocated,
 				Master:    h.Name,
 				Version:   c.VRRPVersion(),
 				AdvertInt: c.AdvertInt,
+			}
+			if h.VRIDSet {
+				in.VRIDFrom = VRIDOverride
 			}
 			in.Members = append(in.Members, Member{Host: h.Name, Priority: c.MasterPriority, State: "MASTER"})
 			for k, j := range backupOrder(c.BackupOrder, i, n) {
