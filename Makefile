@@ -15,7 +15,7 @@ build:
 
 # make test: unit tests always; the end-to-end tests against the container-VM lab when run as root.
 # test-deps first installs (as root, with apt-get, only when missing) the tools the tests run:
-# keepalived (keepalived -t), shellcheck (lab scripts), nftables (e2e network faults).
+# keepalived (keepalived -t), shellcheck (lab scripts), nftables (e2e network faults), chromium (e2e report page).
 test: test-deps unit e2e
 
 test-deps:

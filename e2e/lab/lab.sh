@@ -6,7 +6,7 @@
 #   lab.sh status   print each host and whether it runs and answers SSH
 #   lab.sh purge    down, then delete the whole lab directory (caches included)
 #   lab.sh inventory [N]  print the lab's inventory for N hosts (no root needed)
-#   lab.sh test-deps  install what `make test` needs besides Go (keepalived, shellcheck, nftables)
+#   lab.sh test-deps  install what `make test` needs besides Go (keepalived, shellcheck, nftables, chromium)
 #
 # How it works and why each odd flag is there: e2e/README.md and notes/lab-facts.md.
 set -Eeuo pipefail
@@ -99,10 +99,11 @@ ensure_tools() {
 }
 
 # What `make test` runs besides Go and the lab: keepalived (`keepalived -t` on rendered configs),
-# the shell linter for this script, nft (the e2e tests drop VRRP multicast on the bridge).
+# the shell linter for this script, nft (the e2e tests drop VRRP multicast on the bridge), chromium
+# (e2e/report_test.go opens failover-test --report pages in headless Chromium).
 # Installed as root when missing; otherwise, or when apt-get fails, the tests that need them skip and say why.
 cmd_test_deps() {
-	local pairs=(keepalived:keepalived shellcheck:shellcheck nft:nftables) pair missing=()
+	local pairs=(keepalived:keepalived shellcheck:shellcheck nft:nftables chromium:chromium) pair missing=()
 	for pair in "${pairs[@]}"; do command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}"); done
 	[ ${#missing[@]} -eq 0 ] && return 0
 	if [ "$(id -u)" != 0 ]; then

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"time"
 
 	"charm.land/lipgloss/v2"
 	"github.com/spf13/cobra"
@@ -13,6 +14,7 @@ import (
 	"github.com/hactl/hactl/pkg/failover"
 	"github.com/hactl/hactl/pkg/fleet"
 	"github.com/hactl/hactl/pkg/playbook"
+	"github.com/hactl/hactl/pkg/report"
 	"github.com/hactl/hactl/pkg/ui"
 )
 
@@ -22,12 +24,14 @@ type FailoverOptions struct {
 	Node  string
 	Mode  string
 	Limit []string
+	// Report is --report FILE.html: the run drawn as one page (pkg/report).
+	Report string
 }
 
 func newFailoverTest(ctx context.Context, g *Globals) *cobra.Command {
 	o := &FailoverOptions{}
 	cmd := &cobra.Command{
-		Use:   "failover-test -i FILE [--node NAME] [--mode stop|kill|nginx|nginx-dead|drain|all]",
+		Use:   "failover-test -i FILE [--node NAME] [--mode stop|kill|nginx|nginx-dead|drain|all] [--report FILE.html]",
 		Short: "Disrupt each master in turn and measure where its VIP goes, how fast, and what HTTP clients saw",
 		Long: `failover-test starts from a healthy fleet (every VIP on its master only, every
 host reachable with keepalived and nginx active; otherwise it refuses), then for
@@ -57,6 +61,7 @@ and restores; a second Ctrl-C abandons restoration and lists what is left.`,
 	f := cmd.Flags()
 	f.StringVar(&o.Node, "node", "", "disrupt only this node (default: every master in turn)")
 	f.StringVar(&o.Mode, "mode", string(failover.ModeStop), "stop, kill, nginx, nginx-dead, drain or all")
+	f.StringVar(&o.Report, "report", "", "also write the run as a self-contained HTML page (timeline per scenario) to `FILE.html`")
 	o.Conn.addFlags(cmd)
 	addLimitFlag(cmd, &o.Limit)
 	cmd.Flag("limit").Usage = "test only the clusters of these hosts or clusters (a failover test needs the whole cluster)"
@@ -141,6 +146,14 @@ func runFailover(ctx context.Context, g *Globals, o *FailoverOptions) error {
 	}
 
 	rep, runErr := run.Run(runCtx, scenarios)
+	if o.Report != "" {
+		if err := writeFailoverReport(g, o.Report, rep); err != nil {
+			say("%s\n", errp.Styles.Bad.Render("hactl: "+err.Error()))
+			if runErr == nil {
+				runErr = err
+			}
+		}
+	}
 	if g.Output == "json" {
 		doc := failoverJSON{Envelope: ui.Result(runErr), Report: rep}
 		if runErr == nil && !rep.OK() {
@@ -270,6 +283,20 @@ func printFailover(p *ui.Printer, rep failover.Report) {
 	if rep.Interrupted {
 		p.Printf("%s\n", p.Styles.Warn.Render("interrupted: remaining scenarios were not run"))
 	}
+}
+
+// writeFailoverReport draws rep as --report FILE.html, also after a failed or
+// interrupted run: that is when the page is most wanted.
+func writeFailoverReport(g *Globals, path string, rep failover.Report) error {
+	now := time.Now()
+	if g.Deps.Clock != nil {
+		now = g.Deps.Clock.Now()
+	}
+	page, err := report.HTML(rep, report.Info{Inventory: g.Inventory, Generated: now})
+	if err != nil {
+		return err
+	}
+	return report.WriteFile(path, page)
 }
 
 // lockFleet takes the host lock on every reachable host of fl, in parallel;

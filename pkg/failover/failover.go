@@ -127,6 +127,9 @@ type Result struct {
 	Pass               bool     `json:"pass"`
 	Error              string   `json:"error,omitempty"`
 	Notes              []string `json:"notes,omitempty"`
+	// Timeline is every sample, probe and event of the scenario (absent when
+	// the scenario could not start).
+	Timeline *Timeline `json:"timeline,omitempty"`
 }
 
 // Report is a whole run.

@@ -91,6 +91,7 @@ type scen struct {
 	margin time.Duration
 	bound  time.Duration
 	check  struct{ interval, fall int }
+	rec    recorder // events for the timeline
 	// t1 is when the fail-back began (zero: none): probes from then on
 	// are the fail-back's.
 	t1 time.Time
@@ -202,6 +203,7 @@ func (r *Runner) runOne(ctx context.Context, sc Scenario) (Result, outcome) {
 	probes := s.w.finish()
 	res.HTTPRequests, res.HTTPFailed, gap, res.HTTPNodes = httpStatsPerURL(probes, len(s.w.urls))
 	res.HTTPGapS = secs(gap)
+	res.Timeline = s.timeline()
 	if !s.t1.IsZero() {
 		var back []probeRec
 		for _, p := range probes {
@@ -239,6 +241,7 @@ func (r *Runner) runOne(ctx context.Context, sc Scenario) (Result, outcome) {
 // past bound+margin (up to twice that, at least 3 s more) so that a late
 // handover is reported with its real drift instead of "never".
 func (s *scen) takeover(ctx context.Context, t0 time.Time) error {
+	s.rec.mark(EventDisrupt, t0)
 	limit := s.bound + s.margin
 	wait := limit + max(limit, 3*time.Second)
 	smp, ok, err := s.w.until(ctx, t0, wait, func(x sample) bool { return x.only(s.backup) }, nil)
@@ -252,6 +255,7 @@ func (s *scen) takeover(ctx context.Context, t0 time.Time) error {
 		return nil
 	}
 	s.res.MovedTo = s.backup
+	s.rec.mark(EventTakeover, smp.at)
 	drift := smp.at.Sub(t0)
 	s.res.DriftS = secs(drift)
 	if drift > limit {
@@ -269,6 +273,7 @@ func (w *watch) blindNote(s sample) string {
 
 // failback waits for the VIP on its master only and records the time since t1.
 func (s *scen) failback(ctx context.Context, t1 time.Time) error {
+	s.rec.mark(EventRestore, t1)
 	s.t1 = t1
 	smp, ok, err := s.w.until(ctx, t1, s.r.o.FailbackTimeout, func(x sample) bool { return x.only(s.sc.Node) }, nil)
 	if err != nil {
@@ -280,6 +285,7 @@ func (s *scen) failback(ctx context.Context, t1 time.Time) error {
 		return nil
 	}
 	s.res.FailbackS = secs(smp.at.Sub(t1))
+	s.rec.mark(EventFailback, smp.at)
 	return nil
 }
 
@@ -369,6 +375,8 @@ func (s *scen) kill(ctx context.Context) error {
 		return nil
 	}
 	s.res.FailbackS, s.t1 = secs(smp.at.Sub(t1)), t1
+	s.rec.mark(EventRestore, t1)
+	s.rec.mark(EventFailback, smp.at)
 	s.note("keepalived restarted by systemd %s after the crash", t1.Sub(t0).Round(10*time.Millisecond))
 	s.u.pop()
 	return nil
@@ -387,6 +395,7 @@ func (s *scen) nginx(ctx context.Context) error {
 		return err
 	}
 	s.step("nginx stopped, waiting for the check script to restart it (bound %s)…", s.bound.Round(10*time.Millisecond))
+	s.rec.mark(EventDisrupt, t0)
 	s.w.unit = "nginx"
 	defer func() { s.w.unit = "" }()
 	stayed := true
@@ -411,6 +420,7 @@ func (s *scen) nginx(ctx context.Context) error {
 		s.fail("nginx on %s not active again within %s (%s)", s.sc.Node, wait, smp.unit)
 		return nil
 	}
+	s.rec.mark(EventRecovered, smp.at)
 	back := smp.at.Sub(t0)
 	s.res.DriftS = secs(back)
 	if back > limit {

@@ -70,6 +70,7 @@ type watch struct {
 	inflight sync.WaitGroup
 	probeCh  chan probeRec
 	probes   []probeRec
+	samples  []sample // every tick, for the timeline
 
 	splitSince   time.Time
 	longestSplit time.Duration
@@ -155,6 +156,7 @@ func (w *watch) tick(ctx context.Context) sample {
 	}
 	s.apart = verify.Apart(w.one, vs)
 	w.trackSplit(s)
+	w.samples = append(w.samples, s)
 	w.trackApart(s)
 	w.drain()
 	return s
