@@ -169,7 +169,7 @@ func TestIPv6DualStack(t *testing.T) {
 	})
 
 	t.Run("failover-test all modes moves each pair together", func(t *testing.T) {
-		failoverTest(t, inv, "all", 12, true)
+		failoverTest(t, inv, "all", 15, true)
 		onMastersOnly(t, lab, "after the failover test", "-4", v4)
 		onMastersOnly(t, lab, "after the failover test", "-6", v6)
 	})
