@@ -242,25 +242,7 @@ func refuse(g *Globals, st failover.Status, err error) error {
 func printFailover(p *ui.Printer, rep failover.Report) {
 	rows := make([][]string, 0, len(rep.Scenarios))
 	for _, s := range rep.Scenarios {
-		moved, failback := s.MovedTo, ui.Seconds(s.FailbackS)
-		if s.Mode == failover.ModeNginx {
-			failback = "-"
-			if moved == s.Node {
-				moved += " (stayed)"
-			}
-		}
-		if moved == "" {
-			moved = "-"
-		}
-		pass := "pass"
-		if !s.Pass {
-			pass = "FAIL"
-		}
-		rows = append(rows, []string{
-			s.Node, string(s.Mode), s.VIP, moved, ui.Seconds(s.DriftS),
-			fmt.Sprintf("%s +%.2f", ui.Seconds(s.BoundS), s.MarginS),
-			fmt.Sprintf("%d/%d", s.HTTPFailed, s.HTTPRequests), ui.Seconds(s.HTTPGapS), failback, pass,
-		})
+		rows = append(rows, report.SummaryCells(s))
 	}
 	p.Table([]string{"NODE", "MODE", "VIP", "MOVED TO", "DRIFT", "BOUND", "HTTP ERR", "MAX GAP", "FAILBACK", "PASS"},
 		rows, func(row, col int) *lipgloss.Style {

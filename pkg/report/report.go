@@ -130,7 +130,11 @@ var header = []string{"NODE", "MODE", "VIP", "MOVED TO", "DRIFT", "BOUND", "HTTP
 
 func (page) Header() []string { return header }
 
-func summaryRow(s failover.Result) row {
+func summaryRow(s failover.Result) row { return row{Pass: s.Pass, Cells: SummaryCells(s)} }
+
+// SummaryCells is one scenario's row of the summary table, the same on the
+// page and in failover-test's text output.
+func SummaryCells(s failover.Result) []string {
 	moved, failback := s.MovedTo, seconds(s.FailbackS)
 	if s.Mode == failover.ModeNginx {
 		failback = "-"
@@ -145,11 +149,11 @@ func summaryRow(s failover.Result) row {
 	if !s.Pass {
 		pass = "FAIL"
 	}
-	return row{Pass: s.Pass, Cells: []string{
+	return []string{
 		s.Node, string(s.Mode), s.VIP, moved, seconds(s.DriftS),
 		fmt.Sprintf("%s +%.2f", seconds(s.BoundS), s.MarginS),
 		fmt.Sprintf("%d/%d", s.HTTPFailed, s.HTTPRequests), seconds(s.HTTPGapS), failback, pass,
-	}}
+	}
 }
 
 func seconds(s float64) string { return fmt.Sprintf("%.2fs", s) }
