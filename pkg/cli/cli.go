@@ -264,7 +264,7 @@ applies them over SSH, and proves where every VIP sits.`,
 			registerCompletions(c, g)
 		}
 		switch c.Name() {
-		case "validate", "plan", "render", "apply", "status", "failover-test":
+		case "validate", "plan", "render", "apply", "status", "failover-test", "destroy":
 			inventoryArgs(c)
 		}
 	}

@@ -36,7 +36,7 @@ files and its systemd drop-in are removed (kept in /var/backups/hactl) and the
 distribution's defaults it replaced are restored from its backups. Packages
 stay unless --purge-packages. plan --destroy shows it first. A second destroy
 changes nothing; apply afterwards converges the hosts as new.`,
-		Args: cobra.NoArgs,
+		Args: inventoryArg,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			l, err := g.load(ctx)
 			if err != nil {
@@ -46,7 +46,7 @@ changes nothing; apply afterwards converges the hosts as new.`,
 		},
 	}
 	o.Conn.addFlags(cmd)
-	cmd.Flags().StringSliceVar(&o.Limit, "limit", nil, "only these hosts or clusters (comma-separated names)")
+	addLimitFlag(cmd, &o.Limit)
 	cmd.Flags().BoolVar(&o.Purge, "purge-packages", false, "also remove the keepalived and nginx packages")
 	return cmd
 }
