@@ -95,7 +95,14 @@ func failoverTest(t *testing.T, inv, mode string, n int, dual bool) {
 			s.Node, s.Mode, s.VIP, s.VIP6, s.MovedTo, s.Drift, s.Bound, s.Failed, s.Requests, s.Gap, s.Failback, s.Pass, s.Error, s.Notes)
 	}
 	if code != 0 || len(doc.Scenarios) != n {
-		t.Fatalf("failover-test --mode %s: exit %d, %d scenarios (want %d)\n%s", mode, code, len(doc.Scenarios), n, errOut)
+		// The failing scenarios go last: a CI excerpt shows the tail.
+		var bad []string
+		for _, s := range doc.Scenarios {
+			if !s.Pass || !s.Restored {
+				bad = append(bad, fmt.Sprintf("%s %s: restored=%v error=%q notes=%q", s.Node, s.Mode, s.Restored, s.Error, s.Notes))
+			}
+		}
+		t.Fatalf("failover-test --mode %s: exit %d, %d scenarios (want %d)\n%s\nfailed scenarios:\n%s", mode, code, len(doc.Scenarios), n, errOut, strings.Join(bad, "\n"))
 	}
 	for _, s := range doc.Scenarios {
 		if !s.Pass || !s.Restored || s.Requests == 0 || (dual && s.VIP6 == "") {

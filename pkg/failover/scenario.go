@@ -234,6 +234,13 @@ func (r *Runner) runOne(ctx context.Context, sc Scenario) (Result, outcome) {
 		res.Error = "not restored: " + strings.Join(out.left, "; ")
 	}
 	res.Pass = res.Restored && res.Error == ""
+	// One closing line per scenario: whoever reads only the progress (a
+	// JSON run's stderr, a CI log's tail) still sees why it failed.
+	if res.Pass {
+		s.step("passed: drift %.2fs, %d of %d requests failed", res.DriftS, res.HTTPFailed, res.HTTPRequests)
+	} else {
+		s.step("FAILED: %s", res.Error)
+	}
 	return res, out
 }
 
