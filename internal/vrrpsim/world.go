@@ -364,7 +364,7 @@ func (w *World) systemctl(host, cmd string, now time.Duration) remote.Result {
 			i++
 		case f[i] == "-q":
 			quiet = true
-		case f[i] == "--runtime":
+		case f[i] == "--runtime", f[i] == "--no-block":
 		case strings.HasPrefix(f[i], "-"):
 			return unexpected
 		default:

@@ -275,6 +275,9 @@ applies them over SSH, and proves where every VIP sits.`,
 type Loaded struct {
 	Inv    *inventory.Inventory
 	Layout *vrrp.Layout
+	// Warnings are the inventory's diagnostics that did not stop the load
+	// (already printed to stderr).
+	Warnings []diagJSON
 }
 
 // load reads the inventory, builds the layout and prints any diagnostics
@@ -312,7 +315,7 @@ func (g *Globals) load(ctx context.Context) (*Loaded, error) {
 		fmt.Fprintf(g.IO.Err, "hactl: %s\n", summary)
 		return nil, &ExitError{Code: ExitUsage, Err: newDiagsError(summary, diags)}
 	}
-	return &Loaded{Inv: inv, Layout: layout}, nil
+	return &Loaded{Inv: inv, Layout: layout, Warnings: diagsJSON(diags)}, nil
 }
 
 // stopped is the error of a run whose context ended, nil otherwise.
@@ -341,10 +344,14 @@ func newValidate(ctx context.Context, g *Globals) *cobra.Command {
 			}
 			hosts := len(l.Inv.Hosts())
 			if g.Output == "json" {
-				return g.jsonOut(validateJSON{Envelope: ui.Result(nil), Valid: true, Clusters: len(l.Inv.Clusters), Hosts: hosts, VIPs: len(l.Layout.Instances)})
+				return g.jsonOut(validateJSON{Envelope: ui.Result(nil), Valid: true, Clusters: len(l.Inv.Clusters), Hosts: hosts, VIPs: len(l.Layout.Instances), Warnings: l.Warnings})
 			}
 			p := g.stdout()
-			p.Printf("%s %s: %d cluster(s), %d host(s), %d VIP(s)\n", p.Styles.OK.Render("valid"), g.Inventory, len(l.Inv.Clusters), hosts, len(l.Layout.Instances))
+			warn := ""
+			if n := len(l.Warnings); n > 0 {
+				warn = fmt.Sprintf(", %d warning(s) above", n)
+			}
+			p.Printf("%s %s: %d cluster(s), %d host(s), %d VIP(s)%s\n", p.Styles.OK.Render("valid"), g.Inventory, len(l.Inv.Clusters), hosts, len(l.Layout.Instances), warn)
 			return nil
 		},
 	}
@@ -373,6 +380,8 @@ type validateJSON struct {
 	Clusters int  `json:"clusters"`
 	Hosts    int  `json:"hosts"`
 	VIPs     int  `json:"vips"`
+	// Warnings: file/line/column like errors; [] when there are none.
+	Warnings []diagJSON `json:"warnings"`
 }
 
 // --- render -----------------------------------------------------------------

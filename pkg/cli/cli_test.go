@@ -48,6 +48,41 @@ func TestValidateOK(t *testing.T) {
 	}
 }
 
+// TestValidateWarnings: an inventory that loads with a warning is valid,
+// and both outputs carry the warning with its place.
+func TestValidateWarnings(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "cross.hcl")
+	src, _ := os.ReadFile(prod)
+	warn := strings.Replace(string(src), "  advert_int             = 1\n",
+		"  advert_int             = 1\n  vrrp_transport = \"unicast\"\n  allow_cross_subnet = true\n", 1)
+	warn = strings.Replace(warn, `    address = "10.11.7.232"`, `    address = "10.128.2.106"`, 1)
+	if err := os.WriteFile(p, []byte(warn), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := runCLI(t, []string{"NO_COLOR=1"}, "validate", p)
+	if r.code != 0 || !strings.Contains(r.out, "1 warning(s) above") || !strings.Contains(r.err, "Host address outside the VIPs' subnet") {
+		t.Fatalf("text: %+v", r)
+	}
+	r = runCLI(t, nil, "validate", p, "--output", "json")
+	var doc struct {
+		OK       bool `json:"ok"`
+		Warnings []struct {
+			Severity, Summary, File string
+			Line                    int
+		} `json:"warnings"`
+	}
+	if err := json.Unmarshal([]byte(r.out), &doc); err != nil || r.code != 0 || !doc.OK {
+		t.Fatalf("json: %v %+v", err, r)
+	}
+	if len(doc.Warnings) != 1 || doc.Warnings[0].Severity != "warning" || doc.Warnings[0].File != p || doc.Warnings[0].Line != 43 {
+		t.Errorf("warnings = %+v", doc.Warnings)
+	}
+	r = runCLI(t, nil, "validate", prod, "--output", "json")
+	if !strings.Contains(r.out, `"warnings": []`) {
+		t.Errorf("no warnings must be [], got:\n%s", r.out)
+	}
+}
+
 func TestValidateBad(t *testing.T) {
 	dir := t.TempDir()
 	p := filepath.Join(dir, "bad.hcl")

@@ -130,6 +130,11 @@ func (m *miniLab) dial(name string) remote.Conn {
 				ka = "inactive"
 			}
 			return remote.Result{Stdout: []byte(ka + "\n" + m.nginx + "\n")}
+		case cmd == remote.Unit("keepalived").IsActive():
+			if m.stopped[name] {
+				return remote.Result{Stdout: []byte("inactive\n"), ExitCode: 3}
+			}
+			return remote.Result{Stdout: []byte("active\n")}
 		case cmd == failover.CmdStopKeepalived():
 			m.stopped[name] = true
 		case cmd == failover.CmdStartKeepalived():

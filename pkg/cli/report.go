@@ -57,7 +57,12 @@ func (e *diagsError) Error() string { return e.summary }
 func (e *diagsError) Is(target error) bool { return target == errReported }
 
 func newDiagsError(summary string, diags hcl.Diagnostics) *diagsError {
-	e := &diagsError{summary: summary, diags: []diagJSON{}}
+	return &diagsError{summary: summary, diags: diagsJSON(diags)}
+}
+
+// diagsJSON is diags as JSON, never null.
+func diagsJSON(diags hcl.Diagnostics) []diagJSON {
+	out := []diagJSON{}
 	for _, d := range diags {
 		dj := diagJSON{Severity: "error", Summary: d.Summary, Detail: d.Detail}
 		if d.Severity == hcl.DiagWarning {
@@ -66,9 +71,9 @@ func newDiagsError(summary string, diags hcl.Diagnostics) *diagsError {
 		if d.Subject != nil {
 			dj.File, dj.Line, dj.Column = d.Subject.Filename, d.Subject.Start.Line, d.Subject.Start.Column
 		}
-		e.diags = append(e.diags, dj)
+		out = append(out, dj)
 	}
-	return e
+	return out
 }
 
 // envelopeFor is the envelope of a run that ended with err.

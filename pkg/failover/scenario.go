@@ -24,7 +24,10 @@ const (
 // every one is built by remote.Unit, so the unit names are quoted.
 
 // CmdStopKeepalived is a graceful stop: keepalived sends a priority-0 advert.
-func CmdStopKeepalived() string { return keepalivedUnit.Stop() }
+// --no-block: systemctl returns once the stop job is queued, not when
+// keepalived has exited about a second later; the backup takes over during
+// that second, and sampling must already be running.
+func CmdStopKeepalived() string { return keepalivedUnit.StopNoBlock() }
 
 // CmdStartKeepalived resets first: hactl's drop-in limits keepalived to 5
 // starts a minute (a crash loop must not flap the VIP), and a test's own
@@ -309,21 +312,48 @@ func (s *scen) restoreStep(ctx context.Context) error {
 	return nil
 }
 
+// stopTimeout bounds the wait for a stopped unit (keepalived exits about a
+// second after its stop job starts; systemd's own TimeoutStopSec is 90 s).
+const stopTimeout = 30 * time.Second
+
+// waitStopped polls unit on the node until systemd reports it inactive (or
+// failed), at most stopTimeout.
+func (s *scen) waitStopped(ctx context.Context, unit string) error {
+	clk := s.r.o.Clock
+	start := clk.Now()
+	for {
+		st := unitState(ctx, s.node.Conn, unit)
+		if st == "inactive" || st == "failed" {
+			return nil
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if clk.Now().Sub(start) >= stopTimeout {
+			return fmt.Errorf("%s: %s still %s %s after its stop", s.sc.Node, unit, st, stopTimeout)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-clk.After(s.r.o.Poll):
+		}
+	}
+}
+
 func (s *scen) stop(ctx context.Context) error {
 	s.u.push(action{desc: "start keepalived on " + s.sc.Node, cmds: []string{CmdStartKeepalived()}})
 	s.step("stopping keepalived, waiting for %s on %s…", s.addrs(), s.backup)
 	t0 := s.r.o.Clock.Now()
-	// `systemctl stop keepalived` returns only once keepalived has exited,
-	// about a second after its priority-0 advert; the backup takes over
-	// during that second. Sampling must not wait for the command.
-	done := make(chan error, 1)
-	go func() { done <- s.run(ctx, CmdStopKeepalived()) }()
-	terr := s.takeover(ctx, t0)
-	if err := <-done; err != nil {
+	if err := s.run(ctx, CmdStopKeepalived()); err != nil {
 		return err
 	}
-	if terr != nil {
-		return terr
+	if err := s.takeover(ctx, t0); err != nil {
+		return err
+	}
+	// The start must not be queued behind a stop job still running: the
+	// fail-back is timed from a stopped keepalived.
+	if err := s.waitStopped(ctx, string(keepalivedUnit)); err != nil {
+		return err
 	}
 	s.step("starting keepalived, waiting for %s back on %s…", s.addrs(), s.sc.Node)
 	t1 := s.r.o.Clock.Now()

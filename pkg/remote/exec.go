@@ -67,10 +67,13 @@ func (u Unit) ctl(verb string, args ...string) string {
 	return "systemctl " + verb + " " + Join(append(args, string(u))...)
 }
 
-func (u Unit) Start() string   { return u.ctl("start") }
-func (u Unit) Stop() string    { return u.ctl("stop") }
-func (u Unit) Restart() string { return u.ctl("restart") }
-func (u Unit) Reload() string  { return u.ctl("reload") }
+func (u Unit) Start() string { return u.ctl("start") }
+func (u Unit) Stop() string  { return u.ctl("stop") }
+
+// StopNoBlock queues the stop job and returns without waiting for it.
+func (u Unit) StopNoBlock() string { return u.ctl("stop --no-block") }
+func (u Unit) Restart() string     { return u.ctl("restart") }
+func (u Unit) Reload() string      { return u.ctl("reload") }
 
 // Enable is quiet: its symlink chatter is not a result.
 func (u Unit) Enable() string  { return u.ctl("enable -q") }
