@@ -44,10 +44,11 @@ func TestStopPasses(t *testing.T) {
 	res := rep.Scenarios[0]
 	res.Timeline = nil // timeline_test.go
 	// Samples every 100 ms of virtual time from t0: the VIP shows on lab2 at
-	// 0.4 s; keepalived is started at once and the VIP is home 3.7 s later.
+	// 0.4 s; one more sample sees keepalived inactive, then it is started and
+	// the VIP is home 3.7 s later.
 	want := Result{
 		Node: "lab1", Mode: ModeStop, VIP: "198.18.0.201/24", MovedTo: "lab2", DriftS: 0.4, BoundS: 0.61, MarginS: 0.5,
-		HTTPRequests: 5 + 38, HTTPFailed: 0, HTTPGapS: 0.1, HTTPNodes: map[string]int{"lab1": 43},
+		HTTPRequests: 5 + 1 + 38, HTTPFailed: 0, HTTPGapS: 0.1, HTTPNodes: map[string]int{"lab1": 44},
 		FailbackS: 3.7, FailbackHTTPGapS: 0.1, Restored: true, Pass: true,
 	}
 	if !reflect.DeepEqual(res, want) {
@@ -58,7 +59,7 @@ func TestStopPasses(t *testing.T) {
 	}
 	wantActions(t, r, "lab1", CmdStopKeepalived(), CmdStartKeepalived())
 	noActionsElsewhere(t, r)
-	if r.prober.url != "http://198.18.0.201:80/hactl-health" || r.prober.n != 43 {
+	if r.prober.url != "http://198.18.0.201:80/hactl-health" || r.prober.n != 44 {
 		t.Errorf("probed %s %d times", r.prober.url, r.prober.n)
 	}
 	var msgs []string
@@ -444,7 +445,7 @@ func TestDualStackStopMovesThePair(t *testing.T) {
 		t.Fatalf("%+v", res)
 	}
 	// One probe per address per poll: twice the IPv4-only count.
-	if res.HTTPRequests != 2*43 || r.prober.n != 2*43 {
+	if res.HTTPRequests != 2*44 || r.prober.n != 2*44 {
 		t.Errorf("probes %d (%d sent)", res.HTTPRequests, r.prober.n)
 	}
 	urls := r.prober.seen()

@@ -316,28 +316,20 @@ func (s *scen) restoreStep(ctx context.Context) error {
 // second after its stop job starts; systemd's own TimeoutStopSec is 90 s).
 const stopTimeout = 30 * time.Second
 
-// waitStopped polls unit on the node until systemd reports it inactive (or
-// failed), at most stopTimeout.
+// waitStopped keeps sampling (VIP placement and HTTP probes, so the
+// figures have no blind stretch) until systemd reports unit on the node
+// inactive or failed, at most stopTimeout.
 func (s *scen) waitStopped(ctx context.Context, unit string) error {
-	clk := s.r.o.Clock
-	start := clk.Now()
-	for {
-		st := unitState(ctx, s.node.Conn, unit)
-		if st == "inactive" || st == "failed" {
-			return nil
-		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if clk.Now().Sub(start) >= stopTimeout {
-			return fmt.Errorf("%s: %s still %s %s after its stop", s.sc.Node, unit, st, stopTimeout)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-clk.After(s.r.o.Poll):
-		}
+	s.w.unit = unit
+	defer func() { s.w.unit = "" }()
+	smp, ok, err := s.w.until(ctx, s.r.o.Clock.Now(), stopTimeout, func(x sample) bool { return x.unit == "inactive" || x.unit == "failed" }, nil)
+	if err != nil {
+		return err
 	}
+	if !ok {
+		return fmt.Errorf("%s: %s still %s %s after its stop", s.sc.Node, unit, smp.unit, stopTimeout)
+	}
+	return nil
 }
 
 func (s *scen) stop(ctx context.Context) error {
