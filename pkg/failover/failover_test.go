@@ -12,6 +12,7 @@ import (
 	"github.com/hactl/hactl/internal/vrrpsim"
 	"github.com/hactl/hactl/pkg/drain"
 	"github.com/hactl/hactl/pkg/facts"
+	"github.com/hactl/hactl/pkg/remote"
 )
 
 func run1(t *testing.T, r *rig, ctx context.Context, abort <-chan struct{}, mode Mode) (Report, error) {
@@ -487,4 +488,21 @@ func TestDualStackBrieflyApart(t *testing.T) {
 	if !res.Pass || res.DriftS != 0.6 || !strings.Contains(strings.Join(res.Notes, "\n"), "dual-stack pair briefly apart") {
 		t.Fatalf("%+v", res)
 	}
+}
+
+// TestStopNeverInactive: systemd never reports the stopped keepalived as
+// inactive; the scenario fails saying so, after stopTimeout of virtual
+// time, and keepalived is started again all the same.
+func TestStopNeverInactive(t *testing.T) {
+	r := newRig(t)
+	r.w.FailCommand("lab1", remote.Unit("keepalived").IsActive(), 3)
+	rep, err := run1(t, r, context.Background(), nil, ModeStop)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := rep.Scenarios[0]
+	if res.Pass || !res.Restored || !strings.Contains(res.Error, "lab1: keepalived still unknown 30s after its stop") || res.MovedTo != "lab2" {
+		t.Fatalf("%+v", res)
+	}
+	wantActions(t, r, "lab1", CmdStopKeepalived(), CmdStartKeepalived())
 }
