@@ -514,7 +514,7 @@ func (pr *progress) event(e playbook.Event) {
 	st := pr.p.Styles
 	status := e.Status
 	switch e.Status {
-	case "changed":
+	case "changed", "warning":
 		status = st.Warn.Render(fmt.Sprintf("%-11s", e.Status))
 	case "failed", "unreachable":
 		status = st.Bad.Render(fmt.Sprintf("%-11s", e.Status))

@@ -970,3 +970,35 @@ func TestSwapThenFailureRunsHandlerNextTime(t *testing.T) {
 		t.Errorf("run 3 changed %d things:\n%s", r3.results[0].Changed, eventLog(r3.events))
 	}
 }
+
+// TestPendingRecordOfAnotherPlaybook: a record whose handler this playbook
+// does not define is neither run nor cleared; apply warns, naming the file.
+func TestPendingRecordOfAnotherPlaybook(t *testing.T) {
+	h := newHost(fixtureNamed(t, "debian12"))
+	h.preinstall()
+	rec := facts.PendingFile("haproxy")
+	h.pending[rec] = "2026-11-20T08:00:00Z"
+	r := runBook(t, h, false)
+	if err := r.results[0].Err; err != nil {
+		t.Fatal(err)
+	}
+	var warned []string
+	for _, e := range r.events {
+		if e.Status == "warning" {
+			warned = append(warned, e.Step+": "+e.Summary)
+		}
+	}
+	want := `handler haproxy: pending since 2026-11-20T08:00:00Z, but this playbook has no handler "haproxy": ` +
+		"apply the playbook that recorded it, or do what it does by hand and remove " + rec
+	if len(warned) != 1 || warned[0] != want {
+		t.Errorf("warnings:\n%s\nwant\n%s", strings.Join(warned, "\n"), want)
+	}
+	if _, ok := h.pending[rec]; !ok {
+		t.Error("the other playbook's record was removed")
+	}
+	for _, c := range r.conn.Runs() {
+		if strings.Contains(c.Cmd, "haproxy") && !strings.Contains(c.Cmd, "<facts") && strings.Contains(c.Cmd, "rm -f") {
+			t.Errorf("sent %q", c.Cmd)
+		}
+	}
+}

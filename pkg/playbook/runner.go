@@ -19,7 +19,7 @@ import (
 type Event struct {
 	Host    string
 	Step    string
-	Status  string // "ok", "changed", "failed", "settled"
+	Status  string // "ok", "changed", "failed", "settled", "warning"
 	Summary string
 	Elapsed time.Duration
 	Diff    string
@@ -312,13 +312,25 @@ func (r *Runner) prepare(ctx context.Context, hr *hostRun, needs facts.Request) 
 	}
 	// Handlers an earlier run notified and never ran: the files look up to
 	// date, but the daemon has not loaded them.
+	known := map[string]bool{}
 	for _, h := range r.Book.Handlers {
+		known[h.Name] = true
 		if since, ok := f.Pending[h.Name]; ok {
 			hr.pending[h.Name] = true
 			if since == "" {
 				since = "an unknown time"
 			}
 			hr.records[h.Name] = since
+		}
+	}
+	// A record left by a run of another playbook: this one cannot run it,
+	// and it must not be dropped silently (a daemon may still run an old
+	// file), so it stays and the operator is told what clears it.
+	for _, name := range slices.Sorted(maps.Keys(f.Pending)) {
+		if !known[name] {
+			r.emit(Event{Host: t.Name, Step: "handler " + name, Status: "warning", Summary: fmt.Sprintf(
+				"pending since %s, but this playbook has no handler %q: apply the playbook that recorded it, or do what it does by hand and remove %s",
+				f.Pending[name], name, facts.PendingFile(name))})
 		}
 	}
 	r.emit(Event{Host: t.Name, Step: "facts", Status: "ok", Summary: fmt.Sprintf("%s, keepalived %s, arping %s", f.OS.PrettyName, orNone(f.KeepalivedVersion), orNone(f.Arping)), Elapsed: time.Since(start)})
@@ -458,7 +470,7 @@ func (r *Runner) handlers(ctx context.Context, hr *hostRun) error {
 func PendingDrift(f *facts.Facts) []string {
 	var out []string
 	for _, h := range slices.Sorted(maps.Keys(f.Pending)) {
-		out = append(out, fmt.Sprintf("handler %s pending since %s (an interrupted run; the next apply runs it)", h, f.Pending[h]))
+		out = append(out, fmt.Sprintf("handler %s pending since %s (an interrupted run; the next apply of the playbook that defines it runs it)", h, f.Pending[h]))
 	}
 	return out
 }

@@ -187,8 +187,8 @@ func TestDarkClusterBatch(t *testing.T) {
 func TestPendingDrift(t *testing.T) {
 	f := &facts.Facts{Pending: map[string]string{"nginx": "2026-11-24T10:00:01Z", "keepalived": "2026-11-24T10:00:00Z"}}
 	got := strings.Join(PendingDrift(f), "\n")
-	want := "handler keepalived pending since 2026-11-24T10:00:00Z (an interrupted run; the next apply runs it)\n" +
-		"handler nginx pending since 2026-11-24T10:00:01Z (an interrupted run; the next apply runs it)"
+	want := "handler keepalived pending since 2026-11-24T10:00:00Z (an interrupted run; the next apply of the playbook that defines it runs it)\n" +
+		"handler nginx pending since 2026-11-24T10:00:01Z (an interrupted run; the next apply of the playbook that defines it runs it)"
 	if got != want {
 		t.Errorf("got\n%s\nwant\n%s", got, want)
 	}
