@@ -4,13 +4,11 @@ import (
 	"context"
 	"fmt"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/hactl/hactl/pkg/fleet"
-	"github.com/hactl/hactl/pkg/inventory"
 	"github.com/hactl/hactl/pkg/playbook"
 	"github.com/hactl/hactl/pkg/prune"
 	"github.com/hactl/hactl/pkg/ui"
@@ -51,31 +49,10 @@ changes nothing; apply afterwards converges the hosts as new.`,
 	return cmd
 }
 
-// selectHostsOrClusters resolves --limit names that may be clusters.
-func selectHostsOrClusters(inv *inventory.Inventory, limit []string) ([]*inventory.Host, error) {
-	var names []string
-	for _, n := range limit {
-		n = strings.TrimSpace(n)
-		found := false
-		for _, c := range inv.Clusters {
-			if c.Name == n {
-				found = true
-				for _, h := range c.Hosts {
-					names = append(names, h.Name)
-				}
-			}
-		}
-		if !found {
-			names = append(names, n)
-		}
-	}
-	return fleet.Select(inv, names)
-}
-
 func runDestroy(ctx context.Context, g *Globals, o *DestroyOptions, l *Loaded, dry bool) error {
-	sel, err := selectHostsOrClusters(l.Inv, o.Limit)
+	sel, err := selectHosts(l, o.Limit)
 	if err != nil {
-		return &ExitError{Code: ExitUsage, Err: err}
+		return err
 	}
 	fl, err := g.connect(ctx, l, o.Conn, clusterHosts(l.Inv, sel))
 	if err != nil {
