@@ -221,14 +221,14 @@ func (r *Runner) runOne(ctx context.Context, sc Scenario) (Result, outcome) {
 		s.fail("%d of %d requests failed: a drain must cost none", res.HTTPFailed, res.HTTPRequests)
 	}
 	if s.w.split {
-		s.fail("VIP on two hosts for %s (longer than the %s settle window)", s.w.longestSplit, s.w.settle)
-	} else if s.w.longestSplit > 0 {
-		s.note("VIP briefly on two hosts (%s, within the %s settle window)", s.w.longestSplit, s.w.settle)
+		s.fail("VIP on two hosts for %s (longer than the %s settle window)", s.w.splitSpan.longest, s.w.settle)
+	} else if s.w.splitSpan.longest > 0 {
+		s.note("VIP briefly on two hosts (%s, within the %s settle window)", s.w.splitSpan.longest, s.w.settle)
 	}
 	if s.w.apartLong != "" {
-		s.fail("dual-stack pair apart for %s (longer than the %s settle window): %s", s.w.longestApart, s.w.settle, s.w.apartLong)
-	} else if s.w.longestApart > 0 {
-		s.note("dual-stack pair briefly apart (%s, within the %s settle window)", s.w.longestApart, s.w.settle)
+		s.fail("dual-stack pair apart for %s (longer than the %s settle window): %s", s.w.apartSpan.longest, s.w.settle, s.w.apartLong)
+	} else if s.w.apartSpan.longest > 0 {
+		s.note("dual-stack pair briefly apart (%s, within the %s settle window)", s.w.apartSpan.longest, s.w.settle)
 	}
 
 	out := r.restore(ctx, s.u.stack, sc)

@@ -72,17 +72,39 @@ type watch struct {
 	probes   []probeRec
 	samples  []sample // every tick, for the timeline
 
-	splitSince   time.Time
-	longestSplit time.Duration
-	split        bool // the VIP sat on ≥ 2 hosts longer than settle
-	obsErr       string
+	splitSpan span
+	split     bool // the VIP sat on ≥ 2 hosts longer than settle
+	obsErr    string
 
 	// A dual-stack pair seen apart: keepalived adds and removes the two
 	// addresses together, but a poll can fall between the two netlink
 	// changes, so up to settle is tolerated like a split.
-	apartSince   time.Time
-	longestApart time.Duration
-	apartLong    string // the first Apart message seen for longer than settle
+	apartSpan span
+	apartLong string // the first Apart message seen for longer than settle
+}
+
+// span is how long a condition has held over consecutive samples. A blind
+// sample (a host could not be asked) neither ends nor starts it.
+type span struct {
+	since   time.Time
+	longest time.Duration
+}
+
+// observe records whether the condition holds at s and returns for how long
+// it has held (0 when it does not).
+func (p *span) observe(holds bool, s sample) time.Duration {
+	if !holds {
+		if !s.blind {
+			p.since = time.Time{}
+		}
+		return 0
+	}
+	if p.since.IsZero() {
+		p.since = s.at
+	}
+	d := s.at.Sub(p.since)
+	p.longest = max(p.longest, d)
+	return d
 }
 
 func (w *watch) probe() {
@@ -165,18 +187,7 @@ func (w *watch) tick(ctx context.Context) sample {
 // trackApart tolerates a dual-stack pair apart for up to settle and records
 // the first that lasted longer.
 func (w *watch) trackApart(s sample) {
-	if len(s.apart) == 0 {
-		if !s.blind {
-			w.apartSince = time.Time{}
-		}
-		return
-	}
-	if w.apartSince.IsZero() {
-		w.apartSince = s.at
-	}
-	d := s.at.Sub(w.apartSince)
-	w.longestApart = max(w.longestApart, d)
-	if d > w.settle && w.apartLong == "" {
+	if d := w.apartSpan.observe(len(s.apart) > 0, s); d > w.settle && w.apartLong == "" {
 		w.apartLong = strings.Join(s.apart, "; ")
 	}
 }
@@ -184,18 +195,7 @@ func (w *watch) trackApart(s sample) {
 // trackSplit tolerates two holders for up to settle (a handover in progress)
 // and flags anything longer.
 func (w *watch) trackSplit(s sample) {
-	if !s.onTwo() {
-		if !s.blind {
-			w.splitSince = time.Time{}
-		}
-		return
-	}
-	if w.splitSince.IsZero() {
-		w.splitSince = s.at
-	}
-	d := s.at.Sub(w.splitSince)
-	w.longestSplit = max(w.longestSplit, d)
-	if d > w.settle {
+	if w.splitSpan.observe(s.onTwo(), s) > w.settle {
 		w.split = true
 	}
 }
