@@ -114,11 +114,7 @@ func TestReliability(t *testing.T) {
 		if err := os.WriteFile(changed, []byte(strings.Replace(string(src), "interval = 2", "interval = 3", 1)), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		root, _ := labkit.RepoRoot()
-		cmd := exec.Command(filepath.Join(root, "bin", "hactl"), "apply", "-i", changed, "--output", "json")
-		cmd.Env = append(os.Environ(), "NO_COLOR=1")
-		var out, errb bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &errb
+		cmd, out, errb := hactlCmd(context.Background(), t, "apply", "-i", changed, "--output", "json")
 		start := time.Now()
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
@@ -183,11 +179,7 @@ func TestReliability(t *testing.T) {
 	})
 
 	t.Run("Ctrl-C during failover-test --mode kill restores keepalived", func(t *testing.T) {
-		root, _ := labkit.RepoRoot()
-		cmd := exec.Command(filepath.Join(root, "bin", "hactl"), "failover-test", "-i", inv, "--node", "lab1", "--mode", "kill")
-		cmd.Env = append(os.Environ(), "NO_COLOR=1")
-		var out, errb bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &errb
+		cmd, out, errb := hactlCmd(context.Background(), t, "failover-test", "-i", inv, "--node", "lab1", "--mode", "kill")
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
