@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -31,7 +32,7 @@ type FailoverOptions struct {
 func newFailoverTest(ctx context.Context, g *Globals) *cobra.Command {
 	o := &FailoverOptions{}
 	cmd := &cobra.Command{
-		Use:   "failover-test -i FILE [--node NAME] [--mode stop|kill|nginx|nginx-dead|drain|all] [--report FILE.html]",
+		Use:   "failover-test -i FILE [--node NAME] [--mode " + strings.Join(failover.ModeNames(), "|") + "] [--report FILE.html]",
 		Short: "Disrupt each master in turn and measure where its VIP goes, how fast, and what HTTP clients saw",
 		Long: `failover-test starts from a healthy fleet (every VIP on its master only, every
 host reachable with keepalived and nginx active; otherwise it refuses), then for
@@ -58,9 +59,10 @@ and restores; a second Ctrl-C abandons restoration and lists what is left.`,
 		Args: inventoryArg,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runFailover(ctx, g, o) },
 	}
+	names := failover.ModeNames()
 	f := cmd.Flags()
 	f.StringVar(&o.Node, "node", "", "disrupt only this node (default: every master in turn)")
-	f.StringVar(&o.Mode, "mode", string(failover.ModeStop), "stop, kill, nginx, nginx-dead, drain or all")
+	f.StringVar(&o.Mode, "mode", string(failover.ModeStop), strings.Join(names[:len(names)-1], ", ")+" or "+names[len(names)-1])
 	f.StringVar(&o.Report, "report", "", "also write the run as a self-contained HTML page (timeline per scenario) to `FILE.html`")
 	o.Conn.addFlags(cmd)
 	addLimitFlag(cmd, &o.Limit)

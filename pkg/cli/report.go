@@ -13,6 +13,7 @@ import (
 	"github.com/hashicorp/hcl/v2"
 	"github.com/spf13/cobra"
 
+	"github.com/hactl/hactl/pkg/failover"
 	"github.com/hactl/hactl/pkg/inventory"
 	"github.com/hactl/hactl/pkg/vrrp"
 
@@ -212,7 +213,7 @@ func registerCompletions(cmd *cobra.Command, g *Globals) {
 		}
 	}
 	if cmd.Flag("mode") != nil {
-		_ = cmd.RegisterFlagCompletionFunc("mode", fixed("stop", "kill", "nginx", "nginx-dead", "all"))
+		_ = cmd.RegisterFlagCompletionFunc("mode", fixed(failover.ModeNames()...))
 	}
 	if cmd.Flag("node") != nil {
 		_ = cmd.RegisterFlagCompletionFunc("node", names(false))

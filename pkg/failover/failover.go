@@ -53,15 +53,31 @@ var (
 	ErrRestoreAborted = errors.New("restoration aborted")
 )
 
+// Modes are the modes one by one, in the order ModeAll runs them: the one
+// list every --mode help text, completion and check is made from.
+func Modes() []Mode { return []Mode{ModeStop, ModeKill, ModeNginx, ModeNginxDead, ModeDrain} }
+
+// ModeNames are the --mode values: Modes, then "all".
+func ModeNames() []string {
+	var out []string
+	for _, m := range Modes() {
+		out = append(out, string(m))
+	}
+	return append(out, string(ModeAll))
+}
+
 // ParseModes turns a --mode value into the modes to run.
 func ParseModes(s string) ([]Mode, error) {
-	switch m := Mode(s); m {
-	case ModeStop, ModeKill, ModeNginx, ModeNginxDead, ModeDrain:
-		return []Mode{m}, nil
-	case ModeAll:
-		return []Mode{ModeStop, ModeKill, ModeNginx, ModeNginxDead, ModeDrain}, nil
+	if Mode(s) == ModeAll {
+		return Modes(), nil
 	}
-	return nil, fmt.Errorf("%w %q: use stop, kill, nginx, nginx-dead, drain or all", ErrUnknownMode, s)
+	for _, m := range Modes() {
+		if Mode(s) == m {
+			return []Mode{m}, nil
+		}
+	}
+	names := ModeNames()
+	return nil, fmt.Errorf("%w %q: use %s or %s", ErrUnknownMode, s, strings.Join(names[:len(names)-1], ", "), names[len(names)-1])
 }
 
 // Scenario is one mode on one node.

@@ -506,3 +506,26 @@ func TestStopNeverInactive(t *testing.T) {
 	}
 	wantActions(t, r, "lab1", CmdStopKeepalived(), CmdStartKeepalived())
 }
+
+// TestModeNamesAreTheOneList: "all" runs every mode of Modes, each name
+// parses to its own mode, and the refusal names every value.
+func TestModeNamesAreTheOneList(t *testing.T) {
+	all, err := ParseModes("all")
+	if err != nil || len(all) != len(Modes()) {
+		t.Fatalf("all: %v %v", all, err)
+	}
+	for i, m := range Modes() {
+		if all[i] != m {
+			t.Errorf("all[%d] = %s, want %s", i, all[i], m)
+		}
+		if got, err := ParseModes(string(m)); err != nil || len(got) != 1 || got[0] != m {
+			t.Errorf("%s: %v %v", m, got, err)
+		}
+	}
+	_, err = ParseModes("reboot")
+	for _, n := range ModeNames() {
+		if !strings.Contains(err.Error(), n) {
+			t.Errorf("refusal %q does not name %s", err, n)
+		}
+	}
+}

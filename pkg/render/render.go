@@ -97,6 +97,12 @@ func NewFromFS(fsys fs.FS) (*Renderer, error) {
 	return &Renderer{t: t}, nil
 }
 
+// Paths are the paths of the files HostWith renders for every host, in its
+// order: what is on a host can be read before its files are rendered.
+func Paths() []string {
+	return []string{KeepalivedConf, CheckScript, NotifyScript, TrackScript, KeepalivedDrop, NginxDrop, NginxSite, ClusterRecord}
+}
+
 // Host renders every managed file of one host, in a fixed order.
 func (r *Renderer) Host(inv *inventory.Inventory, l *vrrp.Layout, host string) ([]File, error) {
 	return r.HostWith(inv, l, host, Options{})
