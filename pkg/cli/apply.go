@@ -221,31 +221,19 @@ func runApply(ctx context.Context, g *Globals, o *ApplyOptions, l *Loaded, dry b
 			progress.event(playbook.Event{Host: h.Name, Step: "connect", Status: "unreachable"})
 			continue
 		}
-		files, err := r.Host(l.Inv, l.Layout, h.Name)
-		if err != nil {
-			return &ExitError{Code: ExitFailed, Err: err}
-		}
-		byPath := map[string]render.File{}
-		for _, f := range files {
-			byPath[f.Path] = f
-		}
 		inputs = append(inputs, playbook.HostInput{
-			Target: &playbook.Target{Name: h.Name, Conn: fh.Conn, Files: byPath, Stamp: stamp, Vars: targetVars(l.Inv, h)},
+			Target: &playbook.Target{Name: h.Name, Conn: fh.Conn, Stamp: stamp, Vars: targetVars(l.Inv, h)},
+			Paths:  render.Paths(),
 			Check: func(f *facts.Facts) error {
 				if err := f.CheckSupported(h.Name); err != nil {
 					return err
 				}
-				// keepalived before 2.0 gets polling scripts instead of track_file.
-				if err := renderFor(r, l, h.Name, f, byPath); err != nil {
-					return err
-				}
-				ro.NoteTransport(h.Name, f.VRRPTransport)
-				ro.NoteDrained(h.Name, f.Drained())
-				if f.Drained() {
-					progress.event(playbook.Event{Host: h.Name, Step: "drain", Status: "ok",
-						Summary: "drained: its VIPs stay on their next host (hactl undrain " + h.Name + " brings it back)"})
-				}
 				return f.CheckInterface(h.Name, h.Interface, h.Address)
+			},
+			// Rendered once, after the facts: keepalived before 2.0 gets
+			// polling scripts instead of track_file.
+			Render: func(f *facts.Facts) ([]render.File, error) {
+				return r.HostWith(l.Inv, l.Layout, h.Name, renderOptions(f))
 			},
 		})
 	}
@@ -647,19 +635,6 @@ func printVIPs(p *ui.Printer, vips []verify.VIPState) {
 	if hint := verify.SplitHint(vips); hint != "" {
 		p.Printf("%s %s\n", p.Styles.Bad.Render("split brain:"), hint)
 	}
-}
-
-// renderFor renders host's files again for the keepalived its facts found
-// (track_file or, before 2.0, polling scripts) into byPath.
-func renderFor(r *render.Renderer, l *Loaded, host string, f *facts.Facts, byPath map[string]render.File) error {
-	files, err := r.HostWith(l.Inv, l.Layout, host, renderOptions(f))
-	if err != nil {
-		return err
-	}
-	for _, x := range files {
-		byPath[x.Path] = x
-	}
-	return nil
 }
 
 func renderOptions(f *facts.Facts) render.Options {

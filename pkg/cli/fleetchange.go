@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/hactl/hactl/pkg/fleet"
-	"github.com/hactl/hactl/pkg/inventory"
 	"github.com/hactl/hactl/pkg/playbook"
 	"github.com/hactl/hactl/pkg/prune"
 	"github.com/hactl/hactl/pkg/vrrp"
@@ -51,19 +50,17 @@ func (g *Globals) fleetChange(ctx context.Context, o *ApplyOptions, l *Loaded, f
 	var gone []string
 	var refuse []string
 	if deps := vrrp.Removed(l.Inv, recs); len(deps) > 0 {
-		connect := func(ctx context.Context, hosts []*inventory.Host) *fleet.Fleet {
-			f, err := g.connectHosts(ctx, l.Inv, hosts, o.Conn)
-			if err != nil {
-				// Only bad --ssh-config gets here, and connect already
-				// read it successfully for the inventory's hosts.
-				f = &fleet.Fleet{}
-				for _, h := range hosts {
-					f.Hosts = append(f.Hosts, &fleet.Host{Host: h, Err: err})
-				}
+		hosts := prune.AsHosts(l.Inv, deps)
+		f, err := g.connectHosts(ctx, l.Inv, hosts, o.Conn)
+		if err != nil {
+			// Only bad --ssh-config gets here, and connect already
+			// read it successfully for the inventory's hosts.
+			f = &fleet.Fleet{}
+			for _, h := range hosts {
+				f.Hosts = append(f.Hosts, &fleet.Host{Host: h, Err: err})
 			}
-			return f
 		}
-		found := prune.Inspect(ctx, l.Inv, deps, connect)
+		found := prune.Inspect(ctx, l.Inv, deps, f)
 		defer func() {
 			for _, d := range found {
 				if d.Host.Conn != nil {

@@ -136,10 +136,6 @@ func gatherStatus(ctx context.Context, l *Loaded, r *render.Renderer, fl *fleet.
 	obs := make([]verify.Observation, len(fl.Hosts))
 	var wg sync.WaitGroup
 	for i, h := range fl.Hosts {
-		files, err := r.Host(l.Inv, l.Layout, h.Name())
-		if err != nil {
-			return nil, err
-		}
 		sh := statusHost{Name: h.Name()}
 		obs[i].Host = h.Name()
 		if h.Conn == nil {
@@ -151,10 +147,6 @@ func gatherStatus(ctx context.Context, l *Loaded, r *render.Renderer, fl *fleet.
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			var paths []string
-			for _, f := range files {
-				paths = append(paths, f.Path)
-			}
 			// keepalived's own view (last state per instance) comes from
 			// its journal, on a second channel of the same connection in
 			// parallel with the facts: no extra round trip of latency.
@@ -166,7 +158,7 @@ func gatherStatus(ctx context.Context, l *Loaded, r *render.Renderer, fl *fleet.
 				}
 				vrrpc <- st
 			}()
-			f, err := facts.Gather(ctx, h.Conn, facts.Request{Paths: paths, Services: []string{"keepalived", "nginx"}})
+			f, err := facts.Gather(ctx, h.Conn, facts.Request{Paths: render.Paths(), Services: []string{"keepalived", "nginx"}})
 			states := <-vrrpc
 			if err != nil {
 				msg := err.Error()
@@ -181,9 +173,13 @@ func gatherStatus(ctx context.Context, l *Loaded, r *render.Renderer, fl *fleet.
 			enabled := ka.Enabled == "enabled" && ng.Enabled == "enabled"
 			sh.Keepalived, sh.Nginx, sh.Enabled = &ka.Active, &ng.Active, &enabled
 			sh.Drift = []string{}
-			// Rendered for the keepalived the host runs (track_file or not).
-			if fs, err := r.HostWith(l.Inv, l.Layout, h.Name(), renderOptions(f)); err == nil {
-				files = fs
+			// Rendered once, for the keepalived the host runs (track_file or not).
+			files, err := r.HostWith(l.Inv, l.Layout, h.Name(), renderOptions(f))
+			if err != nil {
+				msg := err.Error()
+				sh.Error, obs[i].Err = &msg, err
+				doc.Hosts[i] = sh
+				return
 			}
 			for _, want := range files {
 				// The template module's own rule: what status calls drift

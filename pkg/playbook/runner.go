@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/hactl/hactl/pkg/facts"
+	"github.com/hactl/hactl/pkg/render"
 )
 
 // Event is one line of progress.
@@ -44,6 +45,20 @@ type HostInput struct {
 	// Check runs after facts are gathered (OS supported, interface carries
 	// the address …); an error fails the host before anything changes.
 	Check func(*facts.Facts) error
+	// Render renders the host's files once its facts are known (the
+	// keepalived it runs decides what they say), after Check; they become
+	// Target.Files. nil: Target.Files as given.
+	Render func(*facts.Facts) ([]render.File, error)
+	// Paths are the paths Render gives: their state is gathered with the
+	// facts, before Render runs.
+	Paths []string
+}
+
+// FactsObserver is implemented by a Rollout that decides on the hosts'
+// facts (VRRP transport, drained): the runner hands it each host's facts
+// as soon as they are gathered.
+type FactsObserver interface {
+	Facts(host string, f *facts.Facts)
 }
 
 // Runner runs a Book on many hosts.
@@ -128,6 +143,7 @@ func (r *Runner) Run(ctx context.Context, hosts []HostInput) []Result {
 		for p := range h.Target.Files {
 			paths = append(paths, p)
 		}
+		paths = append(paths, h.Paths...)
 	}
 	sort.Strings(paths)
 	needs = needs.Merge(facts.Request{Paths: paths})
@@ -305,9 +321,22 @@ func (r *Runner) prepare(ctx context.Context, hr *hostRun, needs facts.Request) 
 		return fmt.Errorf("%s: %w", t.Name, err)
 	}
 	t.Facts = f
+	if fo, ok := r.Rollout.(FactsObserver); ok {
+		fo.Facts(t.Name, f)
+	}
 	if hr.in.Check != nil {
 		if err := hr.in.Check(f); err != nil {
 			return err
+		}
+	}
+	if hr.in.Render != nil {
+		files, err := hr.in.Render(f)
+		if err != nil {
+			return err
+		}
+		t.Files = make(map[string]render.File, len(files))
+		for _, x := range files {
+			t.Files[x.Path] = x
 		}
 	}
 	// Handlers an earlier run notified and never ran: the files look up to

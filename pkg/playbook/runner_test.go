@@ -10,6 +10,7 @@ import (
 	"github.com/hactl/hactl/pkg/facts"
 	"github.com/hactl/hactl/pkg/remote"
 	"github.com/hactl/hactl/pkg/remote/remotetest"
+	"github.com/hactl/hactl/pkg/render"
 )
 
 // fakeRollout records the runner's calls in order; each host is its own
@@ -194,5 +195,72 @@ func TestPendingDrift(t *testing.T) {
 	}
 	if d := PendingDrift(&facts.Facts{}); len(d) != 0 {
 		t.Errorf("no records: %v", d)
+	}
+}
+
+// observingRollout is a fakeRollout that also takes the hosts' facts.
+type observingRollout struct {
+	fakeRollout
+	mu   sync.Mutex
+	seen map[string]string // host → OS ID its facts said
+}
+
+func (o *observingRollout) Facts(host string, f *facts.Facts) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.seen[host] = f.OS.ID
+}
+
+// TestRenderAfterFacts: a host's files are rendered once, from its gathered
+// facts (HostInput.Render), after Check; their paths (HostInput.Paths) are
+// gathered with the facts, and a FactsObserver rollout gets the facts too.
+func TestRenderAfterFacts(t *testing.T) {
+	const path = "/etc/hactl-test.conf"
+	var gathered string
+	conn := &remotetest.Fake{Handler: func(cmd string, _ []byte) remote.Result {
+		if strings.HasPrefix(cmd, "LC_ALL=C") {
+			gathered = cmd
+			return remote.Result{Stdout: []byte("@@os\nID=debian\nVERSION_ID=\"12\"\n@@end\n")}
+		}
+		return remote.Result{}
+	}}
+	renders, checked := 0, false
+	ro := &observingRollout{fakeRollout: fakeRollout{note: func(string) {}, dark: func(string) bool { return false }}, seen: map[string]string{}}
+	r := &Runner{Book: &Book{Steps: []Step{{Name: "conf", Module: &Template{Path: path}}}}, Parallel: 1, DryRun: true, Rollout: ro}
+	res := r.Run(context.Background(), []HostInput{{
+		Target: &Target{Name: "h1", Conn: conn},
+		Paths:  []string{path},
+		Check:  func(*facts.Facts) error { checked = true; return nil },
+		Render: func(f *facts.Facts) ([]render.File, error) {
+			renders++
+			if !checked {
+				t.Error("rendered before Check")
+			}
+			return []render.File{{Host: "h1", Path: path, Mode: 0o644, Owner: "root", Group: "root", Content: []byte("os " + f.OS.ID + "\n")}}, nil
+		},
+	}})
+	if res[0].Err != nil {
+		t.Fatal(res[0].Err)
+	}
+	if renders != 1 {
+		t.Errorf("rendered %d times, want once", renders)
+	}
+	if !strings.Contains(gathered, path) {
+		t.Errorf("facts did not read %s:\n%s", path, gathered)
+	}
+	if len(res[0].Changes) != 1 || !strings.Contains(res[0].Changes[0].Diff, "+os debian") {
+		t.Errorf("plan %+v, want the file rendered from the facts", res[0].Changes)
+	}
+	if ro.seen["h1"] != "debian" {
+		t.Errorf("rollout saw facts %v", ro.seen)
+	}
+
+	failing := &Runner{Book: r.Book, Parallel: 1, DryRun: true}
+	res = failing.Run(context.Background(), []HostInput{{
+		Target: &Target{Name: "h1", Conn: conn}, Paths: []string{path},
+		Render: func(*facts.Facts) ([]render.File, error) { return nil, errors.New("template broke") },
+	}})
+	if res[0].Err == nil || !strings.Contains(res[0].Err.Error(), "template broke") {
+		t.Errorf("a render error must fail the host: %v", res[0].Err)
 	}
 }

@@ -81,18 +81,21 @@ func (d *Departed) Running() bool { return d.Keepalived == "active" || d.Keepali
 // Where is "name (address)" for messages.
 func (d *Departed) Where() string { return fmt.Sprintf("%s (%s)", d.Name, d.Address) }
 
-// ConnectFunc opens connections to hosts that are not in the inventory.
-type ConnectFunc func(ctx context.Context, hosts []*inventory.Host) *fleet.Fleet
-
-// Inspect connects to each departed host, with the SSH settings of a host of
-// its old cluster that is still in the inventory, and reads its keepalived
-// state. Unreachable hosts are returned with Host.Err set.
-func Inspect(ctx context.Context, inv *inventory.Inventory, deps []vrrp.Departed, connect ConnectFunc) []*Departed {
+// AsHosts are the departed hosts as inventory hosts, to connect to them
+// with the SSH settings of a host of their old cluster that is still in
+// the inventory (fl of Inspect, in the same order).
+func AsHosts(inv *inventory.Inventory, deps []vrrp.Departed) []*inventory.Host {
 	var hosts []*inventory.Host
 	for _, d := range deps {
 		hosts = append(hosts, asHost(inv, d))
 	}
-	fl := connect(ctx, hosts)
+	return hosts
+}
+
+// Inspect reads the keepalived state of each departed host over fl, its
+// connections in the order of AsHosts. Unreachable hosts are returned with
+// Host.Err set.
+func Inspect(ctx context.Context, inv *inventory.Inventory, deps []vrrp.Departed, fl *fleet.Fleet) []*Departed {
 	out := make([]*Departed, len(deps))
 	var wg sync.WaitGroup
 	for i, d := range deps {

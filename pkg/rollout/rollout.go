@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/hactl/hactl/pkg/clock"
+	"github.com/hactl/hactl/pkg/facts"
 	"github.com/hactl/hactl/pkg/fleet"
 	"github.com/hactl/hactl/pkg/playbook"
 	"github.com/hactl/hactl/pkg/verify"
@@ -52,7 +53,10 @@ type Rollout struct {
 	drained map[string]bool
 }
 
-var _ playbook.Rollout = (*Rollout)(nil)
+var (
+	_ playbook.Rollout       = (*Rollout)(nil)
+	_ playbook.FactsObserver = (*Rollout)(nil)
+)
 
 // New returns a rollout with nothing recorded yet.
 func New(o Options) *Rollout {
@@ -87,6 +91,18 @@ func (r *Rollout) NoteTransport(host, live string) {
 	if first && r.o.Event != nil {
 		r.o.Event(playbook.Event{Host: host, Step: "vrrp", Status: "changed",
 			Summary: fmt.Sprintf("cluster %s switches VRRP transport %s → %s: hosts on different transports cannot hear each other, so VIPs may sit on several hosts until every host is switched; waiting once at the end instead of after each host", c.Name, live, c.Transport)})
+	}
+}
+
+// Facts takes what the rollout decides on from host's facts, as the runner
+// gathers them: its live VRRP transport and whether it is drained (a
+// drained host is announced: it stays out through this apply).
+func (r *Rollout) Facts(host string, f *facts.Facts) {
+	r.NoteTransport(host, f.VRRPTransport)
+	r.NoteDrained(host, f.Drained())
+	if f.Drained() && r.o.Event != nil {
+		r.o.Event(playbook.Event{Host: host, Step: "drain", Status: "ok",
+			Summary: "drained: its VIPs stay on their next host (hactl undrain " + host + " brings it back)"})
 	}
 }
 

@@ -318,3 +318,27 @@ func TestSettleCancelled(t *testing.T) {
 		t.Errorf("went on for %s after the cancel", el)
 	}
 }
+
+// TestFactsNoteTransportAndDrain: the facts the runner hands over decide
+// the transport switch and the drained hosts, and a drained host is
+// announced once, naming how to bring it back.
+func TestFactsNoteTransportAndDrain(t *testing.T) {
+	lb := newLab(t)
+	lb.ro.Facts("lab1", &facts.Facts{VRRPTransport: "unicast", Drain: facts.DrainLow})
+	lb.ro.Facts("lab2", &facts.Facts{VRRPTransport: "multicast"})
+	if !lb.ro.isSwitching("lab") {
+		t.Error("lab1 on unicast: the cluster must be switching")
+	}
+	if d := lb.ro.Drained(); !d["lab1"] || d["lab2"] {
+		t.Errorf("drained %v, want lab1 only", d)
+	}
+	var drained []string
+	for _, e := range lb.events {
+		if e.Step == "drain" {
+			drained = append(drained, e.Host+": "+e.Summary)
+		}
+	}
+	if len(drained) != 1 || !strings.Contains(drained[0], "lab1: drained") || !strings.Contains(drained[0], "hactl undrain lab1") {
+		t.Errorf("drain announcements %q", drained)
+	}
+}
