@@ -1,6 +1,9 @@
-// Package cli wires hactl's commands. Each command has an options struct that
-// holds its IO and dependencies, so tests call it with buffers and fakes; the
-// package keeps no state of its own.
+// Package cli is hactl's command layer, cobra only: each command turns its
+// flags into the options of a verb of pkg/ops, runs the verb on the run's
+// session, shows the result through the view chosen once per run
+// (pkg/views, --output) and turns the outcome into an exit code, in one
+// place (Globals.exit). Globals hold the run's IO and dependencies, so tests
+// call Main with buffers and fakes; the package keeps no state of its own.
 package cli
 
 import (
@@ -10,18 +13,16 @@ import (
 	"os"
 	"strings"
 
-	"github.com/hashicorp/hcl/v2"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
 	"github.com/hactl/hactl/pkg/clock"
 	"github.com/hactl/hactl/pkg/failover"
 	"github.com/hactl/hactl/pkg/fleet"
-	"github.com/hactl/hactl/pkg/inventory"
+	"github.com/hactl/hactl/pkg/ops"
 	"github.com/hactl/hactl/pkg/playbook"
-	"github.com/hactl/hactl/pkg/render"
 	"github.com/hactl/hactl/pkg/ui"
-	"github.com/hactl/hactl/pkg/vrrp"
+	"github.com/hactl/hactl/pkg/views"
 )
 
 // Version is set at build time with -ldflags "-X …/pkg/cli.Version=…".
@@ -83,8 +84,8 @@ type Globals struct {
 	Templates string // --templates DIR: render from DIR instead of the embedded templates
 
 	interrupts *interrupts
-	// wroteJSON: a command wrote its --output json document (jsonOut).
-	wroteJSON bool
+	// view shows every result of the run; chosen once, from --output.
+	view views.View
 }
 
 // Main runs hactl with args and returns its exit code. io is built once per
@@ -97,12 +98,12 @@ func Main(ctx context.Context, args []string, io *ui.IO, deps Deps) int {
 	g := &Globals{IO: io, Deps: deps, interrupts: in}
 	root := NewRoot(ctx, g)
 	root.SetArgs(args)
-	err := helpTopic(root, args)
+	err := g.exit(helpTopic(root, args))
 	if err == nil {
 		err = root.ExecuteContext(ctx)
 	}
 	code := exitCode(ctx, io, root, args, err)
-	if code != ExitOK && wantsJSON(args) && !g.wroteJSON {
+	if code != ExitOK && views.WantsJSON(args) && (g.view == nil || !g.view.Wrote()) {
 		if err == nil {
 			err = errors.New("interrupted")
 		}
@@ -110,7 +111,7 @@ func Main(ctx context.Context, args []string, io *ui.IO, deps Deps) int {
 		if errors.As(err, &ee) && ee.Err != nil {
 			err = ee.Err
 		}
-		_ = ui.JSON(io.Out, errorDoc{Envelope: envelopeFor(err)})
+		_ = views.ErrorDoc(io, err)
 	}
 	return code
 }
@@ -145,7 +146,7 @@ func helpTopic(root *cobra.Command, args []string) error {
 		return nil
 	}
 	if c, _, err := root.Find(args[1:]); err != nil || c == root {
-		return &ExitError{Code: ExitUsage, Err: fmt.Errorf("no help topic %q; commands: %s", strings.Join(args[1:], " "), commandNames(root))}
+		return ops.UsageError(fmt.Errorf("no help topic %q; commands: %s", strings.Join(args[1:], " "), commandNames(root)))
 	}
 	return nil
 }
@@ -211,6 +212,28 @@ func editDistance(a, b string) int {
 	return prev[len(b)]
 }
 
+// exit is the one place an outcome becomes an exit code: from the error's
+// kind (ops.Kind). Diagnostics it carries are printed first.
+func (g *Globals) exit(err error) error {
+	if err == nil {
+		return nil
+	}
+	var de *ops.DiagError
+	if errors.As(err, &de) {
+		g.printDiags(de.Files, de.Diags)
+	}
+	code := ExitFailed
+	if ops.KindOf(err) == ops.Usage {
+		code = ExitUsage
+	}
+	return &ExitError{Code: code, Err: err}
+}
+
+// usage is a bad-usage exit with this message.
+func (g *Globals) usage(format string, args ...any) error {
+	return g.exit(ops.UsageError(fmt.Errorf(format, args...)))
+}
+
 // NewRoot builds the command tree.
 func NewRoot(ctx context.Context, g *Globals) *cobra.Command {
 	root := &cobra.Command{
@@ -228,38 +251,15 @@ applies them over SSH, and proves where every VIP sits.`,
 	root.SetIn(g.IO.In)
 	pf := root.PersistentFlags()
 	pf.StringVarP(&g.Inventory, "inventory", "i", "", "inventory file (HCL)")
-	pf.StringVar(&g.Output, "output", "text", "output format: text or json")
+	pf.StringVar(&g.Output, "output", views.Formats[0], "output format: "+strings.Join(views.Formats, " or "))
 	pf.StringVar(&g.Templates, "templates", "", "render from the *.tmpl files in DIR instead of the embedded templates/")
 	root.SuggestionsMinimumDistance = 2
-	root.PersistentPreRunE = func(cmd *cobra.Command, args []string) error {
-		g.Output = strings.ToLower(g.Output)
-		if g.Output != "text" && g.Output != "json" {
-			return &ExitError{Code: ExitUsage, Err: fmt.Errorf("--output must be text or json, not %q", g.Output)}
-		}
-		if len(args) == 1 && cmd.Annotations[annInventoryArg] != "" {
-			if g.Inventory != "" && g.Inventory != args[0] {
-				return &ExitError{Code: ExitUsage, Err: fmt.Errorf("two inventories: -i %s and %s; pass one", g.Inventory, args[0])}
-			}
-			g.Inventory = args[0]
-		}
-		if g.Templates != "" {
-			if st, err := os.Stat(g.Templates); err != nil || !st.IsDir() {
-				return &ExitError{Code: ExitUsage, Err: fmt.Errorf("--templates %s: not a directory of *.tmpl files", g.Templates)}
-			}
-		}
-		return nil
-	}
-	root.AddCommand(newValidate(ctx, g), newPlan(ctx, g), newRender(ctx, g))
-	for _, c := range extraCommands(ctx, g) {
-		root.AddCommand(c)
-	}
-	_ = root.RegisterFlagCompletionFunc("output", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
-		return []string{"text", "json"}, cobra.ShellCompDirectiveNoFileComp
-	})
+	root.PersistentPreRunE = func(cmd *cobra.Command, args []string) error { return g.preRun(cmd, args) }
+	root.AddCommand(newValidate(ctx, g), newPlan(ctx, g), newRender(ctx, g), newApply(ctx, g), newStatus(ctx, g),
+		newFailoverTest(ctx, g), newDrain(ctx, g, false), newDrain(ctx, g, true), newDestroy(ctx, g))
+	_ = root.RegisterFlagCompletionFunc("output", fixedCompletion(views.Formats...))
 	for _, c := range root.Commands() {
-		if c.Name() != "failover-test" { // registers its own, with --mode
-			registerCompletions(c, g)
-		}
+		registerCompletions(c, g)
 		switch c.Name() {
 		case "validate", "plan", "render", "apply", "status", "failover-test", "destroy":
 			inventoryArgs(c)
@@ -268,91 +268,44 @@ applies them over SSH, and proves where every VIP sits.`,
 	return root
 }
 
-// Loaded is an inventory with its layout: the input of every command.
-type Loaded struct {
-	Inv    *inventory.Inventory
-	Layout *vrrp.Layout
-	// Warnings are the inventory's diagnostics that did not stop the load
-	// (already printed to stderr).
-	Warnings []diagJSON
+// preRun checks what every command shares and picks the run's view.
+func (g *Globals) preRun(cmd *cobra.Command, args []string) error {
+	v, err := views.New(g.IO, g.Output)
+	if err != nil {
+		return g.exit(ops.UsageError(err))
+	}
+	g.view = v
+	if len(args) == 1 && cmd.Annotations[annInventoryArg] != "" {
+		if g.Inventory != "" && g.Inventory != args[0] {
+			return g.usage("two inventories: -i %s and %s; pass one", g.Inventory, args[0])
+		}
+		g.Inventory = args[0]
+	}
+	if g.Templates != "" {
+		if st, err := os.Stat(g.Templates); err != nil || !st.IsDir() {
+			return g.usage("--templates %s: not a directory of *.tmpl files", g.Templates)
+		}
+	}
+	return nil
 }
 
-// load reads the inventory, builds the layout and prints any diagnostics
-// with source snippets. Invalid input is exit 2; an interrupt stops it
-// between phases.
-func (g *Globals) load(ctx context.Context) (*Loaded, error) {
-	if g.Inventory == "" {
-		return nil, &ExitError{Code: ExitUsage, Err: errors.New("no inventory: pass -i FILE (or FILE as the argument)")}
+// load reads the inventory into the run's session and prints its
+// diagnostics (warnings; errors come back as a DiagError) with snippets.
+func (g *Globals) load(ctx context.Context) (*ops.Session, error) {
+	s, in, err := ops.Load(ctx, g.Inventory, g.opsDeps())
+	if err == nil && len(in.Diags) > 0 {
+		writeDiags(ctx, g.stderr(), g.IO.Width, in.Files, in.Diags)
 	}
-	loader := inventory.NewLoader(inventory.Options{LookupEnv: g.IO.LookupEnv})
-	inv, diags := loader.LoadFile(g.Inventory)
-	if err := stopped(ctx); err != nil {
-		return nil, err
-	}
-	var layout *vrrp.Layout
-	switch {
-	case !diags.HasErrors():
-		var more hcl.Diagnostics
-		layout, more = vrrp.Build(inv)
-		diags = append(diags, more...)
-	case loader.StandIn() != nil:
-		// Only unset env() variables stopped the load: the layout's own
-		// checks still run, so that one pass reports every problem.
-		_, more := vrrp.Build(loader.StandIn())
-		diags = append(diags, more...)
-	}
-	if len(diags) > 0 {
-		writeDiags(ctx, g.stderr(), g.IO.Width, loader.Files(), diags)
-	}
-	if err := stopped(ctx); err != nil {
-		return nil, err
-	}
-	if diags.HasErrors() {
-		summary := fmt.Sprintf("%s: %d error(s) in the inventory; nothing was changed", g.Inventory, countErrors(diags))
-		fmt.Fprintf(g.IO.Err, "hactl: %s\n", summary)
-		return nil, &ExitError{Code: ExitUsage, Err: newDiagsError(summary, diags)}
-	}
-	return &Loaded{Inv: inv, Layout: layout, Warnings: diagsJSON(diags)}, nil
+	return s, g.exit(err)
 }
 
-// stopped is the error of a run whose context ended, nil otherwise.
-func stopped(ctx context.Context) error {
-	if ctx.Err() == nil {
-		return nil
-	}
-	return &ExitError{Code: ExitFailed, Err: fmt.Errorf("stopped: %w", context.Cause(ctx))}
+// opsDeps are the run's dependencies as the verbs take them.
+func (g *Globals) opsDeps() ops.Deps {
+	return ops.Deps{Dial: g.Deps.Dial, Locker: g.Deps.Locker, Clock: g.Deps.Clock, Prober: g.Deps.Prober,
+		LookupEnv: g.IO.LookupEnv, Templates: g.Templates}
 }
-
-func (g *Globals) stdout() *ui.Printer { return g.IO.Stdout() }
 
 func (g *Globals) stderr() *ui.Printer { return g.IO.Stderr() }
-
-// --- validate ---------------------------------------------------------------
-
-func newValidate(ctx context.Context, g *Globals) *cobra.Command {
-	return &cobra.Command{
-		Use:   "validate [-i] FILE",
-		Short: "Check an inventory without connecting to any host",
-		Args:  inventoryArg,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			l, err := g.load(ctx)
-			if err != nil {
-				return err
-			}
-			hosts := len(l.Inv.Hosts())
-			if g.Output == "json" {
-				return g.jsonOut(validateJSON{Envelope: ui.Result(nil), Valid: true, Clusters: len(l.Inv.Clusters), Hosts: hosts, VIPs: len(l.Layout.Instances), Warnings: l.Warnings})
-			}
-			p := g.stdout()
-			warn := ""
-			if n := len(l.Warnings); n > 0 {
-				warn = fmt.Sprintf(", %d warning(s) above", n)
-			}
-			p.Printf("%s %s: %d cluster(s), %d host(s), %d VIP(s)%s\n", p.Styles.OK.Render("valid"), g.Inventory, len(l.Inv.Clusters), hosts, len(l.Layout.Instances), warn)
-			return nil
-		},
-	}
-}
 
 // inventoryArg accepts the inventory as the one positional argument
 // (`hactl validate FILE`), the same as -i FILE; a command that takes it
@@ -369,93 +322,4 @@ func inventoryArgs(cmds ...*cobra.Command) {
 		}
 		c.Annotations[annInventoryArg] = "yes"
 	}
-}
-
-type validateJSON struct {
-	ui.Envelope
-	Valid    bool `json:"valid"`
-	Clusters int  `json:"clusters"`
-	Hosts    int  `json:"hosts"`
-	VIPs     int  `json:"vips"`
-	// Warnings: file/line/column like errors; [] when there are none.
-	Warnings []diagJSON `json:"warnings"`
-}
-
-// --- render -----------------------------------------------------------------
-
-type renderJSON struct {
-	ui.Envelope
-	Dir   string           `json:"dir"`
-	Files []renderFileJSON `json:"files"`
-}
-
-// renderFileJSON is one written file; mode is octal as ls and chmod say it.
-type renderFileJSON struct {
-	Host      string `json:"host"`
-	Path      string `json:"path"`
-	Mode      string `json:"mode"`
-	Owner     string `json:"owner"`
-	Group     string `json:"group"`
-	Sensitive bool   `json:"sensitive"`
-}
-
-// RenderOptions is `hactl render`.
-type RenderOptions struct {
-	Dir string
-}
-
-func newRender(ctx context.Context, g *Globals) *cobra.Command {
-	o := &RenderOptions{}
-	cmd := &cobra.Command{
-		Use:   "render [-i] FILE -o DIR",
-		Short: "Write every managed file to DIR/<host>/<path on the host>",
-		Args:  inventoryArg,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			l, err := g.load(ctx)
-			if err != nil {
-				return err
-			}
-			files, err := g.renderAll(l)
-			if err != nil {
-				return &ExitError{Code: ExitFailed, Err: err}
-			}
-			if err := render.WriteTree(ctx, o.Dir, files); err != nil {
-				return &ExitError{Code: ExitFailed, Err: err}
-			}
-			if g.Output == "json" {
-				doc := renderJSON{Envelope: ui.Result(nil), Dir: o.Dir, Files: []renderFileJSON{}}
-				for _, f := range files {
-					doc.Files = append(doc.Files, renderFileJSON{f.Host, f.Path, fmt.Sprintf("%04o", f.Mode.Perm()), f.Owner, f.Group, f.Sensitive})
-				}
-				return g.jsonOut(doc)
-			}
-			g.stdout().Printf("rendered %d files for %d hosts into %s\n", len(files), len(l.Inv.Hosts()), o.Dir)
-			return nil
-		},
-	}
-	// --output is the report format everywhere, so -o here is --out DIR.
-	cmd.Flags().StringVarP(&o.Dir, "out", "o", "", "output directory")
-	cmd.PreRunE = func(cmd *cobra.Command, _ []string) error {
-		if o.Dir == "" {
-			return &ExitError{Code: ExitUsage, Err: errors.New("render needs an output directory: -o DIR")}
-		}
-		return nil
-	}
-	return cmd
-}
-
-func (g *Globals) renderAll(l *Loaded) ([]render.File, error) {
-	r, err := g.renderer()
-	if err != nil {
-		return nil, err
-	}
-	return r.All(l.Inv, l.Layout)
-}
-
-// renderer parses the embedded templates, or those of --templates DIR.
-func (g *Globals) renderer() (*render.Renderer, error) {
-	if g.Templates == "" {
-		return render.New()
-	}
-	return render.NewFromFS(os.DirFS(g.Templates))
 }

@@ -1,6 +1,7 @@
-// Package prune finds the hosts that left the inventory (from the cluster
-// records the survivors keep) and decommissions them, VRRP-aware: a departed
-// host gives its VIPs away before any survivor is reconfigured.
+// Package prune inspects the hosts that left the inventory (pkg/ops finds
+// them in the cluster records the survivors keep) and decommissions them,
+// VRRP-aware: a departed host gives its VIPs away before any survivor is
+// reconfigured.
 package prune
 
 import (
@@ -31,38 +32,6 @@ const DrainFile = "/etc/keepalived/hactl-drain"
 func ManagedFiles() []string {
 	return []string{render.KeepalivedConf, render.CheckScript, render.NotifyScript, render.KeepalivedDrop,
 		DrainFile, render.NginxSite, render.ClusterRecord}
-}
-
-// Records reads the cluster record of every reachable host (nil where a host
-// has none). A record that cannot be read is an error naming the host: the
-// run must not guess which hosts left or which router ids are taken.
-func Records(ctx context.Context, hosts []*fleet.Host) ([]*vrrp.Record, error) {
-	recs := make([]*vrrp.Record, len(hosts))
-	errs := make([]error, len(hosts))
-	var wg sync.WaitGroup
-	for i, h := range hosts {
-		if h.Conn == nil {
-			continue
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			b, err := facts.ReadClusterRecord(ctx, h.Conn)
-			if err == nil {
-				recs[i], err = vrrp.ParseRecord(b)
-			}
-			if err != nil {
-				errs[i] = fmt.Errorf("%s: %w", h.Name(), err)
-			}
-		}()
-	}
-	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			return nil, err
-		}
-	}
-	return recs, nil
 }
 
 // Departed is a host that left the inventory, as the run found it.

@@ -162,22 +162,6 @@ func TestDecommissionWaitsForTheVIP(t *testing.T) {
 	}
 }
 
-// TestRecordsNameTheHost: an unreadable record stops the run, naming the host.
-func TestRecordsNameTheHost(t *testing.T) {
-	w := newWorld("lab1", "lab2")
-	w.hosts["lab1"].record = `{"schema_version":1,"cluster":"lab","hosts":[]}`
-	w.hosts["lab2"].record = "not json"
-	hosts := []*fleet.Host{w.fleetHost(t, "lab1", 0, w.conn("lab1")), w.fleetHost(t, "lab2", 1, w.conn("lab2"))}
-	if _, err := Records(context.Background(), hosts); err == nil || !strings.HasPrefix(err.Error(), "lab2: ") {
-		t.Fatalf("err %v", err)
-	}
-	w.hosts["lab2"].record = ""
-	recs, err := Records(context.Background(), hosts)
-	if err != nil || recs[0] == nil || recs[0].Cluster != "lab" || recs[1] != nil {
-		t.Fatalf("records %+v %v", recs, err)
-	}
-}
-
 // TestRemoveFilesScript: every managed path is moved, quoted, into the
 // backup directory, and the script is valid shell (sh -n).
 func TestRemoveFilesScript(t *testing.T) {

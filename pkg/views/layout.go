@@ -1,65 +1,15 @@
-package cli
+package views
 
 import (
-	"context"
 	"fmt"
 	"strings"
-	"time"
 
 	"charm.land/lipgloss/v2"
-	"github.com/spf13/cobra"
 
 	"github.com/hactl/hactl/pkg/inventory"
 	"github.com/hactl/hactl/pkg/ui"
 	"github.com/hactl/hactl/pkg/vrrp"
 )
-
-// PlanOptions is `hactl plan`.
-type PlanOptions struct {
-	Offline bool
-	// Destroy previews `hactl destroy` with the same --limit.
-	Destroy bool
-	Purge   bool
-	Conn    ConnOptions
-	Run     RunOptions // what the preview is of, as for apply
-}
-
-func newPlan(ctx context.Context, g *Globals) *cobra.Command {
-	o := &PlanOptions{}
-	cmd := &cobra.Command{
-		Use:   "plan -i FILE [--offline] [--limit a,b] [-p PLAYBOOK]",
-		Short: "Show the VRRP layout and, over SSH, what apply would change",
-		Long: `plan prints the VRRP table: per VIP its router id, MASTER, BACKUPs in takeover
-order with their priorities, and the theoretical failover bounds. Without
---offline it also connects to every host and shows, as unified diffs, what
-apply would change; --limit and -p preview exactly what apply with the same
-flags would run. Secrets print as (sensitive).`,
-		Args: inventoryArg,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			l, err := g.load(ctx)
-			if err != nil {
-				return err
-			}
-			if o.Offline {
-				if g.Output == "json" {
-					return g.jsonOut(LayoutJSON(l))
-				}
-				PrintLayout(g.stdout(), l)
-				return nil
-			}
-			if o.Destroy {
-				return runDestroy(ctx, g, &DestroyOptions{Conn: o.Conn, Limit: o.Run.Limit, Purge: o.Purge, Now: time.Now}, l, true)
-			}
-			return planOnline(ctx, g, o, l)
-		},
-	}
-	cmd.Flags().BoolVar(&o.Offline, "offline", false, "do not connect: print the VRRP layout only")
-	cmd.Flags().BoolVar(&o.Destroy, "destroy", false, "show what `hactl destroy` with the same --limit would do")
-	cmd.Flags().BoolVar(&o.Purge, "purge-packages", false, "with --destroy: include removing the packages")
-	o.Conn.addFlags(cmd)
-	o.Run.addFlags(cmd)
-	return cmd
-}
 
 // layoutJSON is plan --offline's JSON document.
 type layoutJSON struct {
@@ -103,9 +53,9 @@ type vipPlanJSON struct {
 }
 
 // LayoutJSON is the stable JSON form of the layout.
-func LayoutJSON(l *Loaded) any {
+func LayoutJSON(inv *inventory.Inventory, layout *vrrp.Layout) any {
 	doc := layoutJSON{Envelope: ui.Result(nil)}
-	for _, c := range l.Inv.Clusters {
+	for _, c := range inv.Clusters {
 		cj := clusterJSON{
 			Name: c.Name, Interface: c.Interface, Gateway: c.Gateway.String(), AdvertInt: c.AdvertInt,
 			VRRPVersion: c.VRRPVersion(), Transport: c.Transport, BackupOrder: c.BackupOrder, AuthPass: c.AuthPass,
@@ -119,7 +69,7 @@ func LayoutJSON(l *Loaded) any {
 		}
 		doc.Clusters = append(doc.Clusters, cj)
 	}
-	for _, in := range l.Layout.Instances {
+	for _, in := range layout.Instances {
 		v := vipPlanJSON{
 			VIP: in.VIP.String(), Cluster: in.Cluster, Instance: in.Name, VRID: in.VRID, VRIDFrom: in.VRIDFrom, Master: in.Master,
 			Members: in.Members, GracefulS: round2(in.Bounds.Graceful.Seconds()), CrashS: round2(in.Bounds.Crash.Seconds()),
@@ -135,8 +85,8 @@ func LayoutJSON(l *Loaded) any {
 func round2(f float64) float64 { return float64(int(f*100+0.5)) / 100 }
 
 // PrintLayout prints, per cluster, a summary line and the VRRP table.
-func PrintLayout(p *ui.Printer, l *Loaded) {
-	for i, c := range l.Inv.Clusters {
+func PrintLayout(p *ui.Printer, inv *inventory.Inventory, layout *vrrp.Layout) {
+	for i, c := range inv.Clusters {
 		if i > 0 {
 			p.Println()
 		}
@@ -163,12 +113,12 @@ func PrintLayout(p *ui.Printer, l *Loaded) {
 		// A FROM column only where some router id is not the new-cluster
 		// allocation (the legend below says how that one is made).
 		from := false
-		for _, in := range l.Layout.ForCluster(c.Name) {
+		for _, in := range layout.ForCluster(c.Name) {
 			dual = dual || in.VIP6.IsValid()
 			from = from || in.VRIDFrom != vrrp.VRIDAllocated
 		}
 		var rows [][]string
-		for _, in := range l.Layout.ForCluster(c.Name) {
+		for _, in := range layout.ForCluster(c.Name) {
 			var backups []string
 			for _, m := range in.Backups() {
 				backups = append(backups, fmt.Sprintf("%s (%d)", m.Host, m.Priority))
@@ -208,7 +158,7 @@ func PrintLayout(p *ui.Printer, l *Loaded) {
 				}
 				return nil
 			})
-		p.Paragraph("%s\n", vridLegend(l.Layout.ForCluster(c.Name)))
+		p.Paragraph("%s\n", vridLegend(layout.ForCluster(c.Name)))
 	}
 }
 

@@ -1,0 +1,258 @@
+package cli
+
+import (
+	"context"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/hactl/hactl/pkg/ops"
+)
+
+// Every command reads the same way: flags → options → load the session →
+// the verb → its view → an exit code (g.exit).
+
+func newValidate(ctx context.Context, g *Globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "validate [-i] FILE",
+		Short: "Check an inventory without connecting to any host",
+		Args:  inventoryArg,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			s, err := g.load(ctx)
+			if err != nil {
+				return err
+			}
+			return g.exit(g.view.Validate(ops.Validate(s)))
+		},
+	}
+}
+
+func newRender(ctx context.Context, g *Globals) *cobra.Command {
+	var dir string
+	cmd := &cobra.Command{
+		Use:   "render [-i] FILE -o DIR",
+		Short: "Write every managed file to DIR/<host>/<path on the host>",
+		Args:  inventoryArg,
+		PreRunE: func(cmd *cobra.Command, _ []string) error {
+			if dir == "" {
+				return g.usage("render needs an output directory: -o DIR")
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			s, err := g.load(ctx)
+			if err != nil {
+				return err
+			}
+			res, err := ops.Render(ctx, s, dir)
+			if err != nil {
+				return g.exit(err)
+			}
+			return g.exit(g.view.Render(res))
+		},
+	}
+	// --output is the report format everywhere, so -o here is --out DIR.
+	cmd.Flags().StringVarP(&dir, "out", "o", "", "output directory")
+	return cmd
+}
+
+// PlanOptions is `hactl plan`.
+type PlanOptions struct {
+	Offline bool
+	// Destroy previews `hactl destroy` with the same --limit.
+	Destroy bool
+	Purge   bool
+	Conn    ConnOptions
+	Run     RunOptions // what the preview is of, as for apply
+}
+
+func newPlan(ctx context.Context, g *Globals) *cobra.Command {
+	o := &PlanOptions{}
+	cmd := &cobra.Command{
+		Use:   "plan -i FILE [--offline] [--limit a,b] [-p PLAYBOOK]",
+		Short: "Show the VRRP layout and, over SSH, what apply would change",
+		Long: `plan prints the VRRP table: per VIP its router id, MASTER, BACKUPs in takeover
+order with their priorities, and the theoretical failover bounds. Without
+--offline it also connects to every host and shows, as unified diffs, what
+apply would change; --limit and -p preview exactly what apply with the same
+flags would run. Secrets print as (sensitive).`,
+		Args: inventoryArg,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			s, err := g.load(ctx)
+			if err != nil {
+				return err
+			}
+			switch {
+			case o.Offline:
+				return g.exit(g.view.Layout(s.Inv, s.Layout))
+			case o.Destroy:
+				return runDestroy(ctx, g, s, ops.DestroyOptions{Conn: o.Conn, Limit: o.Run.Limit, Purge: o.Purge, Dry: true})
+			}
+			return runApply(ctx, g, s, o.Run.apply(o.Conn, true, time.Now), o.Run.Verbose)
+		},
+	}
+	cmd.Flags().BoolVar(&o.Offline, "offline", false, "do not connect: print the VRRP layout only")
+	cmd.Flags().BoolVar(&o.Destroy, "destroy", false, "show what `hactl destroy` with the same --limit would do")
+	cmd.Flags().BoolVar(&o.Purge, "purge-packages", false, "with --destroy: include removing the packages")
+	addConnFlags(cmd, &o.Conn)
+	o.Run.addFlags(cmd)
+	return cmd
+}
+
+// ApplyOptions is `hactl apply`.
+type ApplyOptions struct {
+	Conn ConnOptions
+	Run  RunOptions
+	// Now stamps backups; tests fix it.
+	Now func() time.Time
+}
+
+func newApply(ctx context.Context, g *Globals) *cobra.Command {
+	o := &ApplyOptions{Now: time.Now}
+	cmd := &cobra.Command{
+		Use:   "apply -i FILE [--limit a,b] [--parallel N] [-p PLAYBOOK]",
+		Short: "Converge every host, restart only what changed, and verify VIP placement",
+		Long: `apply connects to every host (one SSH connection each), gathers its facts in one
+round trip, installs nginx, keepalived and arping, writes the rendered files
+safely (validated, backed up, renamed into place), then reloads or restarts
+services one host at a time, waiting after each until every VIP sits on
+exactly one host. It ends by reading ip addr on every host: each VIP must be
+on its master only. Exit 1 if any host failed or any VIP is misplaced.`,
+		Args: inventoryArg,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			s, err := g.load(ctx)
+			if err != nil {
+				return err
+			}
+			return runApply(ctx, g, s, o.Run.apply(o.Conn, false, o.Now), o.Run.Verbose)
+		},
+	}
+	addConnFlags(cmd, &o.Conn)
+	o.Run.addFlags(cmd)
+	return cmd
+}
+
+func runApply(ctx context.Context, g *Globals, s *ops.Session, o ops.ApplyOptions, verbose bool) error {
+	res, err := ops.Apply(ctx, s, o, g.view.Events(verbose))
+	if err != nil {
+		return g.exit(err)
+	}
+	if err := g.view.Apply(res, verbose); err != nil {
+		return g.exit(err)
+	}
+	return g.exit(res.Err)
+}
+
+// StatusOptions is `hactl status`.
+type StatusOptions = ops.StatusOptions
+
+func newStatus(ctx context.Context, g *Globals) *cobra.Command {
+	o := &StatusOptions{}
+	cmd := &cobra.Command{
+		Use:   "status [-i] FILE [--limit a,b]",
+		Short: "Show who holds which VIP now, service states, split brain and config drift",
+		Long: `status asks every host in parallel, in one SSH round trip each, for its
+addresses, the state of keepalived and nginx, and the checksums of the files
+hactl manages. Each VIP is ok (on its master only), moved (on one other host),
+missing (nowhere) or split (on several hosts: always an error). Exit 0 only
+when every VIP is ok and every host reachable.`,
+		Args: inventoryArg,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			s, err := g.load(ctx)
+			if err != nil {
+				return err
+			}
+			res, err := ops.Status(ctx, s, *o)
+			if err != nil {
+				return g.exit(err)
+			}
+			if err := g.view.Status(res); err != nil {
+				return g.exit(err)
+			}
+			return g.exit(res.Err)
+		},
+	}
+	addConnFlags(cmd, &o.Conn)
+	addLimitFlag(cmd, &o.Limit)
+	cmd.Flag("limit").Usage = "only the clusters of these hosts or clusters (VIP placement is judged on whole clusters)"
+	return cmd
+}
+
+// DestroyOptions is `hactl destroy` (and `plan --destroy`).
+type DestroyOptions = ops.DestroyOptions
+
+func newDestroy(ctx context.Context, g *Globals) *cobra.Command {
+	o := &DestroyOptions{Now: time.Now}
+	cmd := &cobra.Command{
+		Use:   "destroy -i FILE [--limit host|cluster,…] [--purge-packages]",
+		Short: "The reverse of apply: release the VIPs, stop and disable keepalived, remove hactl's files",
+		Long: `destroy takes the selected hosts (default: every host) out of service one at a
+time: keepalived is stopped gracefully (its VIPs move to the hosts still
+running, the last host's VIPs are released last), then disabled; hactl's
+files and its systemd drop-in are removed (kept in /var/backups/hactl) and the
+distribution's defaults it replaced are restored from its backups. Packages
+stay unless --purge-packages. plan --destroy shows it first. A second destroy
+changes nothing; apply afterwards converges the hosts as new.`,
+		Args: inventoryArg,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			s, err := g.load(ctx)
+			if err != nil {
+				return err
+			}
+			return runDestroy(ctx, g, s, *o)
+		},
+	}
+	addConnFlags(cmd, &o.Conn)
+	addLimitFlag(cmd, &o.Limit)
+	cmd.Flags().BoolVar(&o.Purge, "purge-packages", false, "also remove the keepalived and nginx packages")
+	return cmd
+}
+
+func runDestroy(ctx context.Context, g *Globals, s *ops.Session, o ops.DestroyOptions) error {
+	res, err := ops.Destroy(ctx, s, o, g.view.Events(false))
+	if err != nil {
+		return g.exit(err)
+	}
+	if err := g.view.Destroy(res); err != nil {
+		return g.exit(err)
+	}
+	return g.exit(res.Err)
+}
+
+// DrainOptions is `hactl drain` and `hactl undrain`.
+type DrainOptions struct {
+	Conn ConnOptions
+}
+
+func newDrain(ctx context.Context, g *Globals, undrain bool) *cobra.Command {
+	o := &DrainOptions{}
+	use, short, long := "drain -i FILE HOST", "Take a balancer out of service without failed requests",
+		`drain moves every VIP HOST holds to the next host in its takeover order (the
+old holder keeps it until the new one has it: an overlap, never a gap), then
+takes HOST out as a backup too. HOST stays drained through apply, a
+keepalived restart and a reboot, until undrained. Refused when HOST is the
+last host that can hold one of its VIPs, or when the host that would take a
+VIP has keepalived or nginx down.`
+	if undrain {
+		use, short, long = "undrain -i FILE HOST", "Bring a drained balancer back; its VIP comes home without failed requests",
+			`undrain puts HOST back into every VIP at its own priority and waits until it
+holds its own VIP again (by preemption: the backup keeps it until then).`
+	}
+	cmd := &cobra.Command{
+		Use: use, Short: short, Long: long,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			s, err := g.load(ctx)
+			if err != nil {
+				return err
+			}
+			res, err := ops.Drain(ctx, s, ops.DrainOptions{Conn: o.Conn, Host: args[0], Undrain: undrain, Progress: g.view.DrainProgress()})
+			if err != nil {
+				return g.exit(err)
+			}
+			return g.exit(g.view.Drain(res, undrain))
+		},
+	}
+	addConnFlags(cmd, &o.Conn)
+	return cmd
+}

@@ -1,0 +1,246 @@
+package ops
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hactl/hactl/pkg/facts"
+	"github.com/hactl/hactl/pkg/fleet"
+	"github.com/hactl/hactl/pkg/inventory"
+	"github.com/hactl/hactl/pkg/playbook"
+	"github.com/hactl/hactl/pkg/render"
+	"github.com/hactl/hactl/pkg/rollout"
+	"github.com/hactl/hactl/pkg/verify"
+	"github.com/hactl/hactl/pkg/vrrp"
+)
+
+// ApplyOptions are `hactl apply` and `hactl plan` (Dry).
+type ApplyOptions struct {
+	Conn  ConnOptions
+	Limit []string
+	// Playbook is a playbook file; "": the embedded one.
+	Playbook string
+	// Prune decommissions hosts that left the inventory before the others
+	// are reconfigured (Dry: previews it).
+	Prune bool
+	// Dry is plan: nothing changes, every host says what would.
+	Dry bool
+	// Now stamps backups; nil: time.Now.
+	Now func() time.Time
+}
+
+// Host results.
+const (
+	ResultOK          = "ok"
+	ResultChanged     = "changed"
+	ResultFailed      = "failed"
+	ResultUnreachable = "unreachable"
+)
+
+// HostResult is one selected host's outcome. What was not observed (an
+// unreachable host's counts) is nil.
+type HostResult struct {
+	Name string
+	// Result is ok, changed, failed or unreachable.
+	Result    string
+	Reachable bool
+	Changed   *int
+	Skipped   *int
+	Err       error
+	// Changes (a plan) are what would change; Known is false for a host
+	// that was never reached or failed before it could tell.
+	Changes []playbook.Change
+	Known   bool
+}
+
+// OK reports whether the host ended well.
+func (h HostResult) OK() bool { return h.Err == nil }
+
+// ApplyResult is what apply did, or plan found would be done.
+type ApplyResult struct {
+	Dry   bool
+	Hosts []HostResult
+	// Departed are the hosts that left the inventory since the last apply.
+	Departed []Departed
+	// VIPs is the verification (placement of every VIP of the touched
+	// clusters) after the run.
+	VIPs []verify.VIPState
+	// Inv and Layout are what was applied: router ids as the records
+	// decided.
+	Inv    *inventory.Inventory
+	Layout *vrrp.Layout
+	// Err: a host failed or a VIP is misplaced after apply.
+	Err error
+}
+
+// Apply converges the selected hosts (Dry: plans it). An error is a run
+// that stopped before it could report on the hosts; a run that reports
+// says what went wrong in ApplyResult.Err.
+func Apply(ctx context.Context, s *Session, o ApplyOptions, ev Events) (*ApplyResult, error) {
+	book, err := loadBook(o.Playbook)
+	if err != nil {
+		return nil, err
+	}
+	sel, err := SelectHosts(s.Inv, o.Limit)
+	if err != nil {
+		return nil, err
+	}
+	r, err := s.renderer()
+	if err != nil {
+		return nil, FailedError(err)
+	}
+	read := clusterHosts(s.Inv, sel)
+	if extra := len(read) - len(sel); extra > 0 {
+		ev.ReadOnly(extra)
+	}
+	stopLive := ev.Live(read, "connecting")
+	fl, err := s.connect(ctx, o.Conn, read)
+	stopLive()
+	if err != nil {
+		return nil, err
+	}
+	defer fl.Close()
+
+	stamp := backupStamp(o.Now)
+	skips := &skipCounter{Events: ev, n: map[string]int{}}
+	mem, err := s.fleetChange(ctx, fl, changeRun{conn: o.Conn, prune: o.Prune, dry: o.Dry, stamp: stamp, ev: skips})
+	if err != nil {
+		return nil, err
+	}
+	res := &ApplyResult{Dry: o.Dry, Departed: mem.departed, Inv: s.Inv, Layout: mem.layout}
+	ro := rollout.New(rollout.Options{Layout: mem.layout, Fleet: fl, Event: skips.Event})
+	inputs := s.hostInputs(r, mem.layout, sel, fl, stamp)
+	runner := &playbook.Runner{
+		Book: book, Parallel: o.Conn.Parallel, DryRun: o.Dry, Lock: !o.Dry, Locker: s.deps.Locker,
+		Event: skips.Event, Rollout: ro,
+	}
+	var names []string
+	for _, in := range inputs {
+		names = append(names, in.Target.Name)
+	}
+	results := map[string]playbook.Result{}
+	for _, h := range sel {
+		if fh := fl.Get(h.Name); fh.Err != nil {
+			results[h.Name] = playbook.Result{Host: h.Name, Err: fh.Err}
+			// Why is said once, under the recap.
+			skips.Event(playbook.Event{Host: h.Name, Step: "connect", Status: ResultUnreachable})
+		}
+	}
+	stopLive = ev.Live(names, "gathering facts")
+	for _, x := range runner.Run(ctx, inputs) {
+		results[x.Host] = x
+	}
+	stopLive()
+	failed, unreachable := res.collect(sel, fl, results, skips)
+	// Verification reads every host of the touched clusters, once each has
+	// had its time to converge; what did not, the verification reports.
+	if !o.Dry && failed == 0 {
+		_ = ro.WaitConverged(ctx)
+	}
+	res.VIPs = Verify(ctx, s.Inv, fleetLayout(s.Inv, mem.layout, fl), fl, ro.Drained())
+	switch {
+	case failed > 0:
+		res.Err = fmt.Errorf("%d of %d host(s) %s", failed, len(sel), failedWord(failed-unreachable, unreachable))
+	case o.Dry:
+	case !verify.AllOK(res.VIPs):
+		res.Err = errors.New("VIP placement is wrong after apply: " + verify.Problems(res.VIPs))
+	}
+	return res, nil
+}
+
+// hostInputs are the runner's inputs for the reachable selected hosts:
+// each host's files are rendered once, after its facts, for the keepalived
+// it runs (track_file or, before 2.0, polling scripts).
+func (s *Session) hostInputs(r *render.Renderer, layout *vrrp.Layout, sel []*inventory.Host, fl *fleet.Fleet, stamp string) []playbook.HostInput {
+	var inputs []playbook.HostInput
+	for _, h := range sel {
+		fh := fl.Get(h.Name)
+		if fh.Err != nil {
+			continue
+		}
+		inputs = append(inputs, playbook.HostInput{
+			Target: &playbook.Target{Name: h.Name, Conn: fh.Conn, Stamp: stamp, Vars: targetVars(s.Inv, h)},
+			Paths:  render.Paths(),
+			Check: func(f *facts.Facts) error {
+				if err := f.CheckSupported(h.Name); err != nil {
+					return err
+				}
+				return f.CheckInterface(h.Name, h.Interface, h.Address)
+			},
+			Render: func(f *facts.Facts) ([]render.File, error) {
+				return r.HostWith(s.Inv, layout, h.Name, RenderOptions(f))
+			},
+		})
+	}
+	return inputs
+}
+
+// collect fills res.Hosts from the runner's results, in selection order,
+// and counts the failed hosts and, of them, the unreachable ones.
+func (res *ApplyResult) collect(sel []*inventory.Host, fl *fleet.Fleet, results map[string]playbook.Result, skips *skipCounter) (failed, unreachable int) {
+	for _, h := range sel {
+		x := results[h.Name]
+		hr := HostResult{Name: h.Name, Reachable: fl.Get(h.Name).Err == nil, Result: ResultOK, Err: x.Err}
+		switch {
+		case !hr.Reachable:
+			hr.Result = ResultUnreachable
+			unreachable++
+		case x.Err != nil:
+			hr.Result = ResultFailed
+		case x.Changed > 0:
+			hr.Result = ResultChanged
+		}
+		if hr.Reachable {
+			changed, skipped := x.Changed, skips.skipped(h.Name)
+			hr.Changed, hr.Skipped = &changed, &skipped
+		}
+		if x.Err != nil {
+			failed++
+		}
+		hr.Changes, hr.Known = x.Changes, x.Err == nil || len(x.Changes) > 0
+		res.Hosts = append(res.Hosts, hr)
+	}
+	return failed, unreachable
+}
+
+func failedWord(failed, unreachable int) string {
+	switch {
+	case unreachable == 0:
+		return "failed"
+	case failed == 0:
+		return "unreachable"
+	}
+	return fmt.Sprintf("failed or unreachable (%d failed, %d unreachable)", failed, unreachable)
+}
+
+// targetVars are the inventory values the playbook may name as "{name}".
+func targetVars(inv *inventory.Inventory, h *inventory.Host) map[string]string {
+	c := inv.ClusterOf(h.Name)
+	yes := map[bool]string{true: "yes", false: "no"}
+	return map[string]string{
+		"nginx_listen":       fmt.Sprint(c.Nginx.Listen),
+		"interface":          h.Interface,
+		"vrrp_transport":     c.Transport,
+		playbook.VarIPv6:     yes[c.HasIPv6()],
+		playbook.VarVRRPIPv6: yes[c.IPv6()],
+	}
+}
+
+// RenderOptions render a host's files for the keepalived its facts found.
+func RenderOptions(f *facts.Facts) render.Options {
+	return render.Options{KeepalivedVersion: f.KeepalivedVersion, Legacy: !f.KeepalivedTrackFile()}
+}
+
+// Verify is apply's verification: where every VIP of layout sits on the
+// fleet's hosts now (drained hosts' VIPs expected on their next host).
+func Verify(ctx context.Context, inv *inventory.Inventory, layout *vrrp.Layout, fl *fleet.Fleet, drained map[string]bool) []verify.VIPState {
+	return placement(inv, layout, verify.MarkDrained(verify.ObserveVRRP(ctx, fl.Hosts), drained))
+}
+
+// placement is the one verdict on observations, for apply and status:
+// each VIP ok, moved, missing or split, with its cluster's VRRP transport.
+func placement(inv *inventory.Inventory, layout *vrrp.Layout, obs []verify.Observation) []verify.VIPState {
+	return verify.SetTransports(verify.Classify(layout, obs), inv)
+}

@@ -1,0 +1,155 @@
+package ops
+
+import (
+	"context"
+	"errors"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/hactl/hactl/pkg/facts"
+	"github.com/hactl/hactl/pkg/fleet"
+	"github.com/hactl/hactl/pkg/playbook"
+	"github.com/hactl/hactl/pkg/render"
+	"github.com/hactl/hactl/pkg/verify"
+	"github.com/hactl/hactl/pkg/vrrp"
+)
+
+// StatusOptions are `hactl status`.
+type StatusOptions struct {
+	Conn  ConnOptions
+	Limit []string
+}
+
+// HostStatus is one host as status found it; what an unreachable host
+// could not tell (services, enabled, drift, drained) is nil.
+type HostStatus struct {
+	Name       string
+	Reachable  bool
+	Keepalived *string
+	Nginx      *string
+	Enabled    *bool
+	Drift      []string
+	Drained    *bool
+	// Err is why the host could not be read; Unreachable says that it
+	// could not be connected to at all.
+	Err         error
+	Unreachable bool
+}
+
+// StatusResult is `hactl status`.
+type StatusResult struct {
+	VIPs  []verify.VIPState
+	Hosts []HostStatus
+	// Err names every unreachable host and misplaced VIP.
+	Err error
+}
+
+// Status asks every host of the (limited) clusters, once each, where the
+// VIPs are, how the services run and what drifted.
+func Status(ctx context.Context, s *Session, o StatusOptions) (*StatusResult, error) {
+	r, err := s.renderer()
+	if err != nil {
+		return nil, FailedError(err)
+	}
+	limited, err := limitLayout(s.Inv, s.Layout, o.Limit)
+	if err != nil {
+		return nil, err
+	}
+	fl, layout, err := s.observe(ctx, o.Conn, layoutHosts(s.Inv, limited))
+	if err != nil {
+		return nil, err
+	}
+	defer fl.Close()
+	res, err := s.gatherStatus(ctx, layout, r, fl)
+	if err != nil {
+		return nil, FailedError(err)
+	}
+	var problems []string
+	for _, h := range res.Hosts {
+		if !h.Reachable {
+			problems = append(problems, h.Name+" unreachable")
+		}
+	}
+	if !verify.AllOK(res.VIPs) {
+		problems = append(problems, verify.Problems(res.VIPs))
+	}
+	if len(problems) > 0 {
+		res.Err = errors.New(strings.Join(problems, "; "))
+	}
+	return res, nil
+}
+
+// gatherStatus asks every host once: facts carry addresses, service states
+// and file checksums, so status costs one round trip per host.
+func (s *Session) gatherStatus(ctx context.Context, layout *vrrp.Layout, r *render.Renderer, fl *fleet.Fleet) (*StatusResult, error) {
+	res := &StatusResult{Hosts: make([]HostStatus, len(fl.Hosts))}
+	obs := make([]verify.Observation, len(fl.Hosts))
+	var wg sync.WaitGroup
+	for i, h := range fl.Hosts {
+		obs[i].Host = h.Name()
+		if h.Conn == nil {
+			res.Hosts[i] = HostStatus{Name: h.Name(), Err: h.Err, Unreachable: true}
+			obs[i].Err = h.Err
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res.Hosts[i] = s.hostStatus(ctx, layout, r, h, &obs[i])
+		}()
+	}
+	wg.Wait()
+	res.VIPs = placement(s.Inv, layout, obs)
+	return res, nil
+}
+
+// hostStatus reads one reachable host into its status and observation.
+func (s *Session) hostStatus(ctx context.Context, layout *vrrp.Layout, r *render.Renderer, h *fleet.Host, ob *verify.Observation) HostStatus {
+	hs := HostStatus{Name: h.Name()}
+	// keepalived's own view (last state per instance) comes from its
+	// journal, on a second channel of the same connection in parallel
+	// with the facts: no extra round trip of latency.
+	vrrpc := make(chan map[string]string, 1)
+	go func() {
+		st, err := verify.VRRPStates(ctx, h.Conn)
+		if err != nil {
+			st = nil // unknown: the verdict rests on addresses alone
+		}
+		vrrpc <- st
+	}()
+	f, err := facts.Gather(ctx, h.Conn, facts.Request{Paths: render.Paths(), Services: []string{"keepalived", "nginx"}})
+	states := <-vrrpc
+	if err != nil {
+		hs.Err, ob.Err = err, err
+		return hs
+	}
+	// Rendered once, for the keepalived the host runs (track_file or not).
+	files, err := r.HostWith(s.Inv, layout, h.Name(), RenderOptions(f))
+	if err != nil {
+		hs.Err, ob.Err = err, err
+		return hs
+	}
+	hs.Reachable = true
+	drained := f.Drained()
+	hs.Drained, ob.Drained = &drained, drained
+	ka, ng := f.Services["keepalived"], f.Services["nginx"]
+	enabled := ka.Enabled == "enabled" && ng.Enabled == "enabled"
+	hs.Keepalived, hs.Nginx, hs.Enabled = &ka.Active, &ng.Active, &enabled
+	hs.Drift = []string{}
+	for _, want := range files {
+		// The template module's own rule: what status calls drift is
+		// exactly what the next apply replaces or fixes.
+		if d := playbook.Drift(want, f.Files[want.Path]); d != playbook.DriftNone {
+			hs.Drift = append(hs.Drift, want.Path+" ("+d+")")
+		}
+	}
+	sort.Strings(hs.Drift)
+	hs.Drift = append(hs.Drift, playbook.PendingDrift(f)...)
+	ob.Addrs = f.Addrs[h.Host.Interface]
+	if ka.Active == "active" {
+		// A stopped daemon claims nothing, whatever it last logged.
+		ob.VRRP = states
+	}
+	return hs
+}
