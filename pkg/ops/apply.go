@@ -91,18 +91,11 @@ func Apply(ctx context.Context, s *Session, o ApplyOptions, ev Events) (*ApplyRe
 	if err != nil {
 		return nil, FailedError(err)
 	}
-	read := clusterHosts(s.Inv, sel)
-	if extra := len(read) - len(sel); extra > 0 {
-		ev.ReadOnly(extra)
-	}
-	stopLive := ev.Live(read, "connecting")
-	fl, err := s.connect(ctx, o.Conn, read)
-	stopLive()
+	fl, err := s.connectRead(ctx, o.Conn, sel, ev)
 	if err != nil {
 		return nil, err
 	}
 	defer fl.Close()
-
 	stamp := backupStamp(o.Now)
 	skips := &skipCounter{Events: ev, n: map[string]int{}}
 	mem, err := s.fleetChange(ctx, fl, changeRun{conn: o.Conn, prune: o.Prune, dry: o.Dry, stamp: stamp, ev: skips})
@@ -111,28 +104,11 @@ func Apply(ctx context.Context, s *Session, o ApplyOptions, ev Events) (*ApplyRe
 	}
 	res := &ApplyResult{Dry: o.Dry, Departed: mem.departed, Inv: s.Inv, Layout: mem.layout}
 	ro := rollout.New(rollout.Options{Layout: mem.layout, Fleet: fl, Event: skips.Event})
-	inputs := s.hostInputs(r, mem.layout, sel, fl, stamp)
 	runner := &playbook.Runner{
 		Book: book, Parallel: o.Conn.Parallel, DryRun: o.Dry, Lock: !o.Dry, Locker: s.deps.Locker,
 		Event: skips.Event, Rollout: ro,
 	}
-	var names []string
-	for _, in := range inputs {
-		names = append(names, in.Target.Name)
-	}
-	results := map[string]playbook.Result{}
-	for _, h := range sel {
-		if fh := fl.Get(h.Name); fh.Err != nil {
-			results[h.Name] = playbook.Result{Host: h.Name, Err: fh.Err}
-			// Why is said once, under the recap.
-			skips.Event(playbook.Event{Host: h.Name, Step: "connect", Status: ResultUnreachable})
-		}
-	}
-	stopLive = ev.Live(names, "gathering facts")
-	for _, x := range runner.Run(ctx, inputs) {
-		results[x.Host] = x
-	}
-	stopLive()
+	results := runBook(ctx, runner, s.hostInputs(r, mem.layout, sel, fl, stamp), sel, fl, skips)
 	failed, unreachable := res.collect(sel, fl, results, skips)
 	// Verification reads every host of the touched clusters, once each has
 	// had its time to converge; what did not, the verification reports.
@@ -148,6 +124,42 @@ func Apply(ctx context.Context, s *Session, o ApplyOptions, ev Events) (*ApplyRe
 		res.Err = errors.New("VIP placement is wrong after apply: " + verify.Problems(res.VIPs))
 	}
 	return res, nil
+}
+
+// connectRead connects to every host of the selection's clusters: the
+// selected hosts are changed, the others of their clusters only read (VIP
+// placement is judged on whole clusters).
+func (s *Session) connectRead(ctx context.Context, o ConnOptions, sel []*inventory.Host, ev Events) (*fleet.Fleet, error) {
+	read := clusterHosts(s.Inv, sel)
+	if extra := len(read) - len(sel); extra > 0 {
+		ev.ReadOnly(extra)
+	}
+	stopLive := ev.Live(read, "connecting")
+	defer stopLive()
+	return s.connect(ctx, o, read)
+}
+
+// runBook runs the playbook on the reachable selected hosts; an
+// unreachable one is a result of its own (why is said once, under the
+// recap).
+func runBook(ctx context.Context, runner *playbook.Runner, inputs []playbook.HostInput, sel []*inventory.Host, fl *fleet.Fleet, ev Events) map[string]playbook.Result {
+	results := map[string]playbook.Result{}
+	for _, h := range sel {
+		if fh := fl.Get(h.Name); fh.Err != nil {
+			results[h.Name] = playbook.Result{Host: h.Name, Err: fh.Err}
+			ev.Event(playbook.Event{Host: h.Name, Step: "connect", Status: ResultUnreachable})
+		}
+	}
+	var names []string
+	for _, in := range inputs {
+		names = append(names, in.Target.Name)
+	}
+	stopLive := ev.Live(names, "gathering facts")
+	defer stopLive()
+	for _, x := range runner.Run(ctx, inputs) {
+		results[x.Host] = x
+	}
+	return results
 }
 
 // hostInputs are the runner's inputs for the reachable selected hosts:
