@@ -90,76 +90,84 @@ func PrintLayout(p *ui.Printer, inv *inventory.Inventory, layout *vrrp.Layout) {
 		if i > 0 {
 			p.Println()
 		}
-		transport := c.Transport
-		auth := "PASS (sensitive)"
-		if c.VRRPVersion() == 3 {
-			auth = "none (VRRPv3 has no authentication)"
-		}
-		gw := "gateway " + c.Gateway.String()
-		switch {
-		case !c.Gateway.IsValid() && c.Gateway6.IsValid():
-			gw = "gateway6 " + c.Gateway6.String()
-		case c.Gateway6.IsValid():
-			gw += ", gateway6 " + c.Gateway6.String()
-		}
-		p.Paragraph("%s %s: interface %s, %s, advert_int %gs (VRRPv%d, %s), backup order %s, auth %s\n",
-			p.Styles.Bold.Render("cluster"), c.Name, c.Interface, gw, c.AdvertInt, c.VRRPVersion(), transport, c.BackupOrder, auth)
-		p.Paragraph("health check: nginx every %ds, weight %d, fall %d, rise %d; nginx listens on :%d; "+
-			"BACKUPS in takeover order; BOUNDS: failover after a graceful stop/a crash\n",
-			c.HealthCheck.Interval, c.HealthCheck.Weight, c.HealthCheck.Fall, c.HealthCheck.Rise, c.Nginx.Listen)
-		// A VIP6 column only for dual-stack clusters: an IPv4 or IPv6-only
-		// cluster's table is as before.
-		dual := false
-		// A FROM column only where some router id is not the new-cluster
-		// allocation (the legend below says how that one is made).
-		from := false
-		for _, in := range layout.ForCluster(c.Name) {
-			dual = dual || in.VIP6.IsValid()
-			from = from || in.VRIDFrom != vrrp.VRIDAllocated
-		}
-		var rows [][]string
-		for _, in := range layout.ForCluster(c.Name) {
-			var backups []string
-			for _, m := range in.Backups() {
-				backups = append(backups, fmt.Sprintf("%s (%d)", m.Host, m.Priority))
-			}
-			row := []string{in.VIP.String()}
-			if dual {
-				v6 := "-"
-				if in.VIP6.IsValid() {
-					v6 = in.VIP6.String()
-				}
-				row = append(row, v6)
-			}
-			row = append(row, in.Name, fmt.Sprint(in.VRID))
-			if from {
-				row = append(row, in.VRIDFrom)
-			}
-			rows = append(rows, append(row,
-				fmt.Sprintf("%s (%d)", in.Master, in.Members[0].Priority),
-				strings.Join(backups, " → "),
-				ui.Seconds(in.Bounds.Graceful.Seconds())+"/"+ui.Seconds(in.Bounds.Crash.Seconds()),
-			))
-		}
-		head := []string{"VIP"}
-		if dual {
-			head = append(head, "VIP6")
-		}
-		head = append(head, "INSTANCE", "VRID")
-		if from {
-			head = append(head, "FROM")
-		}
-		head = append(head, "MASTER", "BACKUPS", "BOUNDS")
-		master, masterCol := p.Styles.OK, len(head)-3
-		p.Table(head, rows,
-			func(_, col int) *lipgloss.Style {
-				if col == masterCol {
-					return &master
-				}
-				return nil
-			})
+		printClusterLine(p, c)
+		printVRRPTable(p, layout.ForCluster(c.Name))
 		p.Paragraph("%s\n", vridLegend(layout.ForCluster(c.Name)))
 	}
+}
+
+// printClusterLine is the cluster's summary: interface, gateways, VRRP,
+// health check.
+func printClusterLine(p *ui.Printer, c *inventory.Cluster) {
+	auth := "PASS (sensitive)"
+	if c.VRRPVersion() == 3 {
+		auth = "none (VRRPv3 has no authentication)"
+	}
+	gw := "gateway " + c.Gateway.String()
+	switch {
+	case !c.Gateway.IsValid() && c.Gateway6.IsValid():
+		gw = "gateway6 " + c.Gateway6.String()
+	case c.Gateway6.IsValid():
+		gw += ", gateway6 " + c.Gateway6.String()
+	}
+	p.Paragraph("%s %s: interface %s, %s, advert_int %gs (VRRPv%d, %s), backup order %s, auth %s\n",
+		p.Styles.Bold.Render("cluster"), c.Name, c.Interface, gw, c.AdvertInt, c.VRRPVersion(), c.Transport, c.BackupOrder, auth)
+	p.Paragraph("health check: nginx every %ds, weight %d, fall %d, rise %d; nginx listens on :%d; "+
+		"BACKUPS in takeover order; BOUNDS: failover after a graceful stop/a crash\n",
+		c.HealthCheck.Interval, c.HealthCheck.Weight, c.HealthCheck.Fall, c.HealthCheck.Rise, c.Nginx.Listen)
+}
+
+// printVRRPTable is one row per VIP of a cluster.
+func printVRRPTable(p *ui.Printer, insts []*vrrp.Instance) {
+	// A VIP6 column only for dual-stack clusters: an IPv4 or IPv6-only
+	// cluster's table is as before. A FROM column only where some router
+	// id is not the new-cluster allocation (the legend says how that one
+	// is made).
+	dual, from := false, false
+	for _, in := range insts {
+		dual = dual || in.VIP6.IsValid()
+		from = from || in.VRIDFrom != vrrp.VRIDAllocated
+	}
+	var rows [][]string
+	for _, in := range insts {
+		var backups []string
+		for _, m := range in.Backups() {
+			backups = append(backups, fmt.Sprintf("%s (%d)", m.Host, m.Priority))
+		}
+		row := []string{in.VIP.String()}
+		if dual {
+			v6 := "-"
+			if in.VIP6.IsValid() {
+				v6 = in.VIP6.String()
+			}
+			row = append(row, v6)
+		}
+		row = append(row, in.Name, fmt.Sprint(in.VRID))
+		if from {
+			row = append(row, in.VRIDFrom)
+		}
+		rows = append(rows, append(row,
+			fmt.Sprintf("%s (%d)", in.Master, in.Members[0].Priority),
+			strings.Join(backups, " → "),
+			ui.Seconds(in.Bounds.Graceful.Seconds())+"/"+ui.Seconds(in.Bounds.Crash.Seconds()),
+		))
+	}
+	head := []string{"VIP"}
+	if dual {
+		head = append(head, "VIP6")
+	}
+	head = append(head, "INSTANCE", "VRID")
+	if from {
+		head = append(head, "FROM")
+	}
+	head = append(head, "MASTER", "BACKUPS", "BOUNDS")
+	master, masterCol := p.Styles.OK, len(head)-3
+	p.Table(head, rows, func(_, col int) *lipgloss.Style {
+		if col == masterCol {
+			return &master
+		}
+		return nil
+	})
 }
 
 // vridLegend explains the FROM column for the sources the table shows.
