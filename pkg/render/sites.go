@@ -2,6 +2,7 @@ package render
 
 import (
 	"bytes"
+	"crypto"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
@@ -258,7 +259,7 @@ func KeySummary(content []byte) string {
 
 // publicOf returns the public half of a parsed private key.
 func publicOf(k any) any {
-	if p, ok := k.(interface{ Public() any }); ok {
+	if p, ok := k.(crypto.Signer); ok {
 		return p.Public()
 	}
 	return nil

@@ -114,3 +114,38 @@ func (p Pair) Write(t testing.TB, dir, name string) (cert, key string) {
 	}
 	return cert, key
 }
+
+// SitesExample copies the shipped example inventory/sites.hcl and its
+// snippets directory (root is the repository) into a temporary directory
+// and gives it the certificates it names, from a fresh CA: tls/shop.* for
+// shop.example.test, tls/api.* for api.example.test. It returns the
+// inventory's path and the CA.
+func SitesExample(t testing.TB, root string) (string, *CA) {
+	t.Helper()
+	dir := t.TempDir()
+	src := filepath.Join(root, "inventory")
+	copyFile := func(from, to string) {
+		b, err := os.ReadFile(from)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.MkdirAll(filepath.Dir(to), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(to, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	copyFile(filepath.Join(src, "sites.hcl"), filepath.Join(dir, "sites.hcl"))
+	ents, err := os.ReadDir(filepath.Join(src, "sites-snippets"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		copyFile(filepath.Join(src, "sites-snippets", e.Name()), filepath.Join(dir, "sites-snippets", e.Name()))
+	}
+	ca := NewCA(t)
+	ca.Valid(t, "shop.example.test").Write(t, filepath.Join(dir, "tls"), "shop")
+	ca.Valid(t, "api.example.test").Write(t, filepath.Join(dir, "tls"), "api")
+	return filepath.Join(dir, "sites.hcl"), ca
+}
