@@ -218,14 +218,15 @@ func poolFor(p *inventory.Pool, stream bool) poolView {
 // may: a private key as a fixed line naming its public key's fingerprint (a
 // key change shows, the key never does); a certificate as subject,
 // SHA-256 fingerprint and dates, never PEM. ok is false for other files.
+//
+// It goes by the file's kind, not its directory (a playbook or a test may
+// place the files elsewhere): a Sensitive ".key" file, or any Sensitive
+// content holding a PEM private key, is a key; a ".crt" file a certificate.
 func maskServing(f File, content []byte) ([]byte, bool) {
-	if path.Dir(f.Path) != SitesTLSDir {
-		return nil, false
-	}
-	switch path.Ext(f.Path) {
-	case ".key":
+	switch {
+	case f.Sensitive && (path.Ext(f.Path) == ".key" || bytes.Contains(content, []byte("PRIVATE KEY-----"))):
 		return []byte(KeySummary(content) + "\n"), true
-	case ".crt":
+	case path.Ext(f.Path) == ".crt":
 		return []byte(CertSummary(content)), true
 	}
 	return nil, false
