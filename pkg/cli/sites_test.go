@@ -1,0 +1,127 @@
+package cli
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/hactl/hactl/pkg/tlstest"
+)
+
+// keyLines are the lines of a PEM key that carry key material.
+func keyLines(t *testing.T, keyFile string) []string {
+	t.Helper()
+	b, err := os.ReadFile(keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if l != "" && !strings.HasPrefix(l, "-----") {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+func noKey(t *testing.T, what, out string, lines []string) {
+	t.Helper()
+	for _, l := range lines {
+		if strings.Contains(out, l[:16]) {
+			t.Errorf("%s shows the TLS key:\n%s", what, out)
+			return
+		}
+	}
+}
+
+// TestSitesExample: the shipped inventory/sites.hcl (with certificates
+// made at test time) validates, plans offline and renders through the
+// ordinary commands; the key is 0600 in the rendered tree and in no output.
+func TestSitesExample(t *testing.T) {
+	inv, _ := tlstest.SitesExample(t, "../..")
+	env := []string{"HACTL_VRRP_PASS=labpass1", "NO_COLOR=1"}
+	key := filepath.Join(filepath.Dir(inv), "tls", "shop.key")
+	lines := append(keyLines(t, key), keyLines(t, filepath.Join(filepath.Dir(inv), "tls", "api.key"))...)
+
+	r := runCLI(t, env, "validate", "-i", inv)
+	if r.code != 0 || !strings.Contains(r.out, "3 host(s), 3 VIP(s)") {
+		t.Fatalf("validate: %+v", r)
+	}
+	noKey(t, "validate", r.out+r.err, lines)
+	r = runCLI(t, env, "plan", "-i", inv, "--offline", "--output", "json")
+	if r.code != 0 {
+		t.Fatalf("plan: %+v", r)
+	}
+	noKey(t, "plan --offline", r.out+r.err, lines)
+
+	dir := t.TempDir()
+	r = runCLI(t, env, "render", "-i", inv, "-o", dir, "--output", "json")
+	if r.code != 0 {
+		t.Fatalf("render: %+v", r)
+	}
+	noKey(t, "render", r.out+r.err, lines)
+	var doc struct {
+		Files []struct {
+			Host, Path, Mode string
+			Sensitive        bool
+		} `json:"files"`
+	}
+	if err := json.Unmarshal([]byte(r.out), &doc); err != nil {
+		t.Fatal(err)
+	}
+	keys := 0
+	for _, f := range doc.Files {
+		if strings.HasSuffix(f.Path, ".key") {
+			keys++
+			if f.Mode != "0600" || !f.Sensitive {
+				t.Errorf("%s %s: mode %s sensitive %t", f.Host, f.Path, f.Mode, f.Sensitive)
+			}
+			st, err := os.Stat(filepath.Join(dir, f.Host, f.Path))
+			if err != nil || st.Mode().Perm() != 0o600 {
+				t.Errorf("rendered %s: %v %v", f.Path, st.Mode(), err)
+			}
+		}
+	}
+	if keys != 6 {
+		t.Errorf("%d keys rendered, want 2 sites × 3 hosts", keys)
+	}
+}
+
+// TestSitesBadKeyInline: a key written into the inventory itself (a
+// heredoc) that does not match its certificate fails validation with exit
+// 2 and file:line, and neither the text nor the JSON diagnostics show it.
+func TestSitesBadKeyInline(t *testing.T) {
+	inv, ca := tlstest.SitesExample(t, "../..")
+	other := ca.Valid(t, "shop.example.test")
+	src, err := os.ReadFile(inv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const old = `key         = "tls/shop.key"`
+	if !strings.Contains(string(src), old) {
+		t.Fatalf("%s has no %s", inv, old)
+	}
+	bad := strings.Replace(string(src), old, "key = <<EOT\n"+string(other.KeyPEM)+"EOT\n", 1)
+	if err := os.WriteFile(inv, []byte(bad), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var lines []string
+	for _, l := range strings.Split(string(other.KeyPEM), "\n") {
+		if l != "" && !strings.HasPrefix(l, "-----") {
+			lines = append(lines, l)
+		}
+	}
+	env := []string{"HACTL_VRRP_PASS=labpass1", "NO_COLOR=1"}
+	r := runCLI(t, env, "validate", "-i", inv)
+	if r.code != ExitUsage || !strings.Contains(r.err, "Certificate and key do not match") || !strings.Contains(r.err, "sites.hcl:") {
+		t.Fatalf("validate: %+v", r)
+	}
+	noKey(t, "validate", r.out+r.err, lines)
+	r = runCLI(t, env, "validate", "-i", inv, "--output", "json")
+	if r.code != ExitUsage || !strings.Contains(r.out, "Certificate and key do not match") {
+		t.Fatalf("validate json: %+v", r)
+	}
+	noKey(t, "validate --output json", r.out+r.err, lines)
+}
