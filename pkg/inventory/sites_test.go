@@ -98,6 +98,7 @@ func newSitesFixture(t *testing.T) *sitesFixture {
 	ca.Issue(t, []string{"shop.example.com"}, time.Now().AddDate(0, -3, 0), time.Now().AddDate(0, 0, -1)).Write(t, filepath.Join(dir, "tls"), "expired")
 	ca.Issue(t, []string{"shop.example.com"}, time.Now().AddDate(0, 0, 2), time.Now().AddDate(0, 3, 0)).Write(t, filepath.Join(dir, "tls"), "future")
 	ca.Issue(t, []string{"shop.example.com"}, time.Now().Add(-time.Hour), time.Now().AddDate(0, 0, 5)).Write(t, filepath.Join(dir, "tls"), "soon")
+	writeFile(t, filepath.Join(dir, "tls", "enc.key"), "-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n")
 	writeFile(t, filepath.Join(dir, "snippets", "gzip.conf"), "gzip on;\n")
 	writeFile(t, filepath.Join(dir, "snippets", "limits.conf.tmpl"), "# {{.Host}}\nlimit_req zone=perip burst={{.Vars.rate}};\n")
 	writeFile(t, filepath.Join(dir, "snippets", "README"), "not a snippet\n")
@@ -200,6 +201,7 @@ func TestSitesValidation(t *testing.T) {
       key         = "tls/shop.key"`, "      certificate = \"tls/expired.crt\" #HERE\n      key = \"tls/expired.key\"", "Certificate expired", "expired on"},
 		{"not yet valid", `      certificate = "tls/shop.crt"`, "      certificate = \"tls/future.crt\" #HERE", "Certificate not yet valid", "valid from"},
 		{"missing cert file", `      certificate = "tls/shop.crt"`, `      certificate = "tls/nope.crt" #HERE`, "Cannot read certificate", "no such file"},
+		{"encrypted key", `      key         = "tls/shop.key"`, `      key         = "tls/enc.key" #HERE`, "Encrypted private key", "passphrase"},
 		{"missing key", `      key         = "tls/shop.key"`, ``, "Missing key", ""},
 		{"key unset env", `      key         = env("API_KEY")`, `      key         = env("NOPE") #HERE`, "Error in function call", `"NOPE" is not set`},
 		{"key in cert file", `      certificate = "tls/shop.crt"`, `      certificate = "tls/shop.key" #HERE`, "Invalid certificate", `"PRIVATE KEY"`},
