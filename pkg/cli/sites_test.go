@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/hactl/hactl/pkg/tlstest"
+	"github.com/hactl/hactl/internal/tlstest"
 )
 
 // keyLines are the lines of a PEM key that carry key material.
@@ -40,7 +40,7 @@ func noKey(t *testing.T, what, out string, lines []string) {
 // made at test time) validates, plans offline and renders through the
 // ordinary commands; the key is 0600 in the rendered tree and in no output.
 func TestSitesExample(t *testing.T) {
-	inv, _ := tlstest.SitesExample(t, "../..")
+	inv, _ := tlstest.SitesExample(t)
 	env := []string{"HACTL_VRRP_PASS=labpass1", "NO_COLOR=1"}
 	key := filepath.Join(filepath.Dir(inv), "tls", "shop.key")
 	lines := append(keyLines(t, key), keyLines(t, filepath.Join(filepath.Dir(inv), "tls", "api.key"))...)
@@ -93,7 +93,7 @@ func TestSitesExample(t *testing.T) {
 // heredoc) that does not match its certificate fails validation with exit
 // 2 and file:line, and neither the text nor the JSON diagnostics show it.
 func TestSitesBadKeyInline(t *testing.T) {
-	inv, ca := tlstest.SitesExample(t, "../..")
+	inv, ca := tlstest.SitesExample(t)
 	other := ca.Valid(t, "shop.example.test")
 	src, err := os.ReadFile(inv)
 	if err != nil {

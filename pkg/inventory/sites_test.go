@@ -9,7 +9,7 @@ import (
 
 	"github.com/hashicorp/hcl/v2"
 
-	"github.com/hactl/hactl/pkg/tlstest"
+	"github.com/hactl/hactl/internal/tlstest"
 )
 
 // sitesBase is a valid one-cluster inventory with every serving block. The

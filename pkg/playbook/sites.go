@@ -223,6 +223,10 @@ func (m *NginxSites) swap(t *Target, want map[string]render.File, ch sitesChange
 	}
 	var mk []string
 	for _, d := range sortedPaths(dirs) {
+		if !m.owned(d) { // the include's directory is the distribution's: its mode stays
+			mk = append(mk, "mkdir -p "+remote.Quote(d))
+			continue
+		}
 		mk = append(mk, fmt.Sprintf("mkdir -p %s && chmod %04o %s", remote.Quote(d), dirs[d], remote.Quote(d)))
 	}
 	// Every file the swap script replaces is a Swap, for the runner's

@@ -12,12 +12,12 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/hactl/hactl/internal/tlstest"
 	"github.com/hactl/hactl/pkg/facts"
 	"github.com/hactl/hactl/pkg/inventory"
 	"github.com/hactl/hactl/pkg/remote"
 	"github.com/hactl/hactl/pkg/remote/remotetest"
 	"github.com/hactl/hactl/pkg/render"
-	"github.com/hactl/hactl/pkg/tlstest"
 	"github.com/hactl/hactl/pkg/vrrp"
 )
 
@@ -90,7 +90,7 @@ func writeTestFile(t *testing.T, p, s string, mode fs.FileMode) {
 // user.
 func (h *sitesHost) sitesFiles(t *testing.T) map[string]render.File {
 	t.Helper()
-	path, _ := tlstest.SitesExample(t, "../..")
+	path, _ := tlstest.SitesExample(t)
 	inv, d := inventory.NewLoader(inventory.Options{LookupEnv: func(string) (string, bool) { return "labpass1", true }}).LoadFile(path)
 	if d.HasErrors() {
 		t.Fatal(d)

@@ -11,15 +11,15 @@ import (
 	"testing"
 	"testing/fstest"
 
+	"github.com/hactl/hactl/internal/tlstest"
 	"github.com/hactl/hactl/pkg/inventory"
-	"github.com/hactl/hactl/pkg/tlstest"
 	"github.com/hactl/hactl/pkg/vrrp"
 	"github.com/hactl/hactl/templates"
 )
 
 func loadSitesExample(t *testing.T) (*inventory.Inventory, *vrrp.Layout) {
 	t.Helper()
-	path, _ := tlstest.SitesExample(t, "../..")
+	path, _ := tlstest.SitesExample(t)
 	l := inventory.NewLoader(inventory.Options{LookupEnv: func(n string) (string, bool) { return "labpass1", n == "HACTL_VRRP_PASS" }})
 	inv, d := l.LoadFile(path)
 	if d.HasErrors() {

@@ -12,6 +12,7 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
+	"runtime"
 	"testing"
 	"time"
 )
@@ -116,14 +117,15 @@ func (p Pair) Write(t testing.TB, dir, name string) (cert, key string) {
 }
 
 // SitesExample copies the shipped example inventory/sites.hcl and its
-// snippets directory (root is the repository) into a temporary directory
+// snippets directory into a temporary directory
 // and gives it the certificates it names, from a fresh CA: tls/shop.* for
 // shop.example.test, tls/api.* for api.example.test. It returns the
 // inventory's path and the CA.
-func SitesExample(t testing.TB, root string) (string, *CA) {
+func SitesExample(t testing.TB) (string, *CA) {
 	t.Helper()
 	dir := t.TempDir()
-	src := filepath.Join(root, "inventory")
+	_, here, _, _ := runtime.Caller(0)
+	src := filepath.Join(filepath.Dir(here), "..", "..", "inventory")
 	copyFile := func(from, to string) {
 		b, err := os.ReadFile(from)
 		if err != nil {
