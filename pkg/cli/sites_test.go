@@ -1,13 +1,22 @@
 package cli
 
 import (
+	"context"
+	"crypto/sha256"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
 	"github.com/hactl/hactl/internal/tlstest"
+	"github.com/hactl/hactl/pkg/inventory"
+	"github.com/hactl/hactl/pkg/remote"
+	"github.com/hactl/hactl/pkg/remote/remotetest"
+	"github.com/hactl/hactl/pkg/render"
+	"github.com/hactl/hactl/pkg/vrrp"
 )
 
 // keyLines are the lines of a PEM key that carry key material.
@@ -124,4 +133,87 @@ func TestSitesBadKeyInline(t *testing.T) {
 		t.Fatalf("validate json: %+v", r)
 	}
 	noKey(t, "validate --output json", r.out+r.err, lines)
+}
+
+// TestSitesStatusDrift: `status` on the example's fleet, where lab2's
+// certificate of site "shop" was replaced by hand, names exactly that
+// file as lab2's drift; the others have none.
+func TestSitesStatusDrift(t *testing.T) {
+	inv, ca := tlstest.SitesExample(t)
+	handMade := ca.Valid(t, "shop.example.test").CertPEM
+	loaded, diags := inventory.NewLoader(inventory.Options{LookupEnv: func(string) (string, bool) { return "labpass1", true }}).LoadFile(inv)
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	lay, diags := vrrp.Build(loaded)
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	r, err := render.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pathRE := regexp.MustCompile(`for f in (.*?); do`)
+	dial := func(_ context.Context, cfg remote.Config) (remote.Conn, error) {
+		files, err := r.Host(loaded, lay, cfg.Name)
+		if err != nil {
+			return nil, err
+		}
+		byPath := map[string][]byte{}
+		for _, f := range files {
+			byPath[f.Path] = f.Content
+			if cfg.Name == "lab2" && f.Path == render.CertFile("shop") {
+				byPath[f.Path] = handMade
+			}
+		}
+		modes := map[string]render.File{}
+		for _, f := range files {
+			modes[f.Path] = f
+		}
+		n := cfg.Name[len(cfg.Name)-1:]
+		addrs := "2: eth0    inet 198.18.0.1" + n + "/24 brd 198.18.0.255 scope global eth0\n2: eth0    inet 198.18.0.20" + n + "/24 scope global secondary eth0\n"
+		return &remotetest.Fake{Handler: func(cmd string, _ []byte) remote.Result {
+			switch {
+			case strings.HasPrefix(cmd, "LC_ALL=C"):
+				var b strings.Builder
+				b.WriteString("@@os\nID=debian\nVERSION_ID=\"12\"\n@@systemd\nyes\n@@addrs\n" + addrs +
+					"@@services\nkeepalived\tactive\tenabled\nnginx\tactive\tenabled\n@@files\n")
+				if m := pathRE.FindStringSubmatch(cmd); m != nil {
+					for _, q := range strings.Fields(m[1]) {
+						p := strings.Trim(q, "'")
+						content, ok := byPath[p]
+						if !ok {
+							fmt.Fprintf(&b, "%s\tabsent\n", p)
+							continue
+						}
+						sum := sha256.Sum256(content)
+						fmt.Fprintf(&b, "%s\tfile\t%o root root\t%x\n", p, modes[p].Mode, sum)
+					}
+				}
+				b.WriteString("@@end\n")
+				return remote.Result{Stdout: []byte(b.String())}
+			case strings.HasPrefix(cmd, "ip -o"):
+				return remote.Result{Stdout: []byte(addrs)}
+			}
+			return remote.Result{}
+		}}, nil
+	}
+	res := runWith(t, Deps{Dial: dial}, []string{"HACTL_VRRP_PASS=labpass1"}, "status", "-i", inv, "--output", "json")
+	var doc statusJSON
+	if err := json.Unmarshal([]byte(res.out), &doc); err != nil {
+		t.Fatalf("%v\n%s\n%s", err, res.out, res.err)
+	}
+	if len(doc.Hosts) != 3 {
+		t.Fatalf("hosts: %s", res.out)
+	}
+	for _, h := range doc.Hosts {
+		want := ""
+		if h.Name == "lab2" {
+			want = render.CertFile("shop") + " (content)"
+		}
+		if got := strings.Join(h.Drift, ", "); got != want {
+			t.Errorf("%s drift %q, want %q", h.Name, got, want)
+		}
+	}
+	noKey(t, "status", res.out+res.err, keyLines(t, filepath.Join(filepath.Dir(inv), "tls", "shop.key")))
 }
