@@ -88,7 +88,7 @@ type sitesFixture struct {
 	ca  *tlstest.CA
 }
 
-func newSitesFixture(t *testing.T) *sitesFixture {
+func newSitesFixture(t testing.TB) *sitesFixture {
 	t.Helper()
 	dir := t.TempDir()
 	ca := tlstest.NewCA(t)
@@ -105,7 +105,7 @@ func newSitesFixture(t *testing.T) *sitesFixture {
 	return &sitesFixture{dir: dir, env: map[string]string{"API_KEY": string(api.KeyPEM)}, ca: ca}
 }
 
-func writeFile(t *testing.T, p, s string) {
+func writeFile(t testing.TB, p, s string) {
 	t.Helper()
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		t.Fatal(err)
@@ -293,8 +293,9 @@ func TestSitesValidation(t *testing.T) {
 	}
 }
 
-// TestSitesWarnings: a certificate close to its end and a name it does not
-// cover are warnings, not errors: the inventory loads.
+// TestSitesWarnings: a certificate close to its end, a name it does not
+// cover and a name too long for nginx's default server-name hash are
+// warnings, not errors: the inventory loads.
 func TestSitesWarnings(t *testing.T) {
 	f := newSitesFixture(t)
 	src := strings.Replace(sitesBase, `      certificate = "tls/shop.crt"
@@ -304,7 +305,13 @@ func TestSitesWarnings(t *testing.T) {
 	if diags.HasErrors() || inv == nil {
 		t.Fatalf("errors:\n%s", diagList(diags))
 	}
-	want := map[string]bool{"Certificate expires soon": false, "Server name not in the certificate": false}
+	src = strings.Replace(src, `    server_names = ["plain.example.com"]`,
+		`    server_names = ["plain.example.com", "a-rather-long-name-for-a-site.department.example.com"]`, 1)
+	inv, diags = f.load(t, src)
+	if diags.HasErrors() || inv == nil {
+		t.Fatalf("errors:\n%s", diagList(diags))
+	}
+	want := map[string]bool{"Certificate expires soon": false, "Server name not in the certificate": false, "Long server name": false}
 	for _, d := range diags {
 		if _, ok := want[d.Summary]; ok && d.Severity == hcl.DiagWarning {
 			want[d.Summary] = true

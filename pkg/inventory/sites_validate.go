@@ -33,6 +33,11 @@ var (
 	varNameRE   = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,62}$`)
 )
 
+// LongServerName is the longest server name that fits nginx's default
+// server_names_hash bucket on x86-64 (64 bytes: a pointer, then the name
+// and 2 bytes aligned to 8, then the bucket's end pointer).
+const LongServerName = 46
+
 // ExpiryWarning is how close to its end a certificate gets a warning.
 const ExpiryWarning = 14 * 24 * time.Hour
 
@@ -98,9 +103,15 @@ func validateServing(c *Cluster, now time.Time) hcl.Diagnostics {
 			add(site.Range("server_names"), "Missing server_names", "%s needs server_names = [\"example.com\", ...]: the names it answers to.", who)
 		}
 		for _, n := range site.ServerNames {
-			if len(n) > 253 || !serverNameRE.MatchString(n) {
+			switch {
+			case len(n) > 253 || !serverNameRE.MatchString(n):
 				add(site.Range("server_names"), "Invalid server name",
 					"%s: %q is not a host name (letters, digits, '-' and '.', optionally a leading \"*.\").", who, n)
+			case len(n) > LongServerName && !strings.HasPrefix(n, "*."): // wildcards go to another hash, level by level
+				warn(site.Range("server_names"), "Long server name",
+					"%s: %q has %d characters; with nginx's default server_names_hash_bucket_size (64 on most x86-64 CPUs) names over %d fail `nginx -t` "+
+						"(\"could not build server_names_hash\"). Put server_names_hash_bucket_size 128; in an http_include snippet if nginx.conf does not set it.",
+					who, n, len(n), LongServerName)
 			}
 		}
 		for _, p := range []struct {
