@@ -260,7 +260,11 @@ func (m *NginxSites) swap(t *Target, want map[string]render.File, ch sitesChange
 		}
 		switch e.Code {
 		case 11:
-			return fmt.Errorf("%s: `%s` failed with the new files; every file was put back, nginx still runs the previous configuration:\n%s", m.Dir, m.Check, e.Output)
+			hint := ""
+			if strings.Contains(e.Output, `unknown directive "stream"`) {
+				hint = "\nThis nginx lacks the stream module that stream blocks need: install libnginx-mod-stream (Debian, Ubuntu) or nginx-mod-stream (EL)."
+			}
+			return fmt.Errorf("%s: `%s` failed with the new files; every file was put back, nginx still runs the previous configuration:\n%s%s", m.Dir, m.Check, e.Output, hint)
 		case 12, 13:
 			return fmt.Errorf("%s: staging failed (exit %d); no live file was touched:\n%s", m.Dir, e.Code, e.Output)
 		}

@@ -68,6 +68,7 @@ func newSitesHost(t *testing.T) *sitesHost {
 	writeTestFile(t, check, `#!/bin/sh
 d=`+etc+`/hactl
 if grep -rqs BROKEN "$d" `+etc+`/conf.d; then echo 'nginx: [emerg] unknown directive "BROKEN"'; exit 1; fi
+if [ -e `+root+`/no-stream-module ] && [ -e "$d/stream/stream.conf" ]; then echo 'nginx: [emerg] unknown directive "stream" in '"$d"'/stream/stream.conf:3'; exit 1; fi
 n=$(find "$d" -name '*.hactl-new' | wc -l)
 echo "nginx -t: $(ls "$d/http" | grep -c '^site-') sites in place, $n candidates" >> `+h.log+`
 `, 0o755)
@@ -288,6 +289,25 @@ func TestNginxSitesOnRealShell(t *testing.T) {
 		if _, ok := before[p]; !ok {
 			t.Errorf("%s left behind by a refused change", p)
 		}
+	}
+
+	// An nginx without the stream module: refused, with the package to install.
+	if err := os.Remove(filepath.Join(h.mod.Dir, "stream", "stream.conf")); err != nil {
+		t.Fatal(err)
+	}
+	writeTestFile(t, filepath.Join(h.root, "no-stream-module"), "", 0o644)
+	_, err = converge(h.mod, h.target(files))
+	if err == nil || !strings.Contains(err.Error(), "install libnginx-mod-stream (Debian, Ubuntu) or nginx-mod-stream (EL)") {
+		t.Fatalf("no stream module: %v", err)
+	}
+	if _, serr := os.Stat(filepath.Join(h.mod.Dir, "stream", "stream.conf")); serr == nil {
+		t.Errorf("stream.conf left in place after a refused change")
+	}
+	if err := os.Remove(filepath.Join(h.root, "no-stream-module")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := converge(h.mod, h.target(files)); err != nil {
+		t.Fatal(err)
 	}
 
 	// A renewed key while the live one was made world-readable by hand.
