@@ -61,16 +61,6 @@ func (s *Serving) Empty() bool {
 	return len(s.Sites) == 0 && len(s.Pools) == 0 && len(s.Streams) == 0 && s.Snippets == nil
 }
 
-// Pool returns the pool named name, or nil.
-func (s *Serving) Pool(name string) *Pool {
-	for _, p := range s.Pools {
-		if p.Name == name {
-			return p
-		}
-	}
-	return nil
-}
-
 // Site is one nginx virtual server (a file of its own on every host).
 type Site struct {
 	Name        string

@@ -30,7 +30,7 @@ import (
 // configuration that passed. Backups follow the template module's rules:
 // FILE.hactl-STAMP, the last Backups kept, 0600 for a Sensitive file.
 //
-// With stream proxies, the line StreamInclude ("include DIR/stream/*.conf;")
+// With stream proxies, the line StreamIncludeLine ("include DIR/stream/*.conf;")
 // is appended to MainConf once (nginx's stream block lives in the main
 // context, outside conf.d), in the same tested change.
 type NginxSites struct {

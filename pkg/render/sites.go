@@ -19,17 +19,17 @@ import (
 // The serving layer's files on a host. Everything lives under SitesDir,
 // which hactl owns (a file there that the inventory no longer renders is
 // removed by apply); nginx reads it through SitesInclude (http context) and,
-// for stream proxies, through StreamInclude in nginx.conf's main context.
+// for stream proxies, through an include of StreamDir/*.conf that the
+// playbook's nginx_sites step adds to nginx.conf's main context.
 const (
-	SitesDir      = "/etc/nginx/hactl"
-	SitesInclude  = "/etc/nginx/conf.d/hactl-sites.conf"
-	SitesHTTPDir  = SitesDir + "/http"
-	SitesTLSDir   = SitesDir + "/tls"
-	SnippetsDir   = SitesDir + "/snippets"
-	StreamDir     = SitesDir + "/stream"
-	StreamConf    = StreamDir + "/stream.conf"
-	StreamInclude = "include " + StreamDir + "/*.conf;"
-	PoolsConf     = SitesHTTPDir + "/pools.conf"
+	SitesDir     = "/etc/nginx/hactl"
+	SitesInclude = "/etc/nginx/conf.d/hactl-sites.conf"
+	SitesHTTPDir = SitesDir + "/http"
+	SitesTLSDir  = SitesDir + "/tls"
+	SnippetsDir  = SitesDir + "/snippets"
+	StreamDir    = SitesDir + "/stream"
+	StreamConf   = StreamDir + "/stream.conf"
+	PoolsConf    = SitesHTTPDir + "/pools.conf"
 )
 
 // SiteConf is the file of site name.
