@@ -19,13 +19,17 @@ import (
 	"github.com/hactl/hactl/pkg/vrrp"
 )
 
-// keyLines are the lines of a PEM key that carry key material.
+// keyLines are the lines of a PEM key file that carry key material.
 func keyLines(t *testing.T, keyFile string) []string {
 	t.Helper()
 	b, err := os.ReadFile(keyFile)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return pemLines(b)
+}
+
+func pemLines(b []byte) []string {
 	var out []string
 	for _, l := range strings.Split(string(b), "\n") {
 		if l != "" && !strings.HasPrefix(l, "-----") {
@@ -88,8 +92,11 @@ func TestSitesExample(t *testing.T) {
 				t.Errorf("%s %s: mode %s sensitive %t", f.Host, f.Path, f.Mode, f.Sensitive)
 			}
 			st, err := os.Stat(filepath.Join(dir, f.Host, f.Path))
-			if err != nil || st.Mode().Perm() != 0o600 {
-				t.Errorf("rendered %s: %v %v", f.Path, st.Mode(), err)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.Mode().Perm() != 0o600 {
+				t.Errorf("rendered %s: mode %04o", f.Path, st.Mode().Perm())
 			}
 		}
 	}
@@ -116,12 +123,7 @@ func TestSitesBadKeyInline(t *testing.T) {
 	if err := os.WriteFile(inv, []byte(bad), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	var lines []string
-	for _, l := range strings.Split(string(other.KeyPEM), "\n") {
-		if l != "" && !strings.HasPrefix(l, "-----") {
-			lines = append(lines, l)
-		}
-	}
+	lines := pemLines(other.KeyPEM)
 	env := []string{"HACTL_VRRP_PASS=labpass1", "NO_COLOR=1"}
 	r := runCLI(t, env, "validate", "-i", inv)
 	if r.code != ExitUsage || !strings.Contains(r.err, "Certificate and key do not match") || !strings.Contains(r.err, "sites.hcl:") {

@@ -159,6 +159,7 @@ func (l *Loader) Load(path string, src []byte) (*Inventory, hcl.Diagnostics) {
 	inv, more := build(path, &raw)
 	diags = append(diags, more...)
 	diags = append(diags, l.serving(path, inv, &raw)...)
+	sortDiags(diags)
 	if diags.HasErrors() {
 		return nil, diags
 	}

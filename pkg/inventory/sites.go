@@ -526,7 +526,6 @@ func (l *Loader) serving(path string, inv *Inventory, raw *fileSchema) hcl.Diagn
 			diags = append(diags, validateServing(c, l.opts.Now())...)
 		}
 	}
-	sortDiags(diags)
 	return diags
 }
 
