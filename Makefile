@@ -42,6 +42,7 @@ demo: build
 fuzz:
 	$(GO) test ./pkg/inventory -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $${FUZZTIME:-60s}
 	$(GO) test ./pkg/render -run '^$$' -fuzz '^FuzzRender$$' -fuzztime $${FUZZTIME:-60s}
+	$(GO) test ./pkg/render -run '^$$' -fuzz '^FuzzSites$$' -fuzztime $${FUZZTIME:-60s}
 
 # make bench: hactl vs Ansible on the lab (several minutes, as root); writes BENCHMARKS.md.
 bench:

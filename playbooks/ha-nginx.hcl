@@ -4,7 +4,8 @@
 # host at a time (hactl waits for the VIPs to settle after each host).
 #
 # Modules: package, template (a file hactl renders), file (state = "absent"),
-# service, command, firewall. `notify` names handlers that run once, after the
+# service, command, firewall, nginx_sites (the serving layer's files as one
+# tested change). `notify` names handlers that run once, after the
 # steps, only when a notifying step changed something. `when = "os:KEY"` runs a
 # step only on hosts whose OS has that key: "el", "el7", "el8", "el9",
 # "debian", "debian11", "debian12", "ubuntu22.04" … (others report "skipped").
@@ -142,6 +143,23 @@ step "nginx site" {
     # nginx can only test the whole installed configuration: test after the
     # swap, and put the previous file back if the test fails.
     check = "nginx -t"
+  }
+  notify = ["nginx"]
+}
+
+step "nginx sites" {
+  # The inventory's sites, pools, certificates (keys 0600), stream proxies
+  # and snippets, under /etc/nginx/hactl (hactl's own: files no longer
+  # rendered are removed). All of them change as one: staged next to their
+  # places, swapped in together, `nginx -t` on the whole configuration, and
+  # every file put back if it fails; nginx is then reloaded, never
+  # restarted. Stream proxies add one include line to nginx.conf's main
+  # context. Without sites in the inventory this step does nothing.
+  nginx_sites {
+    dir       = "/etc/nginx/hactl"
+    include   = "/etc/nginx/conf.d/hactl-sites.conf"
+    main_conf = "/etc/nginx/nginx.conf"
+    check     = "nginx -t"
   }
   notify = ["nginx"]
 }

@@ -18,7 +18,7 @@ const maxShownDiags = 20
 
 // secretAttrs are the inventory attributes whose values never reach a
 // terminal or a log, whatever form the value takes.
-var secretAttrs = map[string]bool{"auth_pass": true}
+var secretAttrs = map[string]bool{"auth_pass": true, "key": true} // key: a site's TLS key (tls block)
 
 // printDiags writes diagnostics to stderr (see writeDiags).
 func (g *Globals) printDiags(files map[string]*hcl.File, diags hcl.Diagnostics) {

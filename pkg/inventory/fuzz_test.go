@@ -2,6 +2,7 @@ package inventory
 
 import (
 	"os"
+	"path/filepath"
 	"testing"
 )
 
@@ -16,8 +17,18 @@ func FuzzLoad(f *testing.F) {
 	}
 	f.Add([]byte(base))
 	f.Add([]byte(base6))
+	// Sites: the files they name exist (a certificate, keys, snippets), so
+	// the fuzzer reaches the serving layer's checks.
+	f.Add([]byte(sitesBase))
+	fx := newSitesFixture(f)
+	lookup := func(n string) (string, bool) {
+		if v, ok := fx.env[n]; ok {
+			return v, true
+		}
+		return testEnv(n)
+	}
 	f.Fuzz(func(t *testing.T, src []byte) {
-		inv, diags := NewLoader(Options{LookupEnv: testEnv}).Load("fuzz.hcl", src)
+		inv, diags := NewLoader(Options{LookupEnv: lookup}).Load(filepath.Join(fx.dir, "fuzz.hcl"), src)
 		if diags.HasErrors() && inv != nil {
 			t.Fatalf("inventory returned with errors")
 		}

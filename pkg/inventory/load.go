@@ -6,6 +6,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/gohcl"
@@ -49,8 +50,13 @@ type clusterSchema struct {
 	HealthCheck    []*healthSchema `hcl:"health_check,block"`
 	Nginx          []*nginxSchema  `hcl:"nginx,block"`
 	Hosts          []*hostSchema   `hcl:"host,block"`
-	Body           hcl.Body        `hcl:",body"`
-	DefRange       hcl.Range       `hcl:",def_range"`
+	// The serving layer (sites.go).
+	Sites    []*siteSchema     `hcl:"site,block"`
+	Pools    []*poolSchema     `hcl:"pool,block"`
+	Streams  []*streamSchema   `hcl:"stream,block"`
+	Snippets []*snippetsSchema `hcl:"snippets,block"`
+	Body     hcl.Body          `hcl:",body"`
+	DefRange hcl.Range         `hcl:",def_range"`
 }
 
 type healthSchema struct {
@@ -85,6 +91,12 @@ type hostSchema struct {
 // backs the env() function; passing it in keeps the loader pure and testable.
 type Options struct {
 	LookupEnv func(string) (string, bool)
+	// ReadFile and ReadDir read what sites name (certificates, keys,
+	// snippets); Now decides whether a certificate is valid. nil: the os
+	// functions and the clock.
+	ReadFile func(string) ([]byte, error)
+	ReadDir  func(string) ([]os.DirEntry, error)
+	Now      func() time.Time
 }
 
 // Loader parses inventory files. Its parser keeps every file it has read so
@@ -100,6 +112,15 @@ type Loader struct {
 func NewLoader(opts Options) *Loader {
 	if opts.LookupEnv == nil {
 		opts.LookupEnv = os.LookupEnv
+	}
+	if opts.ReadFile == nil {
+		opts.ReadFile = os.ReadFile
+	}
+	if opts.ReadDir == nil {
+		opts.ReadDir = os.ReadDir
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
 	}
 	return &Loader{parser: hclparse.NewParser(), opts: opts}
 }
@@ -137,6 +158,8 @@ func (l *Loader) Load(path string, src []byte) (*Inventory, hcl.Diagnostics) {
 	}
 	inv, more := build(path, &raw)
 	diags = append(diags, more...)
+	diags = append(diags, l.serving(path, inv, &raw)...)
+	sortDiags(diags)
 	if diags.HasErrors() {
 		return nil, diags
 	}

@@ -127,7 +127,10 @@ type Cluster struct {
 	PriorityStep     int
 	HealthCheck      HealthCheck
 	Nginx            Nginx
-	Hosts            []*Host
+	// Serving is what the balancers serve beyond the catch-all site
+	// (sites.go); empty without site, pool, stream and snippets blocks.
+	Serving Serving
+	Hosts   []*Host
 
 	DefRange hcl.Range
 	// Ranges maps attribute names to where they were written (or to the

@@ -47,6 +47,8 @@ type modulesSchema struct {
 	Service  []*serviceSchema  `hcl:"service,block"`
 	Command  []*commandSchema  `hcl:"command,block"`
 	Firewall []*firewallSchema `hcl:"firewall,block"`
+	// NginxSites: the serving layer's files as one tested change (sites.go).
+	NginxSites []*nginxSitesSchema `hcl:"nginx_sites,block"`
 }
 
 type stepSchema struct {
@@ -201,6 +203,9 @@ func decodeModule(body hcl.Body, r hcl.Range, where string) (Module, hcl.Diagnos
 		setStr(&c.Unless, x.Unless)
 		setStr(&c.Summary, x.Summary)
 		mods = append(mods, c)
+	}
+	for _, x := range ms.NginxSites {
+		mods = append(mods, &NginxSites{Dir: x.Dir, Include: x.Include, MainConf: x.MainConf, Check: x.Check})
 	}
 	if len(mods) != 1 {
 		diags = append(diags, errAt(r, "One module per step", fmt.Sprintf("%s has %d module blocks; give it exactly one.", where, len(mods))))

@@ -384,6 +384,9 @@ func (r *Runner) steps(ctx context.Context, hr *hostRun, needs facts.Request, se
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("%s: %w", t.Name, err)
 		}
+		if q, ok := s.Module.(absent); ok && q.Absent(t) {
+			continue
+		}
 		start := time.Now()
 		o, err := r.act(ctx, t, s.Module, s.Notify)
 		if o.Recorded {

@@ -3,7 +3,6 @@ package playbook
 import (
 	"context"
 	"os"
-	"os/user"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -20,14 +19,7 @@ import (
 // world-readable by hand leaves a backup that only its owner can read when
 // the file holds a secret, and keeps its mode otherwise.
 func TestSwapOnRealShell(t *testing.T) {
-	me, err := user.Current()
-	if err != nil {
-		t.Fatal(err)
-	}
-	grp, err := user.LookupGroupId(me.Gid)
-	if err != nil {
-		t.Fatal(err)
-	}
+	owner, group := testOwner(t)
 	s := remotetest.NewServer(t)
 	c, err := remote.Dial(context.Background(), s.Config())
 	if err != nil {
@@ -51,11 +43,11 @@ func TestSwapOnRealShell(t *testing.T) {
 			if err := os.Chmod(live, 0o644); err != nil { // whatever the umask
 				t.Fatal(err)
 			}
-			want := render.File{Path: live, Mode: 0o600, Owner: me.Username, Group: grp.Name,
+			want := render.File{Path: live, Mode: 0o600, Owner: owner, Group: group,
 				Content: []byte("auth_pass newsecret\n"), Sensitive: tc.sensitive}
 			tg := &Target{Name: "h", Conn: c, Stamp: "20261124T000000Z",
 				Files: map[string]render.File{live: want},
-				Facts: &facts.Facts{Files: map[string]facts.File{live: {Exists: true, Mode: 0o644, Owner: me.Username, Group: grp.Name, SHA256: sum(old)}}}}
+				Facts: &facts.Facts{Files: map[string]facts.File{live: {Exists: true, Mode: 0o644, Owner: owner, Group: group, SHA256: sum(old)}}}}
 			o, err := converge(&Template{Path: live}, tg)
 			if err != nil {
 				t.Fatal(err)

@@ -31,7 +31,7 @@ const DrainFile = "/etc/keepalived/hactl-drain"
 // last, so an interrupted decommission is seen again on the next run.
 func ManagedFiles() []string {
 	return []string{render.KeepalivedConf, render.CheckScript, render.NotifyScript, render.KeepalivedDrop,
-		DrainFile, render.NginxSite, render.ClusterRecord}
+		DrainFile, render.SitesInclude, render.NginxSite, render.ClusterRecord}
 }
 
 // Departed is a host that left the inventory, as the run found it.
@@ -340,6 +340,11 @@ func RemoveFiles(ctx context.Context, c remote.Conn, stamp string, restore bool)
 		fmt.Fprintf(&b, "if [ -e %[1]s ] || [ -L %[1]s ]; then mv -f %[1]s %[2]s || exit 1; echo removed %[1]s; fi\n",
 			remote.Quote(p), remote.Quote(playbook.BackupPath(p, stamp)))
 	}
+	// The serving layer's directory goes whole (sites, keys, snippets),
+	// into the 0700 backup directory; nginx.conf's stream include then
+	// matches no file, which nginx accepts.
+	fmt.Fprintf(&b, "if [ -d %[1]s ]; then mv -f %[1]s %[2]s || exit 1; echo removed %[1]s; fi\n",
+		remote.Quote(render.SitesDir), remote.Quote(playbook.BackupPath(render.SitesDir, stamp)))
 	if restore {
 		site := "/etc/nginx/sites-enabled/default"
 		// The oldest copy is the one hactl took from the distribution.

@@ -203,7 +203,11 @@ func (r *Renderer) HostWith(inv *inventory.Inventory, l *vrrp.Layout, host strin
 	// No service: nothing reads the record but hactl itself.
 	out = append(out, File{Host: host, Path: ClusterRecord, Mode: 0o644, Owner: "root", Group: "root",
 		Content: l.Record(inv, c.Name).Marshal()})
-	return out, nil
+	serving, err := r.servingFiles(c, h)
+	if err != nil {
+		return nil, err
+	}
+	return append(out, serving...), nil
 }
 
 // All renders every host of the inventory, host by host in file order.
@@ -280,8 +284,12 @@ func upstreamName(cluster string) string { return nonWord.ReplaceAllString(clust
 // Mask hides the secret values of a sensitive file's content (the file as
 // rendered or as found on the host) so plans and diffs can show the rest.
 // A live keepalived.conf may be hand-made, so every form keepalived reads an
-// auth_pass from is covered: see maskKeepalived.
+// auth_pass from is covered: see maskKeepalived. A site's key and
+// certificate are summarised: see maskServing.
 func Mask(f File, content []byte) []byte {
+	if m, ok := maskServing(f, content); ok {
+		return m
+	}
 	if !f.Sensitive {
 		return content
 	}
