@@ -172,9 +172,14 @@ func (s *Session) hostInputs(r *render.Renderer, layout *vrrp.Layout, sel []*inv
 		if fh.Err != nil {
 			continue
 		}
+		paths, err := r.PathsOf(s.Inv, h.Name)
+		if err != nil {
+			// The Render hook meets the same error and fails this host with it.
+			paths = render.Paths()
+		}
 		inputs = append(inputs, playbook.HostInput{
 			Target: &playbook.Target{Name: h.Name, Conn: fh.Conn, Stamp: stamp, Vars: targetVars(s.Inv, h)},
-			Paths:  render.Paths(),
+			Paths:  paths,
 			Check: func(f *facts.Facts) error {
 				if err := f.CheckSupported(h.Name); err != nil {
 					return err

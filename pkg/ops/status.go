@@ -118,7 +118,13 @@ func (s *Session) hostStatus(ctx context.Context, layout *vrrp.Layout, r *render
 		}
 		vrrpc <- st
 	}()
-	f, err := facts.Gather(ctx, h.Conn, facts.Request{Paths: render.Paths(), Services: []string{"keepalived", "nginx"}})
+	paths, err := r.PathsOf(s.Inv, h.Name())
+	if err != nil {
+		<-vrrpc
+		hs.Err, ob.Err = err, err
+		return hs
+	}
+	f, err := facts.Gather(ctx, h.Conn, facts.Request{Paths: paths, Services: []string{"keepalived", "nginx"}})
 	states := <-vrrpc
 	if err != nil {
 		hs.Err, ob.Err = err, err

@@ -103,6 +103,31 @@ func Paths() []string {
 	return []string{KeepalivedConf, CheckScript, NotifyScript, TrackScript, KeepalivedDrop, NginxDrop, NginxSite, ClusterRecord}
 }
 
+// PathsOf are the paths of every file HostWith renders for host: Paths and,
+// when its cluster serves sites, the serving layer's files. None of them
+// depends on the host's facts, so they can be asked for in the facts' own
+// round trip, before the files are rendered.
+func (r *Renderer) PathsOf(inv *inventory.Inventory, host string) ([]string, error) {
+	paths := Paths()
+	c := inv.ClusterOf(host)
+	if c == nil {
+		return nil, fmt.Errorf("host %q is not in the inventory", host)
+	}
+	for _, h := range c.Hosts {
+		if h.Name != host {
+			continue
+		}
+		serving, err := r.servingFiles(c, h)
+		if err != nil {
+			return nil, err
+		}
+		for _, f := range serving {
+			paths = append(paths, f.Path)
+		}
+	}
+	return paths, nil
+}
+
 // Host renders every managed file of one host, in a fixed order.
 func (r *Renderer) Host(inv *inventory.Inventory, l *vrrp.Layout, host string) ([]File, error) {
 	return r.HostWith(inv, l, host, Options{})
