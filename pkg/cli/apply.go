@@ -355,43 +355,11 @@ func failedWord(failed, unreachable int) string {
 
 // selectHosts is --limit: host or cluster names, in inventory order.
 func selectHosts(l *Loaded, limit []string) ([]*inventory.Host, error) {
-	var names []string
-	for _, n := range limit {
-		if c := clusterNamed(l.Inv, strings.TrimSpace(n)); c != nil {
-			for _, h := range c.Hosts {
-				names = append(names, h.Name)
-			}
-			continue
-		}
-		names = append(names, n)
-	}
-	known := map[string]bool{}
-	for _, h := range l.Inv.Hosts() {
-		known[h.Name] = true
-	}
-	var unknown []string
-	for _, n := range names {
-		if n = strings.TrimSpace(n); n != "" && !known[n] {
-			unknown = append(unknown, n)
-		}
-	}
-	if len(unknown) > 0 {
-		return nil, &ExitError{Code: ExitUsage, Err: fmt.Errorf("--limit: no host or cluster named %s in %s", strings.Join(unknown, ", "), l.Inv.Path)}
-	}
-	sel, err := fleet.Select(l.Inv, names)
+	sel, err := inventory.Select(l.Inv, limit)
 	if err != nil {
-		return nil, &ExitError{Code: ExitUsage, Err: err}
+		return nil, &ExitError{Code: ExitUsage, Err: fmt.Errorf("--limit: %w", err)}
 	}
 	return sel, nil
-}
-
-func clusterNamed(inv *inventory.Inventory, name string) *inventory.Cluster {
-	for _, c := range inv.Clusters {
-		if c.Name == name {
-			return c
-		}
-	}
-	return nil
 }
 
 // clusterLayout limits the layout to the clusters whose hosts are in the fleet.

@@ -401,6 +401,17 @@ func validateFleet(inv *Inventory) hcl.Diagnostics {
 			}
 		}
 	}
+	// --limit takes host and cluster names alike: one name for both would
+	// make `destroy --limit NAME` mean two things.
+	for _, c := range inv.Clusters {
+		for _, h := range c.Hosts {
+			if other, ok := clusters[h.Name]; ok {
+				diags = append(diags, errAt(h.DefRange, "Host named like a cluster",
+					fmt.Sprintf("host %q has the name of cluster %q (%s); --limit %s would be ambiguous. Rename one of them.",
+						h.Name, other.Name, other.DefRange, h.Name)))
+			}
+		}
+	}
 	// A VIP that is another host's address would steal that host's traffic.
 	for a, v := range vips {
 		if owner, ok := addrs[a]; ok && owner != v.h {

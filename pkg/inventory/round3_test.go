@@ -1,0 +1,13 @@
+package inventory
+
+import "testing"
+
+// TestValidationRound3 has issue 23's inventory holes, each refused with
+// the line to blame.
+func TestValidationRound3(t *testing.T) {
+	cases := []validationCase{
+		{"host named like a cluster", `  host "c" {`, `  host "web" { #HERE`, "Host named like a cluster", `cluster "web" (inv.hcl:6,`},
+		{"host named like a later cluster", `  host "b" {`, `  host "api" { #HERE`, "Host named like a cluster", `--limit api`},
+	}
+	runCases(t, base, cases)
+}
