@@ -2,6 +2,7 @@ package inventory
 
 import (
 	"fmt"
+	"io/fs"
 	"net/netip"
 	"os"
 	"sort"
@@ -85,6 +86,9 @@ type hostSchema struct {
 // backs the env() function; passing it in keeps the loader pure and testable.
 type Options struct {
 	LookupEnv func(string) (string, bool)
+	// Stat looks at local files the inventory names (known_hosts_file);
+	// nil means os.Stat.
+	Stat func(string) (fs.FileInfo, error)
 }
 
 // Loader parses inventory files. Its parser keeps every file it has read so
@@ -100,6 +104,9 @@ type Loader struct {
 func NewLoader(opts Options) *Loader {
 	if opts.LookupEnv == nil {
 		opts.LookupEnv = os.LookupEnv
+	}
+	if opts.Stat == nil {
+		opts.Stat = os.Stat
 	}
 	return &Loader{parser: hclparse.NewParser(), opts: opts}
 }
@@ -137,6 +144,10 @@ func (l *Loader) Load(path string, src []byte) (*Inventory, hcl.Diagnostics) {
 	}
 	inv, more := build(path, &raw)
 	diags = append(diags, more...)
+	if files := l.checkKnownHosts(&raw); len(files) > 0 {
+		diags = append(diags, files...)
+		sortDiags(diags)
+	}
 	if diags.HasErrors() {
 		return nil, diags
 	}
