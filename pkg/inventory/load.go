@@ -148,6 +148,7 @@ func (l *Loader) Load(path string, src []byte) (*Inventory, hcl.Diagnostics) {
 		diags = append(diags, files...)
 		sortDiags(diags)
 	}
+	redactSecrets(diags, inv)
 	if diags.HasErrors() {
 		return nil, diags
 	}
