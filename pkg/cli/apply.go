@@ -197,7 +197,7 @@ func runApply(ctx context.Context, g *Globals, o *ApplyOptions, l *Loaded, dry b
 	}
 	defer fl.Close()
 
-	stamp := o.Now().UTC().Format("20060102T150405Z")
+	stamp := o.Now().UTC().Format(playbook.StampFormat)
 	mem, err := g.fleetChange(ctx, o, l, fl, dry, progress, stamp)
 	if err != nil {
 		return err

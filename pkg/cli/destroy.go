@@ -60,7 +60,7 @@ func runDestroy(ctx context.Context, g *Globals, o *DestroyOptions, l *Loaded, d
 	}
 	defer fl.Close()
 	pr := newProgress(g, false)
-	opts := prune.Options{Stamp: o.Now().UTC().Format("20060102T150405Z"), Event: pr.event, Restore: true, Purge: o.Purge}
+	opts := prune.Options{Stamp: o.Now().UTC().Format(playbook.StampFormat), Event: pr.event, Restore: true, Purge: o.Purge}
 
 	// Every host of the touched clusters is read: the hosts that keep
 	// running are where the destroyed hosts' VIPs go.

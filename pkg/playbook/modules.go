@@ -227,6 +227,12 @@ func (m *Template) Needs() facts.Request { return facts.Request{Paths: []string{
 // mtime, and only after the post-swap check passed.
 const Backups = 5
 
+// StampFormat is the UTC time format of a run's stamp, the suffix of every
+// backup it takes. Milliseconds: two runs in one second (an apply of one host
+// takes less) must not share a backup name, or the second backup would
+// overwrite the first; and names still sort by time.
+const StampFormat = "20060102T150405.000Z"
+
 // OriginalSuffix names the copy of the file hactl found before its first
 // change ("PATH.hactl-orig"): never pruned, put back by destroy.
 const OriginalSuffix = ".hactl-orig"
@@ -392,7 +398,8 @@ func swapScript(p, cand, backup string, f render.File, validate, check string, r
 	if !strings.HasPrefix(path.Base(p), "hactl") {
 		fmt.Fprintf(&b, "if [ -n \"$B\" ] && [ -f \"$P\" ] && [ ! -e \"$O\" ] && ! head -n 3 \"$P\" | grep -q 'Managed by hactl'; then %s || { rm -f \"$C\"; exit 13; }; fi\n", cp(`"$O"`))
 	}
-	fmt.Fprintf(&b, "if [ -n \"$B\" ] && [ -e \"$P\" ]; then %s || { rm -f \"$C\"; exit 13; }; K=1; fi\n", cp(`"$B"`))
+	// A backup is never overwritten: that would lose the version it holds.
+	fmt.Fprintf(&b, "if [ -n \"$B\" ] && [ -e \"$P\" ]; then { [ ! -e \"$B\" ] && [ ! -L \"$B\" ] || { echo \"backup $B exists already\"; false; }; } && %s || { rm -f \"$C\"; exit 13; }; K=1; fi\n", cp(`"$B"`))
 	b.WriteString("mv -f \"$C\" \"$P\" || exit 14\n")
 	if relabel {
 		b.WriteString("restorecon \"$P\" || echo \"warning: restorecon $P failed\" >&2\n")

@@ -262,3 +262,27 @@ func TestSwapKeepsThePreHactlOriginal(t *testing.T) {
 		t.Errorf("newest backup %q", last)
 	}
 }
+
+// TestSwapNeverOverwritesABackup: a backup of the same name (two runs in
+// one stamp) is never replaced — the version it holds would be lost — and
+// the live file stays as it was.
+func TestSwapNeverOverwritesABackup(t *testing.T) {
+	c := dialTestServer(t)
+	live := filepath.Join(t.TempDir(), "keepalived.conf")
+	if err := os.WriteFile(live, []byte("v2\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	taken := live + ".hactl-20261124T000000.000Z"
+	if err := os.WriteFile(taken, []byte("v1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := swapOnShell(t, c, live, "20261124T000000.000Z", "v3\n", ""); err == nil || !strings.Contains(err.Error(), "exists already") {
+		t.Fatalf("want a refusal naming the existing backup, got %v", err)
+	}
+	if b, _ := os.ReadFile(taken); string(b) != "v1\n" {
+		t.Errorf("the backup was overwritten: %q", b)
+	}
+	if l, _ := os.ReadFile(live); string(l) != "v2\n" {
+		t.Errorf("the live file changed: %q", l)
+	}
+}
