@@ -32,6 +32,7 @@ func TestValidationRound3(t *testing.T) {
 		{"upstream is the cluster's own VIP", `    upstream = ["10.11.7.41:8080"]`, `    upstream = ["10.11.7.41:8080", "10.11.7.236:80"] #HERE`, "Upstream loops back", "10.11.7.236"},
 		{"upstream is a member's own address", `    upstream = ["10.11.7.41:8080"]`, `    upstream = ["10.11.7.231:80"] #HERE`, "Upstream loops back", `host "a"`},
 		{"upstream is loopback on the listen port", `    upstream = ["10.11.7.41:8080"]`, `    upstream = ["127.0.0.1:80"] #HERE`, "Upstream loops back", ""},
+		{"upstream is localhost on the listen port", `    upstream = ["10.11.7.41:8080"]`, `    upstream = ["LocalHost:80"] #HERE`, "Upstream loops back", "itself"},
 		{"unix upstream", `    upstream = ["10.11.7.41:8080"]`, `    upstream = ["unix:80"] #HERE`, "Invalid nginx upstream", "unix:"},
 		{"unix socket upstream", `    upstream = ["10.11.7.41:8080"]`, `    upstream = ["unix:/run/app.sock"] #HERE`, "Invalid nginx upstream", "unix:"},
 		{"listen on the SSH port", `    listen   = 80`, `    listen   = 22 #HERE`, "nginx listen port is the SSH port", ""},

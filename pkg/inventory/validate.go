@@ -149,11 +149,18 @@ func checkUpstream(u string) error {
 
 // loopsBack says which of the cluster's own addresses an upstream (already
 // checked to be host:port) names on nginx's listen port — a VIP, a
-// member's address, loopback or the unspecified address — or "".
+// member's address, loopback (localhost too) or the unspecified address —
+// or "".
 func loopsBack(c *Cluster, u string) string {
 	host, port, _ := net.SplitHostPort(u)
+	if port != strconv.Itoa(c.Nginx.Listen) {
+		return ""
+	}
+	if strings.EqualFold(strings.TrimSuffix(host, "."), "localhost") {
+		return "this host itself"
+	}
 	a, err := netip.ParseAddr(host)
-	if err != nil || port != strconv.Itoa(c.Nginx.Listen) {
+	if err != nil {
 		return ""
 	}
 	a = a.Unmap()
