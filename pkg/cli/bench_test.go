@@ -13,11 +13,11 @@ import (
 // the diagnostic printer.
 func bigInventory(t testing.TB, n int) string {
 	var b strings.Builder
-	b.WriteString("ssh {\n  user = \"root\"\n}\n\ncluster \"big\" {\n  interface = \"eth0\"\n  gateway = \"10.0.0.1\"\n" +
+	b.WriteString("ssh {\n  user = \"root\"\n}\n\ncluster \"big\" {\n  interface = \"eth0\"\n  gateway = \"10.1.255.254\"\n" +
 		"  advert_int = 1\n  virtual_router_id_base = 1\n  auth_pass = \"pass1234\"\n")
 	for i := 0; i < n; i++ {
 		a := 10 + i
-		fmt.Fprintf(&b, "  host \"h%d\" {\n    address = \"10.1.%d.%d\"\n    vip     = \"10.2.%d.%d/8\"\n  }\n", i, a/256, a%256, a/256, a%256)
+		fmt.Fprintf(&b, "  host \"h%d\" {\n    address = \"10.1.%d.%d\"\n    vip     = \"10.1.%d.%d/16\"\n  }\n", i, a/256, a%256, 128+a/256, a%256)
 	}
 	b.WriteString("}\n")
 	p := filepath.Join(t.TempDir(), "big.hcl")

@@ -8,6 +8,7 @@ import (
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 
+	"github.com/hactl/hactl/pkg/inventory"
 	"github.com/hactl/hactl/pkg/ui"
 )
 
@@ -15,10 +16,6 @@ import (
 // mistakes (a generated one) gets the first few in full and a count, not a
 // wall of snippets; the summary line still counts them all.
 const maxShownDiags = 20
-
-// secretAttrs are the inventory attributes whose values never reach a
-// terminal or a log, whatever form the value takes.
-var secretAttrs = map[string]bool{"auth_pass": true, "key": true} // key: a site's TLS key (tls block)
 
 // printDiags writes diagnostics to stderr (see writeDiags).
 func (g *Globals) printDiags(files map[string]*hcl.File, diags hcl.Diagnostics) {
@@ -183,11 +180,16 @@ func maskSecrets(src []byte, filename string) []byte {
 	toks, _ := hclsyntax.LexConfig(src, filename, hcl.InitialPos)
 	out := append([]byte(nil), src...)
 	for i := 0; i+1 < len(toks); i++ {
-		if toks[i].Type != hclsyntax.TokenIdent || !secretAttrs[string(toks[i].Bytes)] || toks[i+1].Type != hclsyntax.TokenEqual {
+		// Any name that may hold a secret (a typo of auth_pass too), with
+		// or without its '=' (`auth_pass "x"` is a syntax error, printed).
+		if toks[i].Type != hclsyntax.TokenIdent || !inventory.SecretName(string(toks[i].Bytes)) {
 			continue
 		}
 		depth := 0
-		j := i + 2
+		j := i + 1
+		if toks[j].Type == hclsyntax.TokenEqual || toks[j].Type == hclsyntax.TokenColon {
+			j++
+		}
 	value:
 		for ; j < len(toks); j++ {
 			t := toks[j]

@@ -2,6 +2,7 @@ package inventory
 
 import (
 	"fmt"
+	"io/fs"
 	"net/netip"
 	"os"
 	"sort"
@@ -97,6 +98,9 @@ type Options struct {
 	ReadFile func(string) ([]byte, error)
 	ReadDir  func(string) ([]os.DirEntry, error)
 	Now      func() time.Time
+	// Stat looks at local files the inventory names (known_hosts_file);
+	// nil means os.Stat.
+	Stat func(string) (fs.FileInfo, error)
 }
 
 // Loader parses inventory files. Its parser keeps every file it has read so
@@ -121,6 +125,9 @@ func NewLoader(opts Options) *Loader {
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
+	}
+	if opts.Stat == nil {
+		opts.Stat = os.Stat
 	}
 	return &Loader{parser: hclparse.NewParser(), opts: opts}
 }
@@ -159,7 +166,9 @@ func (l *Loader) Load(path string, src []byte) (*Inventory, hcl.Diagnostics) {
 	inv, more := build(path, &raw)
 	diags = append(diags, more...)
 	diags = append(diags, l.serving(path, inv, &raw)...)
+	diags = append(diags, l.checkKnownHosts(&raw)...)
 	sortDiags(diags)
+	redactSecrets(diags, inv)
 	if diags.HasErrors() {
 		return nil, diags
 	}
@@ -460,6 +469,14 @@ func buildCluster(rc *clusterSchema, defaults SSH) (*Cluster, hcl.Diagnostics) {
 	return c, diags
 }
 
+// The shortest VIP prefixes hactl takes: a /16 (65536 addresses) is already
+// a very large LAN, a /48 an IPv6 site; anything shorter puts a range on-link
+// that no single segment holds.
+const (
+	MinVIPBits4 = 16
+	MinVIPBits6 = 48
+)
+
 // parseVIP reads a host's vip or vip6 attribute into h.
 func parseVIP(h *Host, attr, s string) hcl.Diagnostics {
 	r := h.Range(attr)
@@ -490,6 +507,10 @@ func parseVIP(h *Host, attr, s string) hcl.Diagnostics {
 	}
 	if why := addrProblem(a, nil, addrVIP); why != "" {
 		return bad("Invalid VIP", "cannot be a VIP: %s.", why)
+	}
+	if a.Is4() && p.Bits() < MinVIPBits4 || a.Is6() && p.Bits() < MinVIPBits6 {
+		return bad("Invalid VIP", "has prefix length /%d: keepalived adds that whole range as on-link on %s, so the holder would answer for (and ARP for) addresses far beyond its LAN. hactl takes /%d or longer for IPv4, /%d or longer for IPv6: use the subnet's own length.",
+			p.Bits(), h.Interface, MinVIPBits4, MinVIPBits6)
 	}
 	if attr == "vip6" {
 		h.VIP6 = p

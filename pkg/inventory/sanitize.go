@@ -9,6 +9,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/agext/levenshtein"
 	"github.com/hashicorp/hcl/v2"
 )
 
@@ -166,4 +167,57 @@ func checkZone(a netip.Addr, allowZone bool) error {
 		return errors.New("the IPv6 zone must be an interface name (letters, digits, '.', '_', '-'; at most 15)")
 	}
 	return nil
+}
+
+// SecretName reports whether an attribute named name may hold a secret, so
+// that its value is masked wherever the source is shown (diagnostics'
+// snippets). It judges by what the value could be, not by the exact
+// spelling: a mistyped `Auth_Pass`, `auth-pass` or `authpas` holds the
+// password all the same (and is exactly what gets a diagnostic). Names are
+// compared with case, '-', '_' and '.' ignored; anything naming a pass,
+// secret, token or key material, or within two edits of auth_pass, is one.
+func SecretName(name string) bool {
+	n := strings.Map(func(r rune) rune {
+		switch r {
+		case '-', '_', '.', ' ':
+			return -1
+		}
+		return unicode.ToLower(r)
+	}, name)
+	if n == "" {
+		return false
+	}
+	for _, w := range []string{"pass", "secret", "token", "pwd", "psk", "credential"} {
+		if strings.Contains(n, w) {
+			return true
+		}
+	}
+	// A site's TLS key (`key = file("…")`) and its kin (private_key, tls_key).
+	if strings.HasSuffix(n, "key") {
+		return true
+	}
+	return levenshtein.Distance(n, "authpass", nil) <= 2
+}
+
+// redactSecrets replaces every secret value the inventory holds (each
+// cluster's auth_pass) in the diagnostics' texts with "(sensitive)": a
+// message that echoes some other value (an interface name read from the
+// same env() as the password, say) must not print it. Values shorter than
+// 4 characters are left: they would blank out unrelated numbers and words.
+func redactSecrets(diags hcl.Diagnostics, inv *Inventory) {
+	if inv == nil {
+		return
+	}
+	var secrets []string
+	for _, c := range inv.Clusters {
+		if s := c.AuthPass.Reveal(); len(s) >= 4 {
+			secrets = append(secrets, s)
+		}
+	}
+	for _, d := range diags {
+		for _, s := range secrets {
+			d.Summary = strings.ReplaceAll(d.Summary, s, "(sensitive)")
+			d.Detail = strings.ReplaceAll(d.Detail, s, "(sensitive)")
+		}
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"regexp"
 	"strconv"
+	"strings"
 
 	"github.com/hashicorp/hcl/v2"
 )
@@ -15,10 +16,21 @@ var (
 	// Names end up in keepalived's router_id, in file paths (render -o DIR/<host>)
 	// and in shell scripts, so they are kept to a safe alphabet.
 	nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$`)
-	// Linux interface names: at most 15 bytes, no '/', ':' or blanks.
+	// Linux interface names: at most 15 bytes, no '/', ':' or blanks
+	// (validIface adds what the kernel and the commands refuse besides).
 	ifaceRE = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,15}$`)
 	hostRE  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9.-]*$`)
 )
+
+// IfaceRule says which interface names validIface takes.
+const IfaceRule = "1-15 letters, digits, '.', '_' or '-', not \".\" or \"..\", not starting with '-'"
+
+// validIface is the kernel's dev_valid_name (at most 15 bytes; not "." or
+// ".."; no '/', ':' or blank) plus no leading '-', which `ip`, arping and
+// the scripts hactl renders would read as an option.
+func validIface(name string) bool {
+	return ifaceRE.MatchString(name) && name != "." && name != ".." && name[0] != '-'
+}
 
 func validateCluster(c *Cluster) hcl.Diagnostics {
 	var diags hcl.Diagnostics
@@ -31,8 +43,8 @@ func validateCluster(c *Cluster) hcl.Diagnostics {
 	if c.Interface == "" {
 		add(c.Range("interface"), "Empty interface",
 			"cluster %q: interface names the NIC that carries the VIPs (for example ens192); it must not be empty.", c.Name)
-	} else if !ifaceRE.MatchString(c.Interface) {
-		add(c.Range("interface"), "Invalid interface", "cluster %q: %q is not a valid Linux interface name.", c.Name, c.Interface)
+	} else if !validIface(c.Interface) {
+		add(c.Range("interface"), "Invalid interface", "cluster %q: %q is not a valid Linux interface name (%s).", c.Name, c.Interface, IfaceRule)
 	}
 	if _, set := c.Ranges["gateway"]; !set && !c.IPv6() {
 		add(c.DefRange, "Missing gateway",
@@ -80,6 +92,16 @@ func validateCluster(c *Cluster) hcl.Diagnostics {
 		if err := checkUpstream(u); err != nil {
 			add(rangeOr(c.Nginx.Ranges, "upstream", c.DefRange), "Invalid nginx upstream",
 				"cluster %q: upstream %q: %v.", c.Name, u, err)
+		} else if who := loopsBack(c, u); who != "" {
+			add(rangeOr(c.Nginx.Ranges, "upstream", c.DefRange), "Upstream loops back",
+				"cluster %q: upstream %q is %s, where this cluster's nginx itself listens (port %d): every request would be proxied back to nginx until it runs out of connections. Name the application servers.", c.Name, u, who, c.Nginx.Listen)
+		}
+	}
+	for _, h := range c.Hosts {
+		if h.SSH.Port == c.Nginx.Listen {
+			add(rangeOr(c.Nginx.Ranges, "listen", c.DefRange), "nginx listen port is the SSH port",
+				"cluster %q: nginx would listen on port %d, where sshd serves host %q (hactl's own way in); nginx could not bind it, or would take it over.", c.Name, c.Nginx.Listen, h.Name)
+			break
 		}
 	}
 	if len(c.Hosts) < 2 {
@@ -106,6 +128,10 @@ func validateAdvert(c *Cluster) hcl.Diagnostics {
 }
 
 func checkUpstream(u string) error {
+	if len(u) >= 5 && strings.EqualFold(u[:5], "unix:") {
+		// nginx reads "unix:…" as a UNIX socket path, never as host "unix".
+		return fmt.Errorf("unix: sockets are not supported; want host:port")
+	}
 	host, port, err := net.SplitHostPort(u)
 	if err != nil {
 		return fmt.Errorf("want host:port")
@@ -119,6 +145,39 @@ func checkUpstream(u string) error {
 		return fmt.Errorf("%q is neither an IP address nor a host name", host)
 	}
 	return nil
+}
+
+// loopsBack says which of the cluster's own addresses an upstream (already
+// checked to be host:port) names on nginx's listen port — a VIP, a
+// member's address, loopback (localhost too) or the unspecified address —
+// or "".
+func loopsBack(c *Cluster, u string) string {
+	host, port, _ := net.SplitHostPort(u)
+	if port != strconv.Itoa(c.Nginx.Listen) {
+		return ""
+	}
+	if strings.EqualFold(strings.TrimSuffix(host, "."), "localhost") {
+		return "this host itself"
+	}
+	a, err := netip.ParseAddr(host)
+	if err != nil {
+		return ""
+	}
+	a = a.Unmap()
+	if a.IsLoopback() || a.IsUnspecified() {
+		return "this host itself"
+	}
+	for _, h := range c.Hosts {
+		if a == h.Address {
+			return fmt.Sprintf("host %q's own address", h.Name)
+		}
+		for _, v := range h.namedVIPs() {
+			if v.p.IsValid() && a == v.p.Addr() {
+				return fmt.Sprintf("the cluster's VIP (host %q's %s)", h.Name, v.attr)
+			}
+		}
+	}
+	return ""
 }
 
 // validateSubnet enforces the seed's rule: VRRP multicast and gratuitous ARP
@@ -195,6 +254,10 @@ func validateSubnet(c *Cluster) hcl.Diagnostics {
 		}
 		sub, ok := subnets[h.Address.Is6()]
 		if ok && sub.subnet.Contains(h.Address) {
+			if why := reservedIn(h.Address, sub.subnet); why != "" {
+				diags = append(diags, errAt(h.Range("address"), "Host address is not a host's",
+					fmt.Sprintf("host %q: address %s is %s of %s; no host can have it.", h.Name, h.Address, why, sub.subnet)))
+			}
 			continue
 		}
 		where := sub.where
@@ -238,6 +301,11 @@ func validateSubnet(c *Cluster) hcl.Diagnostics {
 		case !sub.subnet.Contains(gw.a):
 			diags = append(diags, errAt(c.Range(gw.attr), "Gateway outside the cluster's subnet",
 				fmt.Sprintf("cluster %q: %s %s is not in %s; %s, which only reaches the local segment.", c.Name, gw.attr, gw.a, sub.where, gw.what)))
+		default:
+			if why := reservedIn(gw.a, sub.subnet); why != "" {
+				diags = append(diags, errAt(c.Range(gw.attr), "Gateway is not a router's address",
+					fmt.Sprintf("cluster %q: %s %s is %s of %s; a router cannot have it, so the announcements would reach no router.", c.Name, gw.attr, gw.a, why, sub.subnet)))
+			}
 		}
 	}
 	return diags
@@ -258,12 +326,8 @@ func checkVIP(c *Cluster, h *Host, attr string, vip, subnet netip.Prefix, where 
 		}
 		add("VIP outside the cluster's subnet", "%s", detail)
 	}
-	switch {
-	case a.Is4() && vip.Bits() < 31 && (a == subnet.Addr() || a == lastAddr(subnet)):
-		add("VIP is a network or broadcast address", "host %q: %s %s is the network or broadcast address of %s.", h.Name, attr, vip, subnet)
-	case a.Is6() && vip.Bits() < 127 && a == subnet.Addr():
-		add("VIP is a network or broadcast address",
-			"host %q: %s %s is the Subnet-Router anycast address of %s (all host bits zero, RFC 4291), which routers answer.", h.Name, attr, vip, subnet)
+	if why := reservedIn(a, vip.Masked()); why != "" {
+		add("VIP is a network or broadcast address", "host %q: %s %s is %s of %s.", h.Name, attr, vip, why, vip.Masked())
 	}
 	if a == h.Address {
 		add("VIP equals the host address", "host %q: the %s must be an address no host owns; %s is the host's own address.", h.Name, attr, a)
@@ -272,6 +336,28 @@ func checkVIP(c *Cluster, h *Host, attr string, vip, subnet netip.Prefix, where 
 		add("VIP equals the gateway", "host %q: %s %s is the gateway's address.", h.Name, attr, a)
 	}
 	return diags
+}
+
+// reservedIn says why a, inside subnet, cannot be a host's or a router's
+// address, or "": IPv4's network and broadcast addresses (not on /31 and
+// /32), IPv6's Subnet-Router anycast (all interface bits zero, RFC 4291,
+// not on /127 and /128) and the reserved subnet anycast addresses (the
+// highest 128 interface identifiers of a /64 or shorter, RFC 2526).
+func reservedIn(a netip.Addr, subnet netip.Prefix) string {
+	switch {
+	case a.Is4() && subnet.Bits() < 31 && a == subnet.Masked().Addr():
+		return "the network address"
+	case a.Is4() && subnet.Bits() < 31 && a == lastAddr(subnet):
+		return "the broadcast address"
+	case a.Is6() && subnet.Bits() < 127 && a == subnet.Masked().Addr():
+		return "the Subnet-Router anycast address (all host bits zero, RFC 4291), which routers answer,"
+	case a.Is6() && subnet.Bits() <= 64:
+		b := a.As16()
+		if b[8] == 0xfd && b[9] == 0xff && b[10] == 0xff && b[11] == 0xff && b[12] == 0xff && b[13] == 0xff && b[14] == 0xff && b[15] >= 0x80 {
+			return "a reserved subnet anycast address (the last 128 interface identifiers, RFC 2526)"
+		}
+	}
+	return ""
 }
 
 // namedVIP is a VIP with the attribute that set it, for diagnostics.
@@ -363,9 +449,9 @@ func validateFleet(inv *Inventory) hcl.Diagnostics {
 				diags = append(diags, errAt(h.DefRange, "Invalid host name",
 					fmt.Sprintf("host %q: use letters, digits, '.', '_' and '-' only (it becomes keepalived's router_id and a directory name).", h.Name)))
 			}
-			if h.Interface != c.Interface && !ifaceRE.MatchString(h.Interface) {
+			if h.Interface != c.Interface && !validIface(h.Interface) {
 				diags = append(diags, errAt(h.Range("interface"), "Invalid interface",
-					fmt.Sprintf("host %q: %q is not a valid Linux interface name.", h.Name, h.Interface)))
+					fmt.Sprintf("host %q: %q is not a valid Linux interface name (%s).", h.Name, h.Interface, IfaceRule)))
 			}
 			if prev, ok := names[h.Name]; ok {
 				dup(h.DefRange, "host name", strconv.Quote(h.Name), prev.DefRange)
@@ -401,11 +487,36 @@ func validateFleet(inv *Inventory) hcl.Diagnostics {
 			}
 		}
 	}
+	// --limit takes host and cluster names alike: one name for both would
+	// make `destroy --limit NAME` mean two things.
+	for _, c := range inv.Clusters {
+		for _, h := range c.Hosts {
+			if other, ok := clusters[h.Name]; ok {
+				diags = append(diags, errAt(h.DefRange, "Host named like a cluster",
+					fmt.Sprintf("host %q has the name of cluster %q (%s); --limit %s would be ambiguous. Rename one of them.",
+						h.Name, other.Name, other.DefRange, h.Name)))
+			}
+		}
+	}
 	// A VIP that is another host's address would steal that host's traffic.
 	for a, v := range vips {
 		if owner, ok := addrs[a]; ok && owner != v.h {
 			diags = append(diags, errAt(v.h.Range(v.attr), "VIP equals a host address",
 				fmt.Sprintf("host %q: %s %s is host %q's address (%s).", v.h.Name, v.attr, a, owner.Name, owner.Range("address"))))
+		}
+	}
+	// A VIP that is another cluster's gateway (clusters of one file often
+	// share a LAN) would take the router's traffic whenever it is up.
+	for _, c := range inv.Clusters {
+		for _, gw := range []struct {
+			attr string
+			a    netip.Addr
+		}{{"gateway", c.Gateway}, {"gateway6", c.Gateway6}} {
+			if v, ok := vips[gw.a]; ok && gw.a.IsValid() && inv.ClusterOf(v.h.Name) != c {
+				diags = append(diags, errAt(v.h.Range(v.attr), "VIP equals another cluster's gateway",
+					fmt.Sprintf("host %q: %s %s is cluster %q's %s (%s); a VIP is an address no router and no host owns.",
+						v.h.Name, v.attr, gw.a, c.Name, gw.attr, c.Range(gw.attr))))
+			}
 		}
 	}
 	// A gateway that is a load balancer's own address would receive the

@@ -2,7 +2,6 @@ package ops
 
 import (
 	"fmt"
-	"strings"
 
 	"github.com/hactl/hactl/pkg/fleet"
 	"github.com/hactl/hactl/pkg/inventory"
@@ -12,43 +11,11 @@ import (
 // SelectHosts is --limit, the one host selection of every verb: host or
 // cluster names, in inventory order (all hosts when limit is empty).
 func SelectHosts(inv *inventory.Inventory, limit []string) ([]*inventory.Host, error) {
-	var names []string
-	for _, n := range limit {
-		if c := clusterNamed(inv, strings.TrimSpace(n)); c != nil {
-			for _, h := range c.Hosts {
-				names = append(names, h.Name)
-			}
-			continue
-		}
-		names = append(names, n)
-	}
-	known := map[string]bool{}
-	for _, h := range inv.Hosts() {
-		known[h.Name] = true
-	}
-	var unknown []string
-	for _, n := range names {
-		if n = strings.TrimSpace(n); n != "" && !known[n] {
-			unknown = append(unknown, n)
-		}
-	}
-	if len(unknown) > 0 {
-		return nil, UsageError(fmt.Errorf("--limit: no host or cluster named %s in %s", strings.Join(unknown, ", "), inv.Path))
-	}
-	sel, err := fleet.Select(inv, names)
+	sel, err := inventory.Select(inv, limit)
 	if err != nil {
-		return nil, UsageError(err)
+		return nil, UsageError(fmt.Errorf("--limit: %w", err))
 	}
 	return sel, nil
-}
-
-func clusterNamed(inv *inventory.Inventory, name string) *inventory.Cluster {
-	for _, c := range inv.Clusters {
-		if c.Name == name {
-			return c
-		}
-	}
-	return nil
 }
 
 // clusterHosts widens a selection to every host of the touched clusters:

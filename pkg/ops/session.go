@@ -105,7 +105,7 @@ func backupStamp(now func() time.Time) string {
 	if now == nil {
 		now = time.Now
 	}
-	return now().UTC().Format("20060102T150405Z")
+	return now().UTC().Format(playbook.StampFormat)
 }
 
 // observe connects to the named hosts and reads the layout their records

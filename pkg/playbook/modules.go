@@ -222,8 +222,20 @@ func (m *Template) Kind() string { return "template" }
 
 func (m *Template) Needs() facts.Request { return facts.Request{Paths: []string{m.Path}} }
 
-// Backups keeps the last few replaced versions of every file.
+// Backups keeps the last few replaced versions of every file: the swap
+// prunes the stamped backups ("PATH.hactl-<UTC stamp>") by name, never by
+// mtime, and only after the post-swap check passed.
 const Backups = 5
+
+// StampFormat is the UTC time format of a run's stamp, the suffix of every
+// backup it takes. Milliseconds: two runs in one second (an apply of one host
+// takes less) must not share a backup name, or the second backup would
+// overwrite the first; and names still sort by time.
+const StampFormat = "20060102T150405.000Z"
+
+// OriginalSuffix names the copy of the file hactl found before its first
+// change ("PATH.hactl-orig"): never pruned, put back by destroy.
+const OriginalSuffix = ".hactl-orig"
 
 func sum(b []byte) string { h := sha256.Sum256(b); return hex.EncodeToString(h[:]) }
 
@@ -329,6 +341,8 @@ func (m *Template) swap(t *Target, want render.File, cur facts.File) Plan {
 			return fmt.Errorf("%s: the new file failed validation (%s); the live file was not touched:\n%s", m.Path, validate, e.Output)
 		case 11:
 			return fmt.Errorf("%s: `%s` failed after the swap; the previous file was restored:\n%s", m.Path, m.Check, e.Output)
+		case 15:
+			return fmt.Errorf("%s: `%s` failed after the swap and the previous file was NOT restored (the new one is live; backups: %s.hactl-*):\n%s", m.Path, m.Check, m.Path, e.Output)
 		}
 		return fmt.Errorf("%s: swap failed: %w", m.Path, err)
 	}
@@ -349,17 +363,23 @@ func (m *Template) swap(t *Target, want render.File, cur facts.File) Plan {
 }
 
 // swapScript validates the candidate, backs the live file up (0600 for a
-// Sensitive file), renames the
-// candidate into place, prunes old backups and runs the post-swap check.
+// Sensitive file), renames the candidate into place, runs the post-swap
+// check and, only once it passed, prunes old backups.
 // Exit 10: validation failed (candidate removed, live file untouched).
 // Exit 11: the check failed and the previous file (or none) was restored.
+// Exit 15: the check failed and the previous file could NOT be restored.
+// The first time hactl replaces a file it did not write, that file is also
+// kept as PATH.hactl-orig (OriginalSuffix): never pruned, for destroy.
+// Retention is by name (the UTC stamp sorts) and never touches the backup
+// this run took: mtimes say nothing (cp -p keeps the live file's, which an
+// operator's `cp -a` or a clock that was ahead can put before the others).
 // With relabel (SELinux enabled) the file gets its policy label back after
 // the rename: an uploaded file carries the label of where it was created,
 // and keepalived or nginx may be denied a file labelled wrongly.
 func swapScript(p, cand, backup string, f render.File, validate, check string, relabel bool) string {
 	q := remote.Quote
 	var b strings.Builder
-	fmt.Fprintf(&b, "set -u\nP=%s; C=%s; B=%s\n", q(p), q(cand), q(backup))
+	fmt.Fprintf(&b, "set -u\nP=%s; C=%s; B=%s; O=\"$P\"%s; K=0\n", q(p), q(cand), q(backup), OriginalSuffix)
 	fmt.Fprintf(&b, "chown %s:%s \"$C\" && chmod %04o \"$C\" || { rm -f \"$C\"; exit 12; }\n", q(f.Owner), q(f.Group), f.Mode)
 	if validate != "" {
 		fmt.Fprintf(&b, "if ! out=$(%s 2>&1); then echo \"$out\"; rm -f \"$C\"; exit 10; fi\n", validate)
@@ -367,19 +387,28 @@ func swapScript(p, cand, backup string, f render.File, validate, check string, r
 	// A secret's backup is never more readable than 0600, whatever mode
 	// someone gave the live file by hand: it is created under umask 077
 	// (no moment with the old mode) and keeps only owner and timestamps.
-	cp := `cp -p "$P" "$B"`
-	if f.Sensitive {
-		cp = `{ rm -f "$B" && (umask 077 && cp --preserve=ownership,timestamps "$P" "$B") && chmod 0600 "$B"; }`
+	cp := func(dst string) string {
+		if f.Sensitive {
+			return fmt.Sprintf(`{ rm -f %[1]s && (umask 077 && cp --preserve=ownership,timestamps "$P" %[1]s) && chmod 0600 %[1]s; }`, dst)
+		}
+		return `cp -p "$P" ` + dst
 	}
-	fmt.Fprintf(&b, "if [ -n \"$B\" ] && [ -e \"$P\" ]; then %s || { rm -f \"$C\"; exit 13; }; fi\n", cp)
+	// The original: a file hactl did not write (no marker, not named after
+	// hactl), met for the first time. A file named hactl* is hactl's own.
+	if !strings.HasPrefix(path.Base(p), "hactl") {
+		fmt.Fprintf(&b, "if [ -n \"$B\" ] && [ -f \"$P\" ] && [ ! -e \"$O\" ] && ! head -n 3 \"$P\" | grep -q 'Managed by hactl'; then %s || { rm -f \"$C\"; exit 13; }; fi\n", cp(`"$O"`))
+	}
+	// A backup is never overwritten: that would lose the version it holds.
+	fmt.Fprintf(&b, "if [ -n \"$B\" ] && [ -e \"$P\" ]; then { [ ! -e \"$B\" ] && [ ! -L \"$B\" ] || { echo \"backup $B exists already\"; false; }; } && %s || { rm -f \"$C\"; exit 13; }; K=1; fi\n", cp(`"$B"`))
 	b.WriteString("mv -f \"$C\" \"$P\" || exit 14\n")
 	if relabel {
 		b.WriteString("restorecon \"$P\" || echo \"warning: restorecon $P failed\" >&2\n")
 	}
-	fmt.Fprintf(&b, "ls -1t \"$P\".hactl-* 2>/dev/null | tail -n +%d | while read -r old; do rm -f \"$old\"; done\n", Backups+1)
 	if check != "" {
-		fmt.Fprintf(&b, "if ! out=$(%s 2>&1); then echo \"$out\"; if [ -n \"$B\" ]; then mv -f \"$B\" \"$P\"; else rm -f \"$P\"; fi; exit 11; fi\n", check)
+		// Report a restore only when the mv or rm really happened.
+		fmt.Fprintf(&b, "if ! out=$(%s 2>&1); then echo \"$out\"; if [ \"$K\" = 1 ]; then mv -f \"$B\" \"$P\" && exit 11; else rm -f \"$P\" && exit 11; fi; exit 15; fi\n", check)
 	}
+	fmt.Fprintf(&b, "for o in \"$P\".hactl-[0-9]*; do [ -e \"$o\" ] && [ \"$o\" != \"$B\" ] && echo \"$o\"; done | LC_ALL=C sort -r | tail -n +%d | while read -r o; do rm -f \"$o\"; done\n", Backups)
 	b.WriteString("exit 0\n")
 	return b.String()
 }

@@ -6,7 +6,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"os/user"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -125,14 +124,7 @@ func (h *sitesHost) sitesFiles(t *testing.T) map[string]render.File {
 // "remote" files get.
 func testOwner(t *testing.T) (string, string) {
 	t.Helper()
-	me, err := user.Current()
-	if err != nil {
-		t.Fatal(err)
-	}
-	grp, err := user.LookupGroupId(me.Gid)
-	if err != nil {
-		t.Fatal(err)
-	}
+	me, grp := whoAmI(t)
 	return me.Username, grp.Name
 }
 

@@ -346,13 +346,24 @@ func RemoveFiles(ctx context.Context, c remote.Conn, stamp string, restore bool)
 	fmt.Fprintf(&b, "if [ -d %[1]s ]; then mv -f %[1]s %[2]s || exit 1; echo removed %[1]s; fi\n",
 		remote.Quote(render.SitesDir), remote.Quote(playbook.BackupPath(render.SitesDir, stamp)))
 	if restore {
+		// Backups carry the run's UTC stamp in their name: the oldest is
+		// the first by name (mtimes say nothing: cp -p keeps the file's).
 		site := "/etc/nginx/sites-enabled/default"
-		// The oldest copy is the one hactl took from the distribution.
-		fmt.Fprintf(&b, "if [ -d /etc/nginx/sites-enabled ] && [ ! -e %[1]s ] && [ ! -L %[1]s ]; then o=$(ls -1tr %[2]s.hactl-* 2>/dev/null | head -n 1); if [ -n \"$o\" ]; then cp -pP \"$o\" %[1]s && echo restored %[1]s; fi; fi\n",
+		fmt.Fprintf(&b, "if [ -d /etc/nginx/sites-enabled ] && [ ! -e %[1]s ] && [ ! -L %[1]s ]; then for o in %[2]s.hactl-[0-9]*; do if [ -e \"$o\" ] || [ -L \"$o\" ]; then cp -pP \"$o\" %[1]s && echo restored %[1]s; break; fi; done; fi\n",
 			site, playbook.BackupDir+"/etc_nginx_sites-enabled_default")
 		b.WriteString("if [ -e /etc/nginx/nginx.conf.hactl-orig ] && ! cmp -s /etc/nginx/nginx.conf.hactl-orig /etc/nginx/nginx.conf; then cp -p /etc/nginx/nginx.conf.hactl-orig /etc/nginx/nginx.conf && echo restored /etc/nginx/nginx.conf; fi\n")
+		// What the swap kept of a file before hactl's first change
+		// (PATH.hactl-orig) goes back byte for byte, then into the
+		// backups: a later apply keeps whatever is there by then.
+		for _, p := range ManagedFiles() {
+			o := p + playbook.OriginalSuffix
+			fmt.Fprintf(&b, "if [ ! -e %[1]s ] && [ -f %[2]s ]; then cp -p %[2]s %[1]s && mv -f %[2]s %[3]s && echo restored %[1]s; fi\n",
+				remote.Quote(p), remote.Quote(o), remote.Quote(playbook.BackupPath(o, stamp)))
+		}
+		// A host changed by an older hactl has no .hactl-orig: the oldest
+		// stamped backup hactl did not write is the distribution's.
 		k := render.KeepalivedConf
-		fmt.Fprintf(&b, "o=$(ls -1tr %[1]s.hactl-* 2>/dev/null | head -n 1); if [ ! -e %[1]s ] && [ -n \"$o\" ] && ! head -n 1 \"$o\" | grep -q 'Managed by hactl'; then cp -p \"$o\" %[1]s && echo restored %[1]s; fi\n", k)
+		fmt.Fprintf(&b, "if [ ! -e %[1]s ]; then for o in %[1]s.hactl-[0-9]*; do if [ -f \"$o\" ]; then head -n 3 \"$o\" | grep -q 'Managed by hactl' || { cp -p \"$o\" %[1]s && echo restored %[1]s; }; break; fi; done; fi\n", k)
 	}
 	out, err := remote.Output(ctx, c, b.String())
 	if err != nil {

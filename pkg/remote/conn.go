@@ -240,15 +240,24 @@ func (c *sshConn) uploadSFTP(ctx context.Context, path string, content []byte, m
 	if err != nil {
 		return err
 	}
-	f, err := sc.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC)
+	// pkg/sftp sends no attributes with its open, so a file it creates has
+	// the server's default mode (0644) until a chmod, and a reader that
+	// opens it in that moment keeps reading through its descriptor whatever
+	// is written next (rendered configs hold secrets). So the shell creates
+	// it, replacing whatever was there, under umask 077: 0600 from birth.
+	// SFTP then opens that file without O_CREATE (gone meanwhile: an
+	// error, never a new 0644 file), writes, and sets the mode last.
+	q := Quote(path)
+	res, err := c.exec(ctx, "rm -f -- "+q+" && (umask 077 && : > "+q+")", nil)
+	if err != nil {
+		return fmt.Errorf("%w (upload %s)", err, path)
+	}
+	if res.ExitCode != 0 {
+		return fmt.Errorf("%s: upload %s: creating it 0600: exit status %d: %s", c.where, path, res.ExitCode, strings.TrimSpace(string(res.Stderr)))
+	}
+	f, err := sc.OpenFile(path, os.O_WRONLY|os.O_TRUNC)
 	if err != nil {
 		return fmt.Errorf("%s: upload %s: %w", c.where, path, err)
-	}
-	// chmod before writing so the content is never readable with the
-	// server's default 0644 (rendered configs may hold secrets).
-	if err := f.Chmod(mode); err != nil {
-		_ = f.Close()
-		return fmt.Errorf("%s: upload %s: chmod: %w", c.where, path, err)
 	}
 	for off := 0; off < len(content); off += uploadChunk {
 		if err := ctx.Err(); err != nil {
@@ -259,6 +268,10 @@ func (c *sshConn) uploadSFTP(ctx context.Context, path string, content []byte, m
 			_ = f.Close()
 			return fmt.Errorf("%s: upload %s: %w", c.where, path, err)
 		}
+	}
+	if err := f.Chmod(mode); err != nil {
+		_ = f.Close()
+		return fmt.Errorf("%s: upload %s: chmod: %w", c.where, path, err)
 	}
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("%s: upload %s: %w", c.where, path, err)

@@ -247,6 +247,12 @@ func (h *hostKeys) appendKey(key ssh.PublicKey) error {
 	if t, err := filepath.EvalSymlinks(h.file); err == nil {
 		target = t
 	}
+	// A device, pipe or directory (known_hosts_file = "/dev/null") is
+	// never replaced by a regular file, and never "records" a key that
+	// the next run would not find.
+	if st, err := os.Lstat(target); err == nil && !st.Mode().IsRegular() {
+		return fail(fmt.Errorf("%s is not a regular file (%s); hactl never replaces it", target, st.Mode().Type()))
+	}
 	f, err := openLocked(target)
 	if err != nil {
 		return fail(err)

@@ -146,14 +146,14 @@ func Addrs(ctx context.Context, c remote.Conn, iface string) ([]netip.Prefix, er
 }
 
 func runAddrs(ctx context.Context, c remote.Conn, cmd, iface string) ([]netip.Prefix, error) {
-	res, err := c.Run(ctx, cmd, nil)
+	out, err := remote.Output(ctx, c, cmd)
+	if _, failed := remote.AsExit(err); failed {
+		return nil, fmt.Errorf("ip addr show dev %s: %w", iface, err)
+	}
 	if err != nil {
 		return nil, err
 	}
-	if res.ExitCode != 0 {
-		return nil, fmt.Errorf("ip addr show dev %s: exit %d: %s", iface, res.ExitCode, strings.TrimSpace(string(res.Stderr)))
-	}
-	return ParseAddrs(string(res.Stdout)), nil
+	return ParseAddrs(out), nil
 }
 
 // Classify maps observations onto the layout's VIPs, in layout order; a
@@ -382,14 +382,14 @@ func ParseVRRP(out string) map[string]string {
 
 // VRRPStates runs VRRPCommand on one connection.
 func VRRPStates(ctx context.Context, c remote.Conn) (map[string]string, error) {
-	res, err := c.Run(ctx, VRRPCommand, nil)
+	out, err := remote.Output(ctx, c, VRRPCommand)
+	if _, failed := remote.AsExit(err); failed {
+		return nil, fmt.Errorf("reading keepalived's journal: %w", err)
+	}
 	if err != nil {
 		return nil, err
 	}
-	if res.ExitCode != 0 {
-		return nil, fmt.Errorf("reading keepalived's journal: exit %d: %s", res.ExitCode, strings.TrimSpace(string(res.Stderr)))
-	}
-	return ParseVRRP(string(res.Stdout)), nil
+	return ParseVRRP(out), nil
 }
 
 // ObserveVRRP is Observe plus each host's keepalived states, in the same
@@ -399,16 +399,17 @@ func ObserveVRRP(ctx context.Context, hosts []*fleet.Host) []Observation {
 	const mark = "@@hactl-vrrp"
 	return observeEach(hosts, func(h *fleet.Host, o *Observation) {
 		cmd := addrCommandFor(h) + "; rc=$?; echo " + mark + "; " + VRRPCommand + "; exit $rc"
-		res, err := h.Conn.Run(ctx, cmd, nil)
-		switch {
-		case err != nil:
-			o.Err = fmt.Errorf("%s: %w", h.Host.Name, err)
-		case res.ExitCode != 0:
-			o.Err = fmt.Errorf("%s: ip addr show dev %s: exit %d: %s", h.Host.Name, h.Host.Interface, res.ExitCode, strings.TrimSpace(string(res.Stderr)))
-		default:
-			addrs, journal, _ := strings.Cut(string(res.Stdout), mark+"\n")
-			o.Addrs, o.VRRP = ParseAddrs(addrs), ParseVRRP(journal)
+		out, err := remote.Output(ctx, h.Conn, cmd)
+		if _, failed := remote.AsExit(err); failed {
+			o.Err = fmt.Errorf("%s: ip addr show dev %s: %w", h.Host.Name, h.Host.Interface, err)
+			return
 		}
+		if err != nil {
+			o.Err = fmt.Errorf("%s: %w", h.Host.Name, err)
+			return
+		}
+		addrs, journal, _ := strings.Cut(out, mark+"\n")
+		o.Addrs, o.VRRP = ParseAddrs(addrs), ParseVRRP(journal)
 	})
 }
 

@@ -219,17 +219,27 @@ func checkPriorities(c *inventory.Cluster) hcl.Diagnostics {
 		if w > 0 {
 			failedMaster, healthyBackup = c.MasterPriority, best+w
 		}
-		if w == 0 || failedMaster >= healthyBackup {
-			r := c.DefRange
-			if hr, ok := c.HealthCheck.Ranges["weight"]; ok {
-				r = hr
-			}
-			diags = append(diags, errAt(r, "Health-check weight too weak",
+		if w > 0 && c.MasterPriority+w > 254 {
+			// keepalived caps an effective priority at 254: the healthy
+			// master and its first backup would both sit there, a tie the
+			// higher IP address wins, and the active-active layout is gone.
+			diags = append(diags, errAt(rangeOr(c.HealthCheck.Ranges, "weight", c.DefRange), "Effective priority above 254",
+				fmt.Sprintf("cluster %q: while nginx is healthy a positive weight %d lifts the master to %d and the first backup to %d; keepalived caps both at 254, a tie that the higher IP address wins. Keep master_priority + weight ≤ 254, or use a negative weight.",
+					c.Name, w, c.MasterPriority+w, best+w)))
+		} else if w == 0 || failedMaster >= healthyBackup {
+			diags = append(diags, errAt(rangeOr(c.HealthCheck.Ranges, "weight", c.DefRange), "Health-check weight too weak",
 				fmt.Sprintf("cluster %q: when nginx fails the master's effective priority is %d, not below the first backup's %d, so the VIP would stay on a broken host. Use a weight with |weight| > priority_step (%d), e.g. %d.",
 					c.Name, failedMaster, healthyBackup, c.PriorityStep, -(c.PriorityStep+3))))
 		}
 	}
 	return diags
+}
+
+func rangeOr(m map[string]hcl.Range, name string, def hcl.Range) hcl.Range {
+	if r, ok := m[name]; ok {
+		return r
+	}
+	return def
 }
 
 func errAt(r hcl.Range, summary, detail string) *hcl.Diagnostic {

@@ -126,6 +126,8 @@ func TestLayoutValidation(t *testing.T) {
 		{"priority step zero", `  priority_step   = 2`, `  priority_step   = 0`, "Priorities not distinct"},
 		{"master priority 255", `  master_priority = 101`, `  master_priority = 255`, "master_priority out of range"},
 		{"lowest priority below 1", `  priority_step   = 2`, `  priority_step   = 60`, "Priority out of range"},
+		// issue 23: keepalived caps at 254, so 101+160 and 99+160 tie
+		{"positive weight past 254", `    weight   = -5`, `    weight   = 160`, "Effective priority above 254"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
