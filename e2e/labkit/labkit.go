@@ -154,6 +154,47 @@ func Down(ctx context.Context) error {
 // when the test ends unless HACTL_LAB_KEEP=1 (to inspect a failure).
 func Fresh(t testing.TB, n int) *Lab {
 	t.Helper()
+	l := fresh(t, n)
+	t.Cleanup(func() { l.release(t, false) })
+	return l
+}
+
+// Reuse gives a test a running lab of n hosts that an earlier test of this same test binary
+// handed on (see below), with whatever that test left installed and configured on it; when
+// there is none, it is Fresh's lab. So a test that uses Reuse must bring the hosts to the state
+// it needs itself (typically: apply its inventory, which converges a bare host and an applied
+// one alike) and must not assert that anything is fresh.
+//
+// At the end a test that passed hands the lab on to the next Reuse of the run instead of taking
+// it down (a cold apply costs ~20 s; a no-change one ~2 s); a test that failed or was skipped
+// takes it down, so that a broken lab is never handed on. Whoever ends the run takes the lab down
+// (the e2e package's TestMain; `lab.sh down` also forgets a handed-on lab).
+func Reuse(t testing.TB, n int) *Lab {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("the container-VM lab needs root (network namespaces, bridge, mounts, systemd-nspawn); run as root, e.g. sudo make e2e")
+	}
+	if handedOn(n) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		// Up on a running lab of the same size is a no-op that checks each host answers; a host
+		// that died meanwhile is booted again (bare, which the test's own apply converges).
+		l, err := Up(ctx, n)
+		if err == nil {
+			os.Remove(handOnPath())
+			t.Logf("labkit: reusing the lab of %d hosts handed on by an earlier test", n)
+			t.Cleanup(func() { l.release(t, true) })
+			return l
+		}
+		t.Logf("labkit: the handed-on lab is unusable, starting a fresh one: %v", err)
+	}
+	l := fresh(t, n)
+	t.Cleanup(func() { l.release(t, true) })
+	return l
+}
+
+func fresh(t testing.TB, n int) *Lab {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("the container-VM lab needs root (network namespaces, bridge, mounts, systemd-nspawn); run as root, e.g. sudo make e2e")
 	}
@@ -166,18 +207,58 @@ func Fresh(t testing.TB, n int) *Lab {
 	if err != nil {
 		t.Fatalf("lab up %d: %v", n, err)
 	}
-	t.Cleanup(func() {
-		if os.Getenv("HACTL_LAB_KEEP") == "1" {
-			t.Logf("HACTL_LAB_KEEP=1: lab left running in %s", l.Dir)
+	return l
+}
+
+// release ends a test's use of the lab: kept for inspection with HACTL_LAB_KEEP=1, handed on
+// when the test passed and may hand it on, else taken down.
+func (l *Lab) release(t testing.TB, handOn bool) {
+	if os.Getenv("HACTL_LAB_KEEP") == "1" {
+		t.Logf("HACTL_LAB_KEEP=1: lab left running in %s", l.Dir)
+		return
+	}
+	if handOn && !t.Failed() && !t.Skipped() {
+		// The file names this test binary's process: a lab left up by another run (or another
+		// helper) is never taken for a handed-on one.
+		err := os.WriteFile(handOnPath(), fmt.Appendf(nil, "%d %d\n", os.Getpid(), len(l.Hosts)), 0o644)
+		if err == nil {
 			return
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		defer cancel()
-		if err := Down(ctx); err != nil {
-			t.Errorf("lab down after the test: %v", err)
-		}
-	})
-	return l
+		t.Logf("labkit: cannot hand the lab on (%v); taking it down", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := Down(ctx); err != nil {
+		t.Errorf("lab down after the test: %v", err)
+	}
+}
+
+// Finish takes down a lab that a Reuse test of this process handed on and nobody took over: the
+// end of a test binary's run (TestMain) calls it. A lab of anyone else is left alone.
+func Finish(ctx context.Context) error {
+	b, err := os.ReadFile(handOnPath())
+	if err != nil {
+		return nil
+	}
+	if pid, _, _ := strings.Cut(strings.TrimSpace(string(b)), " "); pid != fmt.Sprint(os.Getpid()) {
+		return nil
+	}
+	return Down(ctx)
+}
+
+// handOnPath is where a passing Reuse test leaves "<pid> <hosts>"; lab.sh down removes it.
+func handOnPath() string { return filepath.Join(Dir(), "handed-on") }
+
+// handedOn: this process handed on a lab of n hosts that is still up (lab.hcl exists until down).
+func handedOn(n int) bool {
+	b, err := os.ReadFile(handOnPath())
+	if err != nil {
+		return false
+	}
+	if _, err := os.Stat(filepath.Join(Dir(), "lab.hcl")); err != nil {
+		return false
+	}
+	return strings.TrimSpace(string(b)) == fmt.Sprintf("%d %d", os.Getpid(), n)
 }
 
 // InventoryPath is the generated hactl inventory for this lab.
@@ -259,6 +340,35 @@ func (l *Lab) sshWith(ctx context.Context, user string, h Host, cmd, knownHostsF
 		return stdout.String(), fmt.Errorf("labkit: %s@%s: %q: %w: %s", user, h.Name, cmd, err, strings.TrimSpace(stderr.String()))
 	}
 	return stdout.String(), nil
+}
+
+// HostKey is the host key h presents now, in authorized_keys form ("ssh-ed25519 AAAA…"): the
+// handshake stops once the key is seen, nothing is trusted or run. For tests that change a host's
+// key and must wait until sshd serves the new one.
+func (l *Lab) HostKey(ctx context.Context, h Host) (string, error) {
+	var seen ssh.PublicKey
+	errSeen := errors.New("host key seen")
+	cfg := &ssh.ClientConfig{
+		User: "root",
+		HostKeyCallback: func(_ string, _ net.Addr, key ssh.PublicKey) error {
+			seen = key
+			return errSeen // stop here: this handshake only reads the key
+		},
+		HostKeyAlgorithms: []string{ssh.KeyAlgoED25519},
+		Timeout:           5 * time.Second,
+	}
+	addr := net.JoinHostPort(h.Addr, "22")
+	conn, err := (&net.Dialer{Timeout: cfg.Timeout}).DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return "", fmt.Errorf("labkit: %s: %w", h.Name, err)
+	}
+	defer conn.Close()
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	if _, _, _, err := ssh.NewClientConn(conn, addr, cfg); seen == nil {
+		return "", fmt.Errorf("labkit: %s: no host key presented: %w", h.Name, err)
+	}
+	return strings.TrimSpace(string(ssh.MarshalAuthorizedKey(seen))), nil
 }
 
 // SSHWithKnownHosts is SSHAs with another known_hosts file: for tests that prove host keys are checked.
