@@ -200,13 +200,17 @@ func fresh(t testing.TB, n int) *Lab {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute) // a cold base build takes ~1 min
 	defer cancel()
+	start := time.Now()
 	if err := Down(ctx); err != nil {
 		t.Fatalf("lab down before the test: %v", err)
 	}
+	down := time.Since(start)
 	l, err := Up(ctx, n)
 	if err != nil {
 		t.Fatalf("lab up %d: %v", n, err)
 	}
+	// What a fresh lab costs, for e2e/README.md's table of test costs.
+	t.Logf("labkit: fresh lab of %d hosts: down %.1fs, up %.1fs", n, down.Seconds(), (time.Since(start) - down).Seconds())
 	return l
 }
 
@@ -228,9 +232,11 @@ func (l *Lab) release(t testing.TB, handOn bool) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
+	start := time.Now()
 	if err := Down(ctx); err != nil {
 		t.Errorf("lab down after the test: %v", err)
 	}
+	t.Logf("labkit: lab down after the test: %.1fs", time.Since(start).Seconds())
 }
 
 // Finish takes down a lab that a Reuse test of this process handed on and nobody took over: the
