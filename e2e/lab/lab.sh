@@ -512,6 +512,7 @@ start_host() {
 	# dpkg fsyncs every file it unpacks, for power-loss safety; a lab host's overlay is thrown away
 	# at every start anyway, so that only costs time (~3 ms a fsync on this machine's disk,
 	# thousands of files in a cold apply's package install, three hosts on one disk).
+	mkdir -p "$root/etc/dpkg/dpkg.cfg.d"
 	echo force-unsafe-io >"$root/etc/dpkg/dpkg.cfg.d/hactl-lab-unsafe-io"
 	install -d -m 0700 "$root/root/.ssh"
 	install -m 0600 "$KEY.pub" "$root/root/.ssh/authorized_keys"
