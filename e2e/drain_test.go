@@ -65,9 +65,11 @@ func TestDrain(t *testing.T) {
 	inv := lab.InventoryPath()
 	masters := map[string]string{labkit.VIP(1): "lab1", labkit.VIP(2): "lab2", labkit.VIP(3): "lab3"}
 	next := map[string]string{"lab1": "lab2", "lab2": "lab1", "lab3": "lab1"} // first backups: the first other host in inventory order
+	start := time.Now()
 	if out, errOut, code := hactl(t, "apply", "-i", inv, "--output", "json"); code != 0 {
 		t.Fatalf("apply exit %d\n%s\n%s", code, out, errOut)
 	}
+	t.Logf("apply of the lab inventory: %s", time.Since(start).Round(10*time.Millisecond))
 
 	// One run of every mode on every node: the README's table. It is also TestHactl's
 	// failover-test on the lab inventory (every scenario passed, restored and probed; every VIP
