@@ -285,12 +285,23 @@ func TestHactl(t *testing.T) {
 	})
 
 	t.Run("second apply on a locked host is refused", func(t *testing.T) {
-		// Hold the lock from another session for a few seconds.
+		// Hold the lock from another session until this test is done with it (the file
+		// /run/hactl-e2e.release appears), at most 60 s.
 		h, _ := lab.Host("lab2")
+		held := make(chan error, 1)
 		go func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 			defer cancel()
-			_, _ = lab.SSH(ctx, h, "flock /run/hactl.lock sh -c 'echo other > /run/hactl.lock.owner; sleep 4'")
+			_, err := lab.SSH(ctx, h, "rm -f /run/hactl-e2e.release; flock /run/hactl.lock sh -c 'echo other > /run/hactl.lock.owner; "+
+				"i=0; until [ -e /run/hactl-e2e.release ] || [ $i -ge 600 ]; do sleep 0.1; i=$((i+1)); done'; rm -f /run/hactl-e2e.release")
+			held <- err
+		}()
+		// Then wait until the lock is free again, not a fixed time: the next subtest applies.
+		defer func() {
+			ssh(t, lab, "lab2", "touch /run/hactl-e2e.release")
+			if err := <-held; err != nil {
+				t.Errorf("the session holding lab2's lock: %v", err)
+			}
 		}()
 		waitFor(t, "the lock to be held", 5*time.Second, func() bool {
 			return ssh(t, lab, "lab2", "cat /run/hactl.lock.owner 2>/dev/null || true") == "other"
@@ -306,7 +317,6 @@ func TestHactl(t *testing.T) {
 				t.Errorf("host %+v: only lab2 must fail", x)
 			}
 		}
-		time.Sleep(4 * time.Second)
 	})
 
 	t.Run("unreachable host fails alone and a re-run converges", func(t *testing.T) {
@@ -396,17 +406,8 @@ func TestHactl(t *testing.T) {
 		}
 	})
 
-	t.Run("failover-test all modes on every node", func(t *testing.T) {
-		for _, s := range failoverPassing(t, inv, "all", 15) {
-			if s.Requests == 0 {
-				t.Errorf("%s %s: no HTTP request: %v", s.Node, s.Mode, s)
-			}
-		}
-		holders := vipHolders(t, lab)
-		for vip, master := range masters {
-			if got := holders[vip]; len(got) != 1 || got[0] != master {
-				t.Errorf("after the failover test VIP %s is on %v", vip, got)
-			}
-		}
-	})
+	// `failover-test --mode all` on every node of this same lab inventory (lab.hcl, advert_int 1)
+	// runs once per `make test`, in TestDrain, with this test's checks beside its own (every
+	// scenario passed, restored and probed; every VIP back on its master after the run): the
+	// same 15 scenarios twice cost ~2 minutes and checked nothing more.
 }

@@ -45,11 +45,12 @@ func addLine(marker string) func([]byte) []byte {
 	return func(b []byte) []byte { return append(b, []byte("\n"+marker+"\n")...) }
 }
 
-// TestReliability is issue 12's fault matrix on a fresh 3-host lab: a swap
+// TestReliability is issue 12's fault matrix on a 3-host lab with the lab
+// inventory applied (a lab handed on by an earlier test, or a fresh one): a swap
 // followed by a failure, a host lost in the middle of an apply, Ctrl-C
 // during a kill failover test, a changed host key.
 func TestReliability(t *testing.T) {
-	lab := labkit.Fresh(t, 3)
+	lab := labkit.Reuse(t, 3)
 	inv := lab.InventoryPath()
 	if out, errOut, code := hactl(t, "apply", "-i", inv); code != 0 {
 		t.Fatalf("first apply: exit %d\n%s\n%s", code, out, errOut)
@@ -216,11 +217,13 @@ func TestReliability(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		// A new host key, then sshd restarted in the background (this
-		// session survives the restart).
+		oldKey := hostKey(t, lab, h)
+		// A new host key, then an sshd restart queued with systemd (--no-block: PID 1 runs it
+		// whatever becomes of this session; the session survives it, ssh.service has
+		// KillMode=process). Then wait until lab2 presents the new key, not a fixed time.
 		newKey := ssh(t, lab, "lab2", "set -e; mkdir -p /root/hk; cp -a /etc/ssh/ssh_host_ed25519_key /etc/ssh/ssh_host_ed25519_key.pub /root/hk/; "+
 			"rm -f /etc/ssh/ssh_host_ed25519_key /etc/ssh/ssh_host_ed25519_key.pub; ssh-keygen -q -t ed25519 -N '' -f /etc/ssh/ssh_host_ed25519_key; "+
-			"cat /etc/ssh/ssh_host_ed25519_key.pub; (sleep 1; systemctl restart ssh 2>/dev/null || systemctl restart sshd) </dev/null >/dev/null 2>&1 &")
+			"cat /etc/ssh/ssh_host_ed25519_key.pub; systemctl --no-block restart ssh")
 		fields := strings.Fields(newKey)
 		if len(fields) < 2 {
 			t.Fatalf("new key: %q", newKey)
@@ -232,24 +235,18 @@ func TestReliability(t *testing.T) {
 		restore := func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			_, err := lab.SSHWithKnownHosts(ctx, "root", h, "cp -a /root/hk/ssh_host_ed25519_key /root/hk/ssh_host_ed25519_key.pub /etc/ssh/; "+
-				"(sleep 1; systemctl restart ssh 2>/dev/null || systemctl restart sshd) </dev/null >/dev/null 2>&1 &", newKnown)
+			_, err := lab.SSHWithKnownHosts(ctx, "root", h, "cp -a /root/hk/ssh_host_ed25519_key /root/hk/ssh_host_ed25519_key.pub /etc/ssh/ && "+
+				"systemctl --no-block restart ssh", newKnown)
 			if err != nil {
 				t.Errorf("restoring lab2's host key: %v", err)
+				return
 			}
-			waitFor(t, "lab2's old host key back", 20*time.Second, func() bool {
-				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-				defer cancel()
-				_, err := lab.SSH(ctx, h, "true")
-				return err == nil
-			})
+			waitHostKey(t, lab, h, "lab2's old host key back", oldKey)
+			if _, err := lab.SSH(ctx, h, "true"); err != nil {
+				t.Errorf("lab2 with its old host key back: %v", err)
+			}
 		}
-		waitFor(t, "lab2 to serve the new key", 20*time.Second, func() bool {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			_, err := lab.SSHWithKnownHosts(ctx, "root", h, "true", newKnown)
-			return err == nil
-		})
+		waitHostKey(t, lab, h, "lab2 to serve the new key", fields[0]+" "+fields[1])
 		defer restore()
 		kh, _ := os.ReadFile(lab.KnownHostsPath())
 		out, errOut, code := hactl(t, "status", "-i", inv, "--accept-new-host-keys", "--output", "json")
@@ -260,4 +257,35 @@ func TestReliability(t *testing.T) {
 			t.Errorf("known_hosts changed by a refused connection:\n%s", after)
 		}
 	})
+}
+
+// hostKey is the key h presents now (labkit.HostKey).
+func hostKey(t *testing.T, lab *labkit.Lab, h labkit.Host) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	k, err := lab.HostKey(ctx, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// waitHostKey polls h until it presents key (after an sshd restart); when it does not within
+// 20 s, the failure says which key (or error) it presented last.
+func waitHostKey(t *testing.T, lab *labkit.Lab, h labkit.Host, what, key string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		got, err := lab.HostKey(ctx, h)
+		cancel()
+		if err == nil && got == key {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after 20s waiting for %s: %s presents %q (%v), want %q", what, h.Name, got, err, key)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }

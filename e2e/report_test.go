@@ -33,7 +33,7 @@ func TestReport(t *testing.T) {
 	if err != nil {
 		t.Skip("chromium missing: make test-deps installs it (as root, with apt-get)")
 	}
-	lab := labkit.Fresh(t, 3)
+	lab := labkit.Reuse(t, 3) // the page needs an applied lab, not a fresh one
 	inv := lab.InventoryPath()
 	dir := os.Getenv("HACTL_E2E_REPORT_DIR") // keep the page and screenshot to look at
 	if dir == "" {

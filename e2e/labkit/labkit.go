@@ -107,12 +107,17 @@ func RepoRoot() (string, error) {
 
 // run calls lab.sh with args; the error carries the script's output, which names the failing host.
 func run(ctx context.Context, args ...string) (string, error) {
+	return runEnv(ctx, nil, args...)
+}
+
+// runEnv is run with env (KEY=value) added to the script's environment.
+func runEnv(ctx context.Context, env []string, args ...string) (string, error) {
 	root, err := RepoRoot()
 	if err != nil {
 		return "", err
 	}
 	cmd := exec.CommandContext(ctx, "bash", append([]string{filepath.Join(root, "e2e", "lab", "lab.sh")}, args...)...)
-	cmd.Env = append(os.Environ(), "HACTL_LAB_DIR="+Dir())
+	cmd.Env = append(append(os.Environ(), "HACTL_LAB_DIR="+Dir()), env...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	// lab.sh closes the pipes in the long-lived nspawn processes; WaitDelay guards against a regression
@@ -149,35 +154,130 @@ func Down(ctx context.Context) error {
 	return err
 }
 
+// teardown is Down without waiting for each host's clean poweroff (LAB_STOP_TIMEOUT=0: SIGKILL
+// at once, then the same cleanup of cgroup, mounts, netns and links): between two tests nobody
+// needs the hosts' own shutdown, which costs 3–7 s a lab. TestLab's and Finish's downs stay clean.
+func teardown(ctx context.Context) error {
+	_, err := runEnv(ctx, []string{"LAB_STOP_TIMEOUT=0"}, "down")
+	return err
+}
+
 // Fresh gives a test a lab of n freshly booted hosts (nothing installed beyond the base image):
 // it skips the test when not root, brings any previous lab down first, and takes the lab down
 // when the test ends unless HACTL_LAB_KEEP=1 (to inspect a failure).
 func Fresh(t testing.TB, n int) *Lab {
+	t.Helper()
+	l := fresh(t, n)
+	t.Cleanup(func() { l.release(t, false) })
+	return l
+}
+
+// Reuse gives a test a running lab of n hosts that an earlier test of this same test binary
+// handed on (see below), with whatever that test left installed and configured on it; when
+// there is none, it is Fresh's lab. So a test that uses Reuse must bring the hosts to the state
+// it needs itself (typically: apply its inventory, which converges a bare host and an applied
+// one alike) and must not assert that anything is fresh.
+//
+// At the end a test that passed hands the lab on to the next Reuse of the run instead of taking
+// it down (a cold apply costs ~20 s; a no-change one ~2 s); a test that failed or was skipped
+// takes it down, so that a broken lab is never handed on. Whoever ends the run takes the lab down
+// (the e2e package's TestMain; `lab.sh down` also forgets a handed-on lab).
+func Reuse(t testing.TB, n int) *Lab {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("the container-VM lab needs root (network namespaces, bridge, mounts, systemd-nspawn); run as root, e.g. sudo make e2e")
+	}
+	if handedOn(n) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		// Up on a running lab of the same size is a no-op that checks each host answers; a host
+		// that died meanwhile is booted again (bare, which the test's own apply converges).
+		l, err := Up(ctx, n)
+		if err == nil {
+			os.Remove(handOnPath())
+			t.Logf("labkit: reusing the lab of %d hosts handed on by an earlier test", n)
+			t.Cleanup(func() { l.release(t, true) })
+			return l
+		}
+		t.Logf("labkit: the handed-on lab is unusable, starting a fresh one: %v", err)
+	}
+	l := fresh(t, n)
+	t.Cleanup(func() { l.release(t, true) })
+	return l
+}
+
+func fresh(t testing.TB, n int) *Lab {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("the container-VM lab needs root (network namespaces, bridge, mounts, systemd-nspawn); run as root, e.g. sudo make e2e")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute) // a cold base build takes ~1 min
 	defer cancel()
-	if err := Down(ctx); err != nil {
+	start := time.Now()
+	if err := teardown(ctx); err != nil {
 		t.Fatalf("lab down before the test: %v", err)
 	}
+	down := time.Since(start)
 	l, err := Up(ctx, n)
 	if err != nil {
 		t.Fatalf("lab up %d: %v", n, err)
 	}
-	t.Cleanup(func() {
-		if os.Getenv("HACTL_LAB_KEEP") == "1" {
-			t.Logf("HACTL_LAB_KEEP=1: lab left running in %s", l.Dir)
+	// What a fresh lab costs, for e2e/README.md's table of test costs.
+	t.Logf("labkit: fresh lab of %d hosts: down %.1fs, up %.1fs", n, down.Seconds(), (time.Since(start) - down).Seconds())
+	return l
+}
+
+// release ends a test's use of the lab: kept for inspection with HACTL_LAB_KEEP=1, handed on
+// when the test passed and may hand it on, else taken down.
+func (l *Lab) release(t testing.TB, handOn bool) {
+	if os.Getenv("HACTL_LAB_KEEP") == "1" {
+		t.Logf("HACTL_LAB_KEEP=1: lab left running in %s", l.Dir)
+		return
+	}
+	if handOn && !t.Failed() && !t.Skipped() {
+		// The file names this test binary's process: a lab left up by another run (or another
+		// helper) is never taken for a handed-on one.
+		err := os.WriteFile(handOnPath(), fmt.Appendf(nil, "%d %d\n", os.Getpid(), len(l.Hosts)), 0o644)
+		if err == nil {
 			return
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		defer cancel()
-		if err := Down(ctx); err != nil {
-			t.Errorf("lab down after the test: %v", err)
-		}
-	})
-	return l
+		t.Logf("labkit: cannot hand the lab on (%v); taking it down", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	start := time.Now()
+	if err := teardown(ctx); err != nil {
+		t.Errorf("lab down after the test: %v", err)
+	}
+	t.Logf("labkit: lab down after the test: %.1fs", time.Since(start).Seconds())
+}
+
+// Finish takes down a lab that a Reuse test of this process handed on and nobody took over: the
+// end of a test binary's run (TestMain) calls it. A lab of anyone else is left alone.
+func Finish(ctx context.Context) error {
+	b, err := os.ReadFile(handOnPath())
+	if err != nil {
+		return nil
+	}
+	if pid, _, _ := strings.Cut(strings.TrimSpace(string(b)), " "); pid != fmt.Sprint(os.Getpid()) {
+		return nil
+	}
+	return Down(ctx)
+}
+
+// handOnPath is where a passing Reuse test leaves "<pid> <hosts>"; lab.sh down removes it.
+func handOnPath() string { return filepath.Join(Dir(), "handed-on") }
+
+// handedOn: this process handed on a lab of n hosts that is still up (lab.hcl exists until down).
+func handedOn(n int) bool {
+	b, err := os.ReadFile(handOnPath())
+	if err != nil {
+		return false
+	}
+	if _, err := os.Stat(filepath.Join(Dir(), "lab.hcl")); err != nil {
+		return false
+	}
+	return strings.TrimSpace(string(b)) == fmt.Sprintf("%d %d", os.Getpid(), n)
 }
 
 // InventoryPath is the generated hactl inventory for this lab.
@@ -259,6 +359,35 @@ func (l *Lab) sshWith(ctx context.Context, user string, h Host, cmd, knownHostsF
 		return stdout.String(), fmt.Errorf("labkit: %s@%s: %q: %w: %s", user, h.Name, cmd, err, strings.TrimSpace(stderr.String()))
 	}
 	return stdout.String(), nil
+}
+
+// HostKey is the host key h presents now, in authorized_keys form ("ssh-ed25519 AAAA…"): the
+// handshake stops once the key is seen, nothing is trusted or run. For tests that change a host's
+// key and must wait until sshd serves the new one.
+func (l *Lab) HostKey(ctx context.Context, h Host) (string, error) {
+	var seen ssh.PublicKey
+	errSeen := errors.New("host key seen")
+	cfg := &ssh.ClientConfig{
+		User: "root",
+		HostKeyCallback: func(_ string, _ net.Addr, key ssh.PublicKey) error {
+			seen = key
+			return errSeen // stop here: this handshake only reads the key
+		},
+		HostKeyAlgorithms: []string{ssh.KeyAlgoED25519},
+		Timeout:           5 * time.Second,
+	}
+	addr := net.JoinHostPort(h.Addr, "22")
+	conn, err := (&net.Dialer{Timeout: cfg.Timeout}).DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return "", fmt.Errorf("labkit: %s: %w", h.Name, err)
+	}
+	defer conn.Close()
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	if _, _, _, err := ssh.NewClientConn(conn, addr, cfg); seen == nil {
+		return "", fmt.Errorf("labkit: %s: no host key presented: %w", h.Name, err)
+	}
+	return strings.TrimSpace(string(ssh.MarshalAuthorizedKey(seen))), nil
 }
 
 // SSHWithKnownHosts is SSHAs with another known_hosts file: for tests that prove host keys are checked.

@@ -67,3 +67,42 @@ func body(s string) string {
 	}
 	return s
 }
+
+// TestHandOn: a lab counts as handed on only to the process that handed it on, for its size, and
+// while it is up (lab.sh down removes lab.hcl and the note); Finish leaves anyone else's lab alone.
+func TestHandOn(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("HACTL_LAB_DIR", dir)
+	note := func(s string) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(dir, "handed-on"), []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mine := fmt.Sprintf("%d 3\n", os.Getpid())
+	note(mine)
+	if handedOn(3) {
+		t.Error("handed on without lab.hcl (the lab is down)")
+	}
+	if err := os.WriteFile(filepath.Join(dir, "lab.hcl"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if !handedOn(3) || handedOn(4) {
+		t.Errorf("handedOn(3)=%v handedOn(4)=%v with note %q", handedOn(3), handedOn(4), mine)
+	}
+	other := fmt.Sprintf("%d 3\n", os.Getpid()+1)
+	note(other)
+	if handedOn(3) {
+		t.Errorf("a lab handed on by another process (%q) taken for ours", other)
+	}
+	// Another process's lab: Finish must not call lab.sh down (which would need root here).
+	if err := Finish(t.Context()); err != nil {
+		t.Errorf("Finish with another process's note: %v", err)
+	}
+	if err := os.Remove(filepath.Join(dir, "handed-on")); err != nil {
+		t.Fatal(err)
+	}
+	if err := Finish(t.Context()); err != nil {
+		t.Errorf("Finish with no note: %v", err)
+	}
+}
