@@ -20,8 +20,8 @@ import (
 	"github.com/hactl/hactl/pkg/clock"
 	"github.com/hactl/hactl/pkg/failover"
 	"github.com/hactl/hactl/pkg/fleet"
+	"github.com/hactl/hactl/pkg/hostlock"
 	"github.com/hactl/hactl/pkg/inventory"
-	"github.com/hactl/hactl/pkg/playbook"
 	"github.com/hactl/hactl/pkg/render"
 	"github.com/hactl/hactl/pkg/ui"
 	"github.com/hactl/hactl/pkg/vrrp"
@@ -74,7 +74,7 @@ type Deps struct {
 	Prober failover.Prober
 	// Locker is the host lock apply and failover-test take; the zero value
 	// is the production lock (tests point it elsewhere).
-	Locker playbook.Locker
+	Locker hostlock.Locker
 }
 
 // Globals are the flags every command shares, the run's IO and its deps.

@@ -13,7 +13,7 @@ import (
 
 	"github.com/hactl/hactl/pkg/failover"
 	"github.com/hactl/hactl/pkg/fleet"
-	"github.com/hactl/hactl/pkg/playbook"
+	"github.com/hactl/hactl/pkg/hostlock"
 	"github.com/hactl/hactl/pkg/report"
 	"github.com/hactl/hactl/pkg/ui"
 )
@@ -284,12 +284,12 @@ func writeFailoverReport(g *Globals, path string, rep failover.Report) error {
 // lockFleet takes the host lock on every reachable host of fl, in parallel;
 // any refusal releases what it took and fails before anything changes. A
 // lock whose heartbeat lapses calls lost (the run stops and restores).
-func lockFleet(ctx context.Context, fl *fleet.Fleet, lk playbook.Locker, lost func()) (func(), error) {
+func lockFleet(ctx context.Context, fl *fleet.Fleet, lk hostlock.Locker, lost func()) (func(), error) {
 	if lk.Command == "" {
 		lk.Command = "failover-test"
 	}
 	var mu sync.Mutex
-	var held []*playbook.Held
+	var held []*hostlock.Held
 	var errs []error
 	var wg sync.WaitGroup
 	for _, h := range fl.Hosts {

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/hactl/hactl/pkg/facts"
+	"github.com/hactl/hactl/pkg/hostlock"
 )
 
 // Event is one line of progress.
@@ -54,7 +55,7 @@ type Runner struct {
 	// Lock takes the per-host lock (Locker's) before anything else; false:
 	// no lock, as in plans.
 	Lock   bool
-	Locker Locker
+	Locker hostlock.Locker
 	// Event receives progress; it is called from several goroutines.
 	Event func(Event)
 	// Rollout, when set, is asked around each host's serial phase (see
@@ -96,7 +97,7 @@ type hostRun struct {
 	// records are the handlers with a pending record on the host: "" when
 	// this run wrote it, else when an earlier run did (from the facts).
 	records map[string]string
-	held    *Held
+	held    *hostlock.Held
 	// ctx is the host's context while it holds the lock: it ends when the
 	// lock's heartbeat lapses (nil: the run's context).
 	ctx    context.Context
@@ -215,7 +216,7 @@ func (r *Runner) Run(ctx context.Context, hosts []HostInput) []Result {
 			select {
 			case <-hr.held.Lost():
 				if hr.res.Err != nil {
-					hr.res.Err = fmt.Errorf("%w (%s: %w)", hr.res.Err, hr.res.Host, ErrLockLost)
+					hr.res.Err = fmt.Errorf("%w (%s: %w)", hr.res.Err, hr.res.Host, hostlock.ErrLockLost)
 				}
 			default:
 			}

@@ -1,4 +1,6 @@
-package playbook
+// Package hostlock is hactl's per-host lock: one run at a time acts on a
+// host, and a run whose connection is lost stops before another may act.
+package hostlock
 
 import (
 	"context"
