@@ -337,6 +337,9 @@ func runApply(ctx context.Context, g *Globals, o *ApplyOptions, l *Loaded, dry b
 			p.Printf("%s every VIP on its master (%d of %d)\n", p.Styles.OK.Render("VIPs:"), len(vips), len(vips))
 		}
 	}
+	if o.Run.Verbose && g.Output != "json" {
+		g.stderr().Printf("round trips: %s\n", fl.RoundTrips())
+	}
 	if runErr != nil {
 		return &ExitError{Code: ExitFailed, Err: runErr}
 	}

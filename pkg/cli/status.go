@@ -21,8 +21,9 @@ import (
 
 // StatusOptions is `hactl status`.
 type StatusOptions struct {
-	Conn  ConnOptions
-	Limit []string
+	Conn    ConnOptions
+	Limit   []string
+	Verbose bool
 }
 
 // statusHost is one host in status's JSON; what an unreachable host could
@@ -67,6 +68,7 @@ when every VIP is ok and every host reachable.`,
 	o.Conn.addFlags(cmd)
 	addLimitFlag(cmd, &o.Limit)
 	cmd.Flag("limit").Usage = "only the clusters of these hosts or clusters (VIP placement is judged on whole clusters)"
+	cmd.Flags().BoolVarP(&o.Verbose, "verbose", "v", false, "also print the round trips (SSH sessions) each host cost")
 	return cmd
 }
 
@@ -109,6 +111,9 @@ func runStatus(ctx context.Context, g *Globals, o *StatusOptions, l *Loaded) err
 		printVIPs(p, doc.VIPs)
 		p.Println()
 		printStatusHosts(p, doc.Hosts)
+		if o.Verbose {
+			g.stderr().Printf("round trips: %s\n", fl.RoundTrips())
+		}
 	}
 	if len(problems) > 0 {
 		return &ExitError{Code: ExitFailed, Err: errors.New(strings.Join(problems, "; "))}

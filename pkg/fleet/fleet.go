@@ -24,6 +24,15 @@ type Host struct {
 	Err     error       // why the host could not be reached
 }
 
+// RoundTrips is how many commands and uploads went to the host so far (0
+// for a host that was never reached): one SSH session each.
+func (h *Host) RoundTrips() int {
+	if c, ok := h.Conn.(*remote.Counted); ok {
+		return c.RoundTrips()
+	}
+	return 0
+}
+
 // Name is the inventory name.
 func (h *Host) Name() string { return h.Host.Name }
 
@@ -105,7 +114,7 @@ func Connect(ctx context.Context, inv *inventory.Inventory, hosts []*inventory.H
 				fh.Err = fmt.Errorf("connect %s: %w", fh.Host.Name, err)
 				return nil
 			}
-			fh.Conn = conn
+			fh.Conn = remote.Count(conn)
 			return nil
 		})
 	}
@@ -132,6 +141,26 @@ func (f *Fleet) Get(name string) *Host {
 		}
 	}
 	return nil
+}
+
+// RoundTrips says how many round trips (SSH sessions) each reached host
+// cost so far: "3 per host" when all agree, else "lab1 3, lab2 4".
+func (f *Fleet) RoundTrips() string {
+	var parts []string
+	counts := map[int]bool{}
+	for _, h := range f.Hosts {
+		if h.Conn == nil {
+			continue
+		}
+		counts[h.RoundTrips()] = true
+		parts = append(parts, fmt.Sprintf("%s %d", h.Name(), h.RoundTrips()))
+	}
+	if len(counts) == 1 {
+		for n := range counts {
+			return fmt.Sprintf("%d per host", n)
+		}
+	}
+	return strings.Join(parts, ", ")
 }
 
 // Close closes every connection.
