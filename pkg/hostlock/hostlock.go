@@ -3,6 +3,7 @@
 package hostlock
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -11,8 +12,10 @@ import (
 	"io"
 	"os"
 	"os/user"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hactl/hactl/pkg/remote"
@@ -20,6 +23,10 @@ import (
 
 // ErrLocked means another hactl run holds a host's lock.
 var ErrLocked = errors.New("another hactl run holds the lock")
+
+// ErrBusy (with ErrLocked) means the lock expired, but commands of the run
+// that held it still run on the host.
+var ErrBusy = errors.New("commands of a lost run still run")
 
 // LockPath is the per-host lock; under /run, so a reboot clears it.
 const LockPath = "/run/hactl.lock"
@@ -71,12 +78,18 @@ type Locker struct {
 	// Command names what holds the lock ("apply", "failover-test") in the
 	// message another run prints.
 	Command string
+	// Wait is how long the remote flock waits for a holder to let go
+	// before it reports contention; 0: it does not wait.
+	Wait time.Duration
+	// OrderedWait is Wait in LockAll's ordered retry (0: OrderedWait).
+	OrderedWait time.Duration
 }
 
 // Held is a lock held on one host.
 type Held struct {
 	release func()
 	lost    chan struct{}
+	done    <-chan struct{} // closed when the lock session ended
 }
 
 // Release gives the lock back. It is idempotent.
@@ -85,19 +98,6 @@ func (h *Held) Release() { h.release() }
 // Lost is closed when the heartbeat lapsed: the lock may be broken by
 // another run, so the holder must stop acting on the host.
 func (h *Held) Lost() <-chan struct{} { return h.lost }
-
-// Context returns a context that ends with ctx or when the lock is lost.
-func (h *Held) Context(ctx context.Context) (context.Context, context.CancelFunc) {
-	c, cancel := context.WithCancelCause(ctx)
-	go func() {
-		select {
-		case <-h.lost:
-			cancel(ErrLockLost)
-		case <-c.Done():
-		}
-	}()
-	return c, func() { cancel(context.Canceled) }
-}
 
 // ErrLockLost ends a holder's work on a host whose heartbeat lapsed.
 var ErrLockLost = errors.New("lost the host lock: no heartbeat reached the host")
@@ -149,8 +149,9 @@ func clean(s string) string {
 }
 
 // script is the remote side of Lock: open, try, break a stale lock, check
-// for the previous holder's orphaned work, write the owner line, hold.
-func (l Locker) script(token string) string {
+// for the previous holder's orphaned work, write the owner line, say so,
+// run then, and hold while heartbeats come in on stdin.
+func (l Locker) script(token, then string) string {
 	q := remote.Quote
 	owner := l.path() + ".owner"
 	var b strings.Builder
@@ -162,11 +163,23 @@ func (l Locker) script(token string) string {
 	b.WriteString(`field() { sed -n "1s/.* $1=\([^ ]*\).*/\1/p" "$O" 2>/dev/null; }` + "\n")
 	b.WriteString(`age() { echo $(( $(date +%s) - $(stat -c %Y "$O" 2>/dev/null || date +%s) )); }` + "\n")
 	b.WriteString(`report() { echo "owner $(head -n 1 "$O" 2>/dev/null)"; echo "age $(age)"; }` + "\n")
+	// live: the owner line names the process that holds the lock now (its
+	// fd 9 is the lock file). A holder writes its line only after it got
+	// the flock, so for a moment the line is still the previous, finished
+	// run's: it must be neither named nor judged stale.
+	b.WriteString(`live() { h=$(field holder); [ -n "$h" ] && [ /proc/"$h"/fd/9 -ef "$L" ]; }` + "\n")
 	// flock -n exits 1 on contention on every util-linux (no -E on EL7's);
-	// anything else is a real failure, reported as such.
-	fmt.Fprintf(&b, "flock -n 9; rc=$?\n")
+	// anything else is a real failure, reported as such. With a wait (the
+	// ordered retry of LockAll), -w waits for the holder to let go.
+	try := "-n"
+	if l.Wait > 0 {
+		try = fmt.Sprintf("-w %d", max(int(l.Wait.Seconds()), 1))
+	}
+	fmt.Fprintf(&b, "flock %s 9; rc=$?\n", try)
 	fmt.Fprintf(&b, "if [ $rc -ne 0 ] && [ $rc -ne 1 ]; then echo \"flock $L failed (exit $rc)\" >&2; exit %d; fi\n", lockNoFlock)
 	fmt.Fprintf(&b, "if [ $rc -eq 1 ]; then\n")
+	b.WriteString("  i=0; until live || [ $i -ge 30 ]; do sleep 0.1; i=$((i+1)); done\n")
+	fmt.Fprintf(&b, "  if ! live; then echo unverified; report; exit %d; fi\n", lockHeld)
 	fmt.Fprintf(&b, "  if [ \"$(age)\" -le %d ]; then report; exit %d; fi\n", int(l.stale().Seconds()), lockHeld)
 	// Stale: end the holder's connection on the host (its sshd session
 	// process), or the holder itself when it is not under sshd.
@@ -187,28 +200,61 @@ func (l Locker) script(token string) string {
 	fmt.Fprintf(&b, "  if [ -n \"$busy\" ]; then report; echo \"busy$busy\"; exit %d; fi\nfi\n", lockHeld)
 	fmt.Fprintf(&b, "printf '%%s\\n' \"token=%s since=$(date -u +%%Y-%%m-%%dT%%H:%%M:%%SZ) holder=$$ by=%s cmd=%s from=$(printf %%s \"${SSH_CLIENT%%%% *}\" | tr -c '0-9a-fA-F.:\\n' _) ssh=$(printf %%s \"${SSH_CLIENT:-}\" | tr ' ' ,)\" >\"$O.new\" && mv -f \"$O.new\" \"$O\" || exit %d\n",
 		token, whoami(), clean(orDefault(l.Command, "apply")), lockCantOpen)
-	b.WriteString("exec cat >/dev/null\n")
+	fmt.Fprintf(&b, "echo %s\n", q(markLocked+token))
+	if then != "" {
+		// Its own shell, stdin closed: it must not read the heartbeats.
+		fmt.Fprintf(&b, "sh -c %s </dev/null; echo \"%s%s $?\"\n", q(then), markThen, token)
+	}
+	// Hold: one heartbeat line in, one touch of the owner file (see
+	// heartbeat); stdin's end (Release, or the connection gone) ends the
+	// shell, and the flock with it.
+	b.WriteString("while IFS= read -r _; do touch -c \"$O\"; done\n")
 	return b.String()
 }
 
 // Lock takes the host's lock for as long as Release is not called, or
 // fails: with ErrLocked (naming the holder) when another run holds it.
 func (l Locker) Lock(ctx context.Context, c remote.Conn, host string) (*Held, error) {
+	h, _, err := l.LockAnd(ctx, c, host, "")
+	return h, err
+}
+
+// Markers the lock script prints on its stdout.
+const (
+	markLocked = "@@hactl-locked "
+	markThen   = "@@hactl-then "
+)
+
+// LockAnd is Lock, then runs then (a read-only script; "" for none) under
+// the lock and returns its stdout; a non-zero exit is a *remote.ExitError.
+// On a connection that streams, the lock, then and the heartbeat share ONE
+// session: one round trip for what used to take three or more.
+func (l Locker) LockAnd(ctx context.Context, c remote.Conn, host, then string) (*Held, string, error) {
 	tok := make([]byte, 8)
 	_, _ = rand.Read(tok)
 	token := hex.EncodeToString(tok)
+	stream := remote.CanStream(c)
+	script := then
+	if !stream {
+		script = ""
+	}
 	pr, pw := io.Pipe()
 	// The lock session outlives ctx's cancellation until Release: an
 	// interrupted run still holds the host while it restores.
 	lctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	done := make(chan struct{})
+	out := newScanner(token)
 	var res remote.Result
 	var runErr error
 	go func() {
-		res, runErr = c.Run(lctx, l.script(token), pr)
+		if stream {
+			res, runErr = c.(remote.Streamer).Stream(lctx, l.script(token, script), pr, out)
+		} else {
+			res, runErr = c.Run(lctx, l.script(token, script), pr)
+		}
 		close(done)
 	}()
-	held := &Held{lost: make(chan struct{})}
+	held := &Held{lost: make(chan struct{}), done: done}
 	var once sync.Once
 	stopBeat := make(chan struct{})
 	held.release = func() {
@@ -222,67 +268,209 @@ func (l Locker) Lock(ctx context.Context, c remote.Conn, host string) (*Held, er
 			cancel()
 		})
 	}
-	deadline := time.Now().Add(15 * time.Second)
+	fail := func(err error) (*Held, string, error) {
+		held.release()
+		return nil, "", err
+	}
+	deadline := time.Now().Add(15*time.Second + l.Wait)
+	if stream {
+		select {
+		case <-out.locked:
+		case <-done:
+			out.mu.Lock()
+			res.Stdout = append([]byte(nil), out.buf.Bytes()...)
+			out.mu.Unlock()
+			return fail(l.refused(host, res, runErr))
+		case <-ctx.Done():
+			return fail(ctx.Err())
+		case <-time.After(time.Until(deadline)):
+			return fail(fmt.Errorf("%s: lock: %s not acquired within %s", host, l.path(), 15*time.Second+l.Wait))
+		}
+	} else if err := l.pollOwner(ctx, c, host, token, done, &res, &runErr, deadline); err != nil {
+		return fail(err)
+	}
+	go l.heartbeat(c, pw, held, stopBeat)
+	if then == "" {
+		return held, "", nil
+	}
+	if !stream {
+		o, err := remote.Output(ctx, c, then)
+		if err != nil && !isExit(err) {
+			return fail(fmt.Errorf("%s: %w", host, err))
+		}
+		return held, o, err
+	}
+	select {
+	case <-out.then:
+	case <-done:
+		return fail(fmt.Errorf("%s: lock %s: the lock session ended while it ran the command under it: %w", host, l.path(), orErr(runErr)))
+	case <-ctx.Done():
+		return fail(ctx.Err())
+	}
+	o, code := out.thenResult()
+	if code != 0 {
+		return held, o, remote.NewExitError(then, remote.Result{Stdout: []byte(o), ExitCode: code})
+	}
+	return held, o, nil
+}
+
+func isExit(err error) bool { _, ok := remote.AsExit(err); return ok }
+
+func orErr(err error) error {
+	if err == nil {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}
+
+// pollOwner waits, on a connection that cannot stream, until the owner file
+// carries token (the lock is held) or the lock script ended (refused).
+func (l Locker) pollOwner(ctx context.Context, c remote.Conn, host, token string, done <-chan struct{}, res *remote.Result, runErr *error, deadline time.Time) error {
 	// The remote flock usually holds the lock within a few milliseconds
 	// (one session start): poll soon, then back off to 20 ms.
 	wait := 2 * time.Millisecond
 	for {
 		select {
 		case <-done:
-			held.release()
-			return nil, l.refused(host, res, runErr)
+			return l.refused(host, *res, *runErr)
 		default:
 		}
 		o, err := remote.Output(ctx, c, "head -n 1 "+remote.Quote(l.path()+".owner")+" 2>/dev/null; true")
 		if err != nil {
-			held.release()
-			return nil, fmt.Errorf("%s: lock: %w", host, err)
+			return fmt.Errorf("%s: lock: %w", host, err)
 		}
 		if strings.HasPrefix(o, "token="+token+" ") {
-			go l.heartbeat(c, token, held, stopBeat)
-			return held, nil
+			return nil
 		}
 		if time.Now().After(deadline) {
-			held.release()
-			return nil, fmt.Errorf("%s: lock: %s not acquired within 15s", host, l.path())
+			return fmt.Errorf("%s: lock: %s not acquired within %s", host, l.path(), 15*time.Second+l.Wait)
 		}
 		select {
 		case <-ctx.Done():
-			held.release()
-			return nil, ctx.Err()
+			return ctx.Err()
 		case <-time.After(wait):
 		}
 		wait = min(2*wait, 20*time.Millisecond)
 	}
 }
 
-// heartbeat refreshes the owner file's mtime every Beat while the owner
-// line is still this run's, and closes lost once none succeeded for Lapse
-// (counted from when the last good one was sent).
-func (l Locker) heartbeat(c remote.Conn, token string, held *Held, stop <-chan struct{}) {
-	owner := remote.Quote(l.path() + ".owner")
-	cmd := "grep -q '^token=" + token + " ' " + owner + " && touch -c " + owner
-	lastOK := time.Now()
-	tick := time.NewTicker(l.beat())
-	defer tick.Stop()
+// scanner reads the lock script's stdout as it comes: it keeps all of it
+// (a refusal's report is parsed once the script ended) and signals the
+// markers.
+type scanner struct {
+	token        string
+	mu           sync.Mutex
+	buf          bytes.Buffer
+	locked, then chan struct{}
+	lockedAt     int // offset in buf just after the locked marker line
+	thenOut      string
+	thenCode     int
+	seen         int // how far buf has been scanned for markers
+}
+
+func newScanner(token string) *scanner {
+	return &scanner{token: token, locked: make(chan struct{}), then: make(chan struct{}), lockedAt: -1}
+}
+
+func (s *scanner) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.buf.Write(p)
+	b := s.buf.Bytes()
+	for {
+		i := bytes.IndexByte(b[s.seen:], '\n')
+		if i < 0 {
+			return len(p), nil
+		}
+		line := string(b[s.seen : s.seen+i])
+		s.seen += i + 1
+		switch {
+		case s.lockedAt < 0 && line == markLocked+s.token:
+			s.lockedAt = s.seen
+			close(s.locked)
+		case s.lockedAt >= 0 && strings.HasPrefix(line, markThen+s.token+" "):
+			s.thenOut = string(b[s.lockedAt : s.seen-i-1])
+			s.thenCode, _ = strconv.Atoi(strings.TrimPrefix(line, markThen+s.token+" "))
+			close(s.then)
+		}
+	}
+}
+
+func (s *scanner) thenResult() (string, int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.thenOut, s.thenCode
+}
+
+// heartbeat sends one line every Beat down the lock's own session: the lock
+// script on the host touches the owner file for each line it reads (the
+// mtime a new run judges staleness by). A keepalive after each line proves
+// the host's sshd received it (one connection's packets arrive in order);
+// no session, no process on the host beyond that touch, so neither a busy
+// host nor a busy control machine starves it the way a new session per
+// beat was starved (issue 23: every host of a loaded 30-host apply lost its
+// lock). It closes lost once none got through for Lapse, counted from when
+// the last good one was sent, or at once when the lock session ends.
+func (l Locker) heartbeat(c remote.Conn, beat io.Writer, held *Held, stop <-chan struct{}) {
+	var lastOK atomic.Int64
+	lastOK.Store(time.Now().UnixNano())
+	lose := sync.OnceFunc(func() { close(held.lost) })
+	go func() {
+		tick := time.NewTicker(l.beat())
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+			sent := time.Now()
+			if _, err := beat.Write([]byte("\n")); err != nil {
+				return
+			}
+			bctx, cancel := context.WithTimeout(context.Background(), l.lapse())
+			err := ping(bctx, c)
+			cancel()
+			if err == nil {
+				lastOK.Store(sent.UnixNano())
+			}
+		}
+	}()
+	watch := time.NewTicker(l.beat() / 2)
+	defer watch.Stop()
 	for {
 		select {
 		case <-stop:
 			return
-		case <-tick.C:
+		case <-held.done:
+			// The lock script ended while we hold the lock: it was broken
+			// or the connection died; either way the lock is gone.
+			select {
+			case <-stop:
+			default:
+				lose()
+			}
+			return
+		case <-watch.C:
 		}
-		sent := time.Now()
-		bctx, cancel := context.WithTimeout(context.Background(), l.lapse())
-		_, err := remote.Output(bctx, c, cmd)
-		cancel()
-		if err == nil {
-			lastOK = sent
-		}
-		if time.Since(lastOK) > l.lapse() {
-			close(held.lost)
+		if time.Since(time.Unix(0, lastOK.Load())) > l.lapse() {
+			lose()
 			return
 		}
 	}
+}
+
+// ping proves the host received what was sent before; a connection that
+// cannot ping is taken at its word that the write went out.
+func ping(ctx context.Context, c remote.Conn) error {
+	p, ok := c.(remote.Pinger)
+	if !ok {
+		return nil
+	}
+	if err := p.Ping(ctx); err != nil && !errors.Is(err, remote.ErrNoPing) {
+		return err
+	}
+	return nil
 }
 
 // refused explains why the lock script ended before holding the lock.
@@ -297,6 +485,10 @@ func (l Locker) refused(host string, res remote.Result, runErr error) error {
 	for _, line := range strings.Split(string(res.Stdout), "\n") {
 		k, v, _ := strings.Cut(line, " ")
 		switch k {
+		case "unverified":
+			// The owner file still names a finished run: naming it would
+			// send the operator after the wrong process.
+			return fmt.Errorf("%s: %w: a run that took it just now and has not yet written its owner line to %s.owner (the line there is a finished run's)", host, ErrLocked, l.path())
 		case "owner":
 			owner = v
 		case "age":
@@ -313,12 +505,13 @@ func (l Locker) refused(host string, res remote.Result, runErr error) error {
 	}
 	who := fmt.Sprintf("%s by %s (pid %s) from %s, since %s", orDefault(f["cmd"], "a run"), orDefault(f["by"], "?"), orDefault(f["pid"], "?"), orDefault(f["from"], "an unknown address"), orDefault(f["since"], "?"))
 	if busy != "" {
-		return fmt.Errorf("%s: %w: %s; its lock expired, but commands of its connection still run on the host (pids %s): the lock is free once they end", host, ErrLocked, who, busy)
+		return fmt.Errorf("%s: %w: %s; its lock expired, but commands of its connection still run on the host (pids %s): the lock is free once they end%w", host, ErrLocked, who, busy, quiet{ErrBusy})
 	}
 	return fmt.Errorf("%s: %w: %s; its last heartbeat on %s was %ss ago (a holder silent for %s loses the lock)", host, ErrLocked, who, l.path(), orDefault(age, "?"), l.stale())
 }
 
-// Lock takes the production lock (see Locker) for an apply.
-func Lock(ctx context.Context, c remote.Conn, host string) (*Held, error) {
-	return Locker{}.Lock(ctx, c, host)
-}
+// quiet wraps an error for errors.Is without adding to the message.
+type quiet struct{ err error }
+
+func (q quiet) Error() string { return "" }
+func (q quiet) Unwrap() error { return q.err }
