@@ -14,7 +14,7 @@
 # flock $LAB_LOCK (one session at a time, released in between), starts from
 # `lab.sh down; lab.sh up N`, and the lab is left down at the end.
 # Environment: RUNS (7), SCALE_NS ("3 10 30"), OUT (bench/out), LAB_LOCK
-# (/run/hactl-lab.session.lock), BENCH_LOCKED=1 when the caller already holds
+# (/run/hactl-lab.turn), BENCH_LOCKED=1 when the caller already holds
 # the lock, HACTL_LAB_DIR (/var/lib/hactl-lab).
 set -euo pipefail
 
@@ -28,7 +28,7 @@ INV="$LABDIR/lab.hcl"
 RUNS=${RUNS:-7}
 SCALE_NS=${SCALE_NS:-"3 10 30"}
 OUT=${OUT:-$ROOT/bench/out}
-LAB_LOCK=${LAB_LOCK:-/run/hactl-lab.session.lock}
+LAB_LOCK=${LAB_LOCK:-/run/hactl-lab.turn}
 CSV="$OUT/results.csv"
 export NO_COLOR=1
 export ANSIBLE_CONFIG="$ROOT/bench/ansible/ansible.cfg"
@@ -89,18 +89,7 @@ hactl_apply() { # LOG INVENTORY [ARGS...]
 }
 
 ansible_inventory() { # N -> $OUT/ansible-hosts.yml
-	local n=$1 i
-	{
-		echo "lab:"
-		echo "  vars:"
-		echo "    ansible_user: root"
-		echo "    ansible_ssh_private_key_file: $LABDIR/id_ed25519"
-		echo "    ansible_ssh_common_args: -o UserKnownHostsFile=$LABDIR/known_hosts -o StrictHostKeyChecking=yes"
-		echo "  hosts:"
-		for ((i = 1; i <= n; i++)); do
-			echo "    lab$i: {ansible_host: 198.18.0.$((10 + i))}"
-		done
-	} >"$OUT/ansible-hosts.yml"
+	bash "$ROOT/bench/ansible/inventory.sh" "$1" "$LABDIR" >"$OUT/ansible-hosts.yml"
 }
 
 ansible_apply() { # LOG RENDER_DIR
