@@ -14,7 +14,9 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/hactl/hactl/pkg/facts"
+	"github.com/hactl/hactl/pkg/fleet"
 	"github.com/hactl/hactl/pkg/hostlock"
+	"github.com/hactl/hactl/pkg/remote"
 )
 
 // Event is one line of progress.
@@ -143,14 +145,30 @@ func (r *Runner) Run(ctx context.Context, hosts []HostInput) []Result {
 	needs = needs.Merge(facts.Request{Paths: paths})
 
 	// Phase 0: every host's lock, all or none (see hostlock.LockAll), with
-	// the facts gathered under it in the same round trip.
+	// the facts gathered under it in the same round trip; without a lock
+	// the facts alone. Every host at once: --parallel bounds changes only.
 	locked := map[*hostRun]hostlock.Got{}
-	if r.Lock && !r.DryRun {
+	start := time.Now()
+	if !r.Lock || r.DryRun {
+		got := make([]hostlock.Got, len(runs))
+		var g errgroup.Group
+		g.SetLimit(fleet.ReadParallel(r.Parallel))
+		for i, hr := range runs {
+			g.Go(func() error {
+				got[i].Out, got[i].Err = remote.Output(ctx, hr.in.Target.Conn, facts.Script(needs))
+				return nil
+			})
+		}
+		_ = g.Wait()
+		for i, hr := range runs {
+			locked[hr] = got[i]
+		}
+	} else {
 		wants := make([]hostlock.Want, len(runs))
 		for i, hr := range runs {
 			wants[i] = hostlock.Want{Host: hr.in.Target.Name, Conn: hr.in.Target.Conn, Then: facts.Script(needs)}
 		}
-		for i, got := range r.Locker.LockAll(ctx, wants, r.Parallel) {
+		for i, got := range r.Locker.LockAll(ctx, wants, fleet.ReadParallel(r.Parallel)) {
 			locked[runs[i]] = got
 		}
 	}
@@ -160,7 +178,7 @@ func (r *Runner) Run(ctx context.Context, hosts []HostInput) []Result {
 	g.SetLimit(max(r.Parallel, 1))
 	for _, hr := range runs {
 		g.Go(func() error {
-			hr.res.Err = r.prepare(ctx, hr, needs, locked[hr])
+			hr.res.Err = r.prepare(hr, locked[hr], start)
 			if hr.res.Err == nil {
 				hr.res.Err = r.steps(ctx, hr, needs, false)
 			}
@@ -310,25 +328,18 @@ func (r *Runner) emit(e Event) {
 	}
 }
 
-// prepare reads the host's facts: those gathered under its lock (got), or,
-// with no lock, in a round trip of their own.
-func (r *Runner) prepare(ctx context.Context, hr *hostRun, needs facts.Request, got hostlock.Got) error {
+// prepare takes in the host's lock and facts from phase 0 (got, started
+// at start) and checks them.
+func (r *Runner) prepare(hr *hostRun, got hostlock.Got, start time.Time) error {
 	t := hr.in.Target
-	start := time.Now()
-	var f *facts.Facts
-	var err error
-	if r.Lock && !r.DryRun {
-		if got.Err != nil && got.Held == nil {
-			return got.Err
-		}
-		hr.held = got.Held
-		if got.Err != nil {
-			return fmt.Errorf("%s: gather facts: %w", t.Name, got.Err)
-		}
-		f, err = facts.Parse(got.Out)
-	} else {
-		f, err = facts.Gather(ctx, t.Conn, needs)
+	hr.held = got.Held
+	if got.Err != nil && got.Held == nil && r.Lock && !r.DryRun {
+		return got.Err // the lock was refused, or never reached the host
 	}
+	if got.Err != nil {
+		return fmt.Errorf("%s: gather facts: %w", t.Name, got.Err)
+	}
+	f, err := facts.Parse(got.Out)
 	if err != nil {
 		return fmt.Errorf("%s: %w", t.Name, err)
 	}
