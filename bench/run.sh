@@ -203,9 +203,14 @@ session_scale() { # N
 	local n=$1 i
 	log "scale: fresh lab of $n, hactl cold apply"
 	fresh_lab "$n"
+	# The machine's load during the cold apply (issue 23: a loaded 30-host
+	# cold apply once lost every host lock): the 1-minute average every 2 s.
+	(while :; do cut -d' ' -f1 /proc/loadavg; sleep 2; done) >"$OUT/load-scale-$n.txt" &
+	local sampler=$!
 	hactl_apply "$OUT/log/scale-$n-cold.log" "$INV" --parallel "$n"
+	kill "$sampler"
 	record hactl "scale-cold" "$n" 1 "$WALL" "$RSS" "$(pkg_time "$OUT/log/scale-$n-cold.log")"
-	log "scale $n: cold $WALL s"
+	log "scale $n: cold $WALL s, peak 1-min load $(sort -n "$OUT/load-scale-$n.txt" | tail -n 1)"
 	for ((i = 1; i <= RUNS; i++)); do
 		hactl_apply "$OUT/log/scale-$n-nochange-$i.log" "$INV" --parallel "$n"
 		record hactl "scale-nochange" "$n" "$i" "$WALL" "$RSS" 0
