@@ -102,10 +102,11 @@ func contended(got []Got) bool {
 	return false
 }
 
-// isContention is a refusal because another run holds the lock, not one
-// because a lost run's commands still run there (that host fails alone).
+// isContention is a refusal because another hactl run holds the lock, not
+// one because a lost run's commands still run there or because the holder
+// is not a hactl run (those hosts fail alone, as before).
 func isContention(err error) bool {
-	return errors.Is(err, ErrLocked) && !errors.Is(err, ErrBusy)
+	return errors.Is(err, ErrLocked) && !errors.Is(err, ErrBusy) && !errors.Is(err, ErrUnverified)
 }
 
 func releaseAll(got []Got) {

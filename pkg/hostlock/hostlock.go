@@ -24,6 +24,11 @@ import (
 // ErrLocked means another hactl run holds a host's lock.
 var ErrLocked = errors.New("another hactl run holds the lock")
 
+// ErrUnverified (with ErrLocked) means the lock is held, but for seconds
+// no hactl run's owner line named a live holder: something else holds it,
+// or a run stalled before writing its line. The host fails alone.
+var ErrUnverified = errors.New("the holder is not a hactl run that could be named")
+
 // ErrBusy (with ErrLocked) means the lock expired, but commands of the run
 // that held it still run on the host.
 var ErrBusy = errors.New("commands of a lost run still run")
@@ -488,7 +493,7 @@ func (l Locker) refused(host string, res remote.Result, runErr error) error {
 		case "unverified":
 			// The owner file still names a finished run: naming it would
 			// send the operator after the wrong process.
-			return fmt.Errorf("%s: %w: a run that took it just now and has not yet written its owner line to %s.owner (the line there is a finished run's)", host, ErrLocked, l.path())
+			return fmt.Errorf("%s: %w: a run that took it just now and has not yet written its owner line to %s.owner (the line there is a finished run's)%w", host, ErrLocked, l.path(), quiet{ErrUnverified})
 		case "owner":
 			owner = v
 		case "age":

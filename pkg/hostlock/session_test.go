@@ -198,3 +198,32 @@ func lockAllPaths(t *testing.T, wants []Want, paths []string) []Got {
 	}
 	return lk.LockAll(context.Background(), wants, len(wants))
 }
+
+// TestForeignHolderFailsAlone: a host whose lock something other than a
+// hactl run holds (no owner line names a live holder) fails alone; the
+// run keeps the other hosts, as before all-or-none.
+func TestForeignHolderFailsAlone(t *testing.T) {
+	var wants []Want
+	var paths []string
+	var servers []*remotetest.Server
+	for i := 0; i < 2; i++ {
+		s := remotetest.NewServer(t)
+		servers = append(servers, s)
+		paths = append(paths, filepath.Join(t.TempDir(), "hactl.lock"))
+		wants = append(wants, Want{Host: fmt.Sprintf("h%d", i+1), Conn: slow{Counted: remote.Count(dial(t, s))}})
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	c := dial(t, servers[0])
+	go func() {
+		_, _ = c.Run(ctx, "exec 9>>"+remote.Quote(paths[0])+"; flock 9; echo other >"+remote.Quote(paths[0]+".owner")+"; exec sleep 10", nil)
+	}()
+	for !holding(paths[0]) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	got := lockAllPaths(t, wants, paths)
+	if !errors.Is(got[0].Err, ErrLocked) || !errors.Is(got[0].Err, ErrUnverified) || got[1].Held == nil {
+		t.Fatalf("got %v / %v", got[0].Err, got[1].Err)
+	}
+	got[1].Held.Release()
+}
