@@ -9,6 +9,7 @@
 # load average before and after.
 #
 #   bash bench/floor.sh setup N   fresh lab of N hosts, converged by hactl, python3 for Ansible
+#   bash bench/floor.sh prep N    python3 for Ansible only (the lab is up and converged)
 #   bash bench/floor.sh run N     measure (the lab must be up and converged)
 #
 # Run it holding the lab turn lock (flock /run/hactl-lab.turn …) and bring
@@ -32,10 +33,15 @@ ssh_args=(-i "$LABDIR/id_ed25519" -o UserKnownHostsFile="$LABDIR/known_hosts" -o
 addr() { echo "198.18.0.$((10 + $1))"; }
 
 setup() {
-	local n=$1 i
+	local n=$1
 	bash "$ROOT/e2e/lab/lab.sh" down >/dev/null 2>&1 || true
 	bash "$ROOT/e2e/lab/lab.sh" up "$n" >"$OUT/log/lab-up.log" 2>&1
 	"$HACTL" apply -i "$INV" --parallel "$n" >"$OUT/log/floor-cold.log" 2>&1
+	prep "$n"
+}
+
+prep() { # N: python3 on the hosts and a warm-up run for Ansible (the lab is up and converged)
+	local n=$1 i
 	[ "$ANSIBLE" = 1 ] || return 0
 	bash "$ROOT/bench/ansible/inventory.sh" "$n" "$LABDIR" >"$OUT/ansible-hosts.yml"
 	local pids=()
@@ -106,6 +112,7 @@ PY
 
 case "${1:-}" in
 setup) setup "${2:-3}" ;;
+prep) prep "${2:-3}" ;;
 run) run "${2:-3}" ;;
-*) sed -n '2,17p' "$0" >&2; exit 2 ;;
+*) sed -n '2,18p' "$0" >&2; exit 2 ;;
 esac
