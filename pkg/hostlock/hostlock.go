@@ -56,13 +56,16 @@ const (
 // a lock expire after LockStale instead, and never lets two runs act on one
 // host:
 //
-//   - The holder's heartbeat is the owner file's mtime, set by a command it
-//     sends every LockBeat over the connection it acts through. The holder
-//     measures from when it *sent* its last heartbeat that succeeded, which is
-//     never later than when the host executed it (the mtime). Once LockLapse
-//     has passed since then, it stops: its host context is cancelled and it
-//     starts no operation, so every operation it starts reached the host at
-//     most LockLapse after the last mtime.
+//   - The holder's heartbeat is the owner file's mtime, touched by the lock's
+//     own shell for each line the holder sends down the lock session every
+//     LockBeat; an SSH keepalive after the line proves the host received it.
+//     The holder measures from when it *sent* its last heartbeat that got
+//     through, which is never later than the touch. Once LockLapse has passed
+//     since then (or the lock session ended), it starts no operation on the
+//     host, so every operation it starts reached the host at most LockLapse
+//     after the last mtime. One already started is not cut short: a
+//     cancelled step would leave the host half-changed, and what still runs
+//     keeps a new run out (the third point).
 //   - A new run breaks a lock only when the heartbeat is older than LockStale
 //     (> LockLapse), measured on the host's own clock. It first kills the
 //     holder's sshd session process, so nothing more of the old connection
