@@ -71,14 +71,14 @@ func TestLockLapseLeavesNoHalfDoneStep(t *testing.T) {
 	r := &Runner{
 		Book: &Book{
 			Steps: []Step{
-				{Name: "one", Module: &Command{Cmd: "touch first; sleep 1.5; touch second"}, Notify: []string{"h"}},
+				{Name: "one", Module: &Command{Cmd: "touch first; sleep 3; touch second"}, Notify: []string{"h"}},
 				{Name: "two", Module: &Command{Cmd: "touch third"}},
 			},
 			Handlers: []Handler{{Name: "h", Module: &Command{Cmd: "touch handled"}}},
 		},
 		Parallel: 1,
 		Lock:     true,
-		Locker:   hostlock.Locker{Path: filepath.Join(dir, "hactl.lock"), Beat: 50 * time.Millisecond, Lapse: 300 * time.Millisecond, Stale: time.Second},
+		Locker:   hostlock.Locker{Path: filepath.Join(dir, "hactl.lock"), Beat: 100 * time.Millisecond, Lapse: time.Second, Stale: 2 * time.Second},
 	}
 	res := r.Run(context.Background(), []HostInput{{Target: &Target{Name: "h1", Conn: conn}}})
 	if !errors.Is(res[0].Err, hostlock.ErrLockLost) {
