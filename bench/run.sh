@@ -14,7 +14,7 @@
 # flock $LAB_LOCK (one session at a time, released in between), starts from
 # `lab.sh down; lab.sh up N`, and the lab is left down at the end.
 # Environment: RUNS (7), SCALE_NS ("3 10 30"), OUT (bench/out), LAB_LOCK
-# (/run/hactl-lab.session.lock), BENCH_LOCKED=1 when the caller already holds
+# (/run/hactl-lab.turn), BENCH_LOCKED=1 when the caller already holds
 # the lock, HACTL_LAB_DIR (/var/lib/hactl-lab).
 set -euo pipefail
 
@@ -28,7 +28,7 @@ INV="$LABDIR/lab.hcl"
 RUNS=${RUNS:-7}
 SCALE_NS=${SCALE_NS:-"3 10 30"}
 OUT=${OUT:-$ROOT/bench/out}
-LAB_LOCK=${LAB_LOCK:-/run/hactl-lab.session.lock}
+LAB_LOCK=${LAB_LOCK:-/run/hactl-lab.turn}
 CSV="$OUT/results.csv"
 export NO_COLOR=1
 export ANSIBLE_CONFIG="$ROOT/bench/ansible/ansible.cfg"
@@ -89,18 +89,7 @@ hactl_apply() { # LOG INVENTORY [ARGS...]
 }
 
 ansible_inventory() { # N -> $OUT/ansible-hosts.yml
-	local n=$1 i
-	{
-		echo "lab:"
-		echo "  vars:"
-		echo "    ansible_user: root"
-		echo "    ansible_ssh_private_key_file: $LABDIR/id_ed25519"
-		echo "    ansible_ssh_common_args: -o UserKnownHostsFile=$LABDIR/known_hosts -o StrictHostKeyChecking=yes"
-		echo "  hosts:"
-		for ((i = 1; i <= n; i++)); do
-			echo "    lab$i: {ansible_host: 198.18.0.$((10 + i))}"
-		done
-	} >"$OUT/ansible-hosts.yml"
+	bash "$ROOT/bench/ansible/inventory.sh" "$1" "$LABDIR" >"$OUT/ansible-hosts.yml"
 }
 
 ansible_apply() { # LOG RENDER_DIR
@@ -214,9 +203,14 @@ session_scale() { # N
 	local n=$1 i
 	log "scale: fresh lab of $n, hactl cold apply"
 	fresh_lab "$n"
+	# The machine's load during the cold apply (issue 23: a loaded 30-host
+	# cold apply once lost every host lock): the 1-minute average every 2 s.
+	(while :; do cut -d' ' -f1 /proc/loadavg; sleep 2; done) >"$OUT/load-scale-$n.txt" &
+	local sampler=$!
 	hactl_apply "$OUT/log/scale-$n-cold.log" "$INV" --parallel "$n"
+	kill "$sampler"
 	record hactl "scale-cold" "$n" 1 "$WALL" "$RSS" "$(pkg_time "$OUT/log/scale-$n-cold.log")"
-	log "scale $n: cold $WALL s"
+	log "scale $n: cold $WALL s, peak 1-min load $(sort -n "$OUT/load-scale-$n.txt" | tail -n 1)"
 	for ((i = 1; i <= RUNS; i++)); do
 		hactl_apply "$OUT/log/scale-$n-nochange-$i.log" "$INV" --parallel "$n"
 		record hactl "scale-nochange" "$n" "$i" "$WALL" "$RSS" 0

@@ -19,8 +19,8 @@ import (
 	"github.com/hactl/hactl/pkg/clock"
 	"github.com/hactl/hactl/pkg/failover"
 	"github.com/hactl/hactl/pkg/fleet"
+	"github.com/hactl/hactl/pkg/hostlock"
 	"github.com/hactl/hactl/pkg/ops"
-	"github.com/hactl/hactl/pkg/playbook"
 	"github.com/hactl/hactl/pkg/ui"
 	"github.com/hactl/hactl/pkg/views"
 )
@@ -72,7 +72,7 @@ type Deps struct {
 	Prober failover.Prober
 	// Locker is the host lock apply and failover-test take; the zero value
 	// is the production lock (tests point it elsewhere).
-	Locker playbook.Locker
+	Locker hostlock.Locker
 }
 
 // Globals are the flags every command shares, the run's IO and its deps.

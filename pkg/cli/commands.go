@@ -148,6 +148,7 @@ type StatusOptions = ops.StatusOptions
 
 func newStatus(ctx context.Context, g *Globals) *cobra.Command {
 	o := &StatusOptions{}
+	var verbose bool
 	cmd := &cobra.Command{
 		Use:   "status [-i] FILE [--limit a,b]",
 		Short: "Show who holds which VIP now, service states, split brain and config drift",
@@ -166,7 +167,7 @@ when every VIP is ok and every host reachable.`,
 			if err != nil {
 				return g.exit(err)
 			}
-			if err := g.view.Status(res); err != nil {
+			if err := g.view.Status(res, verbose); err != nil {
 				return g.exit(err)
 			}
 			return g.exit(res.Err)
@@ -175,6 +176,7 @@ when every VIP is ok and every host reachable.`,
 	addConnFlags(cmd, &o.Conn)
 	addLimitFlag(cmd, &o.Limit)
 	cmd.Flag("limit").Usage = "only the clusters of these hosts or clusters (VIP placement is judged on whole clusters)"
+	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "also print the round trips (SSH sessions) each host cost")
 	return cmd
 }
 

@@ -12,7 +12,7 @@ import (
 	"testing"
 
 	"github.com/hactl/hactl/pkg/failover"
-	"github.com/hactl/hactl/pkg/playbook"
+	"github.com/hactl/hactl/pkg/hostlock"
 	"github.com/hactl/hactl/pkg/remote"
 	"github.com/hactl/hactl/pkg/remote/remotetest"
 	"github.com/hactl/hactl/pkg/ui"
@@ -80,7 +80,7 @@ func newMiniLab(t *testing.T) *miniLab {
 
 // miniLock is the lock the mini lab's hosts use: relative, so each host's
 // server directory holds its own.
-var miniLock = playbook.Locker{Path: "hactl.lock"}
+var miniLock = hostlock.Locker{Path: "hactl.lock"}
 
 // lockShell connects to a mini-lab host's real shell.
 func (m *miniLab) lockShell(name string) remote.Conn {

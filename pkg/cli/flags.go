@@ -17,7 +17,7 @@ func addConnFlags(cmd *cobra.Command, o *ConnOptions) {
 	f := cmd.Flags()
 	f.BoolVar(&o.AcceptNewHostKeys, "accept-new-host-keys", false,
 		"trust and record the key of a host not yet in known_hosts (OpenSSH accept-new); a changed key is always refused")
-	f.IntVar(&o.Parallel, "parallel", 10, "hosts worked on at once")
+	f.IntVar(&o.Parallel, "parallel", 10, "hosts changed at once (connecting and reading facts go to up to 64 at once)")
 	f.DurationVar(&o.Timeout, "connect-timeout", 10*time.Second, "SSH connect timeout per host")
 	f.StringVar(&o.SSHConfig, "ssh-config", "",
 		"OpenSSH client config read for HostName, User, Port, IdentityFile and ProxyJump where the inventory sets none (default ~/.ssh/config, fine if missing; a file given here must exist)")

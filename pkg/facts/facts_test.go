@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -193,6 +194,37 @@ func TestScriptRunsHere(t *testing.T) {
 	}
 	if f.Addrs["lo"] == nil {
 		t.Errorf("no lo address: %v", f.Addrs)
+	}
+}
+
+// TestServicesFromOneSystemctl: firewalld's and each service's state come
+// from one `systemctl show` (a function shadows systemctl here); a unit
+// systemd does not know reads as unknown, as before.
+func TestServicesFromOneSystemctl(t *testing.T) {
+	fake := `systemctl() { echo "$*" >>"$LOG"; printf 'ActiveState=active\nUnitFileState=enabled\n\nUnitFileState=disabled\nActiveState=inactive\n\nActiveState=activating\nUnitFileState=\n'; }` + "\n"
+	log := filepath.Join(t.TempDir(), "log")
+	cmd := exec.Command("sh", "-c", fake+Script(Request{Services: []string{"keepalived", "nginx", "gone"}}))
+	cmd.Env = append(os.Environ(), "LOG="+log)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	f, err := Parse(string(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Firewall != "firewalld" {
+		t.Errorf("firewall %q", f.Firewall)
+	}
+	want := map[string]Service{"keepalived": {"inactive", "disabled"}, "nginx": {"activating", "unknown"}, "gone": {"unknown", "unknown"}}
+	for n, w := range want {
+		if f.Services[n] != w {
+			t.Errorf("%s: %+v, want %+v", n, f.Services[n], w)
+		}
+	}
+	calls, _ := os.ReadFile(log)
+	if n := strings.Count(string(calls), "\n"); n != 1 {
+		t.Errorf("%d systemctl calls, want 1:\n%s", n, calls)
 	}
 }
 

@@ -73,6 +73,9 @@ type ApplyResult struct {
 	Layout *vrrp.Layout
 	// Err: a host failed or a VIP is misplaced after apply.
 	Err error
+	// RoundTrips is what the run cost each host in SSH sessions
+	// ("4 per host", or per host when they differ): -v prints it.
+	RoundTrips string
 }
 
 // Apply converges the selected hosts (Dry: plans it). An error is a run
@@ -123,6 +126,7 @@ func Apply(ctx context.Context, s *Session, o ApplyOptions, ev Events) (*ApplyRe
 	case !verify.AllOK(res.VIPs):
 		res.Err = errors.New("VIP placement is wrong after apply: " + verify.Problems(res.VIPs))
 	}
+	res.RoundTrips = fl.RoundTrips()
 	return res, nil
 }
 

@@ -4,12 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/hactl/hactl/pkg/failover"
 	"github.com/hactl/hactl/pkg/fleet"
-	"github.com/hactl/hactl/pkg/playbook"
+	"github.com/hactl/hactl/pkg/hostlock"
 	"github.com/hactl/hactl/pkg/report"
 )
 
@@ -105,46 +104,50 @@ func (s *Session) writeReport(path string, rep failover.Report) error {
 	return report.WriteFile(path, page)
 }
 
-// lockFleet takes the host lock on every reachable host of fl, in parallel;
-// any refusal releases what it took and fails before anything changes. A
-// lock whose heartbeat lapses calls lost (the run stops and restores).
-func lockFleet(ctx context.Context, fl *fleet.Fleet, lk playbook.Locker, lost func()) (func(), error) {
+// lockFleet takes the host lock on every reachable host of fl, all or none
+// in one global order (hostlock.LockAll: of two runs that want the same
+// hosts exactly one proceeds); any refusal releases what it took and fails
+// before anything changes. A lock whose heartbeat lapses calls lost (the
+// run stops and restores).
+func lockFleet(ctx context.Context, fl *fleet.Fleet, lk hostlock.Locker, lost func()) (func(), error) {
 	if lk.Command == "" {
 		lk.Command = "failover-test"
 	}
-	var mu sync.Mutex
-	var held []*playbook.Held
-	var errs []error
-	var wg sync.WaitGroup
+	var wants []hostlock.Want
 	for _, h := range fl.Hosts {
-		if h.Conn == nil {
+		if h.Conn != nil {
+			wants = append(wants, hostlock.Want{Host: h.Name(), Conn: h.Conn})
+		}
+	}
+	got := lk.LockAll(ctx, wants, len(wants))
+	var held []*hostlock.Held
+	var errs, notTaken []error
+	for _, g := range got {
+		if errors.Is(g.Err, hostlock.ErrNotTaken) {
+			// Given back because of another host: that host's error says why.
+			notTaken = append(notTaken, g.Err)
 			continue
 		}
-		wg.Add(1)
+		if g.Err != nil {
+			errs = append(errs, g.Err)
+			continue
+		}
+		held = append(held, g.Held)
 		go func() {
-			defer wg.Done()
-			x, err := lk.Lock(ctx, h.Conn, h.Name())
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				errs = append(errs, err)
-				return
+			select {
+			case <-g.Held.Lost():
+				lost()
+			case <-ctx.Done():
 			}
-			held = append(held, x)
-			go func() {
-				select {
-				case <-x.Lost():
-					lost()
-				case <-ctx.Done():
-				}
-			}()
 		}()
 	}
-	wg.Wait()
 	release := func() {
 		for _, x := range held {
 			x.Release()
 		}
+	}
+	if len(errs) == 0 {
+		errs = notTaken
 	}
 	if len(errs) > 0 {
 		release()

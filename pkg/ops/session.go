@@ -14,6 +14,7 @@ import (
 	"github.com/hactl/hactl/pkg/clock"
 	"github.com/hactl/hactl/pkg/failover"
 	"github.com/hactl/hactl/pkg/fleet"
+	"github.com/hactl/hactl/pkg/hostlock"
 	"github.com/hactl/hactl/pkg/inventory"
 	"github.com/hactl/hactl/pkg/playbook"
 	"github.com/hactl/hactl/pkg/render"
@@ -29,7 +30,7 @@ type Deps struct {
 	Dial fleet.DialFunc
 	// Locker is the host lock apply and failover-test take; the zero value
 	// is the production lock.
-	Locker playbook.Locker
+	Locker hostlock.Locker
 	// Clock and Prober replace failover-test's; nil: wall clock, HTTP.
 	Clock  clock.Clock
 	Prober failover.Prober

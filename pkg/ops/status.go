@@ -43,6 +43,8 @@ type StatusResult struct {
 	Hosts []HostStatus
 	// Err names every unreachable host and misplaced VIP.
 	Err error
+	// RoundTrips is what status cost each host in SSH sessions (-v).
+	RoundTrips string
 }
 
 // Status asks every host of the (limited) clusters, once each, where the
@@ -77,6 +79,7 @@ func Status(ctx context.Context, s *Session, o StatusOptions) (*StatusResult, er
 	if len(problems) > 0 {
 		res.Err = errors.New(strings.Join(problems, "; "))
 	}
+	res.RoundTrips = fl.RoundTrips()
 	return res, nil
 }
 

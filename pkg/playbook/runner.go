@@ -2,6 +2,7 @@ package playbook
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -13,6 +14,9 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/hactl/hactl/pkg/facts"
+	"github.com/hactl/hactl/pkg/fleet"
+	"github.com/hactl/hactl/pkg/hostlock"
+	"github.com/hactl/hactl/pkg/remote"
 	"github.com/hactl/hactl/pkg/render"
 )
 
@@ -69,7 +73,7 @@ type Runner struct {
 	// Lock takes the per-host lock (Locker's) before anything else; false:
 	// no lock, as in plans.
 	Lock   bool
-	Locker Locker
+	Locker hostlock.Locker
 	// Event receives progress; it is called from several goroutines.
 	Event func(Event)
 	// Rollout, when set, is asked around each host's serial phase (see
@@ -111,18 +115,26 @@ type hostRun struct {
 	// records are the handlers with a pending record on the host: "" when
 	// this run wrote it, else when an earlier run did (from the facts).
 	records map[string]string
-	held    *Held
-	// ctx is the host's context while it holds the lock: it ends when the
-	// lock's heartbeat lapses (nil: the run's context).
-	ctx    context.Context
-	cancel context.CancelFunc
+	held    *hostlock.Held
 }
 
-func (hr *hostRun) context(ctx context.Context) context.Context {
-	if hr.ctx != nil {
-		return hr.ctx
+// lockLost tells, before a step or handler starts, whether the host's lock
+// lapsed. A lost lock never cancels what already runs: a step or handler
+// that started finishes (a package install, a file swap with its check and
+// restore, a restart) so the host is left as a whole step left it; what has
+// not started does not start, and a handler that was due keeps its pending
+// record on the host for the next run (issue 23: a lapse mid-apply
+// abandoned installs and handlers half-way).
+func (hr *hostRun) lockLost(what string) error {
+	if hr.held == nil {
+		return nil
 	}
-	return ctx
+	select {
+	case <-hr.held.Lost():
+		return fmt.Errorf("%s: %w; %s not started", hr.res.Host, hostlock.ErrLockLost, what)
+	default:
+		return nil
+	}
 }
 
 // Run converges every host. A failing host never stops the others.
@@ -148,14 +160,43 @@ func (r *Runner) Run(ctx context.Context, hosts []HostInput) []Result {
 	sort.Strings(paths)
 	needs = needs.Merge(facts.Request{Paths: paths})
 
-	// Phase 1, all hosts in parallel: lock, facts, packages and files.
+	// Phase 0: every host's lock, all or none (see hostlock.LockAll), with
+	// the facts gathered under it in the same round trip; without a lock
+	// the facts alone. Every host at once: --parallel bounds changes only.
+	locked := map[*hostRun]hostlock.Got{}
+	start := time.Now()
+	if !r.Lock || r.DryRun {
+		got := make([]hostlock.Got, len(runs))
+		var g errgroup.Group
+		g.SetLimit(fleet.ReadParallel(r.Parallel))
+		for i, hr := range runs {
+			g.Go(func() error {
+				got[i].Out, got[i].Err = remote.Output(ctx, hr.in.Target.Conn, facts.Script(needs))
+				return nil
+			})
+		}
+		_ = g.Wait()
+		for i, hr := range runs {
+			locked[hr] = got[i]
+		}
+	} else {
+		wants := make([]hostlock.Want, len(runs))
+		for i, hr := range runs {
+			wants[i] = hostlock.Want{Host: hr.in.Target.Name, Conn: hr.in.Target.Conn, Then: facts.Script(needs)}
+		}
+		for i, got := range r.Locker.LockAll(ctx, wants, fleet.ReadParallel(r.Parallel)) {
+			locked[runs[i]] = got
+		}
+	}
+
+	// Phase 1, all hosts in parallel: facts, packages and files.
 	var g errgroup.Group
 	g.SetLimit(max(r.Parallel, 1))
 	for _, hr := range runs {
 		g.Go(func() error {
-			hr.res.Err = r.prepare(ctx, hr, needs)
+			hr.res.Err = r.prepare(hr, locked[hr], start)
 			if hr.res.Err == nil {
-				hr.res.Err = r.steps(hr.context(ctx), hr, needs, false)
+				hr.res.Err = r.steps(ctx, hr, needs, false)
 			}
 			return nil
 		})
@@ -178,9 +219,9 @@ func (r *Runner) Run(ctx context.Context, hosts []HostInput) []Result {
 	}
 	serialPhase := func(hr *hostRun) {
 		before := hr.res.Changed
-		err := r.handlers(hr.context(ctx), hr)
+		err := r.handlers(ctx, hr)
 		if err == nil {
-			err = r.steps(hr.context(ctx), hr, needs, true)
+			err = r.steps(ctx, hr, needs, true)
 		}
 		hr.res.Err = err
 		if err == nil && !r.DryRun && hr.res.Changed > before && r.Rollout != nil {
@@ -195,7 +236,7 @@ func (r *Runner) Run(ctx context.Context, hosts []HostInput) []Result {
 			continue
 		}
 		dark := false
-		if r.Rollout != nil && !r.DryRun && r.serialMayAct(hr.context(ctx), hr) {
+		if r.Rollout != nil && !r.DryRun && r.serialMayAct(ctx, hr) {
 			dark = r.Rollout.Snapshot(ctx, hr.res.Host)
 			if !dark && len(unsettled) > 0 {
 				settleAll()
@@ -210,7 +251,7 @@ func (r *Runner) Run(ctx context.Context, hosts []HostInput) []Result {
 		batch := []*hostRun{hr}
 		group := r.Rollout.Group(hr.res.Host)
 		for _, x := range runs[i+1:] {
-			if x.res.Err == nil && !done[x] && r.Rollout.Group(x.res.Host) == group && r.serialMayAct(x.context(ctx), x) {
+			if x.res.Err == nil && !done[x] && r.Rollout.Group(x.res.Host) == group && r.serialMayAct(ctx, x) {
 				batch = append(batch, x)
 			}
 		}
@@ -226,12 +267,11 @@ func (r *Runner) Run(ctx context.Context, hosts []HostInput) []Result {
 	out := make([]Result, len(runs))
 	for i, hr := range runs {
 		if hr.held != nil {
-			hr.cancel()
 			hr.held.Release()
 			select {
 			case <-hr.held.Lost():
-				if hr.res.Err != nil {
-					hr.res.Err = fmt.Errorf("%w (%s: %w)", hr.res.Err, hr.res.Host, ErrLockLost)
+				if hr.res.Err != nil && !errors.Is(hr.res.Err, hostlock.ErrLockLost) {
+					hr.res.Err = fmt.Errorf("%w (%s: %w)", hr.res.Err, hr.res.Host, hostlock.ErrLockLost)
 				}
 			default:
 			}
@@ -304,19 +344,18 @@ func (r *Runner) emit(e Event) {
 	}
 }
 
-func (r *Runner) prepare(ctx context.Context, hr *hostRun, needs facts.Request) error {
+// prepare takes in the host's lock and facts from phase 0 (got, started
+// at start) and checks them.
+func (r *Runner) prepare(hr *hostRun, got hostlock.Got, start time.Time) error {
 	t := hr.in.Target
-	if r.Lock && !r.DryRun {
-		held, err := r.Locker.Lock(ctx, t.Conn, t.Name)
-		if err != nil {
-			return err
-		}
-		hr.held = held
-		hr.ctx, hr.cancel = held.Context(ctx)
-		ctx = hr.ctx
+	hr.held = got.Held
+	if got.Err != nil && got.Held == nil && r.Lock && !r.DryRun {
+		return got.Err // the lock was refused, or never reached the host
 	}
-	start := time.Now()
-	f, err := facts.Gather(ctx, t.Conn, needs)
+	if got.Err != nil {
+		return fmt.Errorf("%s: gather facts: %w", t.Name, got.Err)
+	}
+	f, err := facts.Parse(got.Out)
 	if err != nil {
 		return fmt.Errorf("%s: %w", t.Name, err)
 	}
@@ -384,6 +423,9 @@ func (r *Runner) steps(ctx context.Context, hr *hostRun, needs facts.Request, se
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("%s: %w", t.Name, err)
 		}
+		if err := hr.lockLost(fmt.Sprintf("step %q and what follows", s.Name)); err != nil {
+			return err
+		}
 		if q, ok := s.Module.(absent); ok && q.Absent(t) {
 			continue
 		}
@@ -442,6 +484,9 @@ func (r *Runner) handlers(ctx context.Context, hr *hostRun) error {
 			continue
 		}
 		since, recorded := hr.records[h.Name]
+		if err := hr.lockLost(fmt.Sprintf("handler %q (it stays pending on the host: the next apply runs it)", h.Name)); err != nil {
+			return err
+		}
 		start := time.Now()
 		o, err := r.act(ctx, t, h.Module, nil)
 		ev := Event{Host: t.Name, Step: "handler " + h.Name, Summary: o.Summary, Elapsed: time.Since(start)}

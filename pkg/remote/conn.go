@@ -111,10 +111,20 @@ func (c *sshConn) transportErr(what string, err error) error {
 }
 
 func (c *sshConn) Run(ctx context.Context, cmd string, stdin io.Reader) (Result, error) {
+	return c.run(ctx, cmd, stdin, nil)
+}
+
+// Stream is Run with the command's stdout written to stdout as it arrives
+// (Result.Stdout stays empty); see Streamer.
+func (c *sshConn) Stream(ctx context.Context, cmd string, stdin io.Reader, stdout io.Writer) (Result, error) {
+	return c.run(ctx, cmd, stdin, stdout)
+}
+
+func (c *sshConn) run(ctx context.Context, cmd string, stdin io.Reader, stdout io.Writer) (Result, error) {
 	if c.sudo {
 		cmd = "sudo -n -- sh -c " + Quote(cmd)
 	}
-	res, err := c.exec(ctx, cmd, stdin)
+	res, err := c.exec(ctx, cmd, stdin, stdout)
 	if err != nil {
 		return res, err
 	}
@@ -141,8 +151,9 @@ func (c *sshConn) checkSudo(res Result) error {
 	return nil
 }
 
-// exec runs cmd verbatim in a new session.
-func (c *sshConn) exec(ctx context.Context, cmd string, stdin io.Reader) (Result, error) {
+// exec runs cmd verbatim in a new session; its stdout goes to out when out
+// is not nil, else into Result.Stdout.
+func (c *sshConn) exec(ctx context.Context, cmd string, stdin io.Reader, out io.Writer) (Result, error) {
 	if err := ctx.Err(); err != nil {
 		return Result{}, fmt.Errorf("%s: command not started: %w", c.where, err)
 	}
@@ -152,6 +163,9 @@ func (c *sshConn) exec(ctx context.Context, cmd string, stdin io.Reader) (Result
 	}
 	var stdout, stderr bytes.Buffer
 	sess.Stdout = &stdout
+	if out != nil {
+		sess.Stdout = out
+	}
 	sess.Stderr = &stderr
 	// stdin is copied here rather than through sess.Stdin: x/crypto makes
 	// Wait report the copy's EOF when the command exits without reading all
@@ -215,7 +229,7 @@ func (c *sshConn) Upload(ctx context.Context, path string, content []byte, mode 
 func (c *sshConn) uploadSudo(ctx context.Context, path string, content []byte, mode fs.FileMode) error {
 	script := fmt.Sprintf(`umask 077 && cat > "$1" && chmod %04o "$1"`, unixMode(mode))
 	cmd := "sudo -n -- sh -c " + Quote(script) + " sh " + Quote(path)
-	res, err := c.exec(ctx, cmd, bytes.NewReader(content))
+	res, err := c.exec(ctx, cmd, bytes.NewReader(content), nil)
 	if err != nil {
 		return fmt.Errorf("%w (upload %s)", err, path)
 	}
@@ -248,7 +262,7 @@ func (c *sshConn) uploadSFTP(ctx context.Context, path string, content []byte, m
 	// SFTP then opens that file without O_CREATE (gone meanwhile: an
 	// error, never a new 0644 file), writes, and sets the mode last.
 	q := Quote(path)
-	res, err := c.exec(ctx, "rm -f -- "+q+" && (umask 077 && : > "+q+")", nil)
+	res, err := c.exec(ctx, "rm -f -- "+q+" && (umask 077 && : > "+q+")", nil, nil)
 	if err != nil {
 		return fmt.Errorf("%w (upload %s)", err, path)
 	}
@@ -335,4 +349,23 @@ func unixMode(m fs.FileMode) uint32 {
 		u |= 0o1000
 	}
 	return u
+}
+
+// Ping sends keepalive@openssh.com and waits for the answer (see Pinger).
+func (c *sshConn) Ping(ctx context.Context) error {
+	replied := make(chan error, 1)
+	go func() {
+		// Any answer, failure included, proves the peer read the request.
+		_, _, err := c.client.SendRequest("keepalive@openssh.com", true, nil)
+		replied <- err
+	}()
+	select {
+	case err := <-replied:
+		if err != nil {
+			return c.transportErr("keepalive", err)
+		}
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("%s: keepalive: %w", c.where, ctx.Err())
+	}
 }

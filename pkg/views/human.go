@@ -66,6 +66,9 @@ func (v *human) Apply(r *ops.ApplyResult, verbose bool) error {
 	} else {
 		p.Printf("%s every VIP on its master (%d of %d)\n", p.Styles.OK.Render("VIPs:"), len(r.VIPs), len(r.VIPs))
 	}
+	if verbose {
+		v.errp.Printf("round trips: %s\n", r.RoundTrips)
+	}
 	return nil
 }
 
@@ -77,10 +80,13 @@ func (v *human) Destroy(r *ops.DestroyResult) error {
 	return nil
 }
 
-func (v *human) Status(r *ops.StatusResult) error {
+func (v *human) Status(r *ops.StatusResult, verbose bool) error {
 	printVIPs(v.p, r.VIPs)
 	v.p.Println()
 	printStatusHosts(v.p, r.Hosts)
+	if verbose {
+		v.errp.Printf("round trips: %s\n", r.RoundTrips)
+	}
 	return nil
 }
 

@@ -191,7 +191,7 @@ type StatusJSON struct {
 	Hosts []StatusHostJSON  `json:"hosts"`
 }
 
-func (v *jsonView) Status(r *ops.StatusResult) error {
+func (v *jsonView) Status(r *ops.StatusResult, _ bool) error {
 	doc := StatusJSON{Envelope: ui.Result(r.Err), VIPs: r.VIPs, Hosts: []StatusHostJSON{}}
 	for _, h := range r.Hosts {
 		sh := StatusHostJSON{Name: h.Name, Reachable: h.Reachable, Keepalived: h.Keepalived, Nginx: h.Nginx, Enabled: h.Enabled, Drift: h.Drift, Drained: h.Drained}

@@ -31,7 +31,7 @@ type View interface {
 	// Apply is apply's and plan's result; verbose (-v) lists every VIP.
 	Apply(r *ops.ApplyResult, verbose bool) error
 	Destroy(*ops.DestroyResult) error
-	Status(*ops.StatusResult) error
+	Status(r *ops.StatusResult, verbose bool) error
 	// FailoverProgress shows the engine's steps as they happen; Say shows
 	// a line on stderr beside them (interrupts), safely from any goroutine.
 	FailoverProgress() (progress func(failover.Step), say func(warn bool, msg string))
