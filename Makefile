@@ -2,6 +2,7 @@
 SHELL      := /bin/bash
 GO         ?= go
 N          ?= 3
+APPS       ?= 0
 HACTL_LAB_DIR ?= /var/lib/hactl-lab
 export HACTL_LAB_DIR
 BIN        := bin/hactl
@@ -49,7 +50,7 @@ bench:
 	bash bench/run.sh all
 
 lab-up:
-	bash e2e/lab/lab.sh up $(N)
+	bash e2e/lab/lab.sh up $(N) $(APPS)
 
 lab-down:
 	bash e2e/lab/lab.sh down
