@@ -62,13 +62,24 @@ type siteHost struct {
 	mod    *playbook.NginxSites
 	ev     *skipCounter
 	check  sitecheck.Options
+	// backupDir holds the restore point ("": playbook.BackupDir); reload
+	// tests and reloads nginx after a restore ("": nginx -t, then
+	// systemctl reload nginx). Tests move both.
+	backupDir, reload string
 }
 
 var _ rollout.SiteHost = (*siteHost)(nil)
 
+func (x *siteHost) dir() string {
+	if x.backupDir != "" {
+		return x.backupDir
+	}
+	return playbook.BackupDir
+}
+
 // restorePoint is the tar of a host's live serving layer while it
 // changes: in the 0700 backup directory, 0600 (it holds the TLS keys).
-func restorePoint() string { return path.Join(playbook.BackupDir, "sites-restore.tar") }
+func (x *siteHost) restorePoint() string { return path.Join(x.dir(), "sites-restore.tar") }
 
 func (x *siteHost) run(ctx context.Context, host string, dry bool) (playbook.Result, error) {
 	h := hostNamed(x.s.Inv, host)
@@ -123,7 +134,7 @@ func (x *siteHost) Keep(ctx context.Context, host string) error {
 	}
 	script := fmt.Sprintf(`set -e; umask 077; mkdir -p %[1]s; chmod 0700 %[1]s; t=%[2]s; rm -f "$t"
 set --; for p in %[3]s; do if [ -e "/$p" ]; then set -- "$@" "$p"; fi; done
-tar -C / -cpf "$t" --exclude='*.hactl-*' -T /dev/null "$@"; chmod 0600 "$t"`, q(playbook.BackupDir), q(restorePoint()), strings.Join(ps, " "))
+tar -C / -cpf "$t" --exclude='*.hactl-*' -T /dev/null "$@"; chmod 0600 "$t"`, q(x.dir()), q(x.restorePoint()), strings.Join(ps, " "))
 	return x.sh(ctx, host, "keep the live sites", script)
 }
 
@@ -170,16 +181,20 @@ func (x *siteHost) Check(ctx context.Context, host string) error {
 func (x *siteHost) Restore(ctx context.Context, host string) error {
 	q := remote.Quote
 	inc := strings.TrimPrefix(x.mod.Include, "/")
+	reload := x.reload
+	if reload == "" {
+		reload = "nginx -t 2>&1 && systemctl reload nginx"
+	}
 	script := fmt.Sprintf(`set -e; t=%[1]s; tar -tf "$t" > "$t.list"
 find %[2]s \( -type f -o -type l \) ! -name '*.hactl-*' 2>/dev/null | while IFS= read -r f; do grep -qxF "${f#/}" "$t.list" || rm -f "$f"; done
 if [ -e /%[3]s ] && ! grep -qxF %[3]s "$t.list"; then rm -f /%[3]s; fi
 tar -C / -xpf "$t"; rm -f "$t.list"
-nginx -t 2>&1 && systemctl reload nginx && rm -f "$t"`, q(restorePoint()), q(x.mod.Dir), q(inc))
+%[4]s && rm -f "$t"`, q(x.restorePoint()), q(x.mod.Dir), q(inc), reload)
 	return x.sh(ctx, host, "restore the previous sites", script)
 }
 
 func (x *siteHost) Forget(ctx context.Context, host string) error {
-	return x.sh(ctx, host, "remove the restore point", "rm -f "+remote.Quote(restorePoint()))
+	return x.sh(ctx, host, "remove the restore point", "rm -f "+remote.Quote(x.restorePoint()))
 }
 
 // rollSites rolls the serving layer out over the selected hosts that the
