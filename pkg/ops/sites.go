@@ -144,8 +144,43 @@ func (x *siteHost) Apply(ctx context.Context, host string) error {
 			return err
 		}
 	}
-	_, err := x.run(ctx, host, false)
-	return err
+	c, err := x.conn(host)
+	if err != nil {
+		return err
+	}
+	// The reload's new workers must be the ones that answer the check:
+	// right after `systemctl reload nginx` the previous workers may still
+	// accept connections, and a check passed by them proves nothing.
+	before, _ := remote.Output(ctx, c, nginxWorkers)
+	if _, err := x.run(ctx, host, false); err != nil {
+		return err
+	}
+	if strings.TrimSpace(before) == "" {
+		return nil // nginx was not running: nothing old can answer
+	}
+	if _, err := remote.Output(ctx, c, waitNewWorkers(before)); err != nil {
+		return fmt.Errorf("%s: after the reload: %w", host, err)
+	}
+	return nil
+}
+
+// nginxWorkers lists the PIDs of nginx's accepting workers (not those
+// shutting down after a reload), children of the master.
+const nginxWorkers = `m=$(cat /run/nginx.pid 2>/dev/null || pgrep -o -x nginx) || exit 0
+ps -o pid=,args= --ppid "$m" 2>/dev/null | awk '$2 == "nginx:" && $3 == "worker" && $4 == "process" && NF == 4 {print $1}'`
+
+// waitNewWorkers waits (10 s at most) until no worker of before accepts
+// connections any more and a new one does.
+func waitNewWorkers(before string) string {
+	return fmt.Sprintf(`old=' %s '
+for i in $(seq 100); do
+  now=$( %s )
+  stale=0; for p in $now; do case "$old" in *" $p "*) stale=1 ;; esac; done
+  if [ -n "$now" ] && [ $stale = 0 ]; then exit 0; fi
+  sleep 0.1
+done
+echo "nginx still runs workers of its previous configuration 10 s after the reload" >&2; exit 1`,
+		strings.Join(strings.Fields(before), " "), nginxWorkers)
 }
 
 // streamModuleScript installs nginx's stream module where nginx has it as

@@ -42,10 +42,16 @@ type SitesOptions struct {
 	// the canary.
 	Hosts []string
 	Step  SiteHost
-	// Drainer moves a host's VIPs away while it changes; nil: hosts are
-	// changed in place (their clients see a bad change until it is
-	// restored).
+	// Drainer moves the canary's VIPs away while it changes (every host's
+	// with DrainEvery); nil: hosts are changed in place (their clients
+	// see a bad change until it is restored).
 	Drainer Drainer
+	// DrainEvery drains every host, not only the canary. Off by default:
+	// once the canary proved the change, a reload in place costs clients
+	// nothing, while each VIP move can cut a request that is in flight
+	// at that moment (measured on the lab: 4 of 4663 with every host
+	// drained).
+	DrainEvery bool
 	// Drained are hosts drained before the run (hactl drain): they stay
 	// out, are neither drained nor undrained here.
 	Drained map[string]bool
@@ -96,10 +102,12 @@ func (e *CheckError) Unwrap() []error { return []error{e.Err, e.Restore} }
 var ErrStopped = errors.New("not touched: the rollout stopped at an earlier host")
 
 // RollSites changes the hosts' serving layer one host at a time, the first
-// changed host being the canary: each is drained (its VIPs move to their
-// next host with overlap, so clients never reach it while it changes),
-// given the new layer (staged, nginx -t, reload), checked through its own
-// address, and undrained only when the check passes. A host that fails its
+// changed host being the canary: the canary is drained (its VIPs move to
+// their next host with overlap, so clients never reach it while it
+// changes), given the new layer (staged, nginx -t, reload), checked
+// through its own address, and undrained only when the check passes; the
+// hosts after it are changed in place (a reload keeps every connection)
+// and checked the same way (DrainEvery drains them too). A host that fails its
 // check gets its previous layer back (reload) and is undrained on it; the
 // rollout stops there and no later host is touched. A host whose layer
 // does not change is neither drained nor checked. The error is the first
@@ -143,7 +151,7 @@ func RollSites(ctx context.Context, o SitesOptions) ([]SiteResult, error) {
 			role = "canary"
 		}
 		canary = false
-		err = rollOne(ctx, o, h, role, emit)
+		err = rollOne(ctx, o, h, role, role == "canary" || o.DrainEvery, emit)
 		res[i].Elapsed = o.Clock.Now().Sub(start)
 		if err != nil {
 			var ce *CheckError
@@ -161,9 +169,9 @@ func RollSites(ctx context.Context, o SitesOptions) ([]SiteResult, error) {
 
 // rollOne is one host: drain, keep, apply, check (restore on failure),
 // undrain.
-func rollOne(ctx context.Context, o SitesOptions, h, role string, emit func(string, string, string, time.Duration)) error {
+func rollOne(ctx context.Context, o SitesOptions, h, role string, drainIt bool, emit func(string, string, string, time.Duration)) error {
 	drained := false
-	if o.Drainer != nil && !o.Drained[h] {
+	if drainIt && o.Drainer != nil && !o.Drained[h] {
 		emit(h, "ok", role+": draining (its VIPs move to their next host) before its sites change", 0)
 		if _, err := o.Drainer.Drain(ctx, h); err != nil {
 			if !errors.Is(err, drain.ErrRefused) {

@@ -114,10 +114,11 @@ func TestRollSitesCanaryFirstDrained(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var want []string
-	for _, h := range []string{"lab1", "lab2", "lab3"} {
-		// Changed and checked while it holds no VIP: clients never see it.
-		want = append(want, h+" plan", h+" keep", h+" apply (holds 0 VIPs)", h+" check (holds 0 VIPs)", h+" forget")
+	// The canary is changed and checked while it holds no VIP: clients
+	// never see it; the others, once it passed, in place.
+	want := []string{"lab1 plan", "lab1 keep", "lab1 apply (holds 0 VIPs)", "lab1 check (holds 0 VIPs)", "lab1 forget"}
+	for _, h := range []string{"lab2", "lab3"} {
+		want = append(want, h+" plan", h+" keep", h+" apply (holds 1 VIPs)", h+" check (holds 1 VIPs)", h+" forget")
 	}
 	if !reflect.DeepEqual(f.calls, want) {
 		t.Errorf("calls:\n%s\nwant:\n%s", strings.Join(f.calls, "\n"), strings.Join(want, "\n"))
@@ -229,5 +230,22 @@ func TestRollSitesDrainRefusedInPlace(t *testing.T) {
 	}
 	if !warned || f.live["lab1"] != "new" {
 		t.Errorf("warned %v, live %v", warned, f.live)
+	}
+}
+
+func TestRollSitesDrainEvery(t *testing.T) {
+	w, f, o := sitesLab(t)
+	o.DrainEvery = true
+	gaps := gapless(w, 2*time.Minute)
+	if _, err := RollSites(context.Background(), o); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range f.calls {
+		if strings.Contains(c, "holds 1") {
+			t.Errorf("with DrainEvery a host changed while serving: %s", c)
+		}
+	}
+	if len(*gaps) > 0 {
+		t.Errorf("a VIP had no holder: %v", *gaps)
 	}
 }
