@@ -158,7 +158,7 @@ func (x *siteHost) Apply(ctx context.Context, host string) error {
 	if strings.TrimSpace(before) == "" {
 		return nil // nginx was not running: nothing old can answer
 	}
-	if _, err := remote.Output(ctx, c, waitNewWorkers(before)); err != nil {
+	if _, err := remote.Output(ctx, c, waitNewWorkers(before, nginxWorkers)); err != nil {
 		return fmt.Errorf("%s: after the reload: %w", host, err)
 	}
 	return nil
@@ -170,8 +170,8 @@ const nginxWorkers = `m=$(cat /run/nginx.pid 2>/dev/null || pgrep -o -x nginx) |
 ps -o pid=,args= --ppid "$m" 2>/dev/null | awk '$2 == "nginx:" && $3 == "worker" && $4 == "process" && NF == 4 {print $1}'`
 
 // waitNewWorkers waits (10 s at most) until no worker of before accepts
-// connections any more and a new one does.
-func waitNewWorkers(before string) string {
+// connections any more and a new one does; list prints the workers now.
+func waitNewWorkers(before, list string) string {
 	return fmt.Sprintf(`old=' %s '
 for i in $(seq 100); do
   now=$( %s )
@@ -180,7 +180,7 @@ for i in $(seq 100); do
   sleep 0.1
 done
 echo "nginx still runs workers of its previous configuration 10 s after the reload" >&2; exit 1`,
-		strings.Join(strings.Fields(before), " "), nginxWorkers)
+		strings.Join(strings.Fields(before), " "), list)
 }
 
 // streamModuleScript installs nginx's stream module where nginx has it as

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hactl/hactl/internal/testinv"
 	"github.com/hactl/hactl/internal/tlstest"
@@ -146,5 +147,43 @@ func TestSplitSites(t *testing.T) {
 	plain, _ := testinv.Load(t, "lab.hcl")
 	if m, s, _ := splitSites(book, plain, plain.Hosts()); m != book || s != nil {
 		t.Error("a fleet without sites must run the book as it is")
+	}
+}
+
+// TestWaitNewWorkers: after a reload the check waits until none of the
+// previous workers accepts any more, on a real shell (the worker list is a
+// file the test rewrites, as nginx's master replaces its workers).
+func TestWaitNewWorkers(t *testing.T) {
+	srv := remotetest.NewServer(t)
+	c, err := remote.Dial(context.Background(), srv.Config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	list := filepath.Join(t.TempDir(), "workers")
+	writeT(t, list, "101\n102\n", 0o644)
+	go func() {
+		time.Sleep(400 * time.Millisecond)
+		writeT(t, list, "102\n201\n", 0o644) // one old worker still accepting
+		time.Sleep(400 * time.Millisecond)
+		writeT(t, list, "201\n202\n", 0o644)
+	}()
+	start := time.Now()
+	if _, err := remote.Output(context.Background(), c, waitNewWorkers("101 102", "cat "+list)); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d < 700*time.Millisecond {
+		t.Errorf("returned after %s, while an old worker still accepted", d)
+	}
+	if got := readT(t, list); got != "201\n202\n" {
+		t.Errorf("workers %q", got)
+	}
+	// A previous worker that never stops accepting: an error after 10 s.
+	if testing.Short() {
+		return
+	}
+	writeT(t, list, "101\n", 0o644)
+	if _, err := remote.Output(context.Background(), c, waitNewWorkers("101", "cat "+list)); err == nil || !strings.Contains(err.Error(), "previous configuration") {
+		t.Errorf("stale workers: %v", err)
 	}
 }
