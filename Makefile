@@ -2,6 +2,7 @@
 SHELL      := /bin/bash
 GO         ?= go
 N          ?= 3
+APPS       ?= 0
 HACTL_LAB_DIR ?= /var/lib/hactl-lab
 export HACTL_LAB_DIR
 BIN        := bin/hactl
@@ -60,7 +61,7 @@ lab-image:
 	@if [ "$$(id -u)" = 0 ]; then bash e2e/lab/lab.sh image; else echo "lab-image: skipped (the container-VM lab needs root)"; fi
 
 lab-up:
-	bash e2e/lab/lab.sh up $(N)
+	bash e2e/lab/lab.sh up $(N) $(APPS)
 
 lab-down:
 	bash e2e/lab/lab.sh down

@@ -12,7 +12,7 @@
 #     -keyout inventory/tls/$s.key -out inventory/tls/$s.crt; done
 #   hactl validate -i inventory/sites.hcl
 #
-# The app servers 198.18.0.21 and .22 are not part of the lab yet.
+# The app servers 198.18.0.21 and .22 are the lab's: make lab-up N=3 APPS=2.
 
 ssh {
   user             = "root"

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # lab.sh — the hactl container-VM lab: N Debian 12 hosts booted with systemd-nspawn on one machine.
 #
-#   lab.sh up [N]   bring up hosts lab1..labN (N 1..50, default 3); idempotent, resizes a running lab
+#   lab.sh up [N] [APPS]  bring up hosts lab1..labN (N 1..50, default 3); idempotent, resizes a running lab;
+#                   APPS (default 0) app servers app1..appAPPS beside them (see `apps`)
+#   lab.sh apps M   run app servers app1..appM (M 0..9) at .21, .22, …: HTTP :8080, TCP :5432, each answering its name
+#   lab.sh app stop|start appI   stop or start one app server's responder (its address stays)
 #   lab.sh down     stop every host, remove netns/links/mounts/cgroups; keep the cached base and repo
 #   lab.sh status   print each host and whether it runs and answers SSH
 #   lab.sh purge    down, then delete the whole lab directory (caches included)
@@ -314,7 +317,7 @@ ensure_base() {
 # (its own lists from the mirror, this machine's resolver) and added to the repo, so that adding a
 # package does not cost a base rebuild. Hosts bind the repo read-only and refresh their lists
 # (apt-get update) before installing.
-REPO_EXTRA=(ndisc6)
+REPO_EXTRA=(ndisc6 libnginx-mod-stream)
 ensure_repo_extra() {
 	local p want=() tmp mirror ok=1
 	for p in "${REPO_EXTRA[@]}"; do
@@ -737,6 +740,7 @@ cmd_up() {
 	[ "$failed" = 0 ] || die "some hosts did not boot; the lab is left as is for inspection ('$0 down' cleans up)"
 	write_inventory "$n"
 	write_ipv6_inventories "$n"
+	apps_up "${2:-0}"
 	if [ ${#start[@]} -eq 0 ] && [ ${#stop[@]} -eq 0 ]; then
 		log "lab of $n hosts already up ($(elapsed "$t0") s); inventory: $INVENTORY"
 	else
@@ -781,6 +785,7 @@ cmd_down() {
 		pids+=($!)
 	done
 	for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
+	apps_down
 	ip link delete "$BRIDGE" 2>/dev/null || true
 	for d in "/sys/fs/cgroup/$CG_NAME" /sys/fs/cgroup/*/"$CG_NAME"; do rmdir "$d" 2>/dev/null || true; done
 	# handed-on: labkit.Reuse's note that a passing test left this lab for the next one.
@@ -870,16 +875,130 @@ cmd_reboot() {
 	log "$h rebooted in $(elapsed "$t0") s"
 }
 
+# ---------------------------------------------------------------------------------------------
+# App servers: the upstreams of the balancers' sites (issue 20). Each is a network namespace on
+# the bridge at $NET.(20+i) (inventory/sites.hcl's 198.18.0.21/.22) running e2e/lab/appserver.py
+# with this machine's python3: HTTP on 8080 and TCP on 5432, each answer naming the server. No
+# container: an upstream needs an address and a responder, not systemd or SSH.
+# ---------------------------------------------------------------------------------------------
+
+APP_BASE=20
+MAX_APPS=9
+APP_PY=$(realpath -m "$(dirname "${BASH_SOURCE[0]}")/appserver.py")
+app_addr_of() { echo "$NET.$((APP_BASE + $1))"; }
+app_veth_of() { echo "hactl-app$1"; }
+app_pid() { # the responder's PID if it runs (recorded with its start time)
+	local f=$HOSTS/app$1/pid pid start
+	[ -r "$f" ] || return 0
+	read -r pid start <"$f" || return 0
+	[ -n "$pid" ] && [ "$(proc_starttime "$pid")" = "$start" ] && proc_alive "$pid" && echo "$pid"
+	return 0
+}
+
+app_run() { # starts app i's responder in its namespace, detached, fds above 2 closed
+	local i=$1 dir=$HOSTS/app$1 pid
+	[ -n "$(app_pid "$i")" ] && return 0
+	(
+		for fd in /proc/"$BASHPID"/fd/*; do
+			fd=${fd##*/}
+			[ "$fd" -gt 2 ] && eval "exec $fd>&-"
+		done
+		exec setsid ip netns exec "app$i" "${LAB_PYTHON:-/usr/bin/python3}" "$APP_PY" "app$i" "$(app_addr_of "$i")" 8080 5432 </dev/null >>"$dir/app.log" 2>&1
+	) &
+	pid=$!
+	echo "$pid $(proc_starttime "$pid")" >"$dir/pid"
+	for _ in $(seq 50); do
+		(exec 3<>"/dev/tcp/$(app_addr_of "$i")/8080") 2>/dev/null && return 0
+		sleep 0.1
+	done
+	die "app$i: the responder does not answer on $(app_addr_of "$i"):8080; see $dir/app.log"
+}
+
+app_halt() { # stops app i's responder; its namespace and address stay
+	local pid i
+	pid=$(app_pid "$1")
+	[ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null
+	for i in $(seq 50); do
+		[ -z "$(app_pid "$1")" ] && return 0
+		sleep 0.1
+	done
+	kill -KILL "$pid" 2>/dev/null || true
+}
+
+app_start() {
+	local i=$1 h=app$1
+	mkdir -p "$HOSTS/$h"
+	if ! [ -e "/run/netns/$h" ]; then
+		ip netns add "$h"
+		ip link add "$(app_veth_of "$i")" type veth peer name eth0 netns "$h"
+		echo 1 >"/proc/sys/net/ipv6/conf/$(app_veth_of "$i")/disable_ipv6"
+		ip link set "$(app_veth_of "$i")" master "$BRIDGE" up
+		ip -n "$h" link set lo up
+		ip -n "$h" addr add "$(app_addr_of "$i")/24" dev eth0
+		ip -n "$h" link set eth0 up
+	fi
+	app_run "$i"
+}
+
+app_stop() {
+	local h=app$1
+	app_halt "$1"
+	ip netns pids "$h" 2>/dev/null | xargs -r kill -KILL 2>/dev/null || true
+	ip netns delete "$h" 2>/dev/null || true
+	ip link delete "$(app_veth_of "$1")" 2>/dev/null || true
+	rm -rf "${HOSTS:?}/$h"
+}
+
+apps_up() { # app1..appM run, the others are gone
+	local m=$1 i d
+	if ! [[ $m =~ ^[0-9]+$ ]] || [ "$m" -gt "$MAX_APPS" ]; then die "APPS must be 0..$MAX_APPS, got '$m'"; fi
+	[ "$m" -gt 0 ] && [ "$(running_hosts | tail -n 1)" -gt "$APP_BASE" ] 2>/dev/null && die "app servers use $(app_addr_of 1)…: at most $APP_BASE balancers with APPS"
+	ip link show "$BRIDGE" >/dev/null 2>&1 || die "no lab bridge: run '$0 up' first"
+	for d in "$HOSTS"/app* /run/netns/app*; do
+		i=${d##*/app}
+		[[ $i =~ ^[0-9]+$ ]] && [ "$i" -gt "$m" ] && app_stop "$i"
+	done
+	for ((i = 1; i <= m; i++)); do app_start "$i"; done
+	[ "$m" -gt 0 ] && log "app servers app1..app$m at $(app_addr_of 1)… (HTTP :8080, TCP :5432)"
+	return 0
+}
+
+apps_down() {
+	local d i
+	for d in "$HOSTS"/app* /run/netns/app*; do
+		i=${d##*/app}
+		[[ $i =~ ^[0-9]+$ ]] && app_stop "$i"
+	done
+	return 0
+}
+
+cmd_apps() {
+	lock
+	apps_up "${1:-0}"
+}
+
+cmd_app() {
+	local what=${1:-} h=${2:-}
+	[[ $h =~ ^app([0-9]+)$ ]] || die "usage: $0 app stop|start appI"
+	[ -e "/run/netns/$h" ] || die "$h does not exist (lab.sh apps M)"
+	case $what in
+	stop) app_halt "${BASH_REMATCH[1]}" ;;
+	start) app_run "${BASH_REMATCH[1]}" ;;
+	*) die "usage: $0 app stop|start appI" ;;
+	esac
+}
+
 main() {
 	local cmd=${1:-}
 	case $cmd in
 	up | down | purge | image) require_root_linux "$@" ;;
 	status) require_root_linux "$@" ;;
 	reboot) require_root_linux "$@" ;;
+	apps | app) require_root_linux "$@" ;;
 	inventory) ;;
 	test-deps) cmd=test_deps ;;
 	*)
-		echo "usage: $0 up [N] | down | status | purge | image | inventory [N] | test-deps | reboot labN" >&2
+		echo "usage: $0 up [N] [APPS] | apps M | app stop|start appI | down | status | purge | image | inventory [N] | test-deps | reboot labN" >&2
 		exit 2
 		;;
 	esac

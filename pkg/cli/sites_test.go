@@ -217,5 +217,41 @@ func TestSitesStatusDrift(t *testing.T) {
 			t.Errorf("%s drift %q, want %q", h.Name, got, want)
 		}
 	}
-	noKey(t, "status", res.out+res.err, keyLines(t, filepath.Join(filepath.Dir(inv), "tls", "shop.key")))
+	// Per site: the certificate's days left, and the one host serving
+	// another certificate named.
+	var sites struct {
+		Sites []struct {
+			Site       string   `json:"site"`
+			DaysLeft   *int     `json:"cert_days_left"`
+			Warning    bool     `json:"cert_warning"`
+			Consistent *bool    `json:"consistent"`
+			DriftHosts []string `json:"drift_hosts"`
+		} `json:"sites"`
+	}
+	if err := json.Unmarshal([]byte(res.out), &sites); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, s := range sites.Sites {
+		days := "null"
+		if s.DaysLeft != nil {
+			days = fmt.Sprint(*s.DaysLeft)
+		}
+		got[s.Site] = fmt.Sprintf("days=%s warn=%v consistent=%v drift=%v", days, s.Warning, s.Consistent != nil && *s.Consistent, s.DriftHosts)
+	}
+	want := map[string]string{
+		"status": "days=null warn=false consistent=true drift=[]",
+		"shop":   "days=89 warn=false consistent=false drift=[lab2]",
+		"api":    "days=89 warn=false consistent=true drift=[]",
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("status sites:\n got %v\nwant %v", got, want)
+	}
+	text := runWith(t, Deps{Dial: dial}, []string{"HACTL_VRRP_PASS=labpass1"}, "status", "-i", inv)
+	for _, s := range []string{"CERT EXPIRES", "DAYS LEFT", "DRIFT lab2: tls/shop.crt (content)", "same on every host"} {
+		if !strings.Contains(text.out, s) {
+			t.Errorf("status text lacks %q:\n%s", s, text.out)
+		}
+	}
+	noKey(t, "status", res.out+res.err+text.out, keyLines(t, filepath.Join(filepath.Dir(inv), "tls", "shop.key")))
 }

@@ -71,6 +71,9 @@ type ApplyResult struct {
 	// decided.
 	Inv    *inventory.Inventory
 	Layout *vrrp.Layout
+	// Sites is the serving layer's rollout, host by host (canary first);
+	// nil when the selection has no sites or the run was a plan.
+	Sites []rollout.SiteResult
 	// Err: a host failed or a VIP is misplaced after apply.
 	Err error
 	// RoundTrips is what the run cost each host in SSH sessions
@@ -107,6 +110,13 @@ func Apply(ctx context.Context, s *Session, o ApplyOptions, ev Events) (*ApplyRe
 	}
 	res := &ApplyResult{Dry: o.Dry, Departed: mem.departed, Inv: s.Inv, Layout: mem.layout}
 	ro := rollout.New(rollout.Options{Layout: mem.layout, Fleet: fl, Event: skips.Event})
+	// A plan shows the sites' diffs with the rest; apply rolls them out
+	// after it, canary first (sites.go).
+	var sitesBook *playbook.Book
+	var sitesMod *playbook.NginxSites
+	if !o.Dry {
+		book, sitesBook, sitesMod = splitSites(book, s.Inv, sel)
+	}
 	runner := &playbook.Runner{
 		Book: book, Parallel: o.Conn.Parallel, DryRun: o.Dry, Lock: !o.Dry, Locker: s.deps.Locker,
 		Event: skips.Event, Rollout: ro,
@@ -118,8 +128,16 @@ func Apply(ctx context.Context, s *Session, o ApplyOptions, ev Events) (*ApplyRe
 	if !o.Dry && failed == 0 {
 		_ = ro.WaitConverged(ctx)
 	}
+	var sitesErr error
+	if sitesBook != nil && failed == 0 {
+		x := &siteHost{s: s, r: r, layout: mem.layout, fl: fl, stamp: stamp, book: sitesBook, mod: sitesMod, ev: skips}
+		res.Sites, sitesErr = s.rollSites(ctx, x, sel, ro.Drained())
+		failed += res.foldSites()
+	}
 	res.VIPs = Verify(ctx, s.Inv, fleetLayout(s.Inv, mem.layout, fl), fl, ro.Drained())
 	switch {
+	case sitesErr != nil:
+		res.Err = sitesErr
 	case failed > 0:
 		res.Err = fmt.Errorf("%d of %d host(s) %s", failed, len(sel), failedWord(failed-unreachable, unreachable))
 	case o.Dry:
@@ -264,4 +282,34 @@ func Verify(ctx context.Context, inv *inventory.Inventory, layout *vrrp.Layout, 
 // each VIP ok, moved, missing or split, with its cluster's VRRP transport.
 func placement(inv *inventory.Inventory, layout *vrrp.Layout, obs []verify.Observation) []verify.VIPState {
 	return verify.SetTransports(verify.Classify(layout, obs), inv)
+}
+
+// foldSites puts the sites rollout's outcome into the host results: a
+// host it changed counts a change, a host it failed or stopped before is
+// failed (its error says which). It returns how many failed.
+func (res *ApplyResult) foldSites() (failed int) {
+	by := map[string]rollout.SiteResult{}
+	for _, x := range res.Sites {
+		by[x.Host] = x
+	}
+	for i := range res.Hosts {
+		hr := &res.Hosts[i]
+		x, ok := by[hr.Name]
+		if !ok || hr.Err != nil {
+			continue
+		}
+		if x.Err != nil {
+			hr.Err, hr.Result = x.Err, ResultFailed
+			failed++
+			continue
+		}
+		if x.Changed {
+			hr.Result = ResultChanged
+			if hr.Changed != nil {
+				n := *hr.Changed + 1
+				hr.Changed = &n
+			}
+		}
+	}
+	return failed
 }

@@ -41,6 +41,9 @@ type HostStatus struct {
 type StatusResult struct {
 	VIPs  []verify.VIPState
 	Hosts []HostStatus
+	// Sites are the clusters' sites: certificate expiry and whether every
+	// host serves them alike (empty without sites).
+	Sites []SiteStatus
 	// Err names every unreachable host and misplaced VIP.
 	Err error
 	// RoundTrips is what status cost each host in SSH sessions (-v).
@@ -67,6 +70,7 @@ func Status(ctx context.Context, s *Session, o StatusOptions) (*StatusResult, er
 	if err != nil {
 		return nil, FailedError(err)
 	}
+	res.Sites = s.siteStatuses(res.Hosts, s.now())
 	var problems []string
 	for _, h := range res.Hosts {
 		if !h.Reachable {

@@ -13,6 +13,7 @@ import (
 	"github.com/hactl/hactl/pkg/failover"
 	"github.com/hactl/hactl/pkg/inventory"
 	"github.com/hactl/hactl/pkg/ops"
+	"github.com/hactl/hactl/pkg/render"
 	"github.com/hactl/hactl/pkg/report"
 	"github.com/hactl/hactl/pkg/ui"
 	"github.com/hactl/hactl/pkg/verify"
@@ -84,10 +85,53 @@ func (v *human) Status(r *ops.StatusResult, verbose bool) error {
 	printVIPs(v.p, r.VIPs)
 	v.p.Println()
 	printStatusHosts(v.p, r.Hosts)
+	if len(r.Sites) > 0 {
+		v.p.Println()
+		printStatusSites(v.p, r.Sites)
+	}
 	if verbose {
 		v.errp.Printf("round trips: %s\n", r.RoundTrips)
 	}
 	return nil
+}
+
+// printStatusSites: per site its certificate's expiry (days left, a
+// warning under ops.CertWarnDays) and whether every host serves it alike.
+func printStatusSites(p *ui.Printer, sites []ops.SiteStatus) {
+	var rows [][]string
+	for _, x := range sites {
+		expires, days := "-", "-"
+		if x.DaysLeft != nil {
+			expires, days = x.NotAfter.UTC().Format("2006-01-02"), fmt.Sprint(*x.DaysLeft)
+			if x.Warn {
+				days += " (renew)"
+			}
+		}
+		same := "unknown"
+		if x.Consistent != nil && *x.Consistent {
+			same = "same on every host"
+		}
+		for _, h := range x.DriftHosts {
+			same = "DRIFT " + h + ": " + strings.ReplaceAll(strings.Join(x.DriftFiles[h], ", "), render.SitesDir+"/", "")
+			if len(x.DriftHosts) > 1 {
+				same = "DRIFT on " + strings.Join(x.DriftHosts, ", ")
+			}
+		}
+		rows = append(rows, []string{x.Cluster, x.Site, expires, days, same})
+	}
+	ok, bad, warn := p.Styles.OK, p.Styles.Bad, p.Styles.Warn
+	p.Table([]string{"CLUSTER", "SITE", "CERT EXPIRES", "DAYS LEFT", "HOSTS"}, rows, func(row, col int) *lipgloss.Style {
+		v := rows[row][col]
+		switch {
+		case col == 3 && strings.HasSuffix(v, "(renew)"):
+			return &warn
+		case col == 4 && v == "same on every host":
+			return &ok
+		case col == 4:
+			return &bad
+		}
+		return nil
+	})
 }
 
 func (v *human) FailoverProgress() (func(failover.Step), func(bool, string)) {

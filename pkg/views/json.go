@@ -2,6 +2,7 @@ package views
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/hactl/hactl/pkg/drain"
 	"github.com/hactl/hactl/pkg/failover"
@@ -184,15 +185,38 @@ type StatusHostJSON struct {
 	Error   *string `json:"error"`
 }
 
+// StatusSiteJSON is one site in status's JSON: its certificate (null for a
+// plain HTTP site) and whether every host serves it alike.
+type StatusSiteJSON struct {
+	Cluster      string     `json:"cluster"`
+	Site         string     `json:"site"`
+	CertSubject  *string    `json:"cert_subject"`
+	CertSHA256   *string    `json:"cert_sha256"`
+	CertNotAfter *time.Time `json:"cert_not_after"`
+	CertDaysLeft *int       `json:"cert_days_left"`
+	CertWarning  bool       `json:"cert_warning"`
+	Consistent   *bool      `json:"consistent"`
+	DriftHosts   []string   `json:"drift_hosts"`
+}
+
 // StatusJSON is status's document.
 type StatusJSON struct {
 	ui.Envelope
 	VIPs  []verify.VIPState `json:"vips"`
 	Hosts []StatusHostJSON  `json:"hosts"`
+	Sites []StatusSiteJSON  `json:"sites"`
 }
 
 func (v *jsonView) Status(r *ops.StatusResult, _ bool) error {
-	doc := StatusJSON{Envelope: ui.Result(r.Err), VIPs: r.VIPs, Hosts: []StatusHostJSON{}}
+	doc := StatusJSON{Envelope: ui.Result(r.Err), VIPs: r.VIPs, Hosts: []StatusHostJSON{}, Sites: []StatusSiteJSON{}}
+	for _, x := range r.Sites {
+		sj := StatusSiteJSON{Cluster: x.Cluster, Site: x.Site, CertNotAfter: x.NotAfter, CertDaysLeft: x.DaysLeft,
+			CertWarning: x.Warn, Consistent: x.Consistent, DriftHosts: append([]string{}, x.DriftHosts...)}
+		if x.CertSHA256 != "" {
+			sj.CertSubject, sj.CertSHA256 = &x.CertSubject, &x.CertSHA256
+		}
+		doc.Sites = append(doc.Sites, sj)
+	}
 	for _, h := range r.Hosts {
 		sh := StatusHostJSON{Name: h.Name, Reachable: h.Reachable, Keepalived: h.Keepalived, Nginx: h.Nginx, Enabled: h.Enabled, Drift: h.Drift, Drained: h.Drained}
 		if h.Err != nil {

@@ -1,0 +1,189 @@
+package ops
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hactl/hactl/internal/testinv"
+	"github.com/hactl/hactl/internal/tlstest"
+	"github.com/hactl/hactl/pkg/fleet"
+	"github.com/hactl/hactl/pkg/inventory"
+	"github.com/hactl/hactl/pkg/playbook"
+	"github.com/hactl/hactl/pkg/remote"
+	"github.com/hactl/hactl/pkg/remote/remotetest"
+)
+
+func writeT(t *testing.T, p, s string, mode os.FileMode) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte(s), mode); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(p, mode); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func readT(t *testing.T, p string) string {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return "(absent)"
+	}
+	return string(b)
+}
+
+// TestSitesRestorePoint: the canary's restore point, on a real shell over
+// the in-process SSH server: Keep tars the live serving layer (0600, keys
+// and all); whatever the rollout then did (a file changed, one added, the
+// include removed, a key replaced), Restore puts exactly the kept layer
+// back, keeps the module's own backups, reloads, and drops the tar.
+func TestSitesRestorePoint(t *testing.T) {
+	srv := remotetest.NewServer(t)
+	c, err := remote.Dial(context.Background(), srv.Config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	root := t.TempDir()
+	etc := filepath.Join(root, "etc", "nginx")
+	mod := &playbook.NginxSites{Dir: etc + "/hactl", Include: etc + "/conf.d/hactl-sites.conf", MainConf: etc + "/nginx.conf"}
+	log := filepath.Join(root, "reload.log")
+	backups := filepath.Join(root, "backups")
+	x := &siteHost{mod: mod, backupDir: backups, reload: "echo reloaded >> " + log,
+		fl: &fleet.Fleet{Hosts: []*fleet.Host{{Host: &inventory.Host{Name: "lab1"}, Conn: c}}}}
+	site, siteB, key := mod.Dir+"/http/site-a.conf", mod.Dir+"/http/site-b.conf", mod.Dir+"/tls/a.key"
+	oldBackup := site + ".hactl-20261201T000000Z"
+	writeT(t, site, "old site\n", 0o644)
+	writeT(t, key, "OLD KEY\n", 0o600)
+	writeT(t, oldBackup, "older site\n", 0o644)
+	writeT(t, mod.Include, "include hactl;\n", 0o644)
+	writeT(t, mod.MainConf, "events {}\n", 0o644)
+	ctx := context.Background()
+
+	if err := x.Keep(ctx, "lab1"); err != nil {
+		t.Fatal(err)
+	}
+	tar := filepath.Join(backups, "sites-restore.tar")
+	for p, want := range map[string]os.FileMode{tar: 0o600, backups: 0o700 | os.ModeDir} {
+		if st, err := os.Stat(p); err != nil || st.Mode() != want {
+			t.Fatalf("%s: %v %v, want %v", p, st.Mode(), err, want)
+		}
+	}
+	// What a (bad) rollout leaves.
+	writeT(t, site, "new site\n", 0o644)
+	writeT(t, siteB, "added\n", 0o644)
+	writeT(t, key, "NEW KEY\n", 0o600)
+	writeT(t, site+".hactl-20261206T000000Z", "old site\n", 0o644)
+	if err := os.Remove(mod.Include); err != nil {
+		t.Fatal(err)
+	}
+	writeT(t, mod.MainConf, "events {}\ninclude stream;\n", 0o644)
+
+	if err := x.Restore(ctx, "lab1"); err != nil {
+		t.Fatal(err)
+	}
+	for p, want := range map[string]string{
+		site: "old site\n", siteB: "(absent)", key: "OLD KEY\n", mod.Include: "include hactl;\n", mod.MainConf: "events {}\n",
+		oldBackup: "older site\n", site + ".hactl-20261206T000000Z": "old site\n", log: "reloaded\n", tar: "(absent)",
+	} {
+		if got := readT(t, p); got != want {
+			t.Errorf("%s = %q, want %q", strings.TrimPrefix(p, root), got, want)
+		}
+	}
+	if st, err := os.Stat(key); err != nil || st.Mode().Perm() != 0o600 {
+		t.Errorf("key mode after restore: %v %v", st.Mode(), err)
+	}
+
+	// A reload that fails after the restore is an error, and the restore
+	// point stays for the operator.
+	if err := x.Keep(ctx, "lab1"); err != nil {
+		t.Fatal(err)
+	}
+	x.reload = "echo 'nginx: [emerg] bad' >&2; false"
+	err = x.Restore(ctx, "lab1")
+	if err == nil || !strings.Contains(err.Error(), "lab1: restore the previous sites") {
+		t.Errorf("failed reload: %v", err)
+	}
+	if readT(t, tar) == "(absent)" {
+		t.Error("restore point removed although the reload failed")
+	}
+	if err := x.Forget(ctx, "lab1"); err != nil || readT(t, tar) != "(absent)" {
+		t.Errorf("forget: %v", err)
+	}
+}
+
+// TestSplitSites: with sites, apply's main book loses the nginx_sites step
+// (rolled out afterwards, canary first) and keeps every other step and the
+// handlers; without sites the book is used as it is.
+func TestSplitSites(t *testing.T) {
+	book, err := loadBook("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path, _ := tlstest.SitesExample(t)
+	withSites, d := inventory.NewLoader(inventory.Options{LookupEnv: func(string) (string, bool) { return "labpass1", true }}).LoadFile(path)
+	if d.HasErrors() {
+		t.Fatal(d)
+	}
+	main, sites, mod := splitSites(book, withSites, withSites.Hosts())
+	if mod == nil || sites == nil || len(sites.Steps) != 1 || sites.Steps[0].Name != "nginx sites" || len(sites.Handlers) != len(book.Handlers) {
+		t.Fatalf("sites book %+v", sites)
+	}
+	if len(main.Steps) != len(book.Steps)-1 {
+		t.Errorf("main book has %d steps, want %d", len(main.Steps), len(book.Steps)-1)
+	}
+	for _, s := range main.Steps {
+		if s.Name == "nginx sites" {
+			t.Error("main book still has the sites step")
+		}
+	}
+	plain, _ := testinv.Load(t, "lab.hcl")
+	if m, s, _ := splitSites(book, plain, plain.Hosts()); m != book || s != nil {
+		t.Error("a fleet without sites must run the book as it is")
+	}
+}
+
+// TestWaitNewWorkers: after a reload the check waits until none of the
+// previous workers accepts any more, on a real shell (the worker list is a
+// file the test rewrites, as nginx's master replaces its workers).
+func TestWaitNewWorkers(t *testing.T) {
+	srv := remotetest.NewServer(t)
+	c, err := remote.Dial(context.Background(), srv.Config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	list := filepath.Join(t.TempDir(), "workers")
+	writeT(t, list, "101\n102\n", 0o644)
+	go func() {
+		time.Sleep(400 * time.Millisecond)
+		writeT(t, list, "102\n201\n", 0o644) // one old worker still accepting
+		time.Sleep(400 * time.Millisecond)
+		writeT(t, list, "201\n202\n", 0o644)
+	}()
+	start := time.Now()
+	if _, err := remote.Output(context.Background(), c, waitNewWorkers("101 102", "cat "+list)); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d < 700*time.Millisecond {
+		t.Errorf("returned after %s, while an old worker still accepted", d)
+	}
+	if got := readT(t, list); got != "201\n202\n" {
+		t.Errorf("workers %q", got)
+	}
+	// A previous worker that never stops accepting: an error after 10 s.
+	if testing.Short() {
+		return
+	}
+	writeT(t, list, "101\n", 0o644)
+	if _, err := remote.Output(context.Background(), c, waitNewWorkers("101", "cat "+list)); err == nil || !strings.Contains(err.Error(), "previous configuration") {
+		t.Errorf("stale workers: %v", err)
+	}
+}
