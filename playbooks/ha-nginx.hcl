@@ -97,6 +97,39 @@ step "keepalived unit drop-in" {
   notify = ["systemd"]
 }
 
+step "event recorder" {
+  # Records every VRRP transition of the host (keepalived's notify FIFO and
+  # the VIPs on the interface) in /var/lib/hactl/events, for `hactl events`
+  # and `hactl status --watch`; also writes the node exporter's textfile and
+  # posts to the inventory's webhook.
+  template {
+    path = "/etc/keepalived/hactl_events.sh"
+  }
+  notify = ["events"]
+}
+
+step "event recorder unit" {
+  template {
+    path = "/etc/systemd/system/hactl-events.service"
+  }
+  notify = ["systemd", "events"]
+}
+
+step "event recorder webhook" {
+  # 0600: the webhook's header may carry a secret. Read at every delivery.
+  # The recorder posts with curl: with a webhook, install curl on the hosts.
+  template {
+    path = "/etc/hactl/events.conf"
+  }
+}
+
+step "event recorder running" {
+  # Before keepalived reads notify_fifo: the recorder creates the FIFO.
+  service {
+    name = "hactl-events"
+  }
+}
+
 step "keepalived config" {
   template {
     path = "/etc/keepalived/keepalived.conf"
@@ -170,6 +203,15 @@ step "cluster record" {
 handler "systemd" {
   command {
     run = "systemctl daemon-reload"
+  }
+}
+
+handler "events" {
+  # The FIFO outlives the restart (keepalived keeps it open); lines written
+  # meanwhile wait in it.
+  service {
+    name   = "hactl-events"
+    action = "restart"
   }
 }
 

@@ -64,8 +64,8 @@ func goldenTree(t *testing.T, dir string, files []File) {
 func TestGoldenProd(t *testing.T) {
 	inv, l := load(t, "../../inventory/prod.hcl", nil)
 	files := renderAll(t, inv, l)
-	if len(files) != 24 {
-		t.Fatalf("want 8 files × 3 hosts, got %d", len(files))
+	if len(files) != 33 {
+		t.Fatalf("want 11 files × 3 hosts, got %d", len(files))
 	}
 	goldenTree(t, "prod", files)
 }
@@ -277,6 +277,7 @@ func TestModesAndOwners(t *testing.T) {
 	want := map[string]os.FileMode{
 		KeepalivedConf: 0o600, CheckScript: 0o755, NotifyScript: 0o755, NginxSite: 0o644, KeepalivedDrop: 0o644,
 		NginxDrop: 0o644, TrackScript: 0o755, ClusterRecord: 0o644,
+		EventsScript: 0o755, EventsUnit: 0o644, EventsConf: 0o600,
 	}
 	for _, f := range renderAll(t, inv, l) {
 		if f.Mode != want[f.Path] || f.Owner != "root" || f.Group != "root" {
