@@ -82,7 +82,7 @@ on its master only. Exit 1 if any host failed or any VIP is misplaced.`,
 }
 
 func extraCommands(ctx context.Context, g *Globals) []*cobra.Command {
-	return []*cobra.Command{newApply(ctx, g), newStatus(ctx, g), newFailoverTest(ctx, g), newDrain(ctx, g, false), newDrain(ctx, g, true), newDestroy(ctx, g)}
+	return []*cobra.Command{newApply(ctx, g), newStatus(ctx, g), newFailoverTest(ctx, g), newDrain(ctx, g, false), newDrain(ctx, g, true), newDestroy(ctx, g), newEvents(ctx, g)}
 }
 
 // planOnline is apply's dry run; it prints the layout once the records on

@@ -236,7 +236,7 @@ applies them over SSH, and proves where every VIP sits.`,
 	root.SuggestionsMinimumDistance = 2
 	root.PersistentPreRunE = func(cmd *cobra.Command, args []string) error {
 		g.Output = strings.ToLower(g.Output)
-		if g.Output != "text" && g.Output != "json" {
+		if g.Output != "text" && g.Output != "json" && !(g.Output == "openmetrics" && cmd.Name() == "status") {
 			return &ExitError{Code: ExitUsage, Err: fmt.Errorf("--output must be text or json, not %q", g.Output)}
 		}
 		if len(args) == 1 && cmd.Annotations[annInventoryArg] != "" {

@@ -23,6 +23,7 @@ import (
 type StatusOptions struct {
 	Conn  ConnOptions
 	Limit []string
+	Watch bool // status_watch.go
 }
 
 // statusHost is one host in status's JSON; what an unreachable host could
@@ -61,9 +62,13 @@ when every VIP is ok and every host reachable.`,
 			if err != nil {
 				return err
 			}
+			if o.Watch {
+				return runStatusWatch(ctx, g, o, l)
+			}
 			return runStatus(ctx, g, o, l)
 		},
 	}
+	addStatusFlags(cmd, o)
 	o.Conn.addFlags(cmd)
 	addLimitFlag(cmd, &o.Limit)
 	cmd.Flag("limit").Usage = "only the clusters of these hosts or clusters (VIP placement is judged on whole clusters)"
@@ -95,6 +100,9 @@ func runStatus(ctx context.Context, g *Globals, o *StatusOptions, l *Loaded) err
 		return &ExitError{Code: ExitFailed, Err: err}
 	}
 	problems := statusProblems(doc)
+	if g.Output == "openmetrics" {
+		return writeOpenMetrics(g, doc)
+	}
 	if g.Output == "json" {
 		var perr error
 		if len(problems) > 0 {
