@@ -350,3 +350,27 @@ func TestScriptsSyntax(t *testing.T) {
 		}
 	}
 }
+
+// TestWebhookSecret: the webhook's secret header reaches only the 0600
+// events.conf, and plans/diffs mask it.
+func TestWebhookSecret(t *testing.T) {
+	inv, l := load(t, "../../inventory/prod.hcl", nil)
+	inv.Webhook = &inventory.Webhook{URL: "https://hooks.example.com/x", Header: "X-Token", Secret: inventory.NewSecret("t0ps3cret")}
+	for _, f := range renderAll(t, inv, l) {
+		has := bytes.Contains(f.Content, []byte("t0ps3cret"))
+		if f.Path != EventsConf {
+			if has {
+				t.Errorf("%s holds the webhook secret", f.Path)
+			}
+			continue
+		}
+		if !has || f.Mode != 0o600 || !f.Sensitive {
+			t.Errorf("events.conf: secret present=%v mode=%o sensitive=%v", has, f.Mode, f.Sensitive)
+		}
+		m := string(Mask(f, f.Content))
+		if strings.Contains(m, "t0ps3cret") || !strings.Contains(m, "WEBHOOK_HEADER='X-Token: (sensitive)'") ||
+			!strings.Contains(m, "WEBHOOK_URL='https://hooks.example.com/x'") {
+			t.Errorf("masked events.conf:\n%s", m)
+		}
+	}
+}
