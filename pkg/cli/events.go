@@ -101,8 +101,8 @@ func runEvents(ctx context.Context, g *Globals, o *EventsOptions, l *Loaded) err
 // printTimeline: per VIP its moves, then the intervals that were not one
 // holder; the hosts' clocks last.
 func printTimeline(p *ui.Printer, tl *events.Timeline) {
-	ts := func(t time.Time) string { return t.Local().Format("2006-01-02 15:04:05.000") }
-	p.Printf("Events from %s to %s (times corrected for each host's clock)\n\n", ts(tl.Since), ts(tl.Until))
+	ts := func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05.000Z") }
+	p.Printf("Events from %s to %s (UTC, corrected for each host's clock)\n\n", ts(tl.Since), ts(tl.Until))
 	for _, v := range tl.VIPs {
 		p.Printf("%s  cluster %s, master %s\n", p.Styles.Bold.Render(v.VIP), v.Cluster, orDash(v.Master))
 		var rows [][]string
@@ -124,7 +124,7 @@ func printTimeline(p *ui.Printer, tl *events.Timeline) {
 		for _, iv := range v.Intervals {
 			switch iv.State {
 			case events.None:
-				p.Printf("  %s no holder from %s for %.3fs%s\n", p.Styles.Bad.Render("NO HOLDER"), ts(iv.Start), iv.Seconds, openNote(iv))
+				p.Printf("  %s from %s for %.3fs%s\n", p.Styles.Bad.Render("NO HOLDER"), ts(iv.Start), iv.Seconds, openNote(iv))
 			case events.Split:
 				p.Printf("  %s %s from %s for %.3fs%s\n", p.Styles.Bad.Render("SPLIT"), strings.Join(iv.Holders, " + "), ts(iv.Start), iv.Seconds, openNote(iv))
 			}
