@@ -24,9 +24,9 @@ func TestFollow(t *testing.T) {
 	var mu sync.Mutex
 	log := line(1) // before the watch: not emitted
 	steps := []func(){
-		func() { log += line(2) + line(3)[:20] },            // a torn write
-		func() { log += line(3)[20:] },                      // its end
-		func() { log = line(4) },                            // rotated: a new, shorter log
+		func() { log += line(2) + line(3)[:20] },           // a torn write
+		func() { log += line(3)[20:] },                     // its end
+		func() { log = line(4) },                           // rotated: a new, shorter log
 		func() { log += line(5) + "not json\n" + line(6) }, // a bad line is skipped
 	}
 	offRE := regexp.MustCompile(`off=(\d+);`)
