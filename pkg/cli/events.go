@@ -56,12 +56,9 @@ read against this machine's and the times are corrected by it (shown per host).`
 }
 
 func runEvents(ctx context.Context, g *Globals, o *EventsOptions, l *Loaded) error {
-	if len(o.Limit) > 0 {
-		sel, err := selectHosts(l, o.Limit)
-		if err != nil {
-			return err
-		}
-		l = &Loaded{Inv: l.Inv, Layout: layoutOf(l.Layout, clusterHosts(l.Inv, sel), l.Inv)}
+	l, err := clustersOf(l, o.Limit)
+	if err != nil {
+		return err
 	}
 	fl, err := g.connect(ctx, l, o.Conn, layoutHosts(l))
 	if err != nil {
@@ -150,4 +147,17 @@ func openNote(iv events.Interval) string {
 		return " (still now)"
 	}
 	return ""
+}
+
+// clustersOf narrows l to the whole clusters of the hosts or clusters in
+// limit (VIP placement is judged per cluster), as status does.
+func clustersOf(l *Loaded, limit []string) (*Loaded, error) {
+	if len(limit) == 0 {
+		return l, nil
+	}
+	sel, err := selectHosts(l, limit)
+	if err != nil {
+		return nil, err
+	}
+	return &Loaded{Inv: l.Inv, Layout: layoutOf(l.Layout, clusterHosts(l.Inv, sel), l.Inv)}, nil
 }

@@ -48,6 +48,10 @@ func runStatusWatch(ctx context.Context, g *Globals, o *StatusOptions, l *Loaded
 	if err != nil {
 		return &ExitError{Code: ExitFailed, Err: err}
 	}
+	l, err = clustersOf(l, o.Limit)
+	if err != nil {
+		return err
+	}
 	fl, err := g.connect(ctx, l, o.Conn, layoutHosts(l))
 	if err != nil {
 		return err
