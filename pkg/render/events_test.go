@@ -126,9 +126,10 @@ func TestEventsScriptRuns(t *testing.T) {
 	posted := func(n int) func() bool {
 		return func() bool { mu.Lock(); defer mu.Unlock(); return len(posts) >= n }
 	}
-	// Three "absent" address records at start (lo has no VIP), then these.
+	// Three "absent" address records at start (lo has no VIP), then five:
+	// the stop also ends the two instances never heard of.
 	_, _ = fifo.WriteString("INSTANCE \"VI_1\" BACKUP 101\nINSTANCE \"VI_1\" MASTER 101\nINSTANCE \"VI_9\" MASTER 1\nHACTL stopped signal\n")
-	wait("6 records", func() bool { return len(records()) == 6 })
+	wait("8 records", func() bool { return len(records()) >= 8 })
 	rs := records()
 	got := func(i int) string {
 		return rs[i]["kind"].(string) + " " + rs[i]["instance"].(string) + " " + rs[i]["from"].(string) + ">" + rs[i]["to"].(string) + " " + rs[i]["cause"].(string)
@@ -137,12 +138,17 @@ func TestEventsScriptRuns(t *testing.T) {
 		"vrrp VI_1 UNKNOWN>BACKUP keepalived started",
 		"vrrp VI_1 BACKUP>MASTER takeover",
 		"vrrp VI_1 MASTER>STOP keepalived crashed (signal)",
+		"vrrp VI_2 UNKNOWN>STOP keepalived crashed (signal)",
+		"vrrp VI_3 UNKNOWN>STOP keepalived crashed (signal)",
 	} {
 		if g := got(3 + i); g != want {
 			t.Errorf("record %d: %q, want %q", 3+i, g, want)
 		}
 	}
-	wait("6 POSTs", posted(6))
+	if len(rs) != 8 {
+		t.Errorf("%d records, want 8 (VI_9 is not this host's)", len(rs))
+	}
+	wait("8 POSTs", posted(8))
 
 	// The receiver goes away: the record waits, retried with backoff.
 	_ = srv.Close()
@@ -154,9 +160,9 @@ func TestEventsScriptRuns(t *testing.T) {
 	}
 	srv = &http.Server{Handler: handler}
 	go func() { _ = srv.Serve(ln) }()
-	wait("the queued record after the receiver came back", posted(7))
+	wait("the queued record after the receiver came back", posted(9))
 	mu.Lock()
-	if len(posts) != 7 || len(bad) > 0 || posts[6]["instance"] != "VI_2" {
+	if len(posts) != 9 || len(bad) > 0 || posts[8]["instance"] != "VI_2" {
 		t.Errorf("posts %v, bad %v", posts, bad)
 	}
 	mu.Unlock()
