@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -70,6 +71,8 @@ func TestEventsScriptRuns(t *testing.T) {
 		filepath.Dir(MetricsFile), filepath.Join(dir, "prom"),
 		DrainFile, filepath.Join(dir, "drain"),
 		"IFACE=ens192", "IFACE=lo",
+		// Rotate after about five records instead of 1 MiB.
+		fmt.Sprintf("MAX=%d", EventsMaxBytes), "MAX=1200",
 	)
 	for _, f := range files {
 		switch f.Path {
@@ -105,7 +108,9 @@ func TestEventsScriptRuns(t *testing.T) {
 	}
 	logPath := filepath.Join(dir, "events", "events.log")
 	records := func() []map[string]any {
+		old, _ := os.ReadFile(logPath + ".1")
 		b, _ := os.ReadFile(logPath)
+		b = append(old, b...)
 		var rs []map[string]any
 		sc := bufio.NewScanner(bytes.NewReader(b))
 		for sc.Scan() {
@@ -168,6 +173,9 @@ func TestEventsScriptRuns(t *testing.T) {
 	mu.Unlock()
 	if strings.Contains(out.String(), "t0ps3cret") {
 		t.Errorf("the secret is in the recorder's output:\n%s", out.String())
+	}
+	if st, err := os.Stat(logPath + ".1"); err != nil || st.Size() < 1200 {
+		t.Errorf("events.log was not rotated at 1200 bytes: %v", err)
 	}
 	prom, err := os.ReadFile(filepath.Join(dir, "prom", "hactl.prom"))
 	if err != nil || !bytes.Contains(prom, []byte(`hactl_vrrp_state{cluster="web",instance="VI_2",vip="10.11.7.236/24",state="MASTER"} 1`)) {
