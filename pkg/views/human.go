@@ -81,7 +81,7 @@ func (v *human) Status(r *ops.StatusResult) error {
 	printVIPs(v.p, r.VIPs)
 	v.p.Println()
 	printStatusHosts(v.p, r.Hosts)
-	return nil
+	return r.Err
 }
 
 func (v *human) FailoverProgress() (func(failover.Step), func(bool, string)) {
