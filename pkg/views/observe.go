@@ -12,9 +12,6 @@ import (
 	"github.com/hactl/hactl/pkg/ui"
 )
 
-// StatusFormats are the formats of --output only status has, beyond Formats.
-var StatusFormats = []string{"openmetrics"}
-
 // --- hactl events ---
 
 func (v *human) Timeline(r *ops.TimelineResult) error {

@@ -48,18 +48,25 @@ type View interface {
 	Wrote() bool
 }
 
-// New is the view of format (one of Formats) for the command named
-// (status also takes StatusFormats).
+// OpenMetrics is the format of --output only status has (the fleet's
+// invariants for Prometheus).
+const OpenMetrics = "openmetrics"
+
+// New is the view of format (one of Formats; for the command status also
+// OpenMetrics).
 func New(io *ui.IO, format, command string) (View, error) {
 	switch strings.ToLower(format) {
 	case "text":
 		return newHuman(io), nil
 	case "json":
 		return &jsonView{io: io, human: newHuman(io)}, nil
-	case "openmetrics":
+	case OpenMetrics:
 		if command == "status" {
 			return openMetrics{newHuman(io)}, nil
 		}
+	}
+	if command == "status" {
+		return nil, fmt.Errorf("--output must be text, json or %s, not %q", OpenMetrics, strings.ToLower(format))
 	}
 	return nil, fmt.Errorf("--output must be text or json, not %q", strings.ToLower(format))
 }
