@@ -195,9 +195,11 @@ func TestFleet(t *testing.T) {
 		if code != 0 {
 			t.Fatalf("exit %d", code)
 		}
-		managed := "/etc/keepalived/keepalived.conf /etc/keepalived/check_nginx.sh /etc/keepalived/clean_arp.sh /etc/keepalived/hactl-cluster.json /etc/nginx/conf.d/hactl.conf /etc/systemd/system/keepalived.service.d/hactl.conf"
+		managed := "/etc/keepalived/keepalived.conf /etc/keepalived/check_nginx.sh /etc/keepalived/clean_arp.sh /etc/keepalived/hactl-cluster.json /etc/nginx/conf.d/hactl.conf /etc/systemd/system/keepalived.service.d/hactl.conf" +
+			" /etc/keepalived/hactl_events.sh /etc/systemd/system/hactl-events.service /etc/hactl/events.conf"
 		for _, h := range []string{"lab1", "lab3", "lab4"} {
-			if got := ssh(t, lab, h, "systemctl is-active keepalived; systemctl is-enabled keepalived; for f in "+managed+"; do [ -e $f ] && echo $f; done; true"); got != "inactive\ndisabled" {
+			// The event recorder goes too: stopped, its unit file gone.
+			if got := ssh(t, lab, h, "systemctl is-active keepalived; systemctl is-enabled keepalived; systemctl is-active hactl-events; for f in "+managed+"; do [ -e $f ] && echo $f; done; true"); got != "inactive\ndisabled\ninactive" {
 				t.Errorf("%s after destroy: %q", h, got)
 			}
 		}

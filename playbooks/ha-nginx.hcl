@@ -12,7 +12,8 @@
 # Attribute values may name per-host inventory values as {nginx_listen},
 # {interface}, {vrrp_transport}, {ipv6} and {vrrp_ipv6} ("yes"/"no": the
 # cluster has IPv6 VIPs / its VRRP instances are IPv6). `when = "ipv6"` runs a
-# step only on hosts of clusters with IPv6 VIPs.
+# step only on hosts of clusters with IPv6 VIPs; `when = "webhook"` only when
+# the inventory has a webhook block.
 
 step "epel" {
   # CentOS 7 has no nginx in base; EPEL has it, and epel-release is in
@@ -96,6 +97,46 @@ step "keepalived unit drop-in" {
     path = "/etc/systemd/system/keepalived.service.d/hactl.conf"
   }
   notify = ["systemd"]
+}
+
+step "event recorder" {
+  # Records every VRRP transition of the host (keepalived's notify FIFO and
+  # the VIPs on the interface) in /var/lib/hactl/events, for `hactl events`
+  # and `hactl status --watch`; also writes the node exporter's textfile and
+  # posts to the inventory's webhook.
+  template {
+    path = "/etc/keepalived/hactl_events.sh"
+  }
+  notify = ["events"]
+}
+
+step "event recorder unit" {
+  template {
+    path = "/etc/systemd/system/hactl-events.service"
+  }
+  notify = ["systemd", "events"]
+}
+
+step "curl" {
+  # The recorder posts to the webhook with curl (minimal images lack it).
+  when = "webhook"
+  package {
+    names = ["curl"]
+  }
+}
+
+step "event recorder webhook" {
+  # 0600: the webhook's header may carry a secret. Read at every delivery.
+  template {
+    path = "/etc/hactl/events.conf"
+  }
+}
+
+step "event recorder running" {
+  # Before keepalived reads notify_fifo: the recorder creates the FIFO.
+  service {
+    name = "hactl-events"
+  }
 }
 
 step "keepalived config" {
@@ -188,6 +229,15 @@ step "cluster record" {
 handler "systemd" {
   command {
     run = "systemctl daemon-reload"
+  }
+}
+
+handler "events" {
+  # The FIFO outlives the restart (keepalived keeps it open); lines written
+  # meanwhile wait in it.
+  service {
+    name   = "hactl-events"
+    action = "restart"
   }
 }
 

@@ -107,7 +107,7 @@ ensure_tools() {
 # (e2e/report_test.go opens failover-test --report pages in headless Chromium).
 # Installed as root when missing; otherwise, or when apt-get fails, the tests that need them skip and say why.
 cmd_test_deps() {
-	local pairs=(keepalived:keepalived shellcheck:shellcheck nft:nftables chromium:chromium) pair missing=()
+	local pairs=(keepalived:keepalived shellcheck:shellcheck nft:nftables chromium:chromium promtool:prometheus) pair missing=()
 	for pair in "${pairs[@]}"; do command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}"); done
 	[ ${#missing[@]} -eq 0 ] && return 0
 	if [ "$(id -u)" != 0 ]; then

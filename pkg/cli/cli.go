@@ -256,12 +256,12 @@ applies them over SSH, and proves where every VIP sits.`,
 	root.SuggestionsMinimumDistance = 2
 	root.PersistentPreRunE = func(cmd *cobra.Command, args []string) error { return g.preRun(cmd, args) }
 	root.AddCommand(newValidate(ctx, g), newPlan(ctx, g), newRender(ctx, g), newApply(ctx, g), newStatus(ctx, g),
-		newFailoverTest(ctx, g), newDrain(ctx, g, false), newDrain(ctx, g, true), newDestroy(ctx, g))
+		newFailoverTest(ctx, g), newDrain(ctx, g, false), newDrain(ctx, g, true), newDestroy(ctx, g), newEvents(ctx, g))
 	_ = root.RegisterFlagCompletionFunc("output", fixedCompletion(views.Formats...))
 	for _, c := range root.Commands() {
 		registerCompletions(c, g)
 		switch c.Name() {
-		case "validate", "plan", "render", "apply", "status", "failover-test", "destroy":
+		case "validate", "plan", "render", "apply", "status", "failover-test", "destroy", "events":
 			inventoryArgs(c)
 		}
 	}
@@ -270,7 +270,7 @@ applies them over SSH, and proves where every VIP sits.`,
 
 // preRun checks what every command shares and picks the run's view.
 func (g *Globals) preRun(cmd *cobra.Command, args []string) error {
-	v, err := views.New(g.IO, g.Output)
+	v, err := views.New(g.IO, g.Output, cmd.Name())
 	if err != nil {
 		return g.exit(ops.UsageError(err))
 	}

@@ -148,7 +148,7 @@ type StatusOptions = ops.StatusOptions
 
 func newStatus(ctx context.Context, g *Globals) *cobra.Command {
 	o := &StatusOptions{}
-	var verbose bool
+	var verbose, watch bool
 	cmd := &cobra.Command{
 		Use:   "status [-i] FILE [--limit a,b]",
 		Short: "Show who holds which VIP now, service states, split brain and config drift",
@@ -156,23 +156,27 @@ func newStatus(ctx context.Context, g *Globals) *cobra.Command {
 addresses, the state of keepalived and nginx, and the checksums of the files
 hactl manages. Each VIP is ok (on its master only), moved (on one other host),
 missing (nowhere) or split (on several hosts: always an error). Exit 0 only
-when every VIP is ok and every host reachable.`,
+when every VIP is ok and every host reachable. --watch follows the transitions
+the hosts record; --output openmetrics prints the fleet's invariants for
+Prometheus (exit 0 whenever the hosts could be asked).`,
 		Args: inventoryArg,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			s, err := g.load(ctx)
 			if err != nil {
 				return err
 			}
+			if watch {
+				return g.exit(ops.Watch(ctx, s, *o, g.view.Watch()))
+			}
 			res, err := ops.Status(ctx, s, *o)
 			if err != nil {
 				return g.exit(err)
 			}
-			if err := g.view.Status(res, verbose); err != nil {
-				return g.exit(err)
-			}
-			return g.exit(res.Err)
+			return g.exit(g.view.Status(res, verbose))
 		},
 	}
+	cmd.Flags().BoolVar(&watch, "watch", false,
+		"follow the hosts' VRRP transitions as they happen: a redrawn table on a terminal, one JSON event per line otherwise (or with --output json); Ctrl-C ends it")
 	addConnFlags(cmd, &o.Conn)
 	addLimitFlag(cmd, &o.Limit)
 	cmd.Flag("limit").Usage = "only the clusters of these hosts or clusters (VIP placement is judged on whole clusters)"
@@ -256,5 +260,41 @@ holds its own VIP again (by preemption: the backup keeps it until then).`
 		},
 	}
 	addConnFlags(cmd, &o.Conn)
+	return cmd
+}
+
+// EventsOptions is `hactl events`.
+type EventsOptions = ops.TimelineOptions
+
+func newEvents(ctx context.Context, g *Globals) *cobra.Command {
+	o := &EventsOptions{}
+	cmd := &cobra.Command{
+		Use:   "events [-i] FILE [--since 24h] [--limit a,b]",
+		Short: "The fleet's VRRP transitions as one timeline per VIP: moves, causes, gaps and split brain",
+		Long: `events reads the transitions every host recorded itself (hactl-events.service,
+/var/lib/hactl/events/events.log) and merges them per VIP: who held it when,
+each move with its cause (keepalived stopped or crashed, nginx down, drained,
+preempted), every interval with no holder or with two. Each host's clock is
+read against this machine's and the times are corrected by it (shown per host).`,
+		Args: inventoryArg,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			s, err := g.load(ctx)
+			if err != nil {
+				return err
+			}
+			res, err := ops.Timeline(ctx, s, *o)
+			if err != nil {
+				return g.exit(err)
+			}
+			if err := g.view.Timeline(res); err != nil {
+				return g.exit(err)
+			}
+			return g.exit(res.Err)
+		},
+	}
+	addConnFlags(cmd, &o.Conn)
+	addLimitFlag(cmd, &o.Limit)
+	cmd.Flag("limit").Usage = "only the clusters of these hosts or clusters"
+	cmd.Flags().DurationVar(&o.Since, "since", 24*time.Hour, "how far back (e.g. 10m, 24h)")
 	return cmd
 }

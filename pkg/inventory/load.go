@@ -22,6 +22,7 @@ import (
 type fileSchema struct {
 	SSH      []*sshSchema     `hcl:"ssh,block"`
 	Clusters []*clusterSchema `hcl:"cluster,block"`
+	Webhook  []*webhookSchema `hcl:"webhook,block"`
 }
 
 type sshSchema struct {
@@ -286,6 +287,8 @@ func build(path string, raw *fileSchema) (*Inventory, hcl.Diagnostics) {
 		inv.Clusters = append(inv.Clusters, c)
 	}
 	diags = append(diags, validateFleet(inv)...)
+	wh, d := buildWebhook(raw.Webhook)
+	inv.Webhook, diags = wh, append(diags, d...)
 	diags = append(diags, checkValues(raw)...)
 	sortDiags(diags)
 	return inv, diags

@@ -37,6 +37,8 @@ const (
 type Inventory struct {
 	Path     string
 	Clusters []*Cluster
+	// Webhook is the `webhook` block (nil: none); see observe.go.
+	Webhook *Webhook
 	// Files holds the parsed sources so diagnostics can print snippets.
 	Files map[string]*hcl.File
 }

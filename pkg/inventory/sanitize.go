@@ -104,7 +104,7 @@ func checkValues(raw *fileSchema) hcl.Diagnostics {
 	var diags hcl.Diagnostics
 	walkStrings(reflect.ValueOf(raw).Elem(), hcl.Range{}, func(attr string, r hcl.Range, s string) {
 		switch attr {
-		case "auth_pass": // AuthPassChars is stricter, and its message names no character of the secret
+		case "auth_pass", "secret": // AuthPassChars / buildWebhook are stricter is stricter, and its message names no character of the secret
 			return
 		case "jump_host": // ParseJumpHost refuses controls (for ~/.ssh/config's ProxyJump too)
 			return

@@ -264,6 +264,7 @@ func targetVars(inv *inventory.Inventory, h *inventory.Host) map[string]string {
 		"vrrp_transport":     c.Transport,
 		playbook.VarIPv6:     yes[c.HasIPv6()],
 		playbook.VarVRRPIPv6: yes[c.IPv6()],
+		playbook.VarWebhook:  yes[inv.Webhook != nil],
 	}
 }
 

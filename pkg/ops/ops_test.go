@@ -56,24 +56,24 @@ func (l *fakeLab) dial(_ context.Context, cfg remote.Config) (remote.Conn, error
 	}}, nil
 }
 
-// events records what a verb reports.
-type events struct {
+// eventLog records what a verb reports.
+type eventLog struct {
 	mu       sync.Mutex
 	list     []playbook.Event
 	live     []string
 	readOnly int
 }
 
-func (e *events) Event(x playbook.Event) { e.mu.Lock(); e.list = append(e.list, x); e.mu.Unlock() }
+func (e *eventLog) Event(x playbook.Event) { e.mu.Lock(); e.list = append(e.list, x); e.mu.Unlock() }
 
-func (e *events) Live(hosts []string, doing string) func() {
+func (e *eventLog) Live(hosts []string, doing string) func() {
 	e.mu.Lock()
 	e.live = append(e.live, doing+" "+strings.Join(hosts, ","))
 	e.mu.Unlock()
 	return func() {}
 }
 
-func (e *events) ReadOnly(n int) { e.readOnly = n }
+func (e *eventLog) ReadOnly(n int) { e.readOnly = n }
 
 func session(t *testing.T, lab *fakeLab) *Session {
 	t.Helper()
@@ -108,7 +108,7 @@ var conn = ConnOptions{Parallel: 10, Timeout: 5e9}
 func TestPlanRendersForEachHostsKeepalived(t *testing.T) {
 	lab := newFakeLab()
 	s := session(t, lab)
-	ev := &events{}
+	ev := &eventLog{}
 	res, err := Apply(context.Background(), s, ApplyOptions{Conn: conn, Playbook: templateBook(t), Dry: true}, ev)
 	if err != nil {
 		t.Fatal(err)
@@ -137,7 +137,7 @@ func TestPlanRendersForEachHostsKeepalived(t *testing.T) {
 		t.Errorf("events: read-only %d, live %q", ev.readOnly, ev.live)
 	}
 
-	ev = &events{}
+	ev = &eventLog{}
 	res, err = Apply(context.Background(), s, ApplyOptions{Conn: conn, Playbook: templateBook(t), Dry: true, Limit: []string{"lab2"}}, ev)
 	if err != nil || len(res.Hosts) != 1 || res.Hosts[0].Name != "lab2" || ev.readOnly != 2 {
 		t.Errorf("--limit lab2: %+v %v, read-only %d", res, err, ev.readOnly)
@@ -159,7 +159,7 @@ func TestRecordsDecideTheLayout(t *testing.T) {
 	if s.Layout.Instances[0].VRID == 61 {
 		t.Fatal("the inventory alone already gives 61: the test proves nothing")
 	}
-	res, err := Apply(context.Background(), s, ApplyOptions{Conn: conn, Playbook: templateBook(t), Dry: true}, &events{})
+	res, err := Apply(context.Background(), s, ApplyOptions{Conn: conn, Playbook: templateBook(t), Dry: true}, &eventLog{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -173,7 +173,7 @@ func (h *host) factsOutput() string {
 	b.WriteString("@@addrs\n2: eth0    inet 198.18.0.11/24 brd 198.18.0.255 scope global eth0\n" +
 		"2: eth0    inet6 2001:db8:18::11/64 scope global nodad \\       valid_lft forever preferred_lft forever\n")
 	fmt.Fprintf(&b, "@@firewall\n%s\n@@selinux\n%s\n@@services\n", h.fx.Firewall, h.fx.SELinux)
-	for _, n := range []string{"nginx", "keepalived"} {
+	for _, n := range []string{"nginx", "keepalived", "hactl-events"} {
 		s, ok := h.services[n]
 		switch {
 		case !ok:
@@ -183,7 +183,8 @@ func (h *host) factsOutput() string {
 		}
 	}
 	b.WriteString("@@files\n")
-	for _, p := range []string{render.KeepalivedConf, render.CheckScript, render.NotifyScript, render.NginxSite, render.KeepalivedDrop, render.NginxDrop, render.TrackScript, render.ClusterRecord, "/etc/nginx/sites-enabled/default"} {
+	for _, p := range []string{render.KeepalivedConf, render.CheckScript, render.NotifyScript, render.NginxSite, render.KeepalivedDrop, render.NginxDrop, render.TrackScript, render.ClusterRecord,
+		render.EventsScript, render.EventsUnit, render.EventsConf, "/etc/nginx/sites-enabled/default"} {
 		_, nginx := h.pkgs["nginx"]
 		if sum, ok := h.files[p]; ok {
 			mode := h.modes[p]

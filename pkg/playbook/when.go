@@ -17,10 +17,12 @@ type cond struct {
 
 // VarIPv6 is the Target variable that says whether the host's cluster has
 // IPv6 VIPs ("yes" or "no"); VarVRRPIPv6 whether its VRRP instances are
-// IPv6 (VRRPv3 adverts to ff02::12) rather than IPv4.
+// IPv6 (VRRPv3 adverts to ff02::12) rather than IPv4; VarWebhook whether
+// the inventory has a webhook (the event recorder then posts with curl).
 const (
 	VarIPv6     = "ipv6"
 	VarVRRPIPv6 = "vrrp_ipv6"
+	VarWebhook  = "webhook"
 )
 
 // condition returns the named fact test, or nil for an unknown name:
@@ -41,6 +43,11 @@ func condition(name string) *cond {
 		return &cond{
 			test: func(t *Target) bool { return t.Vars[VarIPv6] == "yes" },
 			why:  func(*Target) string { return "only for clusters with IPv6 VIPs" },
+		}
+	case "webhook":
+		return &cond{
+			test: func(t *Target) bool { return t.Vars[VarWebhook] == "yes" },
+			why:  func(*Target) string { return "only when the inventory has a webhook" },
 		}
 	case "keepalived_config_test":
 		return &cond{
@@ -65,7 +72,7 @@ func orName(a, b string) string {
 }
 
 func conditionNames() string {
-	return `ipv6, keepalived_config_test, os:KEY (e.g. "os:el", "os:el7", "os:debian")`
+	return `ipv6, webhook, keepalived_config_test, os:KEY (e.g. "os:el", "os:el7", "os:debian")`
 }
 
 // When runs its module only when the condition holds on the host; else the

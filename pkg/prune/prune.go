@@ -31,6 +31,7 @@ const DrainFile = "/etc/keepalived/hactl-drain"
 // last, so an interrupted decommission is seen again on the next run.
 func ManagedFiles() []string {
 	return []string{render.KeepalivedConf, render.CheckScript, render.NotifyScript, render.KeepalivedDrop,
+		render.EventsScript, render.EventsUnit, render.EventsConf,
 		DrainFile, render.SitesInclude, render.NginxSite, render.ClusterRecord}
 }
 
@@ -169,11 +170,15 @@ func Decommission(ctx context.Context, d *Departed, survivors []*fleet.Host, o O
 
 // Teardown is what retiring one host changes, decided from its facts.
 type Teardown struct {
-	Stop    bool     // keepalived runs: stop it gracefully, wait for its VIPs to move
-	Disable bool     // keepalived is enabled
-	Remove  []string // hactl's files present on the host
-	Purge   []string // packages to remove (Options.Purge)
-	pkgmgr  string
+	Stop    bool // keepalived runs: stop it gracefully, wait for its VIPs to move
+	Disable bool // keepalived is enabled
+	// Recorder: the event recorder (hactl-events.service) runs or is
+	// enabled; it is stopped and disabled after keepalived, so that it
+	// records keepalived's stop.
+	Recorder bool
+	Remove   []string // hactl's files present on the host
+	Purge    []string // packages to remove (Options.Purge)
+	pkgmgr   string
 }
 
 // Changes are the teardown's steps, one line each, in the order they run.
@@ -184,6 +189,9 @@ func (t *Teardown) Changes() []string {
 	}
 	if t.Disable {
 		out = append(out, "disable keepalived")
+	}
+	if t.Recorder {
+		out = append(out, "stop and disable "+recorderUnit)
 	}
 	for _, p := range t.Remove {
 		out = append(out, "remove "+p+" (kept in "+playbook.BackupDir+")")
@@ -200,12 +208,14 @@ func (t *Teardown) Changes() []string {
 // PlanTeardown reads the host's facts and decides the teardown; a host
 // already torn down plans nothing.
 func PlanTeardown(ctx context.Context, c remote.Conn, o Options) (*Teardown, error) {
-	f, err := facts.Gather(ctx, c, facts.Request{Paths: ManagedFiles(), Services: []string{"keepalived"}, Packages: purgeable})
+	f, err := facts.Gather(ctx, c, facts.Request{Paths: ManagedFiles(), Services: []string{"keepalived", recorderUnit}, Packages: purgeable})
 	if err != nil {
 		return nil, err
 	}
 	ka := f.Services["keepalived"]
 	t := &Teardown{Stop: ka.Active == "active" || ka.Active == "activating", Disable: ka.Enabled == "enabled", pkgmgr: f.PackageManager}
+	rec := f.Services[recorderUnit]
+	t.Recorder = rec.Active == "active" || rec.Active == "activating" || rec.Active == "failed" || rec.Enabled == "enabled"
 	for _, p := range ManagedFiles() {
 		if f.Files[p].Exists {
 			t.Remove = append(t.Remove, p)
@@ -220,6 +230,9 @@ func PlanTeardown(ctx context.Context, c remote.Conn, o Options) (*Teardown, err
 	}
 	return t, nil
 }
+
+// recorderUnit is the event recorder's service (render.EventsUnit).
+const recorderUnit = "hactl-events"
 
 // purgeable are the packages --purge-packages removes: the ones hactl
 // installs for its own services (arping stays: other tools use it).
@@ -262,6 +275,13 @@ func (t *Teardown) Run(ctx context.Context, h *fleet.Host, others []*fleet.Host,
 	if t.Disable {
 		if err := run(ka.Disable()); err != nil {
 			return changed, fmt.Errorf("%s: disable keepalived: %w", where, err)
+		}
+		changed++
+	}
+	if t.Recorder {
+		ev := remote.Unit(recorderUnit)
+		if err := run(ev.Stop() + " && " + ev.Disable()); err != nil {
+			return changed, fmt.Errorf("%s: stop and disable %s: %w", where, recorderUnit, err)
 		}
 		changed++
 	}
@@ -370,19 +390,22 @@ func RemoveFiles(ctx context.Context, c remote.Conn, stamp string, restore bool)
 		return nil, fmt.Errorf("remove hactl's files: %w", err)
 	}
 	var done []string
-	reloadNginx := false
+	reloadNginx, reloadSystemd := false, false
 	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
 		if line == "" {
 			continue
 		}
 		done = append(done, line)
 		switch {
-		case line == "removed "+render.KeepalivedDrop:
-			if _, err := remote.Output(ctx, c, "systemctl daemon-reload"); err != nil {
-				return done, err
-			}
+		case line == "removed "+render.KeepalivedDrop, line == "removed "+render.EventsUnit:
+			reloadSystemd = true
 		case strings.Contains(line, "/etc/nginx/"):
 			reloadNginx = true
+		}
+	}
+	if reloadSystemd {
+		if _, err := remote.Output(ctx, c, "systemctl daemon-reload"); err != nil {
+			return done, err
 		}
 	}
 	if reloadNginx {

@@ -15,6 +15,7 @@ import (
 	"github.com/hactl/hactl/pkg/playbook"
 	"github.com/hactl/hactl/pkg/remote"
 	"github.com/hactl/hactl/pkg/remote/remotetest"
+	"github.com/hactl/hactl/pkg/render"
 	"github.com/hactl/hactl/pkg/vrrp"
 )
 
@@ -29,6 +30,7 @@ type world struct {
 
 type simHost struct {
 	active, enabled bool
+	recorder        bool     // hactl-events.service runs and is enabled
 	vips            []string // held now
 	files           map[string]bool
 	record          string
@@ -41,7 +43,7 @@ func newWorld(names ...string) *world {
 		for _, p := range ManagedFiles() {
 			files[p] = p != DrainFile
 		}
-		w.hosts[n] = &simHost{active: true, enabled: true, vips: []string{fmt.Sprintf("198.18.0.%d", 201+i)}, files: files}
+		w.hosts[n] = &simHost{active: true, enabled: true, recorder: true, vips: []string{fmt.Sprintf("198.18.0.%d", 201+i)}, files: files}
 	}
 	return w
 }
@@ -59,6 +61,7 @@ func (w *world) conn(name string) *remotetest.Fake {
 			var b strings.Builder
 			b.WriteString("@@os\nID=debian\nVERSION_ID=\"12\"\n@@systemd\nyes\n@@pkgmgr\napt-get\n@@services\n")
 			fmt.Fprintf(&b, "keepalived\t%s\t%s\n", map[bool]string{true: "active", false: "inactive"}[h.active], map[bool]string{true: "enabled", false: "disabled"}[h.enabled])
+			fmt.Fprintf(&b, "hactl-events\t%s\t%s\n", map[bool]string{true: "active", false: "inactive"}[h.recorder], map[bool]string{true: "enabled", false: "disabled"}[h.recorder])
 			b.WriteString("@@files\n")
 			for _, p := range ManagedFiles() {
 				if h.files[p] {
@@ -85,6 +88,9 @@ func (w *world) conn(name string) *remotetest.Fake {
 				}
 			}
 			h.vips = nil
+		case cmd == remote.Unit("hactl-events").Stop()+" && "+remote.Unit("hactl-events").Disable():
+			w.log = append(w.log, name+": recorder")
+			h.recorder = false
 		case cmd == remote.Unit("keepalived").Disable():
 			w.log = append(w.log, name+": disable")
 			h.enabled = false
@@ -115,7 +121,9 @@ func (w *world) fleetHost(t *testing.T, name string, i int, conn remote.Conn) *f
 
 // TestDecommissionOrder: the departed host is stopped first, its VIP is on
 // exactly one survivor before anything else happens, then keepalived is
-// disabled and hactl's files are removed; a second run changes nothing.
+// disabled, the event recorder stopped and disabled (after keepalived, so
+// it records the stop) and hactl's files are removed, the recorder's
+// among them; a second run changes nothing.
 func TestDecommissionOrder(t *testing.T) {
 	w := newWorld("lab1", "lab2", "lab3")
 	fh := map[string]*fleet.Host{}
@@ -129,8 +137,13 @@ func TestDecommissionOrder(t *testing.T) {
 	if err := Decommission(context.Background(), d, []*fleet.Host{fh["lab1"], fh["lab3"]}, o); err != nil {
 		t.Fatal(err)
 	}
-	if got := strings.Join(w.log, ", "); got != "lab2: stop, lab2: disable, lab2: remove files" {
+	if got := strings.Join(w.log, ", "); got != "lab2: stop, lab2: disable, lab2: recorder, lab2: remove files" {
 		t.Errorf("order: %s", got)
+	}
+	for _, p := range []string{render.EventsScript, render.EventsUnit, render.EventsConf} {
+		if h := w.hosts["lab2"]; h.files[p] || h.recorder {
+			t.Errorf("the recorder is left: %s present %v, running %v", p, h.files[p], h.recorder)
+		}
 	}
 	if v := w.hosts["lab1"].vips; len(v) != 2 || v[1] != "198.18.0.202" || len(w.hosts["lab2"].vips) != 0 {
 		t.Errorf("VIPs: lab1 %v lab2 %v", v, w.hosts["lab2"].vips)

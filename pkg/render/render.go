@@ -35,6 +35,21 @@ const (
 	// 0 when it starts. Under /run: a reboot starts from "up".
 	NginxDownDir  = "/run/hactl"
 	NginxDownFile = NginxDownDir + "/nginx-down"
+	// The VRRP event recorder (hactl-events.service, see hactl_events.sh.tmpl).
+	EventsScript = "/etc/keepalived/hactl_events.sh"
+	EventsUnit   = "/etc/systemd/system/hactl-events.service"
+	// EventsConf holds the webhook (URL, header): 0600, the header may be a secret.
+	EventsConf = "/etc/hactl/events.conf"
+	EventsFIFO = NginxDownDir + "/events.fifo"
+	// EventsDir holds events.log (one JSON line per transition), events.log.1,
+	// the recorder's state and the webhook's outbox; it survives reboots.
+	EventsDir = "/var/lib/hactl/events"
+	EventsLog = EventsDir + "/events.log"
+	// EventsMaxBytes: events.log is rotated (one old file kept) at this size.
+	EventsMaxBytes = 1 << 20
+	// MetricsFile is read by prometheus-node-exporter's textfile collector
+	// (Debian's default directory).
+	MetricsFile = "/var/lib/prometheus/node-exporter/hactl.prom"
 	// ClusterRecord is the membership the last apply left (vrrp.Record):
 	// the next run reads it to keep router ids and to see departed hosts.
 	ClusterRecord = vrrp.RecordPath
@@ -100,7 +115,7 @@ func NewFromFS(fsys fs.FS) (*Renderer, error) {
 // Paths are the paths of the files HostWith renders for every host, in its
 // order: what is on a host can be read before its files are rendered.
 func Paths() []string {
-	return []string{KeepalivedConf, CheckScript, NotifyScript, TrackScript, KeepalivedDrop, NginxDrop, NginxSite, ClusterRecord}
+	return []string{KeepalivedConf, CheckScript, NotifyScript, TrackScript, KeepalivedDrop, EventsScript, EventsUnit, EventsConf, NginxDrop, NginxSite, ClusterRecord}
 }
 
 // PathsOf are the paths of every file HostWith renders for host: Paths and,
@@ -160,14 +175,17 @@ func (r *Renderer) HostWith(inv *inventory.Inventory, l *vrrp.Layout, host strin
 		Check:     c.HealthCheck,
 		Legacy:    o.Legacy, KeepalivedVersion: o.KeepalivedVersion,
 		DrainFile: DrainFile, NginxDownFile: NginxDownFile, TrackScript: TrackScript,
+		EventsFIFO: EventsFIFO, EventsScript: EventsScript,
 	}
 	var vips []netip.Prefix
 	var crash time.Duration
+	ev := eventsView{Cluster: c.Name, Host: h.Name, Interface: h.Interface, Weight: c.HealthCheck.Weight}
 	for _, in := range insts {
 		vips = append(vips, in.Addrs()...)
 		crash = max(crash, in.Bounds.Crash)
 		for _, m := range in.Members {
 			if m.Host == host {
+				ev.add(in, m.Priority)
 				kv.Instances = append(kv.Instances, instanceView{
 					Name: in.Name, State: m.State, VRID: in.VRID, Priority: m.Priority, VIP: in.VIP, VIP6: in.VIP6,
 					Notify: notifyArgs(c, in),
@@ -205,8 +223,13 @@ func (r *Renderer) HostWith(inv *inventory.Inventory, l *vrrp.Layout, host strin
 		{"keepalived-dropin.conf.tmpl", KeepalivedDrop, "keepalived", 0o644, map[string]any{
 			"Cluster": c.Name, "Host": h.Name, "Interface": h.Interface, "VIPs": vips,
 			"CrashBound": crash.Round(10 * time.Millisecond).String(), "RestartSec": restartSec(crash),
-			"NginxDownDir": NginxDownDir, "NginxDownFile": NginxDownFile,
+			"NginxDownDir": NginxDownDir, "NginxDownFile": NginxDownFile, "EventsScript": EventsScript,
 		}, false},
+		{"hactl_events.sh.tmpl", EventsScript, "", 0o755, ev.view(), false},
+		{"hactl-events.service.tmpl", EventsUnit, "", 0o644, map[string]any{
+			"Cluster": c.Name, "Host": h.Name, "Dir": EventsDir, "Script": EventsScript,
+		}, false},
+		{"hactl-events.conf.tmpl", EventsConf, "", 0o600, webhookView(inv.Webhook), inv.Webhook != nil && inv.Webhook.Header != ""},
 		{"nginx-dropin.conf.tmpl", NginxDrop, "nginx", 0o644, map[string]any{
 			"Cluster": c.Name, "Host": h.Name, "NginxDownDir": NginxDownDir, "NginxDownFile": NginxDownFile,
 		}, false},
@@ -251,6 +274,7 @@ func (r *Renderer) All(inv *inventory.Inventory, l *vrrp.Layout) ([]File, error)
 type keepalivedView struct {
 	Cluster, Host, Interface, AdvertInt, AuthPass, MasterOf  string
 	KeepalivedVersion, DrainFile, NginxDownFile, TrackScript string
+	EventsFIFO, EventsScript                                 string
 	Legacy                                                   bool
 	Address, Gateway                                         netip.Addr
 	Version                                                  int
@@ -317,6 +341,9 @@ func Mask(f File, content []byte) []byte {
 	}
 	if !f.Sensitive {
 		return content
+	}
+	if f.Path == EventsConf {
+		return maskEventsConf(content)
 	}
 	return maskKeepalived(content)
 }

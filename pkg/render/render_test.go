@@ -64,8 +64,8 @@ func goldenTree(t *testing.T, dir string, files []File) {
 func TestGoldenProd(t *testing.T) {
 	inv, l := load(t, "../../inventory/prod.hcl", nil)
 	files := renderAll(t, inv, l)
-	if len(files) != 24 {
-		t.Fatalf("want 8 files × 3 hosts, got %d", len(files))
+	if len(files) != 33 {
+		t.Fatalf("want 11 files × 3 hosts, got %d", len(files))
 	}
 	goldenTree(t, "prod", files)
 }
@@ -277,6 +277,7 @@ func TestModesAndOwners(t *testing.T) {
 	want := map[string]os.FileMode{
 		KeepalivedConf: 0o600, CheckScript: 0o755, NotifyScript: 0o755, NginxSite: 0o644, KeepalivedDrop: 0o644,
 		NginxDrop: 0o644, TrackScript: 0o755, ClusterRecord: 0o644,
+		EventsScript: 0o755, EventsUnit: 0o644, EventsConf: 0o600,
 	}
 	for _, f := range renderAll(t, inv, l) {
 		if f.Mode != want[f.Path] || f.Owner != "root" || f.Group != "root" {
@@ -346,6 +347,30 @@ func TestScriptsSyntax(t *testing.T) {
 		cmd.Stdin = bytes.NewReader(f.Content)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Errorf("%s %s: %v\n%s", f.Host, f.Path, err, out)
+		}
+	}
+}
+
+// TestWebhookSecret: the webhook's secret header reaches only the 0600
+// events.conf, and plans/diffs mask it.
+func TestWebhookSecret(t *testing.T) {
+	inv, l := load(t, "../../inventory/prod.hcl", nil)
+	inv.Webhook = &inventory.Webhook{URL: "https://hooks.example.com/x", Header: "X-Token", Secret: inventory.NewSecret("t0ps3cret")}
+	for _, f := range renderAll(t, inv, l) {
+		has := bytes.Contains(f.Content, []byte("t0ps3cret"))
+		if f.Path != EventsConf {
+			if has {
+				t.Errorf("%s holds the webhook secret", f.Path)
+			}
+			continue
+		}
+		if !has || f.Mode != 0o600 || !f.Sensitive {
+			t.Errorf("events.conf: secret present=%v mode=%o sensitive=%v", has, f.Mode, f.Sensitive)
+		}
+		m := string(Mask(f, f.Content))
+		if strings.Contains(m, "t0ps3cret") || !strings.Contains(m, "WEBHOOK_HEADER='X-Token: (sensitive)'") ||
+			!strings.Contains(m, "WEBHOOK_URL='https://hooks.example.com/x'") {
+			t.Errorf("masked events.conf:\n%s", m)
 		}
 	}
 }

@@ -92,7 +92,7 @@ func (v *human) Status(r *ops.StatusResult, verbose bool) error {
 	if verbose {
 		v.errp.Printf("round trips: %s\n", r.RoundTrips)
 	}
-	return nil
+	return r.Err
 }
 
 // printStatusSites: per site its certificate's expiry (days left, a

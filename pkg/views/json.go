@@ -225,7 +225,10 @@ func (v *jsonView) Status(r *ops.StatusResult, _ bool) error {
 		}
 		doc.Hosts = append(doc.Hosts, sh)
 	}
-	return v.out(doc)
+	if err := v.out(doc); err != nil {
+		return err
+	}
+	return r.Err
 }
 
 func (v *jsonView) FailoverProgress() (func(failover.Step), func(bool, string)) {

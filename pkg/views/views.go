@@ -31,7 +31,13 @@ type View interface {
 	// Apply is apply's and plan's result; verbose (-v) lists every VIP.
 	Apply(r *ops.ApplyResult, verbose bool) error
 	Destroy(*ops.DestroyResult) error
+	// Status shows status's result (verbose: -v's round trips too) and returns the run's outcome: r.Err,
+	// except where the output itself carries the verdict (openmetrics).
 	Status(r *ops.StatusResult, verbose bool) error
+	// Watch is the sink of status --watch.
+	Watch() ops.WatchSink
+	// Timeline is `hactl events`.
+	Timeline(*ops.TimelineResult) error
 	// FailoverProgress shows the engine's steps as they happen; Say shows
 	// a line on stderr beside them (interrupts), safely from any goroutine.
 	FailoverProgress() (progress func(failover.Step), say func(warn bool, msg string))
@@ -42,13 +48,25 @@ type View interface {
 	Wrote() bool
 }
 
-// New is the view of format (one of Formats).
-func New(io *ui.IO, format string) (View, error) {
+// OpenMetrics is the format of --output only status has (the fleet's
+// invariants for Prometheus).
+const OpenMetrics = "openmetrics"
+
+// New is the view of format (one of Formats; for the command status also
+// OpenMetrics).
+func New(io *ui.IO, format, command string) (View, error) {
 	switch strings.ToLower(format) {
 	case "text":
 		return newHuman(io), nil
 	case "json":
 		return &jsonView{io: io, human: newHuman(io)}, nil
+	case OpenMetrics:
+		if command == "status" {
+			return openMetrics{newHuman(io)}, nil
+		}
+	}
+	if command == "status" {
+		return nil, fmt.Errorf("--output must be text, json or %s, not %q", OpenMetrics, strings.ToLower(format))
 	}
 	return nil, fmt.Errorf("--output must be text or json, not %q", strings.ToLower(format))
 }

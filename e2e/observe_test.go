@@ -1,0 +1,319 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hactl/hactl/e2e/labkit"
+)
+
+// record is one line of a host's events.log (the webhook's body too).
+type record struct {
+	Time     time.Time `json:"time"`
+	Host     string    `json:"host"`
+	Kind     string    `json:"kind"`
+	Instance string    `json:"instance"`
+	VIP      string    `json:"vip"`
+	From     string    `json:"from"`
+	To       string    `json:"to"`
+	Cause    string    `json:"cause"`
+	Seq      int64     `json:"seq"`
+}
+
+func (r record) key() string { return fmt.Sprintf("%s#%d", r.Host, r.Seq) }
+
+// hook is a webhook receiver on the bridge address (the lab's hosts reach
+// only 198.18.0.0/24): it keeps every POST with the time it arrived.
+type hook struct {
+	mu    sync.Mutex
+	got   map[string]time.Time
+	bad   []string
+	srv   *http.Server
+	ln    net.Listener
+	token string
+}
+
+const hookAddr = "198.18.0.1:9099"
+
+func startHook(t *testing.T, h *hook) {
+	t.Helper()
+	ln, err := net.Listen("tcp", hookAddr)
+	if err != nil {
+		t.Fatalf("webhook receiver: %v", err)
+	}
+	h.ln = ln
+	h.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		var rec record
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		switch {
+		case r.Method != http.MethodPost || r.URL.Path != "/hook":
+			h.bad = append(h.bad, r.Method+" "+r.URL.Path)
+		case r.Header.Get("X-Hactl-Token") != h.token:
+			h.bad = append(h.bad, "POST without the secret header")
+		case json.Unmarshal(b, &rec) != nil || rec.Seq == 0:
+			h.bad = append(h.bad, "body is not a record: "+string(b))
+		default:
+			if _, dup := h.got[rec.key()]; dup {
+				h.bad = append(h.bad, "posted twice: "+rec.key())
+			}
+			h.got[rec.key()] = time.Now()
+		}
+	})}
+	go func() { _ = h.srv.Serve(ln) }()
+}
+
+func (h *hook) stop() { _ = h.srv.Close() }
+
+// hostRecords reads every host's events.log.
+func hostRecords(t *testing.T, lab *labkit.Lab) []record {
+	t.Helper()
+	var out []record
+	for _, h := range lab.Hosts {
+		for _, line := range strings.Split(ssh(t, lab, h.Name, "cat /var/lib/hactl/events/events.log"), "\n") {
+			var r record
+			if line != "" {
+				decode(t, line, &r)
+				out = append(out, r)
+			}
+		}
+	}
+	return out
+}
+
+type eventsDoc struct {
+	Hosts []struct {
+		Name  string   `json:"name"`
+		SkewS *float64 `json:"skew_s"`
+	} `json:"hosts"`
+	VIPs []struct {
+		VIP   string `json:"vip"`
+		Moves []struct {
+			Time     time.Time `json:"time"`
+			From, To string
+			Cause    string
+		} `json:"moves"`
+		Intervals []struct {
+			State   string   `json:"state"`
+			Holders []string `json:"holders"`
+			Seconds float64  `json:"seconds"`
+		} `json:"intervals"`
+	} `json:"vips"`
+}
+
+// TestObserve: the hosts record their transitions; `hactl events` lists
+// every move of a failover-test run with its cause and a hand-added VIP as
+// a two-holder interval; `status --watch` shows a keepalived stop within
+// 1 s; a webhook gets one POST per transition within 2 s, and a receiver
+// that is down delays nothing and gets the events once it is back.
+func TestObserve(t *testing.T) {
+	lab := labkit.Fresh(t, 3)
+	t.Setenv("HACTL_E2E_HOOK_SECRET", "e2e-s3cret")
+	src, err := os.ReadFile(lab.InventoryPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	inv := writeInventory(t, string(src)+`
+webhook {
+  url           = "http://`+hookAddr+`/hook"
+  secret_header = "X-Hactl-Token"
+  secret        = env("HACTL_E2E_HOOK_SECRET")
+}
+`, "observe.hcl")
+	h := &hook{got: map[string]time.Time{}, token: "e2e-s3cret"}
+	startHook(t, h)
+	defer h.stop()
+	applyOK(t, inv)
+	if mode := ssh(t, lab, "lab1", "stat -c %a /etc/hactl/events.conf"); mode != "600" {
+		t.Errorf("events.conf mode %s, want 600", mode)
+	}
+	if n := ssh(t, lab, "lab1", "journalctl -u hactl-events --no-pager | grep -c e2e-s3cret || true"); n != "0" {
+		t.Errorf("the webhook secret is in the recorder's journal")
+	}
+
+	t.Run("watch", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		cmd, _, errb := hactlCmd(ctx, t, "status", "-i", inv, "--watch", "--output", "json")
+		pr, pw := io.Pipe()
+		cmd.Stdout = pw
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		lines := make(chan string, 100)
+		go func() {
+			sc := bufio.NewScanner(pr)
+			for sc.Scan() {
+				lines <- sc.Text()
+			}
+			close(lines)
+		}()
+		time.Sleep(3 * time.Second) // connected and following
+		stopAt := time.Now()
+		ssh(t, lab, "lab1", "systemctl stop keepalived")
+		var seen bool
+		deadline := time.After(10 * time.Second)
+		for !seen {
+			select {
+			case l := <-lines:
+				var ev struct {
+					record
+					Received time.Time `json:"received"`
+				}
+				decode(t, l, &ev)
+				if ev.Host == "lab1" && ev.Instance == "VI_1" && ev.Kind == "vrrp" && ev.To == "STOP" {
+					seen = true
+					lat := ev.Received.Sub(ev.Time)
+					t.Logf("keepalived stop on lab1: recorded %s after the stop command, shown by status --watch %s after it was recorded (cause %q)",
+						ev.Time.Sub(stopAt).Round(time.Millisecond), lat.Round(time.Millisecond), ev.Cause)
+					if lat > time.Second || ev.Cause != "keepalived stopped" {
+						t.Errorf("watch latency %s (want ≤ 1 s), cause %q", lat, ev.Cause)
+					}
+				}
+			case <-deadline:
+				t.Fatalf("no STOP record of lab1 VI_1 on status --watch\n%s", errb)
+			}
+		}
+		ssh(t, lab, "lab1", "systemctl start keepalived")
+		_ = cmd.Process.Signal(syscall.SIGINT)
+		err := cmd.Wait()
+		pw.Close()
+		if ee, ok := err.(interface{ ExitCode() int }); !ok || ee.ExitCode() != 130 {
+			t.Errorf("status --watch after Ctrl-C: %v, want exit 130\n%s", err, errb)
+		}
+		waitFor(t, "198.18.0.201 back on lab1", 20*time.Second, func() bool {
+			return strings.Join(vipHolders(t, lab)["198.18.0.201"], ",") == "lab1"
+		})
+	})
+
+	t.Run("webhook", func(t *testing.T) {
+		// Every record so far, each posted once within 2 s.
+		time.Sleep(3 * time.Second)
+		recs := hostRecords(t, lab)
+		h.mu.Lock()
+		var slow, missing []string
+		for _, r := range recs {
+			at, ok := h.got[r.key()]
+			switch {
+			case !ok:
+				missing = append(missing, r.key())
+			case at.Sub(r.Time) > 2*time.Second:
+				slow = append(slow, fmt.Sprintf("%s after %s", r.key(), at.Sub(r.Time).Round(time.Millisecond)))
+			}
+		}
+		t.Logf("webhook: %d records, %d POSTs, problems %v", len(recs), len(h.got), h.bad)
+		if len(missing)+len(slow)+len(h.bad) > 0 || len(h.got) != len(recs) {
+			t.Errorf("webhook: missing %v, slower than 2 s %v, bad %v", missing, slow, h.bad)
+		}
+		h.mu.Unlock()
+
+		// Receiver down: failover as usual, then the backlog arrives.
+		h.stop()
+		start := time.Now()
+		ssh(t, lab, "lab1", "systemctl stop keepalived")
+		waitFor(t, "198.18.0.201 on lab2 with the receiver down", 5*time.Second, func() bool {
+			return strings.Join(vipHolders(t, lab)["198.18.0.201"], ",") == "lab2"
+		})
+		t.Logf("with the receiver down the VIP moved in %s", time.Since(start).Round(time.Millisecond))
+		ssh(t, lab, "lab1", "systemctl start keepalived")
+		waitFor(t, "198.18.0.201 back on lab1", 20*time.Second, func() bool {
+			return strings.Join(vipHolders(t, lab)["198.18.0.201"], ",") == "lab1"
+		})
+		if out, errOut, code := hactl(t, "status", "-i", inv); code != 0 {
+			t.Errorf("status with the receiver down: exit %d\n%s%s", code, out, errOut)
+		}
+		time.Sleep(5 * time.Second) // a few failed tries and backoffs
+		startHook(t, h)
+		back := time.Now()
+		want := len(hostRecords(t, lab))
+		waitFor(t, "every record posted after the receiver came back", 45*time.Second, func() bool {
+			h.mu.Lock()
+			defer h.mu.Unlock()
+			return len(h.got) >= want
+		})
+		t.Logf("backlog of %d records delivered %s after the receiver came back", want-len(recs), time.Since(back).Round(time.Millisecond))
+		h.mu.Lock()
+		if len(h.got) != want || len(h.bad) > 0 {
+			t.Errorf("after the receiver came back: %d POSTs for %d records, bad %v", len(h.got), want, h.bad)
+		}
+		h.mu.Unlock()
+	})
+
+	t.Run("events", func(t *testing.T) {
+		ftStart := time.Now()
+		doc, errOut, code := runFailover(t, inv, "--node", "lab1", "--mode", "all")
+		if code != 0 || len(doc.Scenarios) != 5 {
+			t.Fatalf("failover-test --mode all: exit %d, %d scenarios\n%s", code, len(doc.Scenarios), errOut)
+		}
+		out, errOut, code := hactl(t, "events", "-i", inv, "--since", "10m", "--output", "json")
+		if code != 0 {
+			t.Fatalf("events: exit %d\n%s\n%s", code, out, errOut)
+		}
+		var ev eventsDoc
+		decode(t, out, &ev)
+		for _, hs := range ev.Hosts {
+			if hs.SkewS == nil {
+				t.Errorf("%s: clock skew not read", hs.Name)
+			}
+		}
+		causes := map[string]string{"stop": "keepalived stopped", "kill": "keepalived crashed", "nginx": "nginx down", "nginx-dead": "nginx down", "drain": "drained"}
+		var want, got []string
+		for _, s := range doc.Scenarios {
+			want = append(want, fmt.Sprintf("%s %s>%s (%s)", s.VIP, s.Node, s.MovedTo, causes[s.Mode]),
+				fmt.Sprintf("%s %s>%s (preempted)", s.VIP, s.MovedTo, s.Node))
+		}
+		for _, v := range ev.VIPs {
+			for _, m := range v.Moves {
+				if m.Time.Before(ftStart) {
+					continue
+				}
+				c := "?"
+				for _, k := range []string{"keepalived stopped", "keepalived crashed", "nginx down", "drained", "preempted"} {
+					if strings.Contains(m.Cause, k) {
+						c = k
+					}
+				}
+				got = append(got, fmt.Sprintf("%s %s>%s (%s)", v.VIP, m.From, m.To, c))
+				t.Logf("move %s %s → %s at %s: %s", v.VIP, m.From, m.To, m.Time.Format("15:04:05.000"), m.Cause)
+			}
+		}
+		if strings.Join(got, "\n") != strings.Join(want, "\n") {
+			t.Errorf("hactl events moves:\n%s\nwant (failover-test's scenarios):\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+		}
+
+		// A VIP put on a second host by hand is a two-holder interval.
+		ssh(t, lab, "lab3", "ip addr add 198.18.0.201/24 dev eth0")
+		time.Sleep(2 * time.Second)
+		ssh(t, lab, "lab3", "ip addr del 198.18.0.201/24 dev eth0")
+		time.Sleep(time.Second)
+		out, _, _ = hactl(t, "events", "-i", inv, "--since", "1m", "--output", "json")
+		ev = eventsDoc{}
+		decode(t, out, &ev)
+		split := false
+		for _, v := range ev.VIPs {
+			for _, iv := range v.Intervals {
+				if v.VIP == "198.18.0.201/24" && iv.State == "split" && strings.Join(iv.Holders, ",") == "lab1,lab3" {
+					split = true
+					t.Logf("two-holder interval lab1 + lab3: %.3f s", iv.Seconds)
+				}
+			}
+		}
+		if !split {
+			t.Errorf("no two-holder interval for the VIP added by hand:\n%s", out)
+		}
+	})
+}
