@@ -14,7 +14,9 @@ import (
 
 // DrainOptions is `hactl drain` and `hactl undrain`.
 type DrainOptions struct {
-	Conn ConnOptions
+	Conn     ConnOptions
+	Grace    time.Duration
+	GraceSet bool // --grace given: it overrides the cluster's drain_grace
 }
 
 func newDrain(ctx context.Context, g *Globals, undrain bool) *cobra.Command {
@@ -39,10 +41,12 @@ holds its own VIP again (by preemption: the backup keeps it until then).`
 			if err != nil {
 				return err
 			}
+			o.GraceSet = cmd.Flags().Changed("grace")
 			return runDrain(ctx, g, o, l, args[0], undrain)
 		},
 	}
 	o.Conn.addFlags(cmd)
+	cmd.Flags().DurationVar(&o.Grace, "grace", 0, "keep the old holder serving its open connections this long after a VIP moves (default: the cluster's drain_grace; 0: cut them)")
 	return cmd
 }
 
@@ -63,7 +67,11 @@ func runDrain(ctx context.Context, g *Globals, o *DrainOptions, l *Loaded, host 
 	}
 	defer fl.Close()
 	p := g.stdout()
-	d := drain.New(drain.Options{Layout: l.Layout, Fleet: fl, Event: func(s string) {
+	grace, err := drain.GraceFor(l.Inv, host, o.Grace, o.GraceSet)
+	if err != nil {
+		return &ExitError{Code: ExitUsage, Err: err}
+	}
+	d := drain.New(drain.Options{Layout: l.Layout, Fleet: fl, Grace: grace, Event: func(s string) {
 		if g.Output != "json" {
 			p.Println(s)
 		}

@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/hcl/v2"
 )
@@ -125,9 +126,12 @@ type Cluster struct {
 	AllowCrossSubnet bool
 	MasterPriority   int
 	PriorityStep     int
-	HealthCheck      HealthCheck
-	Nginx            Nginx
-	Hosts            []*Host
+	// DrainGrace is how long `hactl drain`/`undrain` keep a VIP's old holder
+	// serving its open connections (drain_grace; 0: not at all).
+	DrainGrace  time.Duration
+	HealthCheck HealthCheck
+	Nginx       Nginx
+	Hosts       []*Host
 
 	DefRange hcl.Range
 	// Ranges maps attribute names to where they were written (or to the
