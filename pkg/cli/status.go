@@ -11,6 +11,7 @@ import (
 	"charm.land/lipgloss/v2"
 	"github.com/spf13/cobra"
 
+	"github.com/hactl/hactl/pkg/drain"
 	"github.com/hactl/hactl/pkg/facts"
 	"github.com/hactl/hactl/pkg/fleet"
 	"github.com/hactl/hactl/pkg/playbook"
@@ -35,8 +36,11 @@ type statusHost struct {
 	Enabled    *bool    `json:"enabled"`
 	Drift      []string `json:"drift"`
 	// Drained: `hactl drain` took the host out; null when it could not be read.
-	Drained *bool   `json:"drained"`
-	Error   *string `json:"error"`
+	Drained *bool `json:"drained"`
+	// ConnectionDrain is what a running connection drain keeps or forwards
+	// on the host (pkg/drain); absent when none runs.
+	ConnectionDrain *string `json:"connection_drain,omitempty"`
+	Error           *string `json:"error"`
 }
 
 type statusJSON struct {
@@ -166,8 +170,13 @@ func gatherStatus(ctx context.Context, l *Loaded, r *render.Renderer, fl *fleet.
 				}
 				vrrpc <- st
 			}()
+			cdc := make(chan string, 1)
+			go func() { cdc <- drain.ActiveConn(ctx, h.Conn) }()
 			f, err := facts.Gather(ctx, h.Conn, facts.Request{Paths: paths, Services: []string{"keepalived", "nginx"}})
 			states := <-vrrpc
+			if cd := <-cdc; cd != "" {
+				sh.ConnectionDrain = &cd
+			}
 			if err != nil {
 				msg := err.Error()
 				sh.Error, obs[i].Err = &msg, err
@@ -254,6 +263,11 @@ func printStatusHosts(p *ui.Printer, hosts []statusHost) {
 		}
 		return nil
 	})
+	for _, h := range hosts {
+		if h.ConnectionDrain != nil {
+			p.Printf("%s on %s: %s\n", p.Styles.Warn.Render("connection drain"), h.Name, *h.ConnectionDrain)
+		}
+	}
 	for _, h := range hosts {
 		if h.Error != nil {
 			p.Printf("%s %s: %s\n", p.Styles.Bad.Render("unreachable"), h.Name, *h.Error)

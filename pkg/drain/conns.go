@@ -258,16 +258,20 @@ func (d *Drainer) startConns(ctx context.Context, hosts []*fleet.Host, moves []H
 	return cd, nil
 }
 
+// connDescPrefix starts every unit description: `systemctl status` then
+// says whose unit it is; status drops it.
+const connDescPrefix = "hactl connection drain: "
+
 // describe is the unit's description, which status shows while it runs.
 func describe(p *render.ConnDrain) string {
 	if p.Local != nil {
-		return fmt.Sprintf("hactl connection drain: keeps %s for its open connections", joinAddrs(p.Local))
+		return fmt.Sprintf(connDescPrefix+"keeps %s for its open connections", joinAddrs(p.Local))
 	}
 	var parts []string
 	for _, f := range p.Forward {
 		parts = append(parts, f.VIP.String()+" → "+f.To.String())
 	}
-	return "hactl connection drain: forwards established connections of " + strings.Join(parts, ", ")
+	return connDescPrefix + "forwards established connections of " + strings.Join(parts, ", ")
 }
 
 func joinAddrs(as []netip.Addr) string {
@@ -418,4 +422,41 @@ func GraceFor(inv *inventory.Inventory, host string, flag time.Duration, set boo
 		return 0, fmt.Errorf("host %q is not in the inventory", host)
 	}
 	return c.DrainGrace, nil
+}
+
+// ActiveConnCommand prints the unit's state and description.
+func ActiveConnCommand() string {
+	return "systemctl show -p ActiveState -p Description " + ConnUnit + " 2>/dev/null"
+}
+
+// ActiveConn returns the description of the connection drain running on
+// the host (what it keeps or forwards), "" when none runs or it cannot be
+// told: status shows it, and its absence is no error.
+func ActiveConn(ctx context.Context, c remote.Conn) string {
+	res, err := c.Run(ctx, ActiveConnCommand(), nil)
+	if err != nil || res.ExitCode != 0 {
+		return ""
+	}
+	return ParseActiveConn(string(res.Stdout))
+}
+
+// ParseActiveConn reads ActiveConnCommand's output: the description of an
+// active (or activating/deactivating) unit, else "".
+func ParseActiveConn(out string) string {
+	state, desc := "", ""
+	for _, line := range strings.Split(out, "\n") {
+		if v, ok := strings.CutPrefix(line, "ActiveState="); ok {
+			state = strings.TrimSpace(v)
+		} else if v, ok := strings.CutPrefix(line, "Description="); ok {
+			desc = strings.TrimSpace(v)
+		}
+	}
+	switch state {
+	case "active", "activating", "deactivating", "reloading":
+		if desc = strings.TrimPrefix(desc, connDescPrefix); desc == "" {
+			desc = ConnUnit
+		}
+		return desc
+	}
+	return ""
 }

@@ -234,3 +234,16 @@ func TestParseCount(t *testing.T) {
 		t.Error("garbage parsed")
 	}
 }
+
+func TestParseActiveConn(t *testing.T) {
+	for out, want := range map[string]string{
+		"ActiveState=active\nDescription=hactl connection drain: keeps 198.18.0.201 for its open connections\n":   "keeps 198.18.0.201 for its open connections",
+		"Description=hactl connection drain: keeps 198.18.0.201 for its open connections\nActiveState=inactive\n": "",
+		"ActiveState=inactive\nDescription=hactl-conndrain.service\n":                                             "",
+		"": "",
+	} {
+		if got := drain.ParseActiveConn(out); got != want {
+			t.Errorf("%q: %q, want %q", out, got, want)
+		}
+	}
+}
