@@ -23,7 +23,7 @@ import (
 	"github.com/hactl/hactl/e2e/labkit"
 )
 
-// The connection drain's test content: `seq 1 4000000 | head -c` this many
+// The connection drain's test content: `seq 1 5000000 | head -c` this many
 // bytes, the same on every host and never periodic, so a lost, repeated or
 // reordered stretch changes the checksum.
 const dlSize = 30 * 1024 * 1024
@@ -182,7 +182,7 @@ func TestConnDrain(t *testing.T) {
 		// it), the test content, and a plain file server on :8080 that says
 		// which host answered.
 		ssh(t, lab, h, fmt.Sprintf(`set -e; apt-get install -y -q nftables >/dev/null 2>&1; mkdir -p /srv/hactl-dl
-seq 1 4000000 | head -c %d > /srv/hactl-dl/f30; echo ok > /srv/hactl-dl/small
+seq 1 5000000 | head -c %d > /srv/hactl-dl/f30; echo ok > /srv/hactl-dl/small
 printf 'server { listen 8080; root /srv/hactl-dl; keepalive_timeout 300s; keepalive_requests 100000; add_header X-Conndrain-Node %s always; }\n' > /etc/nginx/conf.d/zz-conndrain-test.conf
 nginx -t -q && systemctl reload nginx`, dlSize, h))
 		if got := ssh(t, lab, h, "sha256sum /srv/hactl-dl/f30 | cut -d' ' -f1"); got != want {
@@ -300,7 +300,42 @@ nginx -t -q && systemctl reload nginx`, dlSize, h))
 			step(t, "drain", "lab1", "lab2")
 			step(t, "undrain", "lab2", "lab1")
 		}) {
-			break
+			return
 		}
 	}
+
+	t.Run("a keepalived restart on either host ends a running connection drain", func(t *testing.T) {
+		for _, restart := range []string{"lab2", "lab1"} {
+			dl := startDownload(t, "http://"+vip+":8080/f30")
+			time.Sleep(2 * time.Second)
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			cmd, stdout, stderr := hactlCmd(ctx, t, "drain", "-i", inv, "lab1")
+			if err := cmd.Start(); err != nil {
+				cancel()
+				t.Fatal(err)
+			}
+			waitFor(t, "the VIP on lab2 with the drain running", 30*time.Second, func() bool {
+				hs := vipHolders(t, lab)[vip]
+				return len(hs) == 1 && hs[0] == "lab2" && ssh(t, lab, "lab1", "systemctl is-active hactl-conndrain.service; true") == "active"
+			})
+			ssh(t, lab, restart, "systemctl restart keepalived")
+			start := time.Now()
+			waitFor(t, "the drain's unit on "+restart+" to stop", 5*time.Second, func() bool {
+				return ssh(t, lab, restart, "systemctl is-active hactl-conndrain.service; true") != "active"
+			})
+			t.Logf("keepalived restart on %s: its connection drain ended after %s", restart, time.Since(start).Round(100*time.Millisecond))
+			err := cmd.Wait()
+			cancel()
+			t.Logf("drain lab1 (restart on %s): %v\n%s%s", restart, err, stdout, stderr)
+			<-dl.done
+			leftovers(t, "after the restart on "+restart)
+			if out, errOut, code := hactl(t, "undrain", "-i", inv, "--grace", "0", "lab1"); code != 0 {
+				t.Fatalf("undrain: exit %d\n%s\n%s", code, out, errOut)
+			}
+			waitFor(t, vip+" back on lab1 alone", 20*time.Second, func() bool {
+				hs := vipHolders(t, lab)[vip]
+				return len(hs) == 1 && hs[0] == "lab1"
+			})
+		}
+	})
 }

@@ -62,16 +62,18 @@ type Conns struct {
 	Left map[string]int `json:"left"`
 }
 
-// StartConnCommand replaces any earlier connection drain's unit with a new
-// one that runs ConnScript's up, lives at most limit, and runs down when it
-// stops for any reason. BindsTo: keepalived's stop or restart stops it
-// (keepalived must be active when it starts, which preflight checks).
+// StartConnCommand starts the unit: ConnScript's up, then its watch, which
+// lives at most limit and ends as soon as keepalived's main process changes
+// (a restart: measured on the lab, BindsTo= alone leaves the unit running
+// through `systemctl restart keepalived`), and its down when the unit stops
+// for any reason. BindsTo stops it at once on keepalived's stop (keepalived
+// must be active when it starts, which preflight checks).
 func StartConnCommand(limit time.Duration, description string) string {
 	secs := int(math.Ceil(limit.Seconds()))
-	return fmt.Sprintf("systemd-run --quiet --unit=%s --description=%s -p BindsTo=keepalived.service -p After=keepalived.service -p %s -p %s /bin/sleep %d",
+	return fmt.Sprintf("systemd-run --quiet --unit=%s --description=%s -p BindsTo=keepalived.service -p After=keepalived.service -p %s -p %s /bin/sh %s watch %d",
 		ConnUnit, remote.Quote(description),
 		remote.Quote("ExecStartPre=/bin/sh "+ConnScript+" up"),
-		remote.Quote("ExecStopPost=/bin/sh "+ConnScript+" down"), secs)
+		remote.Quote("ExecStopPost=/bin/sh "+ConnScript+" down"), ConnScript, secs)
 }
 
 // StopConnCommand stops the unit (its ExecStopPost runs the script's down)
