@@ -247,3 +247,30 @@ func TestParseActiveConn(t *testing.T) {
 		}
 	}
 }
+
+// TestGraceFor: --grace overrides drain_grace (0 included); out of range
+// is refused.
+func TestGraceFor(t *testing.T) {
+	inv, _ := testinv.Load(t, "lab.hcl")
+	inv.ClusterOf("lab1").DrainGrace = 90 * time.Second
+	for _, c := range []struct {
+		flag time.Duration
+		set  bool
+		want time.Duration
+		err  bool
+	}{
+		{0, false, 90 * time.Second, false},
+		{0, true, 0, false},
+		{5 * time.Minute, true, 5 * time.Minute, false},
+		{-time.Second, true, 0, true},
+		{2 * time.Hour, true, 0, true},
+	} {
+		got, err := drain.GraceFor(inv, "lab1", c.flag, c.set)
+		if (err != nil) != c.err || got != c.want {
+			t.Errorf("GraceFor(%v, %v) = %v, %v; want %v (error %v)", c.flag, c.set, got, err, c.want, c.err)
+		}
+	}
+	if _, err := drain.GraceFor(inv, "nope", 0, false); err == nil {
+		t.Error("unknown host accepted")
+	}
+}
