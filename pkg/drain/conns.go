@@ -6,9 +6,9 @@ package drain
 // lo (no ARP answers for it), and every other member of the VIP's instance
 // sends the packets of connections it does not know (no SYN, no conntrack
 // entry of its own) at L2 to that host, which answers the clients directly.
-// Both halves run as a transient systemd unit bound to keepalived
-// (render.ConnDrain's script does the work): a reboot, a keepalived restart
-// or the unit's time limit ends them, and hactl stops them when the
+// Both halves run as a transient systemd unit that watches keepalived
+// (render.ConnDrain's script does the work): a reboot, a keepalived stop or
+// restart, or the unit's time limit ends them, and hactl stops them when the
 // connections have ended or the grace period has passed.
 
 import (
@@ -64,13 +64,14 @@ type Conns struct {
 
 // StartConnCommand starts the unit: ConnScript's up, then its watch, which
 // lives at most limit and ends as soon as keepalived's main process changes
-// (a restart: measured on the lab, BindsTo= alone leaves the unit running
-// through `systemctl restart keepalived`), and its down when the unit stops
-// for any reason. BindsTo stops it at once on keepalived's stop (keepalived
-// must be active when it starts, which preflight checks).
+// (a stop, a restart or a crash), and its down when the unit stops for any
+// reason. No BindsTo=keepalived.service: systemd propagates a restart of
+// keepalived to a unit bound to it as a restart, so on the lab the draining
+// came back up after `systemctl restart keepalived` instead of ending
+// (keepalived must be active when it starts, which preflight checks).
 func StartConnCommand(limit time.Duration, description string) string {
 	secs := int(math.Ceil(limit.Seconds()))
-	return fmt.Sprintf("systemd-run --quiet --unit=%s --description=%s -p BindsTo=keepalived.service -p After=keepalived.service -p %s -p %s /bin/sh %s watch %d",
+	return fmt.Sprintf("systemd-run --quiet --unit=%s --description=%s -p %s -p %s /bin/sh %s watch %d",
 		ConnUnit, remote.Quote(description),
 		remote.Quote("ExecStartPre=/bin/sh "+ConnScript+" up"),
 		remote.Quote("ExecStopPost=/bin/sh "+ConnScript+" down"), ConnScript, secs)
@@ -88,7 +89,7 @@ func StopConnCommand() string {
 func CountConnCommand() string { return "/bin/sh " + ConnScript + " count" }
 
 // PreflightConnCommand exits 0 when the host can take part: keepalived is
-// active (the unit binds to it), systemd-run and ss exist, and nft where the
+// active (the unit watches its main process), systemd-run and ss exist, and nft where the
 // host forwards; otherwise it prints what is missing.
 func PreflightConnCommand(forward bool) string {
 	need := "systemd-run ss ip sysctl"
