@@ -308,10 +308,11 @@ nginx -t -q && systemctl reload nginx`, dlSize, h))
 		for _, restart := range []string{"lab2", "lab1"} {
 			dl := startDownload(t, "http://"+vip+":8080/f30")
 			time.Sleep(2 * time.Second)
+			// Cancelled when the test ends, also by a failure: no hactl left running.
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			t.Cleanup(cancel)
 			cmd, stdout, stderr := hactlCmd(ctx, t, "drain", "-i", inv, "lab1")
 			if err := cmd.Start(); err != nil {
-				cancel()
 				t.Fatal(err)
 			}
 			waitFor(t, "the VIP on lab2 with the drain running", 30*time.Second, func() bool {
