@@ -317,7 +317,7 @@ ensure_base() {
 # (its own lists from the mirror, this machine's resolver) and added to the repo, so that adding a
 # package does not cost a base rebuild. Hosts bind the repo read-only and refresh their lists
 # (apt-get update) before installing.
-REPO_EXTRA=(ndisc6 libnginx-mod-stream)
+REPO_EXTRA=(ndisc6 libnginx-mod-stream nftables)
 ensure_repo_extra() {
 	local p want=() tmp mirror ok=1
 	for p in "${REPO_EXTRA[@]}"; do

@@ -7,7 +7,7 @@
 // pinned apart with Place) and the systemctl commands hactl sends
 // (is-active, start, stop, restart, kill -s SIG…, mask/unmask --runtime,
 // reset-failed, `;`-joined), and `hactl drain`'s read and write of the drain
-// file (pkg/drain), and nothing else: an unexpected command exits
+// file and its connection drain's commands (pkg/drain), and nothing else: an unexpected command exits
 // 127, so a test sees what it did not expect.
 package vrrpsim
 
@@ -51,6 +51,12 @@ type World struct {
 	// ignored); the drained host keeps it for Overlap more.
 	// Preempt: drain file 0 → the host takes its VIP back (overlap too).
 	DrainMove, Preempt, Overlap time.Duration
+	// Conns says how many connections host keeps open on the VIPs it keeps
+	// during a connection drain (pkg/drain), at a virtual instant; nil: 0.
+	Conns func(host string, at time.Duration) int
+	// ConnMissing maps a host to what drain's connection preflight finds
+	// missing there ("nft"); absent: nothing.
+	ConnMissing map[string]string
 
 	mu      sync.Mutex
 	failCmd map[string]int
@@ -63,6 +69,7 @@ type World struct {
 	stopped map[string]time.Duration // nginx stop time
 	cold    map[string]time.Duration // keepalived never ran: first start (Never: not yet)
 	drain   map[string]drainState
+	connOn  map[string]bool // a connection drain's unit runs on the host
 	placed  []placement
 	sent    []Sent
 
@@ -100,8 +107,8 @@ func New(inv *inventory.Inventory, l *vrrp.Layout) *World {
 		Takeover: 400 * time.Millisecond, Failback: 3700 * time.Millisecond,
 		AutoRestart: 5 * time.Second, NginxRestart: 1200 * time.Millisecond, FirstClaim: 3600 * time.Millisecond,
 		DrainMove: 3900 * time.Millisecond, Preempt: 4700 * time.Millisecond, Overlap: 50 * time.Millisecond,
-		drain: map[string]drainState{},
-		ka:    map[string]string{}, nginx: map[string]string{}, masked: map[string]bool{},
+		drain: map[string]drainState{}, connOn: map[string]bool{}, ConnMissing: map[string]string{},
+		ka: map[string]string{}, nginx: map[string]string{}, masked: map[string]bool{},
 		down: map[string]time.Duration{}, back: map[string]time.Duration{}, killed: map[string]time.Duration{},
 		stopped: map[string]time.Duration{}, cold: map[string]time.Duration{}, failCmd: map[string]int{},
 		inst: l.Instances, hosts: inv.Hosts(),
@@ -312,6 +319,9 @@ func (w *World) handler(h *inventory.Host) func(string, []byte) remote.Result {
 			w.writeDrain(host, v, now)
 			return remote.Result{}
 		}
+		if res, ok := w.connDrain(host, cmd, now); ok {
+			return res
+		}
 		var res remote.Result
 		for _, part := range strings.Split(cmd, ";") {
 			if res = w.systemctl(host, strings.TrimSpace(part), now); res.ExitCode == 127 {
@@ -320,6 +330,37 @@ func (w *World) handler(h *inventory.Host) func(string, []byte) remote.Result {
 		}
 		return res
 	}
+}
+
+// connDrain answers pkg/drain's connection-drain commands; w.mu held.
+func (w *World) connDrain(host, cmd string, now time.Duration) (remote.Result, bool) {
+	switch {
+	case cmd == drain.PreflightConnCommand(true) || cmd == drain.PreflightConnCommand(false):
+		if m := w.ConnMissing[host]; m != "" {
+			return remote.Result{ExitCode: 1, Stdout: []byte("missing: " + m + "\n")}, true
+		}
+		return remote.Result{}, true
+	case cmd == drain.StopConnCommand():
+		w.connOn[host] = false
+		return remote.Result{}, true
+	case strings.HasPrefix(cmd, "systemd-run --quiet --unit="+drain.ConnUnit+" "):
+		w.connOn[host] = true
+		return remote.Result{}, true
+	case cmd == drain.CountConnCommand():
+		n := 0
+		if w.Conns != nil && w.connOn[host] {
+			n = w.Conns(host, now)
+		}
+		return remote.Result{Stdout: []byte(fmt.Sprintf("kept %d\n", n))}, true
+	}
+	return remote.Result{}, false
+}
+
+// ConnActive reports whether a connection drain's unit runs on host.
+func (w *World) ConnActive(host string) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.connOn[host]
 }
 
 // addrs answers `ip -o -4 addr show dev`, or both families with v6; w.mu held.

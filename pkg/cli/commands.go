@@ -227,7 +227,8 @@ func runDestroy(ctx context.Context, g *Globals, s *ops.Session, o ops.DestroyOp
 
 // DrainOptions is `hactl drain` and `hactl undrain`.
 type DrainOptions struct {
-	Conn ConnOptions
+	Conn  ConnOptions
+	Grace time.Duration
 }
 
 func newDrain(ctx context.Context, g *Globals, undrain bool) *cobra.Command {
@@ -252,7 +253,8 @@ holds its own VIP again (by preemption: the backup keeps it until then).`
 			if err != nil {
 				return err
 			}
-			res, err := ops.Drain(ctx, s, ops.DrainOptions{Conn: o.Conn, Host: args[0], Undrain: undrain, Progress: g.view.DrainProgress()})
+			res, err := ops.Drain(ctx, s, ops.DrainOptions{Conn: o.Conn, Host: args[0], Undrain: undrain,
+				Grace: o.Grace, GraceSet: cmd.Flags().Changed("grace"), Progress: g.view.DrainProgress()})
 			if err != nil {
 				return g.exit(err)
 			}
@@ -260,6 +262,7 @@ holds its own VIP again (by preemption: the backup keeps it until then).`
 		},
 	}
 	addConnFlags(cmd, &o.Conn)
+	cmd.Flags().DurationVar(&o.Grace, "grace", 0, "keep the old holder serving its open connections this long after a VIP moves (default: the cluster's drain_grace; 0: cut them)")
 	return cmd
 }
 

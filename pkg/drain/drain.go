@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"regexp"
 	"strconv"
 	"strings"
@@ -37,6 +38,9 @@ type Options struct {
 	Clock clock.Clock // nil: clock.Real
 	// Event receives progress lines; nil discards them.
 	Event func(string)
+	// Grace > 0 keeps each VIP's old holder serving its open connections
+	// for at most this long after the VIP moved (conns.go); 0 cuts them.
+	Grace time.Duration
 }
 
 // Result is what a drain or undrain did.
@@ -46,6 +50,8 @@ type Result struct {
 	Moved   map[string]string `json:"moved"`
 	Elapsed time.Duration     `json:"-"`
 	Drained bool              `json:"drained"`
+	// Conns is the connection drain, when there was one.
+	Conns *Conns `json:"connections,omitempty"`
 }
 
 // WriteCommand replaces the drain file with v atomically (a temporary file
@@ -198,6 +204,16 @@ func (d *Drainer) Drain(ctx context.Context, host string) (*Result, error) {
 	}
 	held := d.heldBy(ctx, hosts, host)
 	res := &Result{Host: host, Moved: map[string]string{}, Drained: true}
+	var moves []Handoff
+	for vip := range held {
+		if p, err := netip.ParsePrefix(vip); err == nil {
+			moves = append(moves, Handoff{VIP: p, From: host})
+		}
+	}
+	cd, err := d.startConnsFor(ctx, hosts, moves)
+	if err != nil {
+		return nil, fmt.Errorf("drain %s: %w", host, err)
+	}
 	// A host left at -253 (an interrupted drain) is waited for again: its
 	// VIPs may not have moved yet, and FAULT now would drop them.
 	wrote := prev > facts.DrainLow
@@ -219,12 +235,15 @@ func (d *Drainer) Drain(ctx context.Context, host string) (*Result, error) {
 			if werr := d.write(context.WithoutCancel(ctx), h, prev); werr != nil {
 				err = errors.Join(err, fmt.Errorf("restore %s on %s: %w", facts.DrainFile, host, werr))
 			}
-			return nil, fmt.Errorf("drain %s: %w (drain file restored to %d)", host, err, prev)
+			return nil, cd.finish(ctx, nil, fmt.Errorf("drain %s: %w (drain file restored to %d)", host, err, prev))
 		}
 	}
 	d.event("%s: drain file %d: FAULT, no longer a backup", host, facts.DrainOut)
 	if err := d.write(ctx, h, facts.DrainOut); err != nil {
-		return nil, err
+		return nil, cd.finish(ctx, nil, err)
+	}
+	if err := cd.finish(ctx, res, nil); err != nil {
+		return nil, fmt.Errorf("drain %s: %w", host, err)
 	}
 	res.Elapsed = d.o.Clock.Now().Sub(start)
 	return res, nil
@@ -239,17 +258,34 @@ func (d *Drainer) Undrain(ctx context.Context, host string) (*Result, error) {
 		return nil, err
 	}
 	start := d.o.Clock.Now()
+	mine := func(v verify.VIPState) bool { return v.Master == host }
+	var moves []Handoff
+	if d.o.Grace > 0 {
+		// The fail-back: each of host's VIPs leaves the host that covers
+		// for it now, which keeps its connections.
+		for _, v := range verify.Classify(d.layout(h.Cluster.Name), verify.Observe(ctx, hosts)) {
+			if p, err := netip.ParsePrefix(v.VIP); err == nil && mine(v) && len(v.Holders) == 1 && v.Holders[0] != host {
+				moves = append(moves, Handoff{VIP: p, From: v.Holders[0]})
+			}
+		}
+	}
+	cd, err := d.startConnsFor(ctx, hosts, moves)
+	if err != nil {
+		return nil, fmt.Errorf("undrain %s: %w", host, err)
+	}
 	d.event("%s: drain file %d: back in service; waiting for its VIPs to come home", host, facts.InService)
 	if err := d.write(ctx, h, facts.InService); err != nil {
-		return nil, err
+		return nil, cd.finish(ctx, nil, err)
 	}
 	res := &Result{Host: host, Moved: map[string]string{}}
-	mine := func(v verify.VIPState) bool { return v.Master == host }
 	err = d.wait(ctx, hosts, mine, func(v verify.VIPState) bool {
 		return !mine(v) || (len(v.Holders) == 1 && v.Holders[0] == host)
 	}, res)
 	if err != nil {
-		return nil, fmt.Errorf("undrain %s: %w (the host is in service; its VIPs have not come home)", host, err)
+		return nil, cd.finish(ctx, nil, fmt.Errorf("undrain %s: %w (the host is in service; its VIPs have not come home)", host, err))
+	}
+	if err := cd.finish(ctx, res, nil); err != nil {
+		return nil, fmt.Errorf("undrain %s: %w", host, err)
 	}
 	res.Elapsed = d.o.Clock.Now().Sub(start)
 	return res, nil
@@ -296,16 +332,22 @@ func (d *Drainer) write(ctx context.Context, h *fleet.Host, v int) error {
 	return nil
 }
 
-// wait polls the cluster every 100 ms until done holds for its VIPs and no
-// VIP of the cluster is on two hosts, recording who holds what. The timeout
-// covers a master-down interval and preemption three times over.
-func (d *Drainer) wait(ctx context.Context, hosts []*fleet.Host, moved, done func(verify.VIPState) bool, res *Result) error {
-	l := d.layout(hosts[0].Cluster.Name)
+// moveTimeout bounds a drain's or undrain's wait for its VIPs to move: a
+// master-down interval and preemption three times over.
+func moveTimeout(l *vrrp.Layout) time.Duration {
 	var bound time.Duration
 	for _, in := range l.Instances {
 		bound = max(bound, in.Bounds.Crash)
 	}
-	timeout := 3*bound + 5*time.Second
+	return 3*bound + 5*time.Second
+}
+
+// wait polls the cluster every 100 ms until done holds for its VIPs and no
+// VIP of the cluster is on two hosts, recording who holds what, for at most
+// moveTimeout.
+func (d *Drainer) wait(ctx context.Context, hosts []*fleet.Host, moved, done func(verify.VIPState) bool, res *Result) error {
+	l := d.layout(hosts[0].Cluster.Name)
+	timeout := moveTimeout(l)
 	deadline := d.o.Clock.Now().Add(timeout)
 	for {
 		vs := verify.Classify(l, verify.Observe(ctx, hosts))

@@ -6,6 +6,7 @@ package facts
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"fmt"
 	"io/fs"
@@ -24,14 +25,18 @@ type Request struct {
 	Paths    []string // files whose state (mode, owner, sha256) is wanted
 	Services []string // systemd units whose active/enabled state is wanted
 	Packages []string // package names whose installed version is wanted
+	// Described is a unit whose state and description are wanted raw
+	// (status: a running connection drain says what it keeps or forwards).
+	Described string
 }
 
 // Merge adds o's items to r, without duplicates, keeping order.
 func (r Request) Merge(o Request) Request {
 	return Request{
-		Paths:    union(r.Paths, o.Paths),
-		Services: union(r.Services, o.Services),
-		Packages: union(r.Packages, o.Packages),
+		Paths:     union(r.Paths, o.Paths),
+		Services:  union(r.Services, o.Services),
+		Packages:  union(r.Packages, o.Packages),
+		Described: cmp.Or(r.Described, o.Described),
 	}
 }
 
@@ -170,6 +175,9 @@ type Facts struct {
 	// was interrupted or lost the host between a swap and the handler):
 	// handler name → when the first such run recorded it (UTC, RFC 3339).
 	Pending map[string]string
+	// Described is `systemctl show -p ActiveState -p Description` of
+	// Request.Described, as printed.
+	Described string
 }
 
 // PendingDir holds one file per pending handler (see playbook's executor):
@@ -294,6 +302,9 @@ func Script(req Request) string {
 		w(`if [ $# -gt 0 ]; then st=$(stat -c '%a %U %G' -- "$@"); sm=$(sha256sum -- "$@" | cut -d' ' -f1 | tr -d '\\'); for f; do` +
 			` printf '%s\tfile\t%s\t%s\n' "$f" "${st%%` + "\n" + `*}" "${sm%%` + "\n" + `*}"; st=${st#*` + "\n" + `}; sm=${sm#*` + "\n" + `}; done; fi`)
 	}
+	if req.Described != "" {
+		w(`echo @@described; systemctl show -p ActiveState -p Description ` + remote.Quote(req.Described) + ` 2>/dev/null`)
+	}
 	w(`echo @@pending; for f in ` + PendingDir + `/*; do [ -f "$f" ] && printf '%s\t%s\n' "${f##*/}" "$(head -n 1 "$f")"; done`)
 	w(`echo @@end`)
 	return b.String()
@@ -390,6 +401,7 @@ func Parse(out string) (*Facts, error) {
 			f.Services[p[0]] = Service{Active: orUnknown(p[1]), Enabled: orUnknown(p[2])}
 		}
 	}
+	f.Described = strings.Join(sections["described"], "\n")
 	for _, l := range sections["pending"] {
 		file, since, _ := strings.Cut(l, "\t")
 		if name, ok := pendingName(file); ok {

@@ -349,3 +349,23 @@ func TestPendingRecords(t *testing.T) {
 		t.Errorf("pending %v", f.Pending)
 	}
 }
+
+// TestDescribedUnit: status learns what a running connection drain does in
+// the facts' own round trip (no session of its own): the script asks
+// systemctl for the unit only when it is wanted, and the section comes back
+// as printed.
+func TestDescribedUnit(t *testing.T) {
+	if s := Script(Request{}); strings.Contains(s, "@@described") {
+		t.Errorf("script without Described asks for it:\n%s", s)
+	}
+	if s := Script(Request{Described: "hactl-conndrain.service"}); !strings.Contains(s, "systemctl show -p ActiveState -p Description 'hactl-conndrain.service'") {
+		t.Errorf("script does not describe the unit:\n%s", s)
+	}
+	f, err := Parse("@@described\nActiveState=active\nDescription=hactl connection drain: keeps 198.18.0.201\n@@end\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "ActiveState=active\nDescription=hactl connection drain: keeps 198.18.0.201"; f.Described != want {
+		t.Errorf("described %q, want %q", f.Described, want)
+	}
+}

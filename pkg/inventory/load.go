@@ -49,6 +49,7 @@ type clusterSchema struct {
 	CrossSubnet    *bool           `hcl:"allow_cross_subnet,optional"`
 	MasterPriority *int            `hcl:"master_priority,optional"`
 	PriorityStep   *int            `hcl:"priority_step,optional"`
+	DrainGrace     *float64        `hcl:"drain_grace,optional"`
 	HealthCheck    []*healthSchema `hcl:"health_check,block"`
 	Nginx          []*nginxSchema  `hcl:"nginx,block"`
 	Hosts          []*hostSchema   `hcl:"host,block"`
@@ -363,6 +364,7 @@ func buildCluster(rc *clusterSchema, defaults SSH) (*Cluster, hcl.Diagnostics) {
 	}
 	setInt(&c.MasterPriority, rc.MasterPriority)
 	setInt(&c.PriorityStep, rc.PriorityStep)
+	diags = append(diags, setDrainGrace(c, rc.DrainGrace)...)
 	if rc.AuthPass != nil {
 		c.AuthPass = NewSecret(*rc.AuthPass)
 	}

@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/hcl/v2"
 )
@@ -127,8 +128,11 @@ type Cluster struct {
 	AllowCrossSubnet bool
 	MasterPriority   int
 	PriorityStep     int
-	HealthCheck      HealthCheck
-	Nginx            Nginx
+	// DrainGrace is how long `hactl drain`/`undrain` keep a VIP's old holder
+	// serving its open connections (drain_grace; 0: not at all).
+	DrainGrace  time.Duration
+	HealthCheck HealthCheck
+	Nginx       Nginx
 	// Serving is what the balancers serve beyond the catch-all site
 	// (sites.go); empty without site, pool, stream and snippets blocks.
 	Serving Serving

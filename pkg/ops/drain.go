@@ -2,6 +2,7 @@ package ops
 
 import (
 	"context"
+	"time"
 
 	"github.com/hactl/hactl/pkg/drain"
 	"github.com/hactl/hactl/pkg/fleet"
@@ -12,6 +13,11 @@ type DrainOptions struct {
 	Conn    ConnOptions
 	Host    string
 	Undrain bool
+	// Grace keeps a VIP's old holder serving its open connections this long
+	// after the VIP moved; GraceSet: --grace was given and overrides the
+	// cluster's drain_grace.
+	Grace    time.Duration
+	GraceSet bool
 	// Progress receives a line at every step; nil discards them.
 	Progress func(string)
 }
@@ -23,12 +29,16 @@ func Drain(ctx context.Context, s *Session, o DrainOptions) (*drain.Result, erro
 	if err != nil {
 		return nil, UsageError(err)
 	}
+	grace, err := drain.GraceFor(s.Inv, o.Host, o.Grace, o.GraceSet)
+	if err != nil {
+		return nil, UsageError(err)
+	}
 	fl, layout, err := s.observe(ctx, o.Conn, clusterHosts(s.Inv, sel))
 	if err != nil {
 		return nil, err
 	}
 	defer fl.Close()
-	d := drain.New(drain.Options{Layout: layout, Fleet: fl, Event: o.Progress})
+	d := drain.New(drain.Options{Layout: layout, Fleet: fl, Grace: grace, Event: o.Progress})
 	var res *drain.Result
 	if o.Undrain {
 		res, err = d.Undrain(ctx, o.Host)

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/hactl/hactl/pkg/drain"
 	"github.com/hactl/hactl/pkg/facts"
 	"github.com/hactl/hactl/pkg/fleet"
 	"github.com/hactl/hactl/pkg/playbook"
@@ -31,6 +32,9 @@ type HostStatus struct {
 	Enabled    *bool
 	Drift      []string
 	Drained    *bool
+	// ConnectionDrain is what a running connection drain keeps or forwards
+	// on the host (pkg/drain); nil when none runs.
+	ConnectionDrain *string
 	// Err is why the host could not be read; Unreachable says that it
 	// could not be connected to at all.
 	Err         error
@@ -131,7 +135,7 @@ func (s *Session) hostStatus(ctx context.Context, layout *vrrp.Layout, r *render
 		hs.Err, ob.Err = err, err
 		return hs
 	}
-	f, err := facts.Gather(ctx, h.Conn, facts.Request{Paths: paths, Services: []string{"keepalived", "nginx"}})
+	f, err := facts.Gather(ctx, h.Conn, facts.Request{Paths: paths, Services: []string{"keepalived", "nginx"}, Described: drain.ConnUnit})
 	states := <-vrrpc
 	if err != nil {
 		hs.Err, ob.Err = err, err
@@ -146,6 +150,9 @@ func (s *Session) hostStatus(ctx context.Context, layout *vrrp.Layout, r *render
 	hs.Reachable = true
 	drained := f.Drained()
 	hs.Drained, ob.Drained = &drained, drained
+	if cd := drain.ParseActiveConn(f.Described); cd != "" {
+		hs.ConnectionDrain = &cd
+	}
 	ka, ng := f.Services["keepalived"], f.Services["nginx"]
 	enabled := ka.Enabled == "enabled" && ng.Enabled == "enabled"
 	hs.Keepalived, hs.Nginx, hs.Enabled = &ka.Active, &ng.Active, &enabled

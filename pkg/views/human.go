@@ -394,6 +394,11 @@ func printStatusHosts(p *ui.Printer, hosts []ops.HostStatus) {
 		return nil
 	})
 	for _, h := range hosts {
+		if h.ConnectionDrain != nil {
+			p.Printf("%s on %s: %s\n", p.Styles.Warn.Render("connection drain"), h.Name, *h.ConnectionDrain)
+		}
+	}
+	for _, h := range hosts {
 		if h.Err != nil {
 			p.Printf("%s %s: %s\n", p.Styles.Bad.Render("unreachable"), h.Name, hostError(h.Name, !h.Unreachable, h.Err, true))
 		}

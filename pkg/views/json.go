@@ -181,8 +181,11 @@ type StatusHostJSON struct {
 	Enabled    *bool    `json:"enabled"`
 	Drift      []string `json:"drift"`
 	// Drained: `hactl drain` took the host out; null when it could not be read.
-	Drained *bool   `json:"drained"`
-	Error   *string `json:"error"`
+	Drained *bool `json:"drained"`
+	// ConnectionDrain is what a running connection drain keeps or forwards
+	// on the host (pkg/drain); absent when none runs.
+	ConnectionDrain *string `json:"connection_drain,omitempty"`
+	Error           *string `json:"error"`
 }
 
 // StatusSiteJSON is one site in status's JSON: its certificate (null for a
@@ -218,7 +221,7 @@ func (v *jsonView) Status(r *ops.StatusResult, _ bool) error {
 		doc.Sites = append(doc.Sites, sj)
 	}
 	for _, h := range r.Hosts {
-		sh := StatusHostJSON{Name: h.Name, Reachable: h.Reachable, Keepalived: h.Keepalived, Nginx: h.Nginx, Enabled: h.Enabled, Drift: h.Drift, Drained: h.Drained}
+		sh := StatusHostJSON{Name: h.Name, Reachable: h.Reachable, Keepalived: h.Keepalived, Nginx: h.Nginx, Enabled: h.Enabled, Drift: h.Drift, Drained: h.Drained, ConnectionDrain: h.ConnectionDrain}
 		if h.Err != nil {
 			msg := hostError(h.Name, !h.Unreachable, h.Err, true)
 			sh.Error = &msg
