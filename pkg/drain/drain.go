@@ -204,13 +204,7 @@ func (d *Drainer) Drain(ctx context.Context, host string) (*Result, error) {
 	}
 	held := d.heldBy(ctx, hosts, host)
 	res := &Result{Host: host, Moved: map[string]string{}, Drained: true}
-	var moves []Handoff
-	for vip := range held {
-		if p, err := netip.ParsePrefix(vip); err == nil {
-			moves = append(moves, Handoff{VIP: p, From: host})
-		}
-	}
-	cd, err := d.startConnsFor(ctx, hosts, moves)
+	cd, err := d.startConnsFor(ctx, hosts, drainMoves(host, held))
 	if err != nil {
 		return nil, fmt.Errorf("drain %s: %w", host, err)
 	}
@@ -259,17 +253,7 @@ func (d *Drainer) Undrain(ctx context.Context, host string) (*Result, error) {
 	}
 	start := d.o.Clock.Now()
 	mine := func(v verify.VIPState) bool { return v.Master == host }
-	var moves []Handoff
-	if d.o.Grace > 0 {
-		// The fail-back: each of host's VIPs leaves the host that covers
-		// for it now, which keeps its connections.
-		for _, v := range verify.Classify(d.layout(h.Cluster.Name), verify.Observe(ctx, hosts)) {
-			if p, err := netip.ParsePrefix(v.VIP); err == nil && mine(v) && len(v.Holders) == 1 && v.Holders[0] != host {
-				moves = append(moves, Handoff{VIP: p, From: v.Holders[0]})
-			}
-		}
-	}
-	cd, err := d.startConnsFor(ctx, hosts, moves)
+	cd, err := d.startConnsFor(ctx, hosts, d.undrainMoves(ctx, hosts, host))
 	if err != nil {
 		return nil, fmt.Errorf("undrain %s: %w", host, err)
 	}
@@ -289,6 +273,83 @@ func (d *Drainer) Undrain(ctx context.Context, host string) (*Result, error) {
 	}
 	res.Elapsed = d.o.Clock.Now().Sub(start)
 	return res, nil
+}
+
+// drainMoves are the VIPs host holds, each leaving it.
+func drainMoves(host string, held map[string]bool) []Handoff {
+	var moves []Handoff
+	for vip := range held {
+		if p, err := netip.ParsePrefix(vip); err == nil {
+			moves = append(moves, Handoff{VIP: p, From: host})
+		}
+	}
+	return moves
+}
+
+// undrainMoves is the fail-back: each of host's VIPs leaves the host that
+// covers for it now, which keeps its connections (none without a grace).
+func (d *Drainer) undrainMoves(ctx context.Context, hosts []*fleet.Host, host string) []Handoff {
+	if d.o.Grace <= 0 {
+		return nil
+	}
+	var moves []Handoff
+	for _, v := range verify.Classify(d.layout(hosts[0].Cluster.Name), verify.Observe(ctx, hosts)) {
+		if p, err := netip.ParsePrefix(v.VIP); err == nil && v.Master == host && len(v.Holders) == 1 && v.Holders[0] != host {
+			moves = append(moves, Handoff{VIP: p, From: v.Holders[0]})
+		}
+	}
+	return moves
+}
+
+// ConnDrain is a connection drain run beside a drain or undrain that its
+// caller steps through itself (failover-test's drain scenario writes the
+// drain file and watches the VIP move meanwhile).
+type ConnDrain struct{ cd *connDrain }
+
+// StartDrainConns starts the connection drain Drain(host) would, before
+// the caller writes the drain file; nil when there is nothing to drain
+// (no grace, or host holds no VIP). Refused as Drain's would be.
+func (d *Drainer) StartDrainConns(ctx context.Context, host string) (*ConnDrain, error) {
+	_, hosts, err := d.cluster(host)
+	if err != nil {
+		return nil, err
+	}
+	cd, err := d.startConnsFor(ctx, hosts, drainMoves(host, d.heldBy(ctx, hosts, host)))
+	if err != nil || cd == nil {
+		return nil, err
+	}
+	return &ConnDrain{cd: cd}, nil
+}
+
+// StartUndrainConns starts the connection drain Undrain(host) would, before
+// the caller puts host back in service; nil when there is nothing to drain.
+func (d *Drainer) StartUndrainConns(ctx context.Context, host string) (*ConnDrain, error) {
+	_, hosts, err := d.cluster(host)
+	if err != nil {
+		return nil, err
+	}
+	cd, err := d.startConnsFor(ctx, hosts, d.undrainMoves(ctx, hosts, host))
+	if err != nil || cd == nil {
+		return nil, err
+	}
+	return &ConnDrain{cd: cd}, nil
+}
+
+// Finish ends the connection drain (nil: none). moved says the VIPs have
+// moved: then it first waits for the connections to end or the grace to
+// pass and returns what was left; otherwise it only tears the drain down.
+func (c *ConnDrain) Finish(ctx context.Context, moved bool) (*Conns, error) {
+	if c == nil {
+		return nil, nil
+	}
+	if !moved {
+		return nil, c.cd.finish(ctx, nil, nil)
+	}
+	res := &Result{}
+	if err := c.cd.finish(ctx, res, nil); err != nil {
+		return nil, err
+	}
+	return res.Conns, nil
 }
 
 func (d *Drainer) cluster(host string) (*fleet.Host, []*fleet.Host, error) {

@@ -143,6 +143,9 @@ type Result struct {
 	Pass               bool     `json:"pass"`
 	Error              string   `json:"error,omitempty"`
 	Notes              []string `json:"notes,omitempty"`
+	// LongLived is the drain scenario's long-lived connections: an upload
+	// and a keep-alive client through the drain, then through the undrain.
+	LongLived []LongLived `json:"long_lived,omitempty"`
 	// Timeline is every sample, probe and event of the scenario (absent when
 	// the scenario could not start).
 	Timeline *Timeline `json:"timeline,omitempty"`
@@ -216,6 +219,7 @@ type Options struct {
 	Clock    clock.Clock // clock.Real
 	Observer Observer    // SSHObserver
 	Prober   Prober      // NewHTTPProber(DefaultProbeTimeout)
+	Holder   Holder      // TCPHolder{}: the drain scenario's long-lived connections
 
 	Poll              time.Duration
 	Margin            time.Duration
@@ -254,6 +258,9 @@ func New(o Options) (*Runner, error) {
 	}
 	if o.Prober == nil {
 		o.Prober = NewHTTPProber(DefaultProbeTimeout)
+	}
+	if o.Holder == nil {
+		o.Holder = TCPHolder{}
 	}
 	o.Poll = orDefault(o.Poll, DefaultPoll)
 	o.Margin = orDefault(o.Margin, DefaultMargin)

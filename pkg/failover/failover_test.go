@@ -387,6 +387,98 @@ func TestDrainMode(t *testing.T) {
 	if r.w.Drain("lab1") != 0 {
 		t.Errorf("lab1 left drained: %d", r.w.Drain("lab1"))
 	}
+	// The long-lived connections: one upload and one keep-alive client
+	// through the drain, the same through the undrain.
+	if r.holder.n != 2 || len(res.LongLived) != 4 {
+		t.Fatalf("holds %d, long-lived %+v", r.holder.n, res.LongLived)
+	}
+	for i, want := range []struct{ phase, kind string }{{"drain", KindUpload}, {"drain", KindKeepAlive}, {"undrain", KindUpload}, {"undrain", KindKeepAlive}} {
+		if l := res.LongLived[i]; l.Phase != want.phase || l.Kind != want.kind || !l.Survived || l.URL != "http://198.18.0.201:80/hactl-health" {
+			t.Errorf("long-lived[%d] = %+v, want %v", i, l, want)
+		}
+	}
+}
+
+// TestDrainModeGraceZeroCutIsReported: with drain_grace 0 (lab.hcl) a
+// drain cuts open connections by design: reported, not a failure.
+func TestDrainModeGraceZeroCutIsReported(t *testing.T) {
+	r := newRig(t)
+	r.holder.cut = true
+	rep, err := run1(t, r, context.Background(), nil, ModeDrain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := rep.Scenarios[0]
+	if !res.Pass || res.Error != "" || len(res.LongLived) != 4 {
+		t.Fatalf("%+v", res)
+	}
+	notes := strings.Join(res.Notes, "\n")
+	if !strings.Contains(notes, "long-lived connections cut (drain_grace is 0") || !strings.Contains(notes, "drain: upload http://198.18.0.201:80/hactl-health: 400000 of 900000 bytes, connection cut (after 400000 bytes: connection reset by peer)") ||
+		!strings.Contains(notes, "undrain: keepalive http://198.18.0.201:80/hactl-health: 31 requests, 1 failed, connection cut") {
+		t.Errorf("notes:\n%s", notes)
+	}
+	// Without a grace no connection drain is started.
+	wantActions(t, r, "lab1", drain.WriteCommand(facts.DrainLow), drain.WriteCommand(facts.DrainOut), drain.WriteCommand(0))
+}
+
+// graceRig is the lab with drain_grace 20 s on its cluster.
+func graceRig(t *testing.T) *rig {
+	t.Helper()
+	inv, l := labLayout(t)
+	for _, c := range inv.Clusters {
+		c.DrainGrace = 20 * time.Second
+	}
+	return &rig{w: vrrpsim.New(inv, l), layout: l, prober: &okProber{}}
+}
+
+// TestDrainModeGraceDrainsConnections: with drain_grace > 0 the scenario
+// runs pkg/drain's connection drain around each move (lab1 keeps the VIP
+// for its connections through the drain, lab2 through the undrain, each
+// stopped again), and passes when the connections survived.
+func TestDrainModeGraceDrainsConnections(t *testing.T) {
+	r := graceRig(t)
+	rep, err := run1(t, r, context.Background(), nil, ModeDrain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := rep.Scenarios[0]
+	if !res.Pass || res.MovedTo != "lab2" || res.HTTPFailed != 0 || len(res.LongLived) != 4 {
+		t.Fatalf("%+v", res)
+	}
+	// Each host keeps the VIP for its connections once (lab1 through the
+	// drain, lab2 through the undrain) and forwards to the other once.
+	started := func(host, what string) int {
+		n := 0
+		for _, c := range r.actions(host) {
+			if strings.HasPrefix(c, "systemd-run") && strings.Contains(c, drain.ConnUnit) && strings.Contains(c, what) {
+				n++
+			}
+		}
+		return n
+	}
+	for _, h := range []string{"lab1", "lab2"} {
+		if started(h, "keeps 198.18.0.201") != 1 || started(h, "forwards established") != 1 {
+			t.Errorf("%s connection drains: %q", h, r.actions(h))
+		}
+	}
+	if notes := strings.Join(res.Notes, "\n"); !strings.Contains(notes, "connection drain: lab1 0 open") || !strings.Contains(notes, "connection drain: lab2 0 open") {
+		t.Errorf("notes:\n%s", notes)
+	}
+}
+
+// TestDrainModeGraceCutFails: with drain_grace > 0 a cut long-lived
+// connection fails the scenario, which is still restored.
+func TestDrainModeGraceCutFails(t *testing.T) {
+	r := graceRig(t)
+	r.holder.cut = true
+	rep, err := run1(t, r, context.Background(), nil, ModeDrain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := rep.Scenarios[0]
+	if res.Pass || !res.Restored || !strings.Contains(res.Error, "long-lived connections cut despite drain_grace 20s") {
+		t.Fatalf("%+v", res)
+	}
 }
 
 func TestParseModesAndPlan(t *testing.T) {

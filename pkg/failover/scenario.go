@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 	"time"
 
@@ -505,28 +506,127 @@ func (s *scen) nginxDead(ctx context.Context) error {
 // master-down timer, the node keeping it until then), -254 once the VIP sits
 // on the backup alone (FAULT: out as a backup too), then 0 (the node
 // preempts its VIP back). drift_s is the drain's handover.
+//
+// Long-lived connections (an upload and a keep-alive client) are opened
+// before the drain and again before the undrain, and held through the
+// VIP's move. With the cluster's drain_grace > 0 the scenario runs pkg/drain's
+// connection drain around each move, as `hactl drain` does, and a cut
+// connection fails it; with drain_grace 0 they are cut by design (the
+// documented limit) and only reported.
 func (s *scen) drain(ctx context.Context) error {
 	if err := drain.Check(s.r.o.Layout, s.sc.Node, drain.Read(ctx, s.w.hosts)); err != nil {
 		return err
 	}
+	grace := s.node.Cluster.DrainGrace
+	d := drain.New(drain.Options{Layout: s.r.o.Layout, Fleet: s.r.o.Fleet, Clock: s.r.o.Clock, Grace: grace,
+		Event: func(m string) { s.step("%s", m) }})
+	defer s.judgeLongLived(grace)
+
+	cd, err := d.StartDrainConns(ctx, s.sc.Node)
+	if err != nil {
+		return err
+	}
 	s.u.push(action{desc: "undrain " + s.sc.Node, cmds: []string{drain.WriteCommand(facts.InService)}})
+	held := s.hold(ctx, "drain")
+	defer held.wait()
 	s.step("draining (drain file %d), waiting for %s on %s…", facts.DrainLow, s.in.VIP.Addr(), s.backup)
 	t0 := s.r.o.Clock.Now()
 	if err := s.run(ctx, drain.WriteCommand(facts.DrainLow)); err != nil {
-		return err
+		return s.endConns(ctx, cd, false, err)
 	}
 	if err := s.takeover(ctx, t0); err != nil || s.res.Error != "" {
-		return err
+		return s.endConns(ctx, cd, false, err)
 	}
 	if err := s.run(ctx, drain.WriteCommand(facts.DrainOut)); err != nil {
+		return s.endConns(ctx, cd, false, err)
+	}
+	if err := s.endConns(ctx, cd, true, nil); err != nil {
 		return err
 	}
+	held.wait()
+
+	cd, err = d.StartUndrainConns(ctx, s.sc.Node)
+	if err != nil {
+		return err
+	}
+	back := s.hold(ctx, "undrain")
+	defer back.wait()
 	s.step("undraining (drain file %d), waiting for %s back on %s…", facts.InService, s.in.VIP.Addr(), s.sc.Node)
 	t1 := s.r.o.Clock.Now()
 	if err := s.restoreStep(ctx); err != nil {
-		return err
+		return s.endConns(ctx, cd, false, err)
 	}
-	return s.failback(ctx, t1)
+	if err := s.failback(ctx, t1); err != nil || s.res.Error != "" {
+		return s.endConns(ctx, cd, false, err)
+	}
+	return s.endConns(ctx, cd, true, nil)
+}
+
+// endConns finishes a connection drain (nil: none); moved says the VIP
+// has moved, so the drain first waits for the connections. It returns
+// failed, or the drain's own error.
+func (s *scen) endConns(ctx context.Context, cd *drain.ConnDrain, moved bool, failed error) error {
+	c, err := cd.Finish(ctx, moved && failed == nil)
+	if err != nil {
+		return errors.Join(failed, fmt.Errorf("connection draining: %w", err))
+	}
+	if c != nil {
+		var left []string
+		for h, n := range c.Left {
+			left = append(left, fmt.Sprintf("%s %d", h, n))
+		}
+		sort.Strings(left)
+		s.note("connection drain: %s open after %.1fs of the %.0fs grace", strings.Join(left, ", "), c.WaitedSeconds, c.GraceSeconds)
+	}
+	return failed
+}
+
+// holding is one set of long-lived connections in flight.
+type holding struct {
+	s    *scen
+	done chan []LongLived
+	got  bool
+}
+
+// hold opens the long-lived connections to the VIP (the first address of
+// the instance) for the move's bound and margin plus 2 s: long enough to
+// span the VIP's move, short enough to end within a grace period.
+func (s *scen) hold(ctx context.Context, phase string) *holding {
+	h := &holding{s: s, done: make(chan []LongLived, 1)}
+	u := s.w.urls[0]
+	dur := s.bound + s.margin + 2*time.Second
+	go func() {
+		ls := s.r.o.Holder.Hold(ctx, u, dur)
+		for i := range ls {
+			ls[i].Phase = phase
+		}
+		h.done <- ls
+	}()
+	return h
+}
+
+// wait collects the connections' outcome once.
+func (h *holding) wait() {
+	if h.got {
+		return
+	}
+	h.got = true
+	h.s.res.LongLived = append(h.s.res.LongLived, <-h.done...)
+}
+
+// judgeLongLived reports the long-lived connections: a cut one fails the
+// scenario when drain_grace should have kept it, and is the documented
+// limit otherwise.
+func (s *scen) judgeLongLived(grace time.Duration) {
+	cut := cutOnes(s.res.LongLived)
+	if len(cut) == 0 {
+		return
+	}
+	if grace > 0 {
+		s.fail("long-lived connections cut despite drain_grace %s: %s", grace, strings.Join(cut, "; "))
+		return
+	}
+	s.note("long-lived connections cut (drain_grace is 0: a drain keeps no open connection): %s", strings.Join(cut, "; "))
 }
 
 // restore puts back what a scenario left and waits until the fleet's Status

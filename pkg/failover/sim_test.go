@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/hactl/hactl/internal/testinv"
 	"github.com/hactl/hactl/internal/vrrpsim"
@@ -62,12 +63,34 @@ func (c *flakyConn) Run(ctx context.Context, cmd string, stdin io.Reader) (remot
 	return c.Fake.Run(ctx, cmd, stdin)
 }
 
+// fakeHolder reports each long-lived connection as cut or not, without a
+// network (the simulation has none), and counts the holds.
+type fakeHolder struct {
+	mu  sync.Mutex
+	cut bool
+	n   int
+}
+
+func (h *fakeHolder) Hold(_ context.Context, url string, _ time.Duration) []LongLived {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.n++
+	up := LongLived{Kind: KindUpload, URL: url, Bytes: UploadBytes, ExpectedBytes: UploadBytes, Survived: true}
+	ka := LongLived{Kind: KindKeepAlive, URL: url, Requests: 60, Survived: true}
+	if h.cut {
+		up.Bytes, up.Survived, up.Error = 400_000, false, "after 400000 bytes: connection reset by peer"
+		ka.Requests, ka.Failed, ka.Survived, ka.Error = 31, 1, false, "request 31: connection reset by peer"
+	}
+	return []LongLived{up, ka}
+}
+
 // rig is the lab's three balancers, simulated (internal/vrrpsim).
 type rig struct {
 	w      *vrrpsim.World
 	layout *vrrp.Layout
 	steps  []Step
 	prober *okProber
+	holder fakeHolder
 }
 
 func labLayout(t *testing.T) (*inventory.Inventory, *vrrp.Layout) {
@@ -85,7 +108,7 @@ func newRig(t *testing.T) *rig {
 func (r *rig) runner(t *testing.T, abort <-chan struct{}) *Runner {
 	t.Helper()
 	run, err := New(Options{
-		Layout: r.layout, Fleet: r.w.Fleet, Clock: r.w.Clock, Prober: r.prober, Abort: abort,
+		Layout: r.layout, Fleet: r.w.Fleet, Clock: r.w.Clock, Prober: r.prober, Holder: &r.holder, Abort: abort,
 		Progress: func(s Step) { r.steps = append(r.steps, s) },
 	})
 	if err != nil {

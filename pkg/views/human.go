@@ -434,6 +434,13 @@ func printFailover(p *ui.Printer, rep failover.Report) {
 		for _, n := range s.Notes {
 			p.Printf("%s\n", p.Styles.Dim.Render(fmt.Sprintf("  %s %s: %s", s.Node, s.Mode, n)))
 		}
+		for _, l := range s.LongLived {
+			st := p.Styles.Dim
+			if !l.Survived {
+				st = p.Styles.Warn
+			}
+			p.Printf("%s\n", st.Render(fmt.Sprintf("  %s %s: long-lived %s", s.Node, s.Mode, l)))
+		}
 	}
 	if rep.Interrupted {
 		p.Printf("%s\n", p.Styles.Warn.Render("interrupted: remaining scenarios were not run"))
