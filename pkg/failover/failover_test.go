@@ -413,9 +413,14 @@ func TestDrainModeGraceZeroCutIsReported(t *testing.T) {
 		t.Fatalf("%+v", res)
 	}
 	notes := strings.Join(res.Notes, "\n")
-	if !strings.Contains(notes, "long-lived connections cut (drain_grace is 0") || !strings.Contains(notes, "drain: upload http://198.18.0.201:80/hactl-health: 400000 of 900000 bytes, connection cut (after 400000 bytes: connection reset by peer)") ||
-		!strings.Contains(notes, "undrain: keepalive http://198.18.0.201:80/hactl-health: 31 requests, 1 failed, connection cut") {
+	if !strings.Contains(notes, "4 of 4 long-lived connections cut (drain_grace is 0: a drain keeps no open connection): drain upload, drain keepalive, undrain upload, undrain keepalive") {
 		t.Errorf("notes:\n%s", notes)
+	}
+	if s := res.LongLived[0].String(); s != "drain: upload http://198.18.0.201:80/hactl-health: 400000 of 900000 bytes, connection cut (after 400000 bytes: connection reset by peer)" {
+		t.Errorf("%q", s)
+	}
+	if s := res.LongLived[3].String(); s != "undrain: keepalive http://198.18.0.201:80/hactl-health: 31 requests, 1 failed, connection cut (request 31: connection reset by peer)" {
+		t.Errorf("%q", s)
 	}
 	// Without a grace no connection drain is started.
 	wantActions(t, r, "lab1", drain.WriteCommand(facts.DrainLow), drain.WriteCommand(facts.DrainOut), drain.WriteCommand(0))
@@ -476,7 +481,7 @@ func TestDrainModeGraceCutFails(t *testing.T) {
 		t.Fatal(err)
 	}
 	res := rep.Scenarios[0]
-	if res.Pass || !res.Restored || !strings.Contains(res.Error, "long-lived connections cut despite drain_grace 20s") {
+	if res.Pass || !res.Restored || !strings.Contains(res.Error, "4 of 4 long-lived connections cut despite drain_grace 20s: drain upload") {
 		t.Fatalf("%+v", res)
 	}
 }

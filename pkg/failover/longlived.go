@@ -222,12 +222,13 @@ func (h TCPHolder) upload(ctx context.Context, u string, dur time.Duration) Long
 	return res
 }
 
-// cutOnes describes the long-lived connections that did not survive.
+// cutOnes names the long-lived connections that did not survive
+// ("drain upload").
 func cutOnes(ls []LongLived) []string {
 	var out []string
 	for _, l := range ls {
 		if !l.Survived {
-			out = append(out, l.String())
+			out = append(out, l.Phase+" "+l.Kind)
 		}
 	}
 	return out

@@ -618,15 +618,17 @@ func (h *holding) wait() {
 // scenario when drain_grace should have kept it, and is the documented
 // limit otherwise.
 func (s *scen) judgeLongLived(grace time.Duration) {
+	// Each connection's figures are in LongLived (and printed from there):
+	// the verdict names them only.
 	cut := cutOnes(s.res.LongLived)
 	if len(cut) == 0 {
 		return
 	}
 	if grace > 0 {
-		s.fail("long-lived connections cut despite drain_grace %s: %s", grace, strings.Join(cut, "; "))
+		s.fail("%d of %d long-lived connections cut despite drain_grace %s: %s", len(cut), len(s.res.LongLived), grace, strings.Join(cut, ", "))
 		return
 	}
-	s.note("long-lived connections cut (drain_grace is 0: a drain keeps no open connection): %s", strings.Join(cut, "; "))
+	s.note("%d of %d long-lived connections cut (drain_grace is 0: a drain keeps no open connection): %s", len(cut), len(s.res.LongLived), strings.Join(cut, ", "))
 }
 
 // restore puts back what a scenario left and waits until the fleet's Status
