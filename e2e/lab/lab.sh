@@ -104,10 +104,11 @@ ensure_tools() {
 
 # What `make test` runs besides Go and the lab: keepalived (`keepalived -t` on rendered configs),
 # the shell linter for this script, nft (the e2e tests drop VRRP multicast on the bridge), chromium
-# (e2e/report_test.go opens failover-test --report pages in headless Chromium).
+# (e2e/report_test.go opens failover-test --report pages in headless Chromium), prometheus (promtool
+# tests the shipped alerting rules; e2e/prometheus_test.go scrapes the lab with the server).
 # Installed as root when missing; otherwise, or when apt-get fails, the tests that need them skip and say why.
 cmd_test_deps() {
-	local pairs=(keepalived:keepalived shellcheck:shellcheck nft:nftables chromium:chromium promtool:prometheus) pair missing=()
+	local pairs=(keepalived:keepalived shellcheck:shellcheck nft:nftables chromium:chromium promtool:prometheus prometheus:prometheus) pair missing=()
 	for pair in "${pairs[@]}"; do command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}"); done
 	[ ${#missing[@]} -eq 0 ] && return 0
 	if [ "$(id -u)" != 0 ]; then

@@ -2,11 +2,14 @@ package cli
 
 import (
 	"context"
+	"fmt"
+	"net"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/hactl/hactl/pkg/ops"
+	"github.com/hactl/hactl/pkg/views"
 )
 
 // Every command reads the same way: flags → options → load the session →
@@ -149,6 +152,7 @@ type StatusOptions = ops.StatusOptions
 func newStatus(ctx context.Context, g *Globals) *cobra.Command {
 	o := &StatusOptions{}
 	var verbose, watch bool
+	var serve string
 	cmd := &cobra.Command{
 		Use:   "status [-i] FILE [--limit a,b]",
 		Short: "Show who holds which VIP now, service states, split brain and config drift",
@@ -158,8 +162,16 @@ hactl manages. Each VIP is ok (on its master only), moved (on one other host),
 missing (nowhere) or split (on several hosts: always an error). Exit 0 only
 when every VIP is ok and every host reachable. --watch follows the transitions
 the hosts record; --output openmetrics prints the fleet's invariants for
-Prometheus (exit 0 whenever the hosts could be asked).`,
+Prometheus (exit 0 whenever the hosts could be asked); --serve ADDR is an
+exporter: every scrape of http://ADDR/metrics asks the hosts anew and answers
+with those metrics, until Ctrl-C.`,
 		Args: inventoryArg,
+		PreRunE: func(cmd *cobra.Command, _ []string) error {
+			if serve != "" && watch {
+				return g.usage("--serve and --watch are two ways to follow the fleet; pick one")
+			}
+			return nil
+		},
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			s, err := g.load(ctx)
 			if err != nil {
@@ -167,6 +179,9 @@ Prometheus (exit 0 whenever the hosts could be asked).`,
 			}
 			if watch {
 				return g.exit(ops.Watch(ctx, s, *o, g.view.Watch()))
+			}
+			if serve != "" {
+				return g.serveStatus(ctx, s, *o, serve)
 			}
 			res, err := ops.Status(ctx, s, *o)
 			if err != nil {
@@ -177,6 +192,8 @@ Prometheus (exit 0 whenever the hosts could be asked).`,
 	}
 	cmd.Flags().BoolVar(&watch, "watch", false,
 		"follow the hosts' VRRP transitions as they happen: a redrawn table on a terminal, one JSON event per line otherwise (or with --output json); Ctrl-C ends it")
+	cmd.Flags().StringVar(&serve, "serve", "",
+		"serve the fleet's metrics for Prometheus on ADDR (host:port, e.g. 127.0.0.1:9466): each scrape of /metrics runs status and answers in OpenMetrics; Ctrl-C ends it")
 	addConnFlags(cmd, &o.Conn)
 	addLimitFlag(cmd, &o.Limit)
 	cmd.Flag("limit").Usage = "only the clusters of these hosts or clusters (VIP placement is judged on whole clusters)"
@@ -300,4 +317,18 @@ read against this machine's and the times are corrected by it (shown per host).`
 	cmd.Flag("limit").Usage = "only the clusters of these hosts or clusters"
 	cmd.Flags().DurationVar(&o.Since, "since", 24*time.Hour, "how far back (e.g. 10m, 24h)")
 	return cmd
+}
+
+// serveStatus is `status --serve ADDR`: listen first, so a bad or busy
+// address fails before anything waits on it, and say where to scrape.
+func (g *Globals) serveStatus(ctx context.Context, s *ops.Session, o StatusOptions, addr string) error {
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		return g.usage("--serve %s: want host:port, e.g. 127.0.0.1:9466 (%v)", addr, err)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return g.exit(ops.FailedError(fmt.Errorf("--serve %s: %w", addr, err)))
+	}
+	g.stderr().Printf("serving the fleet's metrics on http://%s/metrics (each scrape asks the hosts); Ctrl-C ends it\n", ln.Addr())
+	return g.exit(ops.Serve(ctx, s, o, ln, views.WriteOpenMetrics))
 }

@@ -3,6 +3,7 @@ package views
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"strings"
 	"time"
 
@@ -151,12 +152,16 @@ type openMetrics struct{ *human }
 
 // Status writes the metrics and exits 0 whenever the hosts could be
 // asked: the metrics carry the verdict, alerting rules judge it.
-func (v openMetrics) Status(r *ops.StatusResult, _ bool) error {
+func (v openMetrics) Status(r *ops.StatusResult, _ bool) error { return WriteOpenMetrics(v.io.Out, r) }
+
+// WriteOpenMetrics writes a status as --output openmetrics does; status
+// --serve answers each scrape with it.
+func WriteOpenMetrics(w io.Writer, r *ops.StatusResult) error {
 	var hosts []metrics.Host
 	for _, h := range r.Hosts {
 		hosts = append(hosts, metrics.Host{Name: h.Name, Reachable: h.Reachable, Drained: h.Drained})
 	}
-	return metrics.Write(v.io.Out, r.VIPs, hosts)
+	return metrics.Write(w, r.VIPs, hosts)
 }
 
 // Watch with openmetrics follows as JSON lines, as any output that is
