@@ -16,7 +16,8 @@ build:
 
 # make test: unit tests always; the end-to-end tests against the container-VM lab when run as root.
 # test-deps first installs (as root, with apt-get, only when missing) the tools the tests run:
-# keepalived (keepalived -t), shellcheck (lab scripts), nftables (e2e network faults), chromium (e2e report page).
+# keepalived (keepalived -t), shellcheck (lab scripts), nftables (e2e network faults), chromium (e2e report page),
+# prometheus (promtool and the scrape e2e), curl (e2e downloads), python3 (the lab's app servers).
 # Then the unit tests and the e2e tests run side by side: the e2e tests spend most of their time
 # waiting on VRRP timers and apt in the lab hosts, and the lab image (a cold base build is ~85 s
 # of debootstrap) is built before them, beside the unit tests too. The unit tests (go vet, go test)

@@ -108,7 +108,7 @@ ensure_tools() {
 # tests the shipped alerting rules; e2e/prometheus_test.go scrapes the lab with the server).
 # Installed as root when missing; otherwise, or when apt-get fails, the tests that need them skip and say why.
 cmd_test_deps() {
-	local pairs=(keepalived:keepalived shellcheck:shellcheck nft:nftables chromium:chromium promtool:prometheus prometheus:prometheus) pair missing=()
+	local pairs=(keepalived:keepalived shellcheck:shellcheck nft:nftables chromium:chromium promtool:prometheus prometheus:prometheus curl:curl python3:python3) pair missing=()
 	for pair in "${pairs[@]}"; do command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}"); done
 	[ ${#missing[@]} -eq 0 ] && return 0
 	if [ "$(id -u)" != 0 ]; then
@@ -955,6 +955,10 @@ apps_up() { # app1..appM run, the others are gone
 	if ! [[ $m =~ ^[0-9]+$ ]] || [ "$m" -gt "$MAX_APPS" ]; then die "APPS must be 0..$MAX_APPS, got '$m'"; fi
 	[ "$m" -gt 0 ] && [ "$(running_hosts | tail -n 1)" -gt "$APP_BASE" ] 2>/dev/null && die "app servers use $(app_addr_of 1)…: at most $APP_BASE balancers with APPS"
 	ip link show "$BRIDGE" >/dev/null 2>&1 || die "no lab bridge: run '$0 up' first"
+	# The responder runs on this machine's python3, which a bare Debian 12 lacks.
+	if [ "$m" -gt 0 ] && [ -z "${LAB_PYTHON:-}" ]; then
+		install_missing "app server tools" python3:python3 || die "app servers need python3 (see above)"
+	fi
 	for d in "$HOSTS"/app* /run/netns/app*; do
 		i=${d##*/app}
 		[[ $i =~ ^[0-9]+$ ]] && [ "$i" -gt "$m" ] && app_stop "$i"
