@@ -43,6 +43,9 @@ type World struct {
 	Failback     time.Duration // restore → VIP back on the master only (Never)
 	AutoRestart  time.Duration // SIGKILL → systemd has keepalived active again (Never)
 	NginxRestart time.Duration // nginx stopped → the check script restarted it (Never)
+	// NginxStop is how long `systemctl stop nginx` blocks: nginx's graceful
+	// stop waiting for open connections (0: at once).
+	NginxStop time.Duration
 	// FirstClaim: a host whose keepalived never ran claims its VIP this long
 	// after its first start (no advert heard for a master-down interval).
 	FirstClaim time.Duration
@@ -295,6 +298,11 @@ func (w *World) writeDrain(host string, v int, now time.Duration) {
 func (w *World) handler(h *inventory.Host) func(string, []byte) remote.Result {
 	host := h.Name
 	return func(cmd string, _ []byte) remote.Result {
+		if w.NginxStop > 0 && strings.Join(strings.Fields(strings.ReplaceAll(cmd, "'", "")), " ") == "systemctl stop nginx" {
+			// The command blocks while nginx shuts down gracefully; virtual
+			// time moves on (outside w.mu: the clock's hooks may call in).
+			<-w.Clock.After(w.NginxStop)
+		}
 		now := w.Clock.Elapsed()
 		w.mu.Lock()
 		defer w.mu.Unlock()

@@ -184,6 +184,42 @@ func TestNginxRestartedVIPStays(t *testing.T) {
 	noActionsElsewhere(t, r)
 }
 
+// TestNginxSlowStopCountsFromGone: nginx's graceful stop waited 5 s for
+// connections a VIP move had left behind (seen on the lab: "Stopping timed
+// out. Terminating."); the check script restarted nginx 1.2 s after it was
+// gone. The check's bound counts from nginx gone (no check can start nginx
+// while its stop job runs); the stop's time is a note. Before, the clock
+// started before the stop: "nginx back after 6.2s" failed the scenario.
+func TestNginxSlowStopCountsFromGone(t *testing.T) {
+	r := newRig(t)
+	r.w.NginxStop = 5 * time.Second
+	rep, err := run1(t, r, context.Background(), nil, ModeNginx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := rep.Scenarios[0]
+	if !res.Pass || res.DriftS != 1.2 || !strings.Contains(strings.Join(res.Notes, "\n"), "nginx's own stop took 5s") {
+		t.Fatalf("%+v", res)
+	}
+}
+
+// TestNginxDeadSlowStop: the same slow stop with nginx masked; the VIP
+// moves when the stop's ExecStopPost ran, and the takeover counts from
+// there.
+func TestNginxDeadSlowStop(t *testing.T) {
+	r := newRig(t)
+	r.w.NginxStop = 5 * time.Second
+	r.w.Takeover = 600 * time.Millisecond
+	rep, err := run1(t, r, context.Background(), nil, ModeNginxDead)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := rep.Scenarios[0]
+	if !res.Pass || res.DriftS != 0.6 || !strings.Contains(strings.Join(res.Notes, "\n"), "nginx's own stop took 5s") {
+		t.Fatalf("%+v", res)
+	}
+}
+
 func TestNginxNotRestartedIsRestored(t *testing.T) {
 	r := newRig(t)
 	r.w.NginxRestart = never
