@@ -413,6 +413,22 @@ func ObserveVRRP(ctx context.Context, hosts []*fleet.Host) []Observation {
 	})
 }
 
+// FromFacts is the observation a host's facts already hold, as ObserveVRRP
+// would have made it when the facts were gathered: the addresses of the
+// host's interface (IPv4 only where its cluster has no IPv6 VIP, as
+// addrCommandFor asks) and keepalived's states when the facts were asked
+// for them (facts.Request.VRRP = VRRPCommand).
+func FromFacts(h *fleet.Host, f *facts.Facts) Observation {
+	o := Observation{Host: h.Host.Name, VRRP: ParseVRRP(f.VRRP)}
+	v6 := h.Cluster != nil && h.Cluster.HasIPv6()
+	for _, p := range f.Addrs[h.Host.Interface] {
+		if v6 || p.Addr().Is4() {
+			o.Addrs = append(o.Addrs, p)
+		}
+	}
+	return o
+}
+
 // SetTransports records each VIP's cluster transport (for SplitHint) and
 // returns vs.
 func SetTransports(vs []VIPState, inv *inventory.Inventory) []VIPState {
