@@ -122,6 +122,11 @@ func TestApplyRefusesWhileARemovedHostRuns(t *testing.T) {
 			t.Errorf("lab2 got %q %s", c.Cmd, c.Path)
 		}
 	}
+	// The refusal gave every lock back: the same apply again meets the
+	// same refusal, not a held lock.
+	if again := fl.run(t, "apply"); again.code != ExitFailed || !strings.Contains(again.err, "still runs keepalived") {
+		t.Errorf("again: exit %d\n%s", again.code, again.err)
+	}
 }
 
 // TestUnreachableRemovedHostStaysReserved: plan reports a removed host that
