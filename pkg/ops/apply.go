@@ -112,7 +112,7 @@ func Apply(ctx context.Context, s *Session, o ApplyOptions, ev Events) (*ApplyRe
 	var mem *membership
 	var refused error
 	ro := &lateRollout{}
-	snap := map[string]*facts.Facts{}
+	var snap map[string]*facts.Facts
 	// A plan shows the sites' diffs with the rest; apply rolls them out
 	// after it, canary first (sites.go).
 	var sitesBook *playbook.Book
@@ -166,11 +166,12 @@ func Apply(ctx context.Context, s *Session, o ApplyOptions, ev Events) (*ApplyRe
 	case whole && (o.Dry || quiet && verify.AllOK(before)):
 		// Nothing changed on any host since the snapshot (no file, no
 		// handler, no service, no package, no site, no departed host
-		// decommissioned), and it was taken under every host's lock, so no
-		// other run moved a VIP since either: it is the placement this run
-		// leaves, as good a proof as a read a moment later (which is also
-		// only a moment's view). Any change, or a snapshot that is not
-		// right, and the verification reads the hosts again.
+		// decommissioned), and it was taken under every host's lock, which
+		// kept any other apply or failover-test off them since: it is the
+		// placement this run leaves, as good a proof as a read a moment
+		// later (itself only a moment's view, and taken after the locks
+		// are given back). Any change, or a snapshot that is not right,
+		// and the verification reads the hosts again.
 		res.VIPs = before
 	default:
 		res.VIPs = Verify(ctx, s.Inv, vipLayout, fl, ro.Drained())
@@ -192,14 +193,6 @@ func Apply(ctx context.Context, s *Session, o ApplyOptions, ev Events) (*ApplyRe
 // hosts' facts (and the cluster records in them) are in: the runner holds
 // it from the start and asks it nothing before Gathered has set it.
 type lateRollout struct{ *rollout.Rollout }
-
-// Drained is the rollout's drained hosts; none before it is set.
-func (l *lateRollout) Drained() map[string]bool {
-	if l.Rollout == nil {
-		return nil
-	}
-	return l.Rollout.Drained()
-}
 
 // unchanged reports whether no host changed anything.
 func unchanged(hosts []HostResult) bool {
