@@ -369,3 +369,27 @@ func TestDescribedUnit(t *testing.T) {
 		t.Errorf("described %q, want %q", f.Described, want)
 	}
 }
+
+// TestVRRPRaw: Request.VRRP's command runs in the facts' shell, right after
+// the addresses (one snapshot of the VIPs), and its output comes back as
+// printed; without it the script asks nothing more.
+func TestVRRPRaw(t *testing.T) {
+	if s := Script(Request{}); strings.Contains(s, "echo @@vrrp;") {
+		t.Errorf("script without VRRP asks for it:\n%s", s)
+	}
+	s := Script(Request{VRRP: "printf '(VI_1) Entering MASTER STATE\\nStopping\\n'"})
+	if a, v := strings.Index(s, "echo @@addrs;"), strings.Index(s, "echo @@vrrp;"); a < 0 || v < a || strings.Count(s[a:v], "\n") != 1 {
+		t.Errorf("the VRRP read is not the line after the addresses:\n%s", s)
+	}
+	out, err := exec.Command("sh", "-c", s).Output()
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	f, err := Parse(string(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "(VI_1) Entering MASTER STATE\nStopping\n"; f.VRRP != want {
+		t.Errorf("VRRP %q, want %q", f.VRRP, want)
+	}
+}

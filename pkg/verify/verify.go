@@ -380,18 +380,6 @@ func ParseVRRP(out string) map[string]string {
 	return m
 }
 
-// VRRPStates runs VRRPCommand on one connection.
-func VRRPStates(ctx context.Context, c remote.Conn) (map[string]string, error) {
-	out, err := remote.Output(ctx, c, VRRPCommand)
-	if _, failed := remote.AsExit(err); failed {
-		return nil, fmt.Errorf("reading keepalived's journal: %w", err)
-	}
-	if err != nil {
-		return nil, err
-	}
-	return ParseVRRP(out), nil
-}
-
 // ObserveVRRP is Observe plus each host's keepalived states, in the same
 // round trip per host. Use it for verdicts (status, apply's final check);
 // polling loops use the cheaper Observe.
