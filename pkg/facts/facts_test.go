@@ -172,15 +172,7 @@ func TestScriptRunsHere(t *testing.T) {
 	if err := os.Chmod(p, 0o640); err != nil {
 		t.Fatal(err)
 	}
-	script := Script(Request{Paths: []string{p, dir + "/absent"}, Services: []string{"nosuch"}, Packages: []string{"dpkg", "nosuchpkg"}})
-	out, err := exec.Command("sh", "-c", script).Output()
-	if err != nil {
-		t.Fatalf("%v\n%s", err, out)
-	}
-	f, err := Parse(string(out))
-	if err != nil {
-		t.Fatal(err)
-	}
+	f := runHere(t, Script(Request{Paths: []string{p, dir + "/absent"}, Services: []string{"nosuch"}, Packages: []string{"dpkg", "nosuchpkg"}}))
 	fl := f.Files[p]
 	// sha256 of "hello\n"
 	if !fl.Exists || fl.Mode != 0o640 || fl.SHA256 != "5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03" {
@@ -381,7 +373,16 @@ func TestVRRPRaw(t *testing.T) {
 	if a, v := strings.Index(s, "echo @@addrs;"), strings.Index(s, "echo @@vrrp;"); a < 0 || v < a || strings.Count(s[a:v], "\n") != 1 {
 		t.Errorf("the VRRP read is not the line after the addresses:\n%s", s)
 	}
-	out, err := exec.Command("sh", "-c", s).Output()
+	f := runHere(t, s)
+	if want := "(VI_1) Entering MASTER STATE\nStopping\n"; f.VRRP != want {
+		t.Errorf("VRRP %q, want %q", f.VRRP, want)
+	}
+}
+
+// runHere runs a facts script on this machine and parses what it printed.
+func runHere(t *testing.T, script string) *Facts {
+	t.Helper()
+	out, err := exec.Command("sh", "-c", script).Output()
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
@@ -389,7 +390,5 @@ func TestVRRPRaw(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := "(VI_1) Entering MASTER STATE\nStopping\n"; f.VRRP != want {
-		t.Errorf("VRRP %q, want %q", f.VRRP, want)
-	}
+	return f
 }
