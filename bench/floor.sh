@@ -11,10 +11,13 @@
 #   bash bench/floor.sh setup N   fresh lab of N hosts, converged by hactl, python3 for Ansible
 #   bash bench/floor.sh prep N    python3 for Ansible only (the lab is up and converged)
 #   bash bench/floor.sh run N     measure (the lab must be up and converged)
+#   bash bench/floor.sh mem N     no-change apply under /usr/bin/time, alternating
+#                                 with BASE: wall, CPU (user+sys) and peak RSS
 #
 # Run it holding the lab turn lock (flock /run/hactl-lab.turn …) and bring
 # the lab down after. Environment: RUNS (5), HACTL (bin/hactl), BASE (none),
-# ANSIBLE (1: include Ansible), OUT (bench/out).
+# ANSIBLE (1: include Ansible), OUT (bench/out), PARALLEL (apply's
+# --parallel; default N, every host at once).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export HACTL_LAB_DIR=${HACTL_LAB_DIR:-/var/lib/hactl-lab}
@@ -24,6 +27,7 @@ HACTL=${HACTL:-$ROOT/bin/hactl}
 BASE=${BASE:-}
 RUNS=${RUNS:-5}
 ANSIBLE=${ANSIBLE:-1}
+PARALLEL=${PARALLEL:-}
 OUT=${OUT:-$ROOT/bench/out}
 export NO_COLOR=1 ANSIBLE_CONFIG="$ROOT/bench/ansible/ansible.cfg" ANSIBLE_NOCOLOR=1
 mkdir -p "$OUT/log"
@@ -36,7 +40,9 @@ setup() {
 	local n=$1
 	bash "$ROOT/e2e/lab/lab.sh" down >/dev/null 2>&1 || true
 	bash "$ROOT/e2e/lab/lab.sh" up "$n" >"$OUT/log/lab-up.log" 2>&1
+	local t0=$EPOCHREALTIME
 	"$HACTL" apply -i "$INV" --parallel "$n" >"$OUT/log/floor-cold.log" 2>&1
+	log "cold apply of $n hosts: $(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }') s, load $(cut -d' ' -f1-3 /proc/loadavg)"
 	prep "$n"
 }
 
@@ -75,13 +81,13 @@ floor() { # N: one `ssh host true` per host, in parallel
 }
 
 run() {
-	local n=$1 r
+	local n=$1 r p=${PARALLEL:-$1}
 	: >"$OUT/floor.csv"
 	log "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 	for ((r = 1; r <= RUNS; r++)); do
 		t floor floor "$n"
-		t apply "$HACTL" apply -i "$INV" --parallel "$n" -v
-		[ -z "$BASE" ] || t base-apply "$BASE" apply -i "$INV" --parallel "$n"
+		t apply "$HACTL" apply -i "$INV" --parallel "$p" -v
+		[ -z "$BASE" ] || t base-apply "$BASE" apply -i "$INV" --parallel "$p"
 		t status "$HACTL" status -i "$INV" -v
 		[ -z "$BASE" ] || t base-status "$BASE" status -i "$INV"
 		t plan "$HACTL" plan -i "$INV" -v
@@ -110,9 +116,32 @@ PY
 	done
 }
 
+mem() { # N: RUNS alternating no-change applies under /usr/bin/time
+	local n=$1 r p=${PARALLEL:-$1} b
+	log "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+	: >"$OUT/mem.txt"
+	for ((r = 1; r <= RUNS; r++)); do
+		for b in "$HACTL" ${BASE:+"$BASE"}; do
+			/usr/bin/time -a -o "$OUT/mem.txt" -f "$([ "$b" = "$HACTL" ] && echo new || echo base) %e %U %S %M" \
+				"$b" apply -i "$INV" --parallel "$p" >"$OUT/log/floor-mem.log" 2>&1
+		done
+	done
+	log "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
+	python3 - "$OUT/mem.txt" <<'PY'
+import statistics, sys
+rows = {}
+for line in open(sys.argv[1]):
+    name, wall, user, sys_, rss = line.split()
+    rows.setdefault(name, []).append((float(wall), float(user) + float(sys_), int(rss) / 1024))
+for name, rs in rows.items():
+    print(f"{name:5s} apply: wall median {statistics.median(r[0] for r in rs):.3f} s, CPU median {statistics.median(r[1] for r in rs):.3f} s, peak RSS max {max(r[2] for r in rs):.1f} MiB ({len(rs)} runs)")
+PY
+}
+
 case "${1:-}" in
 setup) setup "${2:-3}" ;;
+mem) mem "${2:-3}" ;;
 prep) prep "${2:-3}" ;;
 run) run "${2:-3}" ;;
-*) sed -n '2,18p' "$0" >&2; exit 2 ;;
+*) sed -n '2,21p' "$0" >&2; exit 2 ;;
 esac

@@ -30,6 +30,9 @@ type fleetLab struct {
 	down  map[string]bool
 	mu    sync.Mutex
 	conns map[string]*remotetest.Fake
+	// shells run each host's lock (an in-process SSH server), as in
+	// convergedLab: apply decides on the records under the lock.
+	shells map[string]remote.Conn
 }
 
 const threeHostRecord = `{"schema_version":1,"cluster":"lab","hosts":[
@@ -44,7 +47,16 @@ func newFleetLab(t *testing.T, down ...string) *fleetLab {
 		t.Fatal(err)
 	}
 	noLab2 := regexp.MustCompile(`(?s)  host "lab2" \{.*?\n  \}\n`).ReplaceAllString(string(src), "")
-	fl := &fleetLab{inv: filepath.Join(t.TempDir(), "no-lab2.hcl"), down: map[string]bool{}, conns: map[string]*remotetest.Fake{}}
+	fl := &fleetLab{inv: filepath.Join(t.TempDir(), "no-lab2.hcl"), down: map[string]bool{}, conns: map[string]*remotetest.Fake{}, shells: map[string]remote.Conn{}}
+	for _, h := range []string{"lab1", "lab2", "lab3"} {
+		srv := remotetest.NewServer(t, remotetest.WithDir(t.TempDir()))
+		c, err := remote.Dial(context.Background(), srv.Config())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Close() })
+		fl.shells[h] = c
+	}
 	for _, d := range down {
 		fl.down[d] = true
 	}
@@ -63,24 +75,27 @@ func (fl *fleetLab) dial(_ context.Context, cfg remote.Config) (remote.Conn, err
 		case strings.HasPrefix(cmd, "cat "+vrrp.RecordPath):
 			return remote.Result{Stdout: []byte(threeHostRecord)}
 		case strings.HasPrefix(cmd, "LC_ALL=C"):
-			return remote.Result{Stdout: []byte("@@os\nID=debian\nVERSION_ID=\"12\"\n@@systemd\nyes\n@@services\nkeepalived\tactive\tenabled\n@@end\n")}
+			// The facts carry the record (the script's @@record).
+			return remote.Result{Stdout: []byte("@@os\nID=debian\nVERSION_ID=\"12\"\n@@systemd\nyes\n@@record\n" + threeHostRecord +
+				"\n@@services\nkeepalived\tactive\tenabled\n@@end\n")}
 		}
 		return remote.Result{}
 	}}
 	fl.mu.Lock()
 	fl.conns[cfg.Name] = f
 	fl.mu.Unlock()
-	return f, nil
+	return lockedConn{Fake: f, shell: fl.shells[cfg.Name]}, nil
 }
 
 func (fl *fleetLab) run(t *testing.T, args ...string) result {
 	t.Helper()
-	return runWith(t, Deps{Dial: fl.dial}, []string{"NO_COLOR=1"}, append(args, "-i", fl.inv)...)
+	return runWith(t, Deps{Dial: fl.dial, Locker: miniLock}, []string{"NO_COLOR=1"}, append(args, "-i", fl.inv)...)
 }
 
 // TestApplyRefusesWhileARemovedHostRuns: lab2 left the inventory but its
 // keepalived runs: plain apply exits 1 naming it, its address and the fix,
-// and sends the survivors nothing but the record read.
+// and sends the survivors nothing but the facts read under their lock
+// (which carries the record the refusal rests on).
 func TestApplyRefusesWhileARemovedHostRuns(t *testing.T) {
 	fl := newFleetLab(t)
 	r := fl.run(t, "apply")
@@ -97,7 +112,7 @@ func TestApplyRefusesWhileARemovedHostRuns(t *testing.T) {
 	}
 	for _, n := range []string{"lab1", "lab3"} {
 		for _, c := range fl.conns[n].Calls() {
-			if c.Upload || !strings.HasPrefix(c.Cmd, "cat "+vrrp.RecordPath) {
+			if c.Upload || !strings.HasPrefix(c.Cmd, "LC_ALL=C") {
 				t.Errorf("%s got %q %s before the refusal", n, c.Cmd, c.Path)
 			}
 		}
@@ -106,6 +121,11 @@ func TestApplyRefusesWhileARemovedHostRuns(t *testing.T) {
 		if c.Upload || !strings.HasPrefix(c.Cmd, "LC_ALL=C") {
 			t.Errorf("lab2 got %q %s", c.Cmd, c.Path)
 		}
+	}
+	// The refusal gave every lock back: the same apply again meets the
+	// same refusal, not a held lock.
+	if again := fl.run(t, "apply"); again.code != ExitFailed || !strings.Contains(again.err, "still runs keepalived") {
+		t.Errorf("again: exit %d\n%s", again.code, again.err)
 	}
 }
 

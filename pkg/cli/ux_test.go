@@ -19,6 +19,29 @@ import (
 // convergedLab dials lab1..lab3 as hosts where service x runs and each holds
 // its own VIP; names in down refuse the connection.
 func convergedLab(t *testing.T, down ...string) func(context.Context, remote.Config) (remote.Conn, error) {
+	return labOf(t, func(n int) labHost {
+		own := ownVIP(n)
+		return labHost{snapshot: own, live: own, x: "active"}
+	}, down...)
+}
+
+// labHost is one fake lab host: the addresses its facts show (snapshot) and
+// what a later `ip -o addr` shows (live), besides its own address, and
+// service x's state in its facts.
+type labHost struct {
+	snapshot, live, x string
+	// saw, when set, is told every command the fake answers.
+	saw func(cmd string)
+}
+
+// ownVIP is lab host n holding its own VIP.
+func ownVIP(n int) string {
+	return fmt.Sprintf("2: eth0    inet 198.18.0.20%d/24 scope global secondary eth0\n", n)
+}
+
+// labOf dials lab1..lab3 as the hosts host(n) describes; names in down
+// refuse the connection.
+func labOf(t *testing.T, host func(n int) labHost, down ...string) func(context.Context, remote.Config) (remote.Conn, error) {
 	// Each host's lock runs on a real shell (an in-process SSH server), as in
 	// the failover tests' mini lab; everything else is the fake's.
 	shells := map[string]remote.Conn{}
@@ -38,15 +61,21 @@ func convergedLab(t *testing.T, down ...string) func(context.Context, remote.Con
 			}
 		}
 		n := int(cfg.Name[len(cfg.Name)-1] - '0')
-		addrs := fmt.Sprintf("2: eth0    inet 198.18.0.1%d/24 brd 198.18.0.255 scope global eth0\n"+
-			"2: eth0    inet 198.18.0.20%d/24 scope global secondary eth0\n", n, n)
+		h := host(n)
+		self := fmt.Sprintf("2: eth0    inet 198.18.0.1%d/24 brd 198.18.0.255 scope global eth0\n", n)
 		return lockedConn{Fake: &remotetest.Fake{Handler: func(cmd string, _ []byte) remote.Result {
+			if h.saw != nil {
+				h.saw(cmd)
+			}
 			switch {
 			case strings.HasPrefix(cmd, "LC_ALL=C"):
 				return remote.Result{Stdout: []byte("@@os\nID=debian\nVERSION_ID=\"12\"\n@@systemd\nyes\n" +
-					"@@addrs\n" + addrs + "@@services\nx\tactive\tenabled\n@@end\n")}
+					"@@addrs\n" + self + h.snapshot + "@@services\nx\t" + h.x + "\tenabled\n@@end\n")}
 			case strings.HasPrefix(cmd, "ip -o"):
-				return remote.Result{Stdout: []byte(addrs)}
+				return remote.Result{Stdout: []byte(self + h.live)}
+			case strings.HasPrefix(cmd, `c=""; `):
+				// The service module's enable-and-start: systemd started x.
+				return remote.Result{Stdout: []byte(" started\n")}
 			}
 			return remote.Result{}
 		}}, shell: shells[cfg.Name]}, nil

@@ -28,6 +28,11 @@ type Request struct {
 	// Described is a unit whose state and description are wanted raw
 	// (status: a running connection drain says what it keeps or forwards).
 	Described string
+	// VRRP is a command whose output is wanted raw as Facts.VRRP (apply,
+	// plan and status: verify.VRRPCommand, keepalived's journal states), so
+	// that the facts are a whole snapshot of the VIPs and no second round
+	// trip is needed to judge them.
+	VRRP string
 }
 
 // Merge adds o's items to r, without duplicates, keeping order.
@@ -37,6 +42,7 @@ func (r Request) Merge(o Request) Request {
 		Services:  union(r.Services, o.Services),
 		Packages:  union(r.Packages, o.Packages),
 		Described: cmp.Or(r.Described, o.Described),
+		VRRP:      cmp.Or(r.VRRP, o.VRRP),
 	}
 }
 
@@ -178,6 +184,8 @@ type Facts struct {
 	// Described is `systemctl show -p ActiveState -p Description` of
 	// Request.Described, as printed.
 	Described string
+	// VRRP is Request.VRRP's output, as printed; "" when not asked.
+	VRRP string
 }
 
 // PendingDir holds one file per pending handler (see playbook's executor):
@@ -271,6 +279,11 @@ func Script(req Request) string {
 	w(`echo @@vrrptransport; if [ -s ` + LiveKeepalivedConf + ` ]; then if grep -q unicast_peer ` + LiveKeepalivedConf + `; then echo unicast; else echo multicast; fi; fi`)
 	// Both families: a host's `address` may be IPv6.
 	w(`echo @@addrs; ip -o addr show 2>/dev/null`)
+	if req.VRRP != "" {
+		// Right after the addresses, in the same shell: the addresses and
+		// keepalived's states are one snapshot of the VIPs.
+		w(`echo @@vrrp; ` + req.VRRP)
+	}
 	w(`echo @@drain; head -c 32 ` + DrainFile + ` 2>/dev/null; echo`)
 	w(`echo @@record; cat ` + ClusterRecordPath + ` 2>/dev/null; echo`)
 	// firewalld first: it is the EL default; ufw's status needs root and
@@ -402,6 +415,9 @@ func Parse(out string) (*Facts, error) {
 		}
 	}
 	f.Described = strings.Join(sections["described"], "\n")
+	if l := sections["vrrp"]; len(l) > 0 {
+		f.VRRP = strings.Join(l, "\n") + "\n"
+	}
 	for _, l := range sections["pending"] {
 		file, since, _ := strings.Cut(l, "\t")
 		if name, ok := pendingName(file); ok {

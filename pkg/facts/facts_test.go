@@ -172,15 +172,7 @@ func TestScriptRunsHere(t *testing.T) {
 	if err := os.Chmod(p, 0o640); err != nil {
 		t.Fatal(err)
 	}
-	script := Script(Request{Paths: []string{p, dir + "/absent"}, Services: []string{"nosuch"}, Packages: []string{"dpkg", "nosuchpkg"}})
-	out, err := exec.Command("sh", "-c", script).Output()
-	if err != nil {
-		t.Fatalf("%v\n%s", err, out)
-	}
-	f, err := Parse(string(out))
-	if err != nil {
-		t.Fatal(err)
-	}
+	f := runHere(t, Script(Request{Paths: []string{p, dir + "/absent"}, Services: []string{"nosuch"}, Packages: []string{"dpkg", "nosuchpkg"}}))
 	fl := f.Files[p]
 	// sha256 of "hello\n"
 	if !fl.Exists || fl.Mode != 0o640 || fl.SHA256 != "5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03" {
@@ -368,4 +360,35 @@ func TestDescribedUnit(t *testing.T) {
 	if want := "ActiveState=active\nDescription=hactl connection drain: keeps 198.18.0.201"; f.Described != want {
 		t.Errorf("described %q, want %q", f.Described, want)
 	}
+}
+
+// TestVRRPRaw: Request.VRRP's command runs in the facts' shell, right after
+// the addresses (one snapshot of the VIPs), and its output comes back as
+// printed; without it the script asks nothing more.
+func TestVRRPRaw(t *testing.T) {
+	if s := Script(Request{}); strings.Contains(s, "echo @@vrrp;") {
+		t.Errorf("script without VRRP asks for it:\n%s", s)
+	}
+	s := Script(Request{VRRP: "printf '(VI_1) Entering MASTER STATE\\nStopping\\n'"})
+	if a, v := strings.Index(s, "echo @@addrs;"), strings.Index(s, "echo @@vrrp;"); a < 0 || v < a || strings.Count(s[a:v], "\n") != 1 {
+		t.Errorf("the VRRP read is not the line after the addresses:\n%s", s)
+	}
+	f := runHere(t, s)
+	if want := "(VI_1) Entering MASTER STATE\nStopping\n"; f.VRRP != want {
+		t.Errorf("VRRP %q, want %q", f.VRRP, want)
+	}
+}
+
+// runHere runs a facts script on this machine and parses what it printed.
+func runHere(t *testing.T, script string) *Facts {
+	t.Helper()
+	out, err := exec.Command("sh", "-c", script).Output()
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	f, err := Parse(string(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
 }

@@ -104,12 +104,15 @@ func Apply(ctx context.Context, s *Session, o ApplyOptions, ev Events) (*ApplyRe
 	defer fl.Close()
 	stamp := backupStamp(o.Now)
 	skips := &skipCounter{Events: ev, n: map[string]int{}}
-	mem, err := s.fleetChange(ctx, fl, changeRun{conn: o.Conn, prune: o.Prune, dry: o.Dry, stamp: stamp, ev: skips})
-	if err != nil {
-		return nil, err
-	}
-	res := &ApplyResult{Dry: o.Dry, Departed: mem.departed, Inv: s.Inv, Layout: mem.layout}
-	ro := rollout.New(rollout.Options{Layout: mem.layout, Fleet: fl, Event: skips.Event})
+	res := &ApplyResult{Dry: o.Dry, Inv: s.Inv}
+	// The membership, the layout and so the rollout are decided on the
+	// cluster records, which ride in the facts' round trip (taken under
+	// the lock): the runner calls Gathered once every host is locked and
+	// read, before anything changes.
+	var mem *membership
+	var refused error
+	ro := &lateRollout{}
+	var snap map[string]*facts.Facts
 	// A plan shows the sites' diffs with the rest; apply rolls them out
 	// after it, canary first (sites.go).
 	var sitesBook *playbook.Book
@@ -119,13 +122,37 @@ func Apply(ctx context.Context, s *Session, o ApplyOptions, ev Events) (*ApplyRe
 	}
 	runner := &playbook.Runner{
 		Book: book, Parallel: o.Conn.Parallel, DryRun: o.Dry, Lock: !o.Dry, Locker: s.deps.Locker,
-		Event: skips.Event, Rollout: ro,
+		Event: skips.Event, Rollout: ro, Needs: facts.Request{VRRP: verify.VRRPCommand},
+		Gathered: func(ctx context.Context, got map[string]*facts.Facts) error {
+			m, err := s.fleetChange(ctx, fl, got, changeRun{conn: o.Conn, prune: o.Prune, dry: o.Dry, stamp: stamp, ev: skips})
+			if err != nil {
+				refused = err
+				return err
+			}
+			mem, snap = m, got
+			ro.Rollout = rollout.New(rollout.Options{Layout: m.layout, Fleet: fl, Event: skips.Event})
+			return nil
+		},
 	}
-	results := runBook(ctx, runner, s.hostInputs(r, mem.layout, sel, fl, stamp), sel, fl, skips)
+	layout := func() *vrrp.Layout { return mem.layout }
+	results := runBook(ctx, runner, s.hostInputs(r, layout, sel, fl, stamp), sel, fl, skips)
+	if refused != nil {
+		// Nothing changed, as when the records were read before the lock.
+		return nil, refused
+	}
+	res.Departed, res.Layout = mem.departed, mem.layout
 	failed, unreachable := res.collect(sel, fl, results, skips)
+	vipLayout := fleetLayout(s.Inv, mem.layout, fl)
+	// The facts' own snapshot of the VIPs (addresses and keepalived's
+	// states, read under the lock in the same shell), when every host of
+	// the touched clusters gave one.
+	before, whole := snapshotPlacement(s.Inv, vipLayout, fl, snap, ro.Drained())
+	quiet := failed == 0 && unchanged(res.Hosts) && !mem.decommissioned()
 	// Verification reads every host of the touched clusters, once each has
-	// had its time to converge; what did not, the verification reports.
-	if !o.Dry && failed == 0 {
+	// had its time to converge; what did not, the verification reports. A
+	// run that changed nothing on a fleet its snapshot found right has
+	// nothing to wait for.
+	if !o.Dry && failed == 0 && !(quiet && whole && verify.AllOK(before)) {
 		_ = ro.WaitConverged(ctx)
 	}
 	var sitesErr error
@@ -133,8 +160,22 @@ func Apply(ctx context.Context, s *Session, o ApplyOptions, ev Events) (*ApplyRe
 		x := &siteHost{s: s, r: r, layout: mem.layout, fl: fl, stamp: stamp, book: sitesBook, mod: sitesMod, ev: skips}
 		res.Sites, sitesErr = s.rollSites(ctx, x, sel, ro.Drained())
 		failed += res.foldSites()
+		quiet = quiet && sitesErr == nil && failed == 0 && unchanged(res.Hosts)
 	}
-	res.VIPs = Verify(ctx, s.Inv, fleetLayout(s.Inv, mem.layout, fl), fl, ro.Drained())
+	switch {
+	case whole && (o.Dry || quiet && verify.AllOK(before)):
+		// Nothing changed on any host since the snapshot (no file, no
+		// handler, no service, no package, no site, no departed host
+		// decommissioned), and it was taken under every host's lock, which
+		// kept any other apply or failover-test off them since: it is the
+		// placement this run leaves, as good a proof as a read a moment
+		// later (itself only a moment's view, and taken after the locks
+		// are given back). Any change, or a snapshot that is not right,
+		// and the verification reads the hosts again.
+		res.VIPs = before
+	default:
+		res.VIPs = Verify(ctx, s.Inv, vipLayout, fl, ro.Drained())
+	}
 	switch {
 	case sitesErr != nil:
 		res.Err = sitesErr
@@ -146,6 +187,41 @@ func Apply(ctx context.Context, s *Session, o ApplyOptions, ev Events) (*ApplyRe
 	}
 	res.RoundTrips = fl.RoundTrips()
 	return res, nil
+}
+
+// lateRollout is the rollout of a run whose layout is known only once the
+// hosts' facts (and the cluster records in them) are in: the runner holds
+// it from the start and asks it nothing before Gathered has set it.
+type lateRollout struct{ *rollout.Rollout }
+
+// unchanged reports whether no host changed anything.
+func unchanged(hosts []HostResult) bool {
+	for _, h := range hosts {
+		if h.Changed != nil && *h.Changed > 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// snapshotPlacement is the verdict on the VIPs as the facts saw them: whole
+// is false when a reachable host of the fleet has no facts (a host only
+// read, under --limit; a host whose facts failed).
+func snapshotPlacement(inv *inventory.Inventory, layout *vrrp.Layout, fl *fleet.Fleet, snap map[string]*facts.Facts, drained map[string]bool) ([]verify.VIPState, bool) {
+	obs := make([]verify.Observation, len(fl.Hosts))
+	for i, h := range fl.Hosts {
+		f := snap[h.Name()]
+		switch {
+		case h.Conn == nil:
+			// As a live read reports it: no round trip, the connection's error.
+			obs[i] = verify.Observation{Host: h.Name(), Err: h.Err}
+		case f == nil:
+			return nil, false
+		default:
+			obs[i] = verify.FromFacts(h, f)
+		}
+	}
+	return placement(inv, layout, verify.MarkDrained(obs, drained)), true
 }
 
 // connectRead connects to every host of the selection's clusters: the
@@ -187,7 +263,7 @@ func runBook(ctx context.Context, runner *playbook.Runner, inputs []playbook.Hos
 // hostInputs are the runner's inputs for the reachable selected hosts:
 // each host's files are rendered once, after its facts, for the keepalived
 // it runs (track_file or, before 2.0, polling scripts).
-func (s *Session) hostInputs(r *render.Renderer, layout *vrrp.Layout, sel []*inventory.Host, fl *fleet.Fleet, stamp string) []playbook.HostInput {
+func (s *Session) hostInputs(r *render.Renderer, layout func() *vrrp.Layout, sel []*inventory.Host, fl *fleet.Fleet, stamp string) []playbook.HostInput {
 	var inputs []playbook.HostInput
 	for _, h := range sel {
 		fh := fl.Get(h.Name)
@@ -209,7 +285,7 @@ func (s *Session) hostInputs(r *render.Renderer, layout *vrrp.Layout, sel []*inv
 				return f.CheckInterface(h.Name, h.Interface, h.Address)
 			},
 			Render: func(f *facts.Facts) ([]render.File, error) {
-				return r.HostWith(s.Inv, layout, h.Name, RenderOptions(f))
+				return r.HostWith(s.Inv, layout(), h.Name, RenderOptions(f))
 			},
 		})
 	}

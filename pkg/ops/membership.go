@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hactl/hactl/pkg/facts"
 	"github.com/hactl/hactl/pkg/fleet"
 	"github.com/hactl/hactl/pkg/playbook"
 	"github.com/hactl/hactl/pkg/prune"
@@ -35,6 +36,17 @@ type membership struct {
 	departed []Departed
 }
 
+// decommissioned reports whether a departed host was decommissioned (the
+// survivors took its VIPs: their facts' addresses are stale).
+func (m *membership) decommissioned() bool {
+	for _, d := range m.departed {
+		if d.Action == "decommissioned" {
+			return true
+		}
+	}
+	return false
+}
+
 // changeRun is what a membership change needs of the apply around it.
 type changeRun struct {
 	conn  ConnOptions
@@ -44,12 +56,13 @@ type changeRun struct {
 	ev    Events
 }
 
-// fleetChange reads the cluster records of the connected hosts, finds the
-// hosts that left the inventory, and either refuses (plain apply while one
-// still runs keepalived), decommissions them first (--prune), or only
-// reports (plan). It returns the layout to apply: recorded router ids kept.
-func (s *Session) fleetChange(ctx context.Context, fl *fleet.Fleet, o changeRun) (*membership, error) {
-	recs, err := readRecords(ctx, fl.Reachable())
+// fleetChange reads the cluster records of the connected hosts (from the
+// facts in known where it has them), finds the hosts that left the
+// inventory, and either refuses (plain apply while one still runs
+// keepalived), decommissions them first (--prune), or only reports (plan).
+// It returns the layout to apply: recorded router ids kept.
+func (s *Session) fleetChange(ctx context.Context, fl *fleet.Fleet, known map[string]*facts.Facts, o changeRun) (*membership, error) {
+	recs, err := readRecords(ctx, fl.Reachable(), known)
 	if err != nil {
 		return nil, FailedError(fmt.Errorf("read the cluster record: %w; nothing was changed", err))
 	}

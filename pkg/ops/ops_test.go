@@ -42,9 +42,11 @@ func (l *fakeLab) dial(_ context.Context, cfg remote.Config) (remote.Conn, error
 		case strings.HasPrefix(cmd, "LC_ALL=C"):
 			l.mu.Lock()
 			l.facts[cfg.Name]++
+			rec := l.records[cfg.Name]
 			l.mu.Unlock()
+			// The facts carry the record, as the real script's @@record does.
 			return remote.Result{Stdout: []byte("@@os\nID=debian\nVERSION_ID=\"12\"\n@@systemd\nyes\n@@keepalived\n" + ka + "\n" +
-				"@@addrs\n" + addrs + "@@services\nkeepalived\tactive\tenabled\n@@end\n")}
+				"@@addrs\n" + addrs + "@@record\n" + rec + "\n@@services\nkeepalived\tactive\tenabled\n@@end\n")}
 		case strings.HasPrefix(cmd, "cat /etc/keepalived/hactl-cluster.json"):
 			l.mu.Lock()
 			defer l.mu.Unlock()
@@ -171,7 +173,7 @@ func TestRecordsDecideTheLayout(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer fl.Close()
-	l, err := s.recordedLayout(context.Background(), fl)
+	l, err := s.recordedLayout(context.Background(), fl, nil)
 	if err != nil || l.Instances[1].VRID != 62 {
 		t.Errorf("recorded layout %+v %v", l, err)
 	}
@@ -189,15 +191,15 @@ func TestReadRecordsNameTheHost(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer fl.Close()
-	if _, err := readRecords(context.Background(), fl.Hosts); err == nil || !strings.HasPrefix(err.Error(), "lab2: ") {
+	if _, err := readRecords(context.Background(), fl.Hosts, nil); err == nil || !strings.HasPrefix(err.Error(), "lab2: ") {
 		t.Fatalf("err %v", err)
 	}
 	lab.records["lab2"] = ""
-	recs, err := readRecords(context.Background(), fl.Hosts)
+	recs, err := readRecords(context.Background(), fl.Hosts, nil)
 	if err != nil || recs[0] == nil || recs[0].Cluster != "lab" || recs[1] != nil {
 		t.Fatalf("records %+v %v", recs, err)
 	}
-	if _, err := s.recordedLayout(context.Background(), &fleet.Fleet{Hosts: fl.Hosts[:1]}); err != nil {
+	if _, err := s.recordedLayout(context.Background(), &fleet.Fleet{Hosts: fl.Hosts[:1]}, nil); err != nil {
 		t.Errorf("an empty record is no clash: %v", err)
 	}
 }

@@ -12,15 +12,23 @@ import (
 )
 
 // readRecords reads the cluster record of every reachable host (nil where
-// a host has none). A record that cannot be read is an error naming the
-// host: the run must not guess which hosts left or which router ids are
-// taken.
-func readRecords(ctx context.Context, hosts []*fleet.Host) ([]*vrrp.Record, error) {
+// a host has none): from its facts when known holds them (they carry the
+// record, so it costs no round trip), else with a command of its own. A
+// record that cannot be read is an error naming the host: the run must not
+// guess which hosts left or which router ids are taken.
+func readRecords(ctx context.Context, hosts []*fleet.Host, known map[string]*facts.Facts) ([]*vrrp.Record, error) {
 	recs := make([]*vrrp.Record, len(hosts))
 	errs := make([]error, len(hosts))
 	var wg sync.WaitGroup
 	for i, h := range hosts {
 		if h.Conn == nil {
+			continue
+		}
+		if f := known[h.Name()]; f != nil {
+			var err error
+			if recs[i], err = vrrp.ParseRecord(f.ClusterRecord); err != nil {
+				errs[i] = fmt.Errorf("%s: %w", h.Name(), err)
+			}
 			continue
 		}
 		wg.Add(1)
@@ -48,9 +56,9 @@ func readRecords(ctx context.Context, hosts []*fleet.Host) ([]*vrrp.Record, erro
 // look at the fleet without changing its membership (status,
 // failover-test, drain): recorded router ids and instance names, and the
 // departed hosts the records keep as retired (no others: what was pruned
-// is gone).
-func (s *Session) recordedLayout(ctx context.Context, fl *fleet.Fleet) (*vrrp.Layout, error) {
-	recs, err := readRecords(ctx, fl.Reachable())
+// is gone). known are facts already gathered (nil: none).
+func (s *Session) recordedLayout(ctx context.Context, fl *fleet.Fleet, known map[string]*facts.Facts) (*vrrp.Layout, error) {
+	recs, err := readRecords(ctx, fl.Reachable(), known)
 	if err != nil {
 		return nil, FailedError(fmt.Errorf("read the cluster record: %w", err))
 	}

@@ -117,7 +117,7 @@ func (s *Session) observe(ctx context.Context, o ConnOptions, names []string) (*
 	if err != nil {
 		return nil, nil, err
 	}
-	layout, err := s.recordedLayout(ctx, fl)
+	layout, err := s.recordedLayout(ctx, fl, nil)
 	if err != nil {
 		fl.Close()
 		return nil, nil, err

@@ -90,7 +90,7 @@ func (x *siteHost) run(ctx context.Context, host string, dry bool) (playbook.Res
 	if !dry {
 		runner.Event = x.ev.Event
 	}
-	res := runner.Run(ctx, x.s.hostInputs(x.r, x.layout, []*inventory.Host{h}, x.fl, x.stamp))
+	res := runner.Run(ctx, x.s.hostInputs(x.r, func() *vrrp.Layout { return x.layout }, []*inventory.Host{h}, x.fl, x.stamp))
 	if len(res) != 1 {
 		return playbook.Result{}, fmt.Errorf("%s: not reachable", host)
 	}

@@ -65,14 +65,14 @@ func Status(ctx context.Context, s *Session, o StatusOptions) (*StatusResult, er
 	if err != nil {
 		return nil, err
 	}
-	fl, layout, err := s.observe(ctx, o.Conn, layoutHosts(s.Inv, limited))
+	fl, err := s.connect(ctx, o.Conn, layoutHosts(s.Inv, limited))
 	if err != nil {
 		return nil, err
 	}
 	defer fl.Close()
-	res, err := s.gatherStatus(ctx, layout, r, fl)
+	res, err := s.gatherStatus(ctx, r, fl)
 	if err != nil {
-		return nil, FailedError(err)
+		return nil, err
 	}
 	res.Sites = s.siteStatuses(res.Hosts, s.now())
 	var problems []string
@@ -91,11 +91,14 @@ func Status(ctx context.Context, s *Session, o StatusOptions) (*StatusResult, er
 	return res, nil
 }
 
-// gatherStatus asks every host once: facts carry addresses, service states
-// and file checksums, so status costs one round trip per host.
-func (s *Session) gatherStatus(ctx context.Context, layout *vrrp.Layout, r *render.Renderer, fl *fleet.Fleet) (*StatusResult, error) {
+// gatherStatus asks every host once: its facts carry the cluster record,
+// addresses, keepalived's states, service states and file checksums, so
+// status costs one round trip per host. The layout is decided on the
+// records once every host answered, then each host is judged.
+func (s *Session) gatherStatus(ctx context.Context, r *render.Renderer, fl *fleet.Fleet) (*StatusResult, error) {
 	res := &StatusResult{Hosts: make([]HostStatus, len(fl.Hosts))}
 	obs := make([]verify.Observation, len(fl.Hosts))
+	got := make([]*facts.Facts, len(fl.Hosts))
 	var wg sync.WaitGroup
 	for i, h := range fl.Hosts {
 		obs[i].Host = h.Name()
@@ -107,40 +110,49 @@ func (s *Session) gatherStatus(ctx context.Context, layout *vrrp.Layout, r *rend
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			res.Hosts[i] = s.hostStatus(ctx, layout, r, h, &obs[i])
+			got[i], res.Hosts[i].Err = s.statusFacts(ctx, r, h)
 		}()
 	}
 	wg.Wait()
+	known := map[string]*facts.Facts{}
+	for i, h := range fl.Hosts {
+		if got[i] != nil {
+			known[h.Name()] = got[i]
+		}
+	}
+	// A host whose facts failed has its record read on its own, as before.
+	layout, err := s.recordedLayout(ctx, fl, known)
+	if err != nil {
+		return nil, err
+	}
+	for i, h := range fl.Hosts {
+		if h.Conn == nil {
+			continue
+		}
+		if err := res.Hosts[i].Err; err != nil {
+			res.Hosts[i] = HostStatus{Name: h.Name(), Err: err}
+			obs[i].Err = err
+			continue
+		}
+		res.Hosts[i] = s.hostStatus(layout, r, h, got[i], &obs[i])
+	}
 	res.VIPs = placement(s.Inv, layout, obs)
 	return res, nil
 }
 
-// hostStatus reads one reachable host into its status and observation.
-func (s *Session) hostStatus(ctx context.Context, layout *vrrp.Layout, r *render.Renderer, h *fleet.Host, ob *verify.Observation) HostStatus {
-	hs := HostStatus{Name: h.Name()}
-	// keepalived's own view (last state per instance) comes from its
-	// journal, on a second channel of the same connection in parallel
-	// with the facts: no extra round trip of latency.
-	vrrpc := make(chan map[string]string, 1)
-	go func() {
-		st, err := verify.VRRPStates(ctx, h.Conn)
-		if err != nil {
-			st = nil // unknown: the verdict rests on addresses alone
-		}
-		vrrpc <- st
-	}()
+// statusFacts gathers what status needs of one host in one round trip.
+func (s *Session) statusFacts(ctx context.Context, r *render.Renderer, h *fleet.Host) (*facts.Facts, error) {
 	paths, err := r.PathsOf(s.Inv, h.Name())
 	if err != nil {
-		<-vrrpc
-		hs.Err, ob.Err = err, err
-		return hs
+		return nil, err
 	}
-	f, err := facts.Gather(ctx, h.Conn, facts.Request{Paths: paths, Services: []string{"keepalived", "nginx"}, Described: drain.ConnUnit})
-	states := <-vrrpc
-	if err != nil {
-		hs.Err, ob.Err = err, err
-		return hs
-	}
+	return facts.Gather(ctx, h.Conn, facts.Request{Paths: paths, Services: []string{"keepalived", "nginx"}, Described: drain.ConnUnit, VRRP: verify.VRRPCommand})
+}
+
+// hostStatus judges one reachable host on its facts: its status, and its
+// observation for the VIPs' verdict.
+func (s *Session) hostStatus(layout *vrrp.Layout, r *render.Renderer, h *fleet.Host, f *facts.Facts, ob *verify.Observation) HostStatus {
+	hs := HostStatus{Name: h.Name()}
 	// Rendered once, for the keepalived the host runs (track_file or not).
 	files, err := r.HostWith(s.Inv, layout, h.Name(), RenderOptions(f))
 	if err != nil {
@@ -169,7 +181,7 @@ func (s *Session) hostStatus(ctx context.Context, layout *vrrp.Layout, r *render
 	ob.Addrs = f.Addrs[h.Host.Interface]
 	if ka.Active == "active" {
 		// A stopped daemon claims nothing, whatever it last logged.
-		ob.VRRP = states
+		ob.VRRP = verify.ParseVRRP(f.VRRP)
 	}
 	return hs
 }

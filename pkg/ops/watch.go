@@ -37,14 +37,17 @@ func Watch(ctx context.Context, s *Session, o StatusOptions, sink WatchSink) err
 	if err != nil {
 		return err
 	}
-	fl, layout, err := s.observe(ctx, o.Conn, layoutHosts(s.Inv, limited))
+	// The records are read up front so that a clash with the inventory is
+	// an error before anything is shown; each redraw then decides the
+	// layout on the records its own facts carry.
+	fl, _, err := s.observe(ctx, o.Conn, layoutHosts(s.Inv, limited))
 	if err != nil {
 		return err
 	}
 	defer fl.Close()
 	var recent []events.Record
 	redraw := func() {
-		res, err := s.gatherStatus(ctx, layout, r, fl)
+		res, err := s.gatherStatus(ctx, r, fl)
 		if err != nil || ctx.Err() != nil {
 			return // ending, or the next record redraws
 		}

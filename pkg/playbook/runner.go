@@ -81,6 +81,14 @@ type Runner struct {
 	Rollout Rollout
 	// Extra facts to gather besides what the modules need.
 	Needs facts.Request
+	// Gathered, when set, is called once after phase 0 (every host locked
+	// and read) with the facts of each host that has them, by name, before
+	// anything changes: apply decides the clusters' membership and layout
+	// on the records these facts carry, so reading the records costs no
+	// round trip of its own. An error stops the run there: nothing
+	// changes, every lock is given back, and every host's result carries
+	// the error.
+	Gathered func(ctx context.Context, f map[string]*facts.Facts) error
 }
 
 // Rollout is what the runner asks between hosts in phase 2, so that
@@ -116,6 +124,9 @@ type hostRun struct {
 	// this run wrote it, else when an earlier run did (from the facts).
 	records map[string]string
 	held    *hostlock.Held
+	// facts and factsErr are phase 0's facts, parsed.
+	facts    *facts.Facts
+	factsErr error
 }
 
 // lockLost tells, before a step or handler starts, whether the host's lock
@@ -186,6 +197,28 @@ func (r *Runner) Run(ctx context.Context, hosts []HostInput) []Result {
 		}
 		for i, got := range r.Locker.LockAll(ctx, wants, fleet.ReadParallel(r.Parallel)) {
 			locked[runs[i]] = got
+		}
+	}
+	gathered := map[string]*facts.Facts{}
+	for _, hr := range runs {
+		hr.held = locked[hr].Held
+		if got := locked[hr]; got.Err == nil {
+			hr.facts, hr.factsErr = facts.Parse(got.Out)
+			if hr.factsErr == nil {
+				gathered[hr.res.Host] = hr.facts
+			}
+		}
+	}
+	if r.Gathered != nil {
+		if err := r.Gathered(ctx, gathered); err != nil {
+			out := make([]Result, len(runs))
+			for i, hr := range runs {
+				if hr.held != nil {
+					hr.held.Release()
+				}
+				out[i] = Result{Host: hr.res.Host, Err: err}
+			}
+			return out
 		}
 	}
 
@@ -348,17 +381,16 @@ func (r *Runner) emit(e Event) {
 // at start) and checks them.
 func (r *Runner) prepare(hr *hostRun, got hostlock.Got, start time.Time) error {
 	t := hr.in.Target
-	hr.held = got.Held
 	if got.Err != nil && got.Held == nil && r.Lock && !r.DryRun {
 		return got.Err // the lock was refused, or never reached the host
 	}
 	if got.Err != nil {
 		return fmt.Errorf("%s: gather facts: %w", t.Name, got.Err)
 	}
-	f, err := facts.Parse(got.Out)
-	if err != nil {
-		return fmt.Errorf("%s: %w", t.Name, err)
+	if hr.factsErr != nil {
+		return fmt.Errorf("%s: %w", t.Name, hr.factsErr)
 	}
+	f := hr.facts
 	t.Facts = f
 	if fo, ok := r.Rollout.(FactsObserver); ok {
 		fo.Facts(t.Name, f)

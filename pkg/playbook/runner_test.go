@@ -264,3 +264,72 @@ func TestRenderAfterFacts(t *testing.T) {
 		t.Errorf("a render error must fail the host: %v", res[0].Err)
 	}
 }
+
+// TestGatheredDecidesBeforeAnythingChanges: the Gathered hook sees every
+// host's facts (apply decides its layout on the records in them) before
+// any host is rendered or changed; its error stops the run there, on every
+// host.
+func TestGatheredDecidesBeforeAnythingChanges(t *testing.T) {
+	stop := errors.New("lab2 left the inventory")
+	for _, tc := range []struct {
+		name string
+		err  error
+	}{{"go on", nil}, {"stop", stop}} {
+		t.Run(tc.name, func(t *testing.T) {
+			var mu sync.Mutex
+			var sent []string
+			fake := func(name string) *remotetest.Fake {
+				return &remotetest.Fake{Handler: func(cmd string, _ []byte) remote.Result {
+					if strings.HasPrefix(cmd, "LC_ALL=C") {
+						return remote.Result{Stdout: []byte("@@os\nID=debian\nVERSION_ID=\"12\"\n@@record\n{\"host\":\"" + name + "\"}\n@@services\nx\tinactive\tenabled\n@@end\n")}
+					}
+					mu.Lock()
+					sent = append(sent, name+": "+cmd)
+					mu.Unlock()
+					return remote.Result{Stdout: []byte("started\n")}
+				}}
+			}
+			var seen map[string]string
+			rendered := 0
+			in := func(name string) HostInput {
+				return HostInput{Target: &Target{Name: name, Conn: fake(name)}, Render: func(*facts.Facts) ([]render.File, error) {
+					mu.Lock()
+					rendered++
+					mu.Unlock()
+					return nil, nil
+				}}
+			}
+			r := &Runner{
+				Book:     &Book{Steps: []Step{{Name: "x running", Module: &Service{Name: "x"}}}},
+				Parallel: 2,
+				Gathered: func(_ context.Context, f map[string]*facts.Facts) error {
+					seen = map[string]string{}
+					for h, x := range f {
+						seen[h] = string(x.ClusterRecord)
+					}
+					mu.Lock()
+					defer mu.Unlock()
+					if len(sent) > 0 || rendered > 0 {
+						t.Errorf("Gathered called after %d renders and %q", rendered, sent)
+					}
+					return tc.err
+				},
+			}
+			res := r.Run(context.Background(), []HostInput{in("h1"), in("h2")})
+			if seen["h1"] != "{\"host\":\"h1\"}\n" || seen["h2"] != "{\"host\":\"h2\"}\n" {
+				t.Errorf("Gathered saw %q", seen)
+			}
+			for _, x := range res {
+				if !errors.Is(x.Err, tc.err) {
+					t.Errorf("%s: %v, want %v", x.Host, x.Err, tc.err)
+				}
+			}
+			if tc.err != nil && (len(sent) > 0 || rendered > 0) {
+				t.Errorf("after the refusal: %d renders, sent %q", rendered, sent)
+			}
+			if tc.err == nil && (len(sent) != 2 || rendered != 2) {
+				t.Errorf("went on: %d renders, sent %q", rendered, sent)
+			}
+		})
+	}
+}

@@ -22,10 +22,8 @@ func TestFailedCommandsAreExitErrors(t *testing.T) {
 	h := inv.Hosts()[0]
 	host := &fleet.Host{Host: h, Cluster: inv.ClusterOf(h.Name), Conn: fail}
 	_, addrErr := Addrs(context.Background(), fail, "eth9")
-	_, vrrpErr := VRRPStates(context.Background(), fail)
 	for name, err := range map[string]error{
 		"Addrs":       addrErr,
-		"VRRPStates":  vrrpErr,
 		"ObserveVRRP": ObserveVRRP(context.Background(), []*fleet.Host{host})[0].Err,
 	} {
 		e, ok := remote.AsExit(err)

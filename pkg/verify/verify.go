@@ -380,18 +380,6 @@ func ParseVRRP(out string) map[string]string {
 	return m
 }
 
-// VRRPStates runs VRRPCommand on one connection.
-func VRRPStates(ctx context.Context, c remote.Conn) (map[string]string, error) {
-	out, err := remote.Output(ctx, c, VRRPCommand)
-	if _, failed := remote.AsExit(err); failed {
-		return nil, fmt.Errorf("reading keepalived's journal: %w", err)
-	}
-	if err != nil {
-		return nil, err
-	}
-	return ParseVRRP(out), nil
-}
-
 // ObserveVRRP is Observe plus each host's keepalived states, in the same
 // round trip per host. Use it for verdicts (status, apply's final check);
 // polling loops use the cheaper Observe.
@@ -411,6 +399,22 @@ func ObserveVRRP(ctx context.Context, hosts []*fleet.Host) []Observation {
 		addrs, journal, _ := strings.Cut(out, mark+"\n")
 		o.Addrs, o.VRRP = ParseAddrs(addrs), ParseVRRP(journal)
 	})
+}
+
+// FromFacts is the observation a host's facts already hold, as ObserveVRRP
+// would have made it when the facts were gathered: the addresses of the
+// host's interface (IPv4 only where its cluster has no IPv6 VIP, as
+// addrCommandFor asks) and keepalived's states when the facts were asked
+// for them (facts.Request.VRRP = VRRPCommand).
+func FromFacts(h *fleet.Host, f *facts.Facts) Observation {
+	o := Observation{Host: h.Host.Name, VRRP: ParseVRRP(f.VRRP)}
+	v6 := h.Cluster != nil && h.Cluster.HasIPv6()
+	for _, p := range f.Addrs[h.Host.Interface] {
+		if v6 || p.Addr().Is4() {
+			o.Addrs = append(o.Addrs, p)
+		}
+	}
+	return o
 }
 
 // SetTransports records each VIP's cluster transport (for SplitHint) and
