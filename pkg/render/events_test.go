@@ -153,6 +153,10 @@ func TestEventsScriptRuns(t *testing.T) {
 	if len(rs) != 8 {
 		t.Errorf("%d records, want 8 (VI_9 is not this host's)", len(rs))
 	}
+	// Each record names its instance's VIP (vip_of sets a variable).
+	if v := rs[4]["vip"]; v != "10.11.7.235/24" {
+		t.Errorf("record 4's vip %q, want VI_1's 10.11.7.235/24", v)
+	}
 	wait("8 POSTs", posted(8))
 
 	// The receiver goes away: the record waits, retried with backoff.
