@@ -44,6 +44,12 @@ const (
 	connPoll = time.Second
 )
 
+// ErrConnsRefused is wrapped by the error of a connection drain that cannot
+// be set up (a host lacks nft or systemd-run, an IPv6 VIP): refused before
+// anything changed, so the same move without a grace period (which cuts
+// open connections) is still possible. It wraps ErrRefused.
+var ErrConnsRefused = fmt.Errorf("connection draining %w", ErrRefused)
+
 // Handoff is one VIP leaving the host From, which keeps its connections.
 type Handoff struct {
 	VIP  netip.Prefix
@@ -141,14 +147,14 @@ func ConnPlan(l *vrrp.Layout, hosts []*fleet.Host, moves []Handoff) (map[string]
 	}
 	for _, m := range moves {
 		if !m.VIP.Addr().Is4() {
-			return nil, fmt.Errorf("connection draining %w for VIP %s: it works for IPv4 VIPs only (use --grace 0 to move it without keeping its connections)", ErrRefused, m.VIP)
+			return nil, fmt.Errorf("%w for VIP %s: it works for IPv4 VIPs only (use --grace 0 to move it without keeping its connections)", ErrConnsRefused, m.VIP)
 		}
 		from := by[m.From]
 		if from == nil {
 			return nil, fmt.Errorf("connection draining: %s is not in the cluster", m.From)
 		}
 		if !from.Host.Address.Is4() {
-			return nil, fmt.Errorf("connection draining %w for VIP %s: %s's address %s is not IPv4", ErrRefused, m.VIP, m.From, from.Host.Address)
+			return nil, fmt.Errorf("%w for VIP %s: %s's address %s is not IPv4", ErrConnsRefused, m.VIP, m.From, from.Host.Address)
 		}
 		in := instanceOf(l, m.VIP)
 		if in == nil {
@@ -156,7 +162,7 @@ func ConnPlan(l *vrrp.Layout, hosts []*fleet.Host, moves []Handoff) (map[string]
 		}
 		for _, a := range in.Addrs() {
 			if !a.Addr().Is4() {
-				return nil, fmt.Errorf("connection draining %w for VIP %s: its instance also moves IPv6 VIP %s, and draining works for IPv4 only (use --grace 0)", ErrRefused, m.VIP, a)
+				return nil, fmt.Errorf("%w for VIP %s: its instance also moves IPv6 VIP %s, and draining works for IPv4 only (use --grace 0)", ErrConnsRefused, m.VIP, a)
 			}
 		}
 		p := part(m.From)
@@ -232,7 +238,7 @@ func (d *Drainer) startConns(ctx context.Context, hosts []*fleet.Host, moves []H
 		}
 	}
 	if len(problems) > 0 {
-		return nil, fmt.Errorf("connection draining %w: %s (install nftables where it is missing, or use --grace 0)", ErrRefused, strings.Join(problems, "; "))
+		return nil, fmt.Errorf("%w: %s (install nftables where it is missing, or use --grace 0)", ErrConnsRefused, strings.Join(problems, "; "))
 	}
 	for _, name := range names {
 		p := plan[name]
