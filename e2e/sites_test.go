@@ -139,6 +139,31 @@ func (p *siteProbe) report(t *testing.T, what string) (total, failed int) {
 	return total, failed
 }
 
+// connDrained fails the test unless both of the canary's VIP moves (its
+// drain and undrain, shown by apply -v) kept the connections open at the
+// move until they ended, and logs those lines (how long each waited).
+func connDrained(t *testing.T, what, out string) {
+	t.Helper()
+	if strings.Contains(out, "open connections not kept") {
+		t.Errorf("%s moved the canary's VIPs without connection draining:\n%s", what, out)
+	}
+	for _, move := range []string{"canary: drained: ", "canary: undrained: "} {
+		found := false
+		for _, l := range strings.Split(out, "\n") {
+			if strings.Contains(l, move) {
+				found = true
+				t.Logf("%s: %s", what, strings.TrimSpace(l))
+				if !strings.Contains(l, "every connection open at the move ended") {
+					t.Errorf("%s: the move cut connections: %s", what, l)
+				}
+			}
+		}
+		if !found {
+			t.Errorf("%s: apply -v does not show %q:\n%s", what, move, out)
+		}
+	}
+}
+
 func leafSHA(t *testing.T, certFile string) string {
 	t.Helper()
 	b, err := os.ReadFile(certFile)
@@ -287,12 +312,10 @@ func TestSites(t *testing.T) {
 	// no request may fail, on any VIP.
 	p = startSiteProbe(vips, pool, statusURL, shopURL, apiURL)
 	time.Sleep(500 * time.Millisecond)
-	out, errOut, code, took = run("apply", "-i", inv)
+	out, errOut, code, took = run("apply", "-i", inv, "-v")
 	time.Sleep(500 * time.Millisecond)
 	n, f = p.report(t, "good rollout")
-	if strings.Contains(out+errOut, "open connections not kept") {
-		t.Errorf("good rollout moved the canary's VIPs without connection draining:\n%s%s", out, errOut)
-	}
+	connDrained(t, "good rollout", out+errOut)
 	t.Logf("FIGURE good rollout: exit %d in %s, %d requests, %d failed\n%s", code, took.Round(100*time.Millisecond), n, f, out)
 	if code != 0 {
 		t.Fatalf("good change: exit %d\n%s\n%s", code, out, errOut)
@@ -316,12 +339,10 @@ func TestSites(t *testing.T) {
 	editFile(t, inv, `location "/v1/" { pool = "app" }`, `location "/v2/" { pool = "app" }`)
 	p = startSiteProbe(vips, pool, statusURL, shopURL, apiURL)
 	time.Sleep(500 * time.Millisecond)
-	out, errOut, code, took = run("apply", "-i", inv)
+	out, errOut, code, took = run("apply", "-i", inv, "-v")
 	time.Sleep(500 * time.Millisecond)
 	n, f = p.report(t, "bad rollout")
-	if strings.Contains(out+errOut, "open connections not kept") {
-		t.Errorf("bad rollout moved the canary's VIPs without connection draining:\n%s%s", out, errOut)
-	}
+	connDrained(t, "bad rollout", out+errOut)
 	t.Logf("FIGURE bad rollout: exit %d in %s, %d requests, %d failed\n%s%s", code, took.Round(100*time.Millisecond), n, f, out, errOut)
 	if code != 1 {
 		t.Errorf("bad change: exit %d, want 1", code)
