@@ -114,7 +114,8 @@ var ErrStopped = errors.New("not touched: the rollout stopped at an earlier host
 // RollSites changes the hosts' serving layer one host at a time, the first
 // changed host being the canary: the canary is drained (its VIPs move to
 // their next host with overlap, so clients never reach it while it
-// changes), given the new layer (staged, nginx -t, reload), checked
+// changes; the connections open at the move finish where they began, and
+// so at the undrain), given the new layer (staged, nginx -t, reload), checked
 // through its own address, and undrained only when the check passes; the
 // hosts after it are changed in place (a reload keeps every connection)
 // and checked the same way (DrainEvery drains them too). A host that fails its
