@@ -288,17 +288,17 @@ func connStarts(w *vrrpsim.World, host string) (starts int, scripts []string) {
 // running, and the hosts after the canary are not moved at all.
 func TestRollSitesCanaryConnDrain(t *testing.T) {
 	w, f, o, events := sitesLabGrace(t, 10*time.Second)
-	var begun time.Duration = -1
+	begun := map[string]time.Duration{}
 	w.Conns = func(host string, at time.Duration) int {
-		// One request in flight on the old holder for 1.5 s after each
-		// connection drain began counting.
-		if begun < 0 {
-			begun = at
+		// One request in flight on the old holder (lab1 at the drain,
+		// lab2 at the undrain) for 1.5 s after its count began.
+		b, ok := begun[host]
+		if !ok {
+			begun[host], b = at, at
 		}
-		if at-begun < 1500*time.Millisecond {
+		if at-b < 1500*time.Millisecond {
 			return 1
 		}
-		begun = -1
 		return 0
 	}
 	if _, err := RollSites(context.Background(), o); err != nil {
