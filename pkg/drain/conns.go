@@ -42,7 +42,23 @@ const (
 	connMargin = 60 * time.Second
 	// connPoll is how often the open connections are counted.
 	connPoll = time.Second
+	// connQuiet is how long the old holder must have had no connection
+	// before its drain ends (within the grace). Right after a move a
+	// client's neighbour entry can still point at the old holder for a
+	// moment (it answered ARP while it kept the VIP with overlap): its new
+	// connections land there, on the VIP kept on lo, and are served. Ending
+	// the drain at the first count of 0 took the VIP off lo and the
+	// forwarding rule off the new holder just then: the next handshake on
+	// the old holder had its data reset by the new one (TestSites lost 2
+	// requests that way, once in 14 rollouts under load).
+	connQuiet = 2 * time.Second
 )
+
+// ErrConnsRefused is wrapped by the error of a connection drain that cannot
+// be set up (a host lacks nft or systemd-run, an IPv6 VIP): refused before
+// anything changed, so the same move without a grace period (which cuts
+// open connections) is still possible. It wraps ErrRefused.
+var ErrConnsRefused = fmt.Errorf("connection draining %w", ErrRefused)
 
 // Handoff is one VIP leaving the host From, which keeps its connections.
 type Handoff struct {
@@ -141,14 +157,14 @@ func ConnPlan(l *vrrp.Layout, hosts []*fleet.Host, moves []Handoff) (map[string]
 	}
 	for _, m := range moves {
 		if !m.VIP.Addr().Is4() {
-			return nil, fmt.Errorf("connection draining %w for VIP %s: it works for IPv4 VIPs only (use --grace 0 to move it without keeping its connections)", ErrRefused, m.VIP)
+			return nil, fmt.Errorf("%w for VIP %s: it works for IPv4 VIPs only (use --grace 0 to move it without keeping its connections)", ErrConnsRefused, m.VIP)
 		}
 		from := by[m.From]
 		if from == nil {
 			return nil, fmt.Errorf("connection draining: %s is not in the cluster", m.From)
 		}
 		if !from.Host.Address.Is4() {
-			return nil, fmt.Errorf("connection draining %w for VIP %s: %s's address %s is not IPv4", ErrRefused, m.VIP, m.From, from.Host.Address)
+			return nil, fmt.Errorf("%w for VIP %s: %s's address %s is not IPv4", ErrConnsRefused, m.VIP, m.From, from.Host.Address)
 		}
 		in := instanceOf(l, m.VIP)
 		if in == nil {
@@ -156,7 +172,7 @@ func ConnPlan(l *vrrp.Layout, hosts []*fleet.Host, moves []Handoff) (map[string]
 		}
 		for _, a := range in.Addrs() {
 			if !a.Addr().Is4() {
-				return nil, fmt.Errorf("connection draining %w for VIP %s: its instance also moves IPv6 VIP %s, and draining works for IPv4 only (use --grace 0)", ErrRefused, m.VIP, a)
+				return nil, fmt.Errorf("%w for VIP %s: its instance also moves IPv6 VIP %s, and draining works for IPv4 only (use --grace 0)", ErrConnsRefused, m.VIP, a)
 			}
 		}
 		p := part(m.From)
@@ -232,7 +248,7 @@ func (d *Drainer) startConns(ctx context.Context, hosts []*fleet.Host, moves []H
 		}
 	}
 	if len(problems) > 0 {
-		return nil, fmt.Errorf("connection draining %w: %s (install nftables where it is missing, or use --grace 0)", ErrRefused, strings.Join(problems, "; "))
+		return nil, fmt.Errorf("%w: %s (install nftables where it is missing, or use --grace 0)", ErrConnsRefused, strings.Join(problems, "; "))
 	}
 	for _, name := range names {
 		p := plan[name]
@@ -308,6 +324,7 @@ func (cd *connDrain) wait(ctx context.Context) (*Conns, error) {
 	start := clk.Now()
 	res := &Conns{GraceSeconds: cd.grace.Seconds(), Left: map[string]int{}}
 	last := map[string]int{}
+	var quiet time.Time // since when no connection was left (zero: some were)
 	for {
 		total := 0
 		for _, name := range cd.names() {
@@ -330,9 +347,16 @@ func (cd *connDrain) wait(ctx context.Context) (*Conns, error) {
 				last[name] = n
 			}
 		}
-		waited := clk.Now().Sub(start)
+		now := clk.Now()
+		waited := now.Sub(start)
 		res.WaitedSeconds = math.Round(waited.Seconds()*10) / 10
-		if total == 0 || waited >= cd.grace {
+		switch {
+		case total > 0:
+			quiet = time.Time{}
+		case quiet.IsZero():
+			quiet = now
+		}
+		if (total == 0 && now.Sub(quiet) >= connQuiet) || waited >= cd.grace {
 			return res, nil
 		}
 		select {

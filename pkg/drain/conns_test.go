@@ -53,6 +53,39 @@ func script(t *testing.T, w *vrrpsim.World, host string) string {
 	return string(ups[0].Content)
 }
 
+// TestConnDrainWaitsForQuiet: the old holder had no connection at the
+// first count after the move, then one arrived (a client whose neighbour
+// entry still pointed at it): the drain keeps the VIP on its lo until it has
+// had none for connQuiet, instead of ending at the first 0 (before, it
+// ended there and the late connection's data was reset by the new holder).
+func TestConnDrainWaitsForQuiet(t *testing.T) {
+	w, d, _ := labGrace(t, 30*time.Second)
+	var first time.Duration = -1
+	w.Conns = func(host string, at time.Duration) int {
+		if host != "lab1" {
+			return 0
+		}
+		if first < 0 {
+			first = at
+		}
+		if at-first >= 500*time.Millisecond && at-first < 1500*time.Millisecond {
+			return 1
+		}
+		return 0
+	}
+	res, err := d.Drain(context.Background(), "lab1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Conns == nil || res.Conns.Left["lab1"] != 0 {
+		t.Fatalf("conns = %+v", res.Conns)
+	}
+	// Counts at 0 s (0), 1 s (1), 2 s and 3 s (0): quiet from 2 s, over at 4 s.
+	if res.Conns.WaitedSeconds < 3.5 || res.Conns.WaitedSeconds > 5 {
+		t.Errorf("waited %.1fs, want ~4 (the late connection and 2 s without one)", res.Conns.WaitedSeconds)
+	}
+}
+
 // TestConnDrainKeepsThenStops: lab1's connections (3, ending 12 s after the
 // drain began) keep .201 on lab1's lo while lab2 and lab3 forward to it; the
 // draining starts before the VIP moves and stops once they have ended.
@@ -71,9 +104,10 @@ func TestConnDrainKeepsThenStops(t *testing.T) {
 	if res.Conns == nil || res.Conns.Left["lab1"] != 0 || len(res.Conns.Left) != 1 || res.Conns.GraceSeconds != 30 {
 		t.Fatalf("conns = %+v", res.Conns)
 	}
-	// The VIP moved after ~3.95 s; the connections ended at 12 s.
-	if res.Conns.WaitedSeconds < 7 || res.Conns.WaitedSeconds > 9.5 {
-		t.Errorf("waited %.1fs, want ~8", res.Conns.WaitedSeconds)
+	// The VIP moved after ~3.95 s; the connections ended at 12 s, and the
+	// old holder stayed without one for connQuiet (2 s) more.
+	if res.Conns.WaitedSeconds < 9 || res.Conns.WaitedSeconds > 11.5 {
+		t.Errorf("waited %.1fs, want ~10", res.Conns.WaitedSeconds)
 	}
 	for _, h := range []string{"lab1", "lab2", "lab3"} {
 		kinds, at := connSent(w, h)

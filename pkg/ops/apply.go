@@ -117,6 +117,7 @@ func Apply(ctx context.Context, s *Session, o ApplyOptions, ev Events) (*ApplyRe
 	// after it, canary first (sites.go).
 	var sitesBook *playbook.Book
 	var sitesMod *playbook.NginxSites
+	book = withConnDrainTools(book, s.Inv, sel)
 	if !o.Dry {
 		book, sitesBook, sitesMod = splitSites(book, s.Inv, sel)
 	}

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"path"
 	"strings"
+	"time"
 
+	"github.com/hactl/hactl/pkg/clock"
 	"github.com/hactl/hactl/pkg/drain"
 	"github.com/hactl/hactl/pkg/fleet"
 	"github.com/hactl/hactl/pkg/inventory"
@@ -24,13 +26,7 @@ import (
 // sites is that step with the book's handlers (the nginx reload); nil when
 // there is nothing to split (no sites, or a playbook without the step).
 func splitSites(book *playbook.Book, inv *inventory.Inventory, sel []*inventory.Host) (main, sites *playbook.Book, mod *playbook.NginxSites) {
-	serving := false
-	for _, h := range sel {
-		if c := inv.ClusterOf(h.Name); c != nil && !c.Serving.Empty() {
-			serving = true
-		}
-	}
-	if !serving {
+	if !hasSites(inv, sel) {
 		return book, nil, nil
 	}
 	main = &playbook.Book{Name: book.Name, Handlers: book.Handlers}
@@ -46,6 +42,42 @@ func splitSites(book *playbook.Book, inv *inventory.Inventory, sel []*inventory.
 		return book, nil, nil
 	}
 	return main, sites, mod
+}
+
+// withConnDrainTools adds a step that installs nftables (Debian, Ubuntu
+// and EL name the package alike) before the serving layer's step when a
+// selected host's cluster has sites: the sites rollout moves the canary's
+// VIPs with a connection drain, which needs nft on every member, so that a
+// request in flight at a move completes. The package's own service stays
+// disabled: installing it loads no ruleset. Without sites the book is
+// returned as it is.
+func withConnDrainTools(book *playbook.Book, inv *inventory.Inventory, sel []*inventory.Host) *playbook.Book {
+	if !hasSites(inv, sel) {
+		return book
+	}
+	for i, s := range book.Steps {
+		if _, ok := s.Module.(*playbook.NginxSites); ok {
+			out := &playbook.Book{Name: book.Name, Handlers: book.Handlers}
+			out.Steps = append(out.Steps, book.Steps[:i]...)
+			out.Steps = append(out.Steps, playbook.Step{Name: ConnDrainStep, Module: &playbook.Package{Names: []string{"nftables"}}})
+			out.Steps = append(out.Steps, book.Steps[i:]...)
+			return out
+		}
+	}
+	return book
+}
+
+// ConnDrainStep names the step withConnDrainTools adds.
+const ConnDrainStep = "nftables (connection draining)"
+
+// hasSites: a selected host's cluster has sites.
+func hasSites(inv *inventory.Inventory, sel []*inventory.Host) bool {
+	for _, h := range sel {
+		if c := inv.ClusterOf(h.Name); c != nil && !c.Serving.Empty() {
+			return true
+		}
+	}
+	return false
 }
 
 // siteHost is rollout.SiteHost on a real fleet: the nginx_sites step run
@@ -241,9 +273,54 @@ func (s *Session) rollSites(ctx context.Context, x *siteHost, sel []*inventory.H
 	}
 	return rollout.RollSites(ctx, rollout.SitesOptions{
 		Hosts: hosts, Step: x, Drained: drained,
-		Drainer: drain.New(drain.Options{Layout: x.layout, Fleet: x.fl}),
+		Drainer: clusterDrainer{inv: s.Inv, layout: x.layout, fl: x.fl, keep: true},
+		Cut:     clusterDrainer{inv: s.Inv, layout: x.layout, fl: x.fl},
 		Event:   x.ev.Event,
 	})
+}
+
+// SitesGrace is how long a sites rollout keeps open connections alive at
+// each of the canary's VIP moves when its cluster sets no drain_grace: a
+// request in flight at the move completes on the host it started on. The
+// wait ends as soon as that host has no connection left (checked every
+// second), so short requests cost about a second per move; only idle
+// keep-alive connections and long transfers make it wait the whole period.
+const SitesGrace = 10 * time.Second
+
+// sitesGrace is the grace period of a sites rollout's VIP moves in c: its
+// drain_grace when set, else SitesGrace.
+func sitesGrace(c *inventory.Cluster) time.Duration {
+	if c != nil && c.DrainGrace > 0 {
+		return c.DrainGrace
+	}
+	return SitesGrace
+}
+
+// clusterDrainer is a rollout.Drainer for hosts of any cluster: keep
+// drains with a connection drain of the host's cluster's sitesGrace,
+// otherwise the VIPs move without one (open connections are cut).
+type clusterDrainer struct {
+	inv    *inventory.Inventory
+	layout *vrrp.Layout
+	fl     *fleet.Fleet
+	keep   bool
+	clock  clock.Clock // nil: clock.Real (tests: the simulator's)
+}
+
+func (c clusterDrainer) drainer(host string) *drain.Drainer {
+	o := drain.Options{Layout: c.layout, Fleet: c.fl, Clock: c.clock}
+	if c.keep {
+		o.Grace = sitesGrace(c.inv.ClusterOf(host))
+	}
+	return drain.New(o)
+}
+
+func (c clusterDrainer) Drain(ctx context.Context, host string) (*drain.Result, error) {
+	return c.drainer(host).Drain(ctx, host)
+}
+
+func (c clusterDrainer) Undrain(ctx context.Context, host string) (*drain.Result, error) {
+	return c.drainer(host).Undrain(ctx, host)
 }
 
 func hostNamed(inv *inventory.Inventory, name string) *inventory.Host {

@@ -10,6 +10,8 @@ import (
 
 	"github.com/hactl/hactl/internal/testinv"
 	"github.com/hactl/hactl/internal/tlstest"
+	"github.com/hactl/hactl/internal/vrrpsim"
+	"github.com/hactl/hactl/pkg/drain"
 	"github.com/hactl/hactl/pkg/fleet"
 	"github.com/hactl/hactl/pkg/inventory"
 	"github.com/hactl/hactl/pkg/playbook"
@@ -119,19 +121,26 @@ func TestSitesRestorePoint(t *testing.T) {
 	}
 }
 
-// TestSplitSites: with sites, apply's main book loses the nginx_sites step
-// (rolled out afterwards, canary first) and keeps every other step and the
-// handlers; without sites the book is used as it is.
-func TestSplitSites(t *testing.T) {
+// bookAndSites loads the default playbook and the sites example.
+func bookAndSites(t *testing.T) (*playbook.Book, *inventory.Inventory) {
+	t.Helper()
 	book, err := loadBook("")
 	if err != nil {
 		t.Fatal(err)
 	}
 	path, _ := tlstest.SitesExample(t)
-	withSites, d := inventory.NewLoader(inventory.Options{LookupEnv: func(string) (string, bool) { return "labpass1", true }}).LoadFile(path)
+	inv, d := inventory.NewLoader(inventory.Options{LookupEnv: func(string) (string, bool) { return "labpass1", true }}).LoadFile(path)
 	if d.HasErrors() {
 		t.Fatal(d)
 	}
+	return book, inv
+}
+
+// TestSplitSites: with sites, apply's main book loses the nginx_sites step
+// (rolled out afterwards, canary first) and keeps every other step and the
+// handlers; without sites the book is used as it is.
+func TestSplitSites(t *testing.T) {
+	book, withSites := bookAndSites(t)
 	main, sites, mod := splitSites(book, withSites, withSites.Hosts())
 	if mod == nil || sites == nil || len(sites.Steps) != 1 || sites.Steps[0].Name != "nginx sites" || len(sites.Handlers) != len(book.Handlers) {
 		t.Fatalf("sites book %+v", sites)
@@ -185,5 +194,90 @@ func TestWaitNewWorkers(t *testing.T) {
 	writeT(t, list, "101\n", 0o644)
 	if _, err := remote.Output(context.Background(), c, waitNewWorkers("101", "cat "+list)); err == nil || !strings.Contains(err.Error(), "previous configuration") {
 		t.Errorf("stale workers: %v", err)
+	}
+}
+
+// TestWithConnDrainTools: with sites, apply's book installs nftables (the
+// canary's connection drain needs nft on every member) before the serving
+// layer's step, and keeps it in the main book when the sites step is split
+// off; without sites the book is used as it is (no step added, not even a
+// skipped one).
+func TestWithConnDrainTools(t *testing.T) {
+	book, withSites := bookAndSites(t)
+	got := withConnDrainTools(book, withSites, withSites.Hosts())
+	if len(got.Steps) != len(book.Steps)+1 {
+		t.Fatalf("%d steps, want %d", len(got.Steps), len(book.Steps)+1)
+	}
+	for i, s := range got.Steps {
+		if s.Name != ConnDrainStep {
+			continue
+		}
+		p, ok := s.Module.(*playbook.Package)
+		if !ok || len(p.Names) != 1 || p.Names[0] != "nftables" || p.NamesByFamily != nil {
+			t.Errorf("step %q: %#v, want the package nftables on every OS", s.Name, s.Module)
+		}
+		if _, ok := got.Steps[i+1].Module.(*playbook.NginxSites); !ok {
+			t.Errorf("step after %q is %q, want the sites step", s.Name, got.Steps[i+1].Name)
+		}
+	}
+	main, _, _ := splitSites(got, withSites, withSites.Hosts())
+	found := false
+	for _, s := range main.Steps {
+		found = found || s.Name == ConnDrainStep
+	}
+	if !found {
+		t.Error("the main book lost the nftables step")
+	}
+	if len(book.Steps) != len(got.Steps)-1 {
+		t.Error("the loaded book was changed in place")
+	}
+	plain, _ := testinv.Load(t, "lab.hcl")
+	if b := withConnDrainTools(book, plain, plain.Hosts()); b != book {
+		t.Error("a fleet without sites must run the book as it is")
+	}
+}
+
+// TestSitesDrainerGrace: the sites rollout's Drainer moves the canary's VIPs
+// with a connection drain of SitesGrace, or of the cluster's drain_grace
+// when set; its Cut moves them without one.
+func TestSitesDrainerGrace(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		keep  bool
+		set   time.Duration
+		grace float64 // 0: no connection drain
+	}{
+		{"default", true, 0, SitesGrace.Seconds()},
+		{"drain_grace", true, 30 * time.Second, 30},
+		{"cut", false, 30 * time.Second, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			inv, l := testinv.Load(t, "lab.hcl")
+			inv.ClusterOf("lab1").DrainGrace = tc.set
+			w := vrrpsim.New(inv, l)
+			w.Conns = func(string, time.Duration) int { return 0 }
+			d := clusterDrainer{inv: inv, layout: l, fl: w.Fleet, keep: tc.keep, clock: w.Clock}
+			for _, undrain := range []bool{false, true} {
+				var res *drain.Result
+				var err error
+				if undrain {
+					res, err = d.Undrain(context.Background(), "lab1")
+				} else {
+					res, err = d.Drain(context.Background(), "lab1")
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				switch {
+				case tc.grace == 0 && res.Conns != nil:
+					t.Errorf("undrain %v: connection drain %+v, want none", undrain, res.Conns)
+				case tc.grace > 0 && (res.Conns == nil || res.Conns.GraceSeconds != tc.grace):
+					t.Errorf("undrain %v: connection drain %+v, want a grace of %gs", undrain, res.Conns, tc.grace)
+				}
+			}
+			if got := w.Holders()["198.18.0.201/24"]; len(got) != 1 || got[0] != "lab1" {
+				t.Errorf(".201 on %v", got)
+			}
+		})
 	}
 }

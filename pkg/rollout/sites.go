@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/hactl/hactl/pkg/clock"
@@ -43,9 +46,16 @@ type SitesOptions struct {
 	Hosts []string
 	Step  SiteHost
 	// Drainer moves the canary's VIPs away while it changes (every host's
-	// with DrainEvery); nil: hosts are changed in place (their clients
-	// see a bad change until it is restored).
+	// with DrainEvery) and back, keeping the connections open at each move
+	// (a connection drain with a grace period); nil: hosts are changed in
+	// place (their clients see a bad change until it is restored).
 	Drainer Drainer
+	// Cut is Drainer without the connection drain: used, with a warning,
+	// for a move whose connection drain Drainer refused
+	// (drain.ErrConnsRefused: a host lacks nft, an IPv6 VIP), where the
+	// move still works but cuts the requests in flight. nil: no fallback,
+	// the refusal stops the rollout.
+	Cut Drainer
 	// DrainEvery drains every host, not only the canary. Off by default:
 	// once the canary proved the change, a reload in place costs clients
 	// nothing, while each VIP move can cut a request that is in flight
@@ -104,7 +114,8 @@ var ErrStopped = errors.New("not touched: the rollout stopped at an earlier host
 // RollSites changes the hosts' serving layer one host at a time, the first
 // changed host being the canary: the canary is drained (its VIPs move to
 // their next host with overlap, so clients never reach it while it
-// changes), given the new layer (staged, nginx -t, reload), checked
+// changes; the connections open at the move finish where they began, and
+// so at the undrain), given the new layer (staged, nginx -t, reload), checked
 // through its own address, and undrained only when the check passes; the
 // hosts after it are changed in place (a reload keeps every connection)
 // and checked the same way (DrainEvery drains them too). A host that fails its
@@ -171,10 +182,28 @@ func RollSites(ctx context.Context, o SitesOptions) ([]SiteResult, error) {
 // undrain.
 func rollOne(ctx context.Context, o SitesOptions, h, role string, drainIt bool, emit func(string, string, string, time.Duration)) error {
 	drained := false
-	if drainIt && o.Drainer != nil && !o.Drained[h] {
+	d, cut := o.Drainer, false
+	// move drains or undrains h with d, falling back to o.Cut when d's
+	// connection drain is refused (nothing changed then).
+	move := func(ctx context.Context, undrain bool) (*drain.Result, error) {
+		do := func(x Drainer) (*drain.Result, error) {
+			if undrain {
+				return x.Undrain(ctx, h)
+			}
+			return x.Drain(ctx, h)
+		}
+		res, err := do(d)
+		if err != nil && errors.Is(err, drain.ErrConnsRefused) && o.Cut != nil && !cut {
+			emit(h, "warning", fmt.Sprintf("open connections not kept (%v): its VIPs move without connection draining, a request in flight at the move can fail", err), 0)
+			d, cut = o.Cut, true
+			res, err = do(d)
+		}
+		return res, err
+	}
+	if drainIt && d != nil && !o.Drained[h] {
 		emit(h, "ok", role+": draining (its VIPs move to their next host) before its sites change", 0)
-		if _, err := o.Drainer.Drain(ctx, h); err != nil {
-			if !errors.Is(err, drain.ErrRefused) {
+		if res, err := move(ctx, false); err != nil {
+			if errors.Is(err, drain.ErrConnsRefused) || !errors.Is(err, drain.ErrRefused) {
 				return fmt.Errorf("%s: drain before the sites change: %w", h, err)
 			}
 			// No other host can hold its VIPs (a one-host cluster, or
@@ -182,15 +211,18 @@ func rollOne(ctx context.Context, o SitesOptions, h, role string, drainIt bool, 
 			emit(h, "warning", fmt.Sprintf("not drained (%v): its sites change while it serves", err), 0)
 		} else {
 			drained = true
+			emit(h, "ok", role+": drained"+moved(res), 0)
 		}
 	}
 	undrain := func(err error) error {
 		if !drained {
 			return err
 		}
-		if _, uerr := o.Drainer.Undrain(context.WithoutCancel(ctx), h); uerr != nil {
+		res, uerr := move(context.WithoutCancel(ctx), true)
+		if uerr != nil {
 			return errors.Join(err, fmt.Errorf("%s: undrain: %w", h, uerr))
 		}
+		emit(h, "ok", role+": undrained"+moved(res), 0)
 		return err
 	}
 	if err := o.Step.Keep(ctx, h); err != nil {
@@ -229,4 +261,32 @@ func check(ctx context.Context, o SitesOptions, h string) error {
 		}
 	}
 	return err
+}
+
+// moved says where a drain or undrain moved the VIPs and what became of the
+// connections open at the move.
+func moved(res *drain.Result) string {
+	if res == nil {
+		return ""
+	}
+	var parts []string
+	for _, vip := range slices.Sorted(maps.Keys(res.Moved)) {
+		parts = append(parts, vip+" now on "+res.Moved[vip])
+	}
+	s := ""
+	if len(parts) > 0 {
+		s = ": " + strings.Join(parts, ", ")
+	}
+	if c := res.Conns; c != nil {
+		left := 0
+		for _, n := range c.Left {
+			left += n
+		}
+		if left == 0 {
+			s += fmt.Sprintf("; every connection open at the move ended (waited %.1fs of %gs)", c.WaitedSeconds, c.GraceSeconds)
+		} else {
+			s += fmt.Sprintf("; %d connection(s) still open after the %gs grace period: cut", left, c.GraceSeconds)
+		}
+	}
+	return s
 }

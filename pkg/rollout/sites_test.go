@@ -249,3 +249,157 @@ func TestRollSitesDrainEvery(t *testing.T) {
 		t.Errorf("a VIP had no holder: %v", *gaps)
 	}
 }
+
+// sitesLabGrace is sitesLab whose Drainer keeps open connections for grace
+// at each move (a connection drain), with the Drainer without one as Cut;
+// events are recorded.
+func sitesLabGrace(t *testing.T, grace time.Duration) (*vrrpsim.World, *fakeSites, SitesOptions, *[]playbook.Event) {
+	t.Helper()
+	w, f, o := sitesLab(t)
+	_, l := testinv.Load(t, "lab.hcl")
+	o.Drainer = drain.New(drain.Options{Layout: l, Fleet: w.Fleet, Clock: w.Clock, Grace: grace})
+	o.Cut = drain.New(drain.Options{Layout: l, Fleet: w.Fleet, Clock: w.Clock})
+	var events []playbook.Event
+	o.Event = func(e playbook.Event) { events = append(events, e) }
+	return w, f, o, &events
+}
+
+// connStarts lists, per host, the connection drains started there (the
+// systemd-run of drain.StartConnCommand) with the uploaded script of each.
+func connStarts(w *vrrpsim.World, host string) (starts int, scripts []string) {
+	for _, s := range w.Sent() {
+		if s.Host == host && strings.HasPrefix(s.Cmd, "systemd-run --quiet --unit="+drain.ConnUnit+" ") {
+			starts++
+		}
+	}
+	for _, u := range w.Fakes[host].Uploads() {
+		if u.Path == drain.ConnScript {
+			scripts = append(scripts, string(u.Content))
+		}
+	}
+	return starts, scripts
+}
+
+// TestRollSitesCanaryConnDrain: the canary's drain and undrain each run a
+// connection drain: at the drain lab1 keeps its VIP on lo for the request
+// in flight while lab2 and lab3 forward to it, at the undrain lab2 (which
+// covered for it) keeps it while lab1 and lab3 forward; each ends when the
+// connections have (not after the whole grace period), nothing is left
+// running, and the hosts after the canary are not moved at all.
+func TestRollSitesCanaryConnDrain(t *testing.T) {
+	w, f, o, events := sitesLabGrace(t, 10*time.Second)
+	begun := map[string]time.Duration{}
+	w.Conns = func(host string, at time.Duration) int {
+		// One request in flight on the old holder (lab1 at the drain,
+		// lab2 at the undrain) for 1.5 s after its count began.
+		b, ok := begun[host]
+		if !ok {
+			begun[host], b = at, at
+		}
+		if at-b < 1500*time.Millisecond {
+			return 1
+		}
+		return 0
+	}
+	if _, err := RollSites(context.Background(), o); err != nil {
+		t.Fatal(err)
+	}
+	wantStarts := map[string]int{"lab1": 2, "lab2": 2, "lab3": 2}
+	for h, n := range wantStarts {
+		starts, scripts := connStarts(w, h)
+		if starts != n || len(scripts) != n {
+			t.Fatalf("%s: %d connection drains started (%d scripts), want %d", h, starts, len(scripts), n)
+		}
+		if w.ConnActive(h) {
+			t.Errorf("%s: connection drain still running after the rollout", h)
+		}
+	}
+	_, s1 := connStarts(w, "lab1")
+	_, s2 := connStarts(w, "lab2")
+	if !strings.Contains(s1[0], "ip addr replace 198.18.0.201/32 dev lo") || !strings.Contains(s2[0], "dup to 198.18.0.11 ") {
+		t.Errorf("drain: lab1 must keep .201, lab2 forward to lab1:\n%s\n%s", s1[0], s2[0])
+	}
+	if !strings.Contains(s2[1], "ip addr replace 198.18.0.201/32 dev lo") || !strings.Contains(s1[1], "dup to 198.18.0.12 ") {
+		t.Errorf("undrain: lab2 must keep .201, lab1 forward to lab2:\n%s\n%s", s2[1], s1[1])
+	}
+	var summaries []string
+	for _, e := range *events {
+		if e.Host == "lab1" {
+			summaries = append(summaries, e.Status+" "+e.Summary)
+		}
+		if e.Status == "warning" {
+			t.Errorf("warning: %s %s", e.Host, e.Summary)
+		}
+	}
+	all := strings.Join(summaries, "\n")
+	for _, want := range []string{"ok canary: drained: 198.18.0.201/24 now on lab2; every connection open at the move ended (waited ",
+		"ok canary: undrained: 198.18.0.201/24 now on lab1; every connection open at the move ended (waited "} {
+		if !strings.Contains(all, want) {
+			t.Errorf("lab1's events lack %q:\n%s", want, all)
+		}
+	}
+	if strings.Contains(all, "waited 10") {
+		t.Errorf("a move waited the whole grace period:\n%s", all)
+	}
+	if f.live["lab1"] != "new" || f.live["lab3"] != "new" {
+		t.Errorf("live layers %v", f.live)
+	}
+}
+
+// TestRollSitesConnDrainRefusedCuts: a host without nft refuses the
+// connection drain; the canary is still drained and undrained, without one
+// (Cut), with one warning that says why and what it costs.
+func TestRollSitesConnDrainRefusedCuts(t *testing.T) {
+	w, f, o, events := sitesLabGrace(t, 10*time.Second)
+	w.ConnMissing["lab3"] = "nft"
+	if _, err := RollSites(context.Background(), o); err != nil {
+		t.Fatal(err)
+	}
+	if f.calls[2] != "lab1 apply (holds 0 VIPs)" {
+		t.Errorf("the canary changed while it served: %v", f.calls)
+	}
+	for _, h := range []string{"lab1", "lab2", "lab3"} {
+		if n, _ := connStarts(w, h); n != 0 {
+			t.Errorf("%s: %d connection drains started after the refusal", h, n)
+		}
+	}
+	var warnings []string
+	for _, e := range *events {
+		if e.Status == "warning" {
+			warnings = append(warnings, e.Host+" "+e.Summary)
+		}
+	}
+	// Once: the undrain goes without a connection drain too.
+	if len(warnings) != 1 || !strings.Contains(warnings[0], "lab1 open connections not kept (drain lab1: connection draining refused: lab3 lacks nft") ||
+		!strings.Contains(warnings[0], "a request in flight at the move can fail") {
+		t.Errorf("warnings:\n%s", strings.Join(warnings, "\n"))
+	}
+	if d := w.Drain("lab1"); d != facts.InService {
+		t.Errorf("lab1 left with drain value %d", d)
+	}
+	if got := w.Holders()["198.18.0.201/24"]; len(got) != 1 || got[0] != "lab1" {
+		t.Errorf(".201 on %v after the rollout", got)
+	}
+}
+
+// TestRollSitesConnDrainRefusedNoFallback: without Cut, a refused
+// connection drain stops the rollout before anything changed.
+func TestRollSitesConnDrainRefusedNoFallback(t *testing.T) {
+	w, f, o, _ := sitesLabGrace(t, 10*time.Second)
+	o.Cut = nil
+	w.ConnMissing["lab2"] = "nft"
+	_, err := RollSites(context.Background(), o)
+	if !errors.Is(err, drain.ErrConnsRefused) || !strings.Contains(err.Error(), "lab1: drain before the sites change") {
+		t.Fatalf("err = %v", err)
+	}
+	for _, h := range []string{"lab1", "lab2", "lab3"} {
+		if f.live[h] != "old" {
+			t.Errorf("%s changed: %v", h, f.live)
+		}
+	}
+	for _, s := range w.Sent() {
+		if _, ok := drain.ParseWriteCommand(s.Cmd); ok {
+			t.Errorf("%s: drain file written: %s", s.Host, s.Cmd)
+		}
+	}
+}
