@@ -296,10 +296,10 @@ func TestConnDrain(t *testing.T) {
 		}
 		cycles = n
 	}
-	// Reuse: it is the first lab test of the run, so the lab is fresh (applyOK asserts a cold
-	// apply); a passing run hands it on to TestDrain (which applies the lab inventory) with the
-	// test server below removed, undrained, every VIP home.
-	lab := labkit.Reuse(t, 3)
+	// Fresh (applyOK asserts a cold apply), and a passing run hands the lab on to TestDrain
+	// (which applies the lab inventory) with the test server below removed, undrained, every
+	// VIP home.
+	lab := labkit.FreshHandOn(t, 3)
 	src, err := os.ReadFile(lab.InventoryPath())
 	if err != nil {
 		t.Fatal(err)
