@@ -421,22 +421,26 @@ nginx -t -q && systemctl reload nginx`, dlSize, h))
 			watched <- ok
 		}()
 		var err error
+		ended := false // hactl's exit already received
 		select {
-		case ok := <-watched:
-			if ok {
-				time.Sleep(time.Until(movedAt.Add(heldPast)))
-			}
+		case <-watched:
+			time.Sleep(time.Until(movedAt.Add(heldPast)))
 		case err = <-exited:
+			ended = true
 			close(stopWatch)
-			<-watched
-			problems = "hactl ended before a new connection to " + vip + " was answered by " + newHolder
+			if !<-watched {
+				problems = "hactl ended before a new connection to " + vip + " was answered by " + newHolder
+			} else if problems == "" {
+				problems = "hactl ended before the connections held across the move were released"
+			}
 		}
-		held := time.Since(movedAt)
+		var held time.Duration
+		if !movedAt.IsZero() {
+			held = time.Since(movedAt)
+		}
 		dl.let()
 		ka.let()
-		if movedAt.IsZero() {
-			held = 0
-		} else {
+		if !ended {
 			err = <-exited
 		}
 		took := time.Since(start)
