@@ -363,17 +363,18 @@ nginx -t -q && systemctl reload nginx`, dlSize, h))
 		}
 		return strings.Join(problems, "; ")
 	}
-	// moved waits until a new connection to the VIP is answered by to (or
-	// stop is closed) and returns when it saw that.
-	moved := func(to string, stop <-chan struct{}) (time.Time, bool) {
+	// moved waits until the step's probe (new connections to the VIP at 20 Hz)
+	// is answered by to (or stop is closed) and returns when that happened: no
+	// connections of its own beside the probe's.
+	moved := func(p *probe, to string, stop <-chan struct{}) (time.Time, bool) {
 		for {
-			if got, err := httpNode("http://" + vip + "/hactl-health"); err == nil && got == to {
-				return time.Now(), true
+			if at, ok := p.answeredBy(to); ok {
+				return at, true
 			}
 			select {
 			case <-stop:
 				return time.Time{}, false
-			case <-time.After(50 * time.Millisecond):
+			case <-time.After(20 * time.Millisecond):
 			}
 		}
 	}
@@ -413,7 +414,7 @@ nginx -t -q && systemctl reload nginx`, dlSize, h))
 		watched := make(chan bool, 1)
 		go func() {
 			var ok bool
-			movedAt, ok = moved(newHolder, stopWatch)
+			movedAt, ok = moved(p, newHolder, stopWatch)
 			if ok {
 				atMove = dl.read.Load()
 				problems = during(t, keeper)
