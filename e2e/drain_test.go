@@ -20,12 +20,13 @@ type probe struct {
 	mu       sync.Mutex
 	requests int
 	failed   int
+	first    map[string]time.Time // when each node first answered
 	stop     chan struct{}
 	done     chan struct{}
 }
 
 func startProbe(url string) *probe {
-	p := &probe{stop: make(chan struct{}), done: make(chan struct{})}
+	p := &probe{first: map[string]time.Time{}, stop: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(p.done)
 		tick := time.NewTicker(50 * time.Millisecond)
@@ -36,16 +37,26 @@ func startProbe(url string) *probe {
 				return
 			case <-tick.C:
 			}
-			_, err := httpNode(url)
+			node, err := httpNode(url)
 			p.mu.Lock()
 			p.requests++
 			if err != nil {
 				p.failed++
+			} else if _, ok := p.first[node]; !ok {
+				p.first[node] = time.Now()
 			}
 			p.mu.Unlock()
 		}
 	}()
 	return p
+}
+
+// answeredBy is when node first answered a probe (false: not yet).
+func (p *probe) answeredBy(node string) (time.Time, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	at, ok := p.first[node]
+	return at, ok
 }
 
 func (p *probe) end() (requests, failed int) {

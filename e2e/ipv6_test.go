@@ -96,9 +96,12 @@ func applyOK(t *testing.T, inv string) {
 }
 
 // TestIPv6DualStack: a dual-stack cluster (vip 198.18.0.20i/24 + vip6
-// 2001:db8:18::20i/64) on a fresh 3-host lab.
+// 2001:db8:18::20i/64) on a 3-host lab: TestHactl's, handed on applied
+// (labkit.Reuse), or a fresh one. The IPv4 instances stay VRRPv2 (the IPv6
+// VIP rides along as an excluded address), so the apply that adds the
+// IPv6 VIPs to an applied lab never has hosts on two VRRP versions.
 func TestIPv6DualStack(t *testing.T) {
-	lab := labkit.Fresh(t, 3)
+	lab := labkit.Reuse(t, 3)
 	inv := filepath.Join(lab.Dir, "lab-dualstack.hcl")
 	v4 := []string{labkit.VIP(1), labkit.VIP(2), labkit.VIP(3)}
 	v6 := []string{vip6(1), vip6(2), vip6(3)}

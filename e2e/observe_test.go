@@ -121,7 +121,10 @@ type eventsDoc struct {
 // 1 s; a webhook gets one POST per transition within 2 s, and a receiver
 // that is down delays nothing and gets the events once it is back.
 func TestObserve(t *testing.T) {
-	lab := labkit.Fresh(t, 3)
+	// Fresh: every record on the hosts must be this test's own (the webhook gets them all). A
+	// passing run hands the lab on to TestPrometheus, whose apply of the lab inventory then
+	// converges instead of installing (the webhook's events.conf goes, nothing else differs).
+	lab := labkit.FreshHandOn(t, 3)
 	t.Setenv("HACTL_E2E_HOOK_SECRET", "e2e-s3cret")
 	src, err := os.ReadFile(lab.InventoryPath())
 	if err != nil {

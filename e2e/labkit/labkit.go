@@ -172,6 +172,18 @@ func Fresh(t testing.TB, n int) *Lab {
 	return l
 }
 
+// FreshHandOn is Fresh for a test that needs bare hosts (it asserts a cold apply, or that only its
+// own records are on the hosts) but leaves a lab that a later Reuse test can take: like Reuse, a
+// passing run hands its lab on instead of taking it down; a failing or skipped one takes it down.
+// So the next Reuse test's cold apply (~15–30 s) becomes a converging one. Such a test must leave
+// the lab as Reuse tests do: undrained, VIPs home, stock host keys, its own test files removed.
+func FreshHandOn(t testing.TB, n int) *Lab {
+	t.Helper()
+	l := fresh(t, n)
+	t.Cleanup(func() { l.release(t, true) })
+	return l
+}
+
 // Reuse gives a test a running lab of n hosts that an earlier test of this same test binary
 // handed on (see below), with whatever that test left installed and configured on it; when
 // there is none, it is Fresh's lab. So a test that uses Reuse must bring the hosts to the state
