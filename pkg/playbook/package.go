@@ -85,14 +85,34 @@ outer:
 	return miss
 }
 
+// noStarts keeps Debian's maintainer scripts from starting services while
+// apt installs: they ask /usr/sbin/policy-rc.d, and 101 forbids. Without
+// it a package starts its service with whatever configuration the host has:
+// a keepalived.conf without a vrrp_instance never tells systemd it is
+// ready, so the install waited out systemd's 90 s start timeout (e2e
+// TestRound3), and nginx started with Debian's default site. hactl starts
+// both itself, once their files are in place (the service step and the
+// handlers: "reload" starts a stopped unit). The policy is a symlink to a
+// file in /run, so a host that reboots mid-install forgets it (a dangling
+// symlink is not executable, which invoke-rc.d reads as "no policy"); a
+// leftover symlink of hactl's is replaced, and an operator's own
+// policy-rc.d is left alone and obeyed.
+const noStarts = `P=/usr/sbin/policy-rc.d R=/run/hactl/policy-rc.d; ` + noStartsBody
+
+// noStartsBody needs $P (the policy's path) and $R (its file in /run).
+const noStartsBody = `if [ -L "$P" ] && [ "$(readlink "$P")" = "$R" ]; then rm -f "$P"; fi; ` +
+	`if [ ! -e "$P" ] && [ ! -L "$P" ]; then mkdir -p "${R%/*}" && printf '#!/bin/sh\n# hactl: services start once hactl wrote their configuration\nexit 101\n' >"$R" && chmod 0755 "$R" && ln -s "$R" "$P" && ` +
+	`trap 'rm -f "$P" "$R"' EXIT && trap 'exit 129' HUP INT TERM; fi; `
+
 // InstallCommand is the package manager's non-interactive install. apt-get
 // update runs only here, i.e. only when something must be installed: a
-// converged host never pays for it.
+// converged host never pays for it. On apt, no service starts during the
+// install (noStarts).
 func InstallCommand(pm string, pkgs []string) (string, error) {
 	list := remote.Join(pkgs...)
 	switch pm {
 	case "apt-get":
-		return "export DEBIAN_FRONTEND=noninteractive; " +
+		return "export DEBIAN_FRONTEND=noninteractive; " + noStarts +
 			"apt-get -q -o DPkg::Lock::Timeout=300 update && " +
 			"apt-get -q -y -o DPkg::Lock::Timeout=300 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold install " + list, nil
 	case "yum":
