@@ -148,12 +148,13 @@ func Apply(ctx context.Context, s *Session, o ApplyOptions, ev Events) (*ApplyRe
 	// states, read under the lock in the same shell), when every host of
 	// the touched clusters gave one.
 	before, whole := snapshotPlacement(s.Inv, vipLayout, fl, snap, ro.Drained())
+	settled := whole && verify.AllOK(before)
 	quiet := failed == 0 && unchanged(res.Hosts) && !mem.decommissioned()
 	// Verification reads every host of the touched clusters, once each has
 	// had its time to converge; what did not, the verification reports. A
 	// run that changed nothing on a fleet its snapshot found right has
 	// nothing to wait for.
-	if !o.Dry && failed == 0 && !(quiet && whole && verify.AllOK(before)) {
+	if !o.Dry && failed == 0 && !(quiet && settled) {
 		_ = ro.WaitConverged(ctx)
 	}
 	var sitesErr error
@@ -164,7 +165,7 @@ func Apply(ctx context.Context, s *Session, o ApplyOptions, ev Events) (*ApplyRe
 		quiet = quiet && sitesErr == nil && failed == 0 && unchanged(res.Hosts)
 	}
 	switch {
-	case whole && (o.Dry || quiet && verify.AllOK(before)):
+	case whole && o.Dry, quiet && settled:
 		// Nothing changed on any host since the snapshot (no file, no
 		// handler, no service, no package, no site, no departed host
 		// decommissioned), and it was taken under every host's lock, which
