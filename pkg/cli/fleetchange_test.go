@@ -47,16 +47,7 @@ func newFleetLab(t *testing.T, down ...string) *fleetLab {
 		t.Fatal(err)
 	}
 	noLab2 := regexp.MustCompile(`(?s)  host "lab2" \{.*?\n  \}\n`).ReplaceAllString(string(src), "")
-	fl := &fleetLab{inv: filepath.Join(t.TempDir(), "no-lab2.hcl"), down: map[string]bool{}, conns: map[string]*remotetest.Fake{}, shells: map[string]remote.Conn{}}
-	for _, h := range []string{"lab1", "lab2", "lab3"} {
-		srv := remotetest.NewServer(t, remotetest.WithDir(t.TempDir()))
-		c, err := remote.Dial(context.Background(), srv.Config())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = c.Close() })
-		fl.shells[h] = c
-	}
+	fl := &fleetLab{inv: filepath.Join(t.TempDir(), "no-lab2.hcl"), down: map[string]bool{}, conns: map[string]*remotetest.Fake{}, shells: labShells(t)}
 	for _, d := range down {
 		fl.down[d] = true
 	}

@@ -39,11 +39,10 @@ func ownVIP(n int) string {
 	return fmt.Sprintf("2: eth0    inet 198.18.0.20%d/24 scope global secondary eth0\n", n)
 }
 
-// labOf dials lab1..lab3 as the hosts host(n) describes; names in down
-// refuse the connection.
-func labOf(t *testing.T, host func(n int) labHost, down ...string) func(context.Context, remote.Config) (remote.Conn, error) {
-	// Each host's lock runs on a real shell (an in-process SSH server), as in
-	// the failover tests' mini lab; everything else is the fake's.
+// labShells connects to one in-process SSH server per lab host (lab1..3),
+// each with its own directory: the shells that run the hosts' locks.
+func labShells(t *testing.T) map[string]remote.Conn {
+	t.Helper()
 	shells := map[string]remote.Conn{}
 	for _, h := range []string{"lab1", "lab2", "lab3"} {
 		srv := remotetest.NewServer(t, remotetest.WithDir(t.TempDir()))
@@ -54,6 +53,15 @@ func labOf(t *testing.T, host func(n int) labHost, down ...string) func(context.
 		t.Cleanup(func() { _ = c.Close() })
 		shells[h] = c
 	}
+	return shells
+}
+
+// labOf dials lab1..lab3 as the hosts host(n) describes; names in down
+// refuse the connection.
+func labOf(t *testing.T, host func(n int) labHost, down ...string) func(context.Context, remote.Config) (remote.Conn, error) {
+	// Each host's lock runs on a real shell (an in-process SSH server), as in
+	// the failover tests' mini lab; everything else is the fake's.
+	shells := labShells(t)
 	return func(_ context.Context, cfg remote.Config) (remote.Conn, error) {
 		for _, d := range down {
 			if d == cfg.Name {
