@@ -34,9 +34,13 @@ unit:
 	$(UNIT_NICE) $(GO) vet ./...
 	$(UNIT_NICE) $(GO) test -count=1 ./...
 
+# The e2e tests run in E2E_LANES (default 3) labs at once, each in its own network namespace
+# (e2e/lanes.sh says which test runs where); E2E_LANES=1 runs them one after another in one lab.
+E2E_LANES ?= 3
+export E2E_LANES
 e2e: build lab-image
 	@if [ "$$(id -u)" != 0 ]; then echo "e2e: skipped (the container-VM lab needs root)"; else \
-	  $(GO) test -count=1 -tags e2e -timeout 60m -v ./e2e/... ; fi
+	  bash e2e/lanes.sh ; fi
 
 # make demo: a 3-host lab, apply, status and a failover test; the lab stays up.
 demo: build
@@ -65,7 +69,7 @@ lab-up:
 	bash e2e/lab/lab.sh up $(N) $(APPS)
 
 lab-down:
-	bash e2e/lab/lab.sh down
+	bash e2e/lab/lab.sh down-all
 
 lab-status:
 	bash e2e/lab/lab.sh status

@@ -333,11 +333,11 @@ func TestHactl(t *testing.T) {
 		}
 		// lab3 can no longer answer the control machine; VRRP between the
 		// hosts is untouched.
-		if out, err := exec.Command("ip", "netns", "exec", "lab3", "ip", "route", "add", "blackhole", "198.18.0.1/32").CombinedOutput(); err != nil {
+		if out, err := exec.Command("ip", "netns", "exec", lab.Netns("lab3"), "ip", "route", "add", "blackhole", "198.18.0.1/32").CombinedOutput(); err != nil {
 			t.Fatalf("%v: %s", err, out)
 		}
 		out, errOut, code := hactl(t, "apply", "-i", changed, "--output", "json", "--connect-timeout", "2s")
-		_ = exec.Command("ip", "netns", "exec", "lab3", "ip", "route", "del", "blackhole", "198.18.0.1/32").Run()
+		_ = exec.Command("ip", "netns", "exec", lab.Netns("lab3"), "ip", "route", "del", "blackhole", "198.18.0.1/32").Run()
 		if code != 1 {
 			t.Fatalf("exit %d, want 1\n%s\n%s", code, out, errOut)
 		}

@@ -14,9 +14,11 @@ func TestShellcheck(t *testing.T) {
 		t.Skip("shellcheck not installed: make test-deps installs it (as root, with apt-get)")
 	}
 	scripts, err := filepath.Glob("lab/*.sh")
-	if err != nil || len(scripts) == 0 {
-		t.Fatalf("no scripts found: %v", err)
+	runners, err2 := filepath.Glob("*.sh") // lanes.sh
+	if err != nil || err2 != nil || len(scripts) == 0 || len(runners) == 0 {
+		t.Fatalf("no scripts found: %v %v", err, err2)
 	}
+	scripts = append(scripts, runners...)
 	out, err := exec.Command(bin, append([]string{"-x"}, scripts...)...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("shellcheck: %v\n%s", err, out)

@@ -197,9 +197,9 @@ func TestNetwork(t *testing.T) {
 
 	t.Run("lab2 and lab3 only through lab1 as jump host", func(t *testing.T) {
 		for _, h := range []string{"lab2", "lab3"} {
-			run(t, "ip", "netns", "exec", h, "ip", "route", "add", "blackhole", "198.18.0.1/32")
+			run(t, "ip", "netns", "exec", lab.Netns(h), "ip", "route", "add", "blackhole", "198.18.0.1/32")
 			t.Cleanup(func() {
-				_ = exec.Command("ip", "netns", "exec", h, "ip", "route", "del", "blackhole", "198.18.0.1/32").Run()
+				_ = exec.Command("ip", "netns", "exec", lab.Netns(h), "ip", "route", "del", "blackhole", "198.18.0.1/32").Run()
 			})
 		}
 		h2, _ := lab.Host("lab2")

@@ -125,18 +125,18 @@ func TestReliability(t *testing.T) {
 		waitFor(t, "the apply to lock lab3", 30*time.Second, func() bool {
 			return strings.Contains(ssh(t, lab, "lab3", "cat /run/hactl.lock.owner 2>/dev/null || true"), fmt.Sprintf("pid=%d ", cmd.Process.Pid))
 		})
-		if o, err := exec.Command("ip", "netns", "exec", "lab3", "ip", "route", "add", "blackhole", "198.18.0.1/32").CombinedOutput(); err != nil {
+		if o, err := exec.Command("ip", "netns", "exec", lab.Netns("lab3"), "ip", "route", "add", "blackhole", "198.18.0.1/32").CombinedOutput(); err != nil {
 			t.Fatalf("%v: %s", err, o)
 		}
 		blackholed := true
 		defer func() {
 			if blackholed {
-				_ = exec.Command("ip", "netns", "exec", "lab3", "ip", "route", "del", "blackhole", "198.18.0.1/32").Run()
+				_ = exec.Command("ip", "netns", "exec", lab.Netns("lab3"), "ip", "route", "del", "blackhole", "198.18.0.1/32").Run()
 			}
 		}()
 		err = cmd.Wait()
 		took := time.Since(start)
-		_ = exec.Command("ip", "netns", "exec", "lab3", "ip", "route", "del", "blackhole", "198.18.0.1/32").Run()
+		_ = exec.Command("ip", "netns", "exec", lab.Netns("lab3"), "ip", "route", "del", "blackhole", "198.18.0.1/32").Run()
 		blackholed = false
 		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
 			t.Fatalf("want exit 1 with lab3 lost, got %v after %s\n%s\n%s", err, took, out.String(), errb.String())

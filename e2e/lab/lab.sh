@@ -6,17 +6,40 @@
 #   lab.sh apps M   run app servers app1..appM (M 0..9) at .21, .22, …: HTTP :8080, TCP :5432, each answering its name
 #   lab.sh app stop|start appI   stop or start one app server's responder (its address stays)
 #   lab.sh down     stop every host, remove netns/links/mounts/cgroups; keep the cached base and repo
+#   lab.sh down-all down in every lane (below), then the default lab's down
 #   lab.sh status   print each host and whether it runs and answers SSH
 #   lab.sh purge    down, then delete the whole lab directory (caches included)
 #   lab.sh image    build (or check) the cached base, repo and client key only; boots nothing
 #   lab.sh inventory [N]  print the lab's inventory for N hosts (no root needed)
 #   lab.sh test-deps  install what `make test` needs besides Go (keepalived, shellcheck, nftables, chromium)
+#   lab.sh lane-exec N CMD…  run CMD in lane N (2..9): another lab beside the default one, in its own
+#                   network namespace (e2e/lanes.sh runs the e2e tests in three lanes at once)
 #
 # How it works and why each odd flag is there: e2e/README.md and notes/lab-facts.md.
 set -Eeuo pipefail
 shopt -s nullglob
 
 LAB=$(realpath -m "${HACTL_LAB_DIR:-/var/lib/hactl-lab}") # absolute: it is written into lab.hcl
+# Lanes: several labs at once (the e2e tests run in three, e2e/lanes.sh). Lane 1 is the default lab,
+# on this machine's own network. Lane N (2..9) lives in its own network namespace hactl-laneN, with
+# its own bridge, the same addresses and VIPs, its own nftables and its own multicast domain, so
+# two labs never see each other's traffic; its netns, cgroup and machine names carry the prefix
+# lN-, its state is in its own HACTL_LAB_DIR and it shares the default lab's cache (base image and
+# package repo, never built from inside a lane: a lane has no route out). `lab.sh lane-exec N CMD`
+# sets all of that up and runs CMD (a test binary) inside the lane.
+LANE=${HACTL_LAB_LANE:-}
+CACHE=$(realpath -m "${HACTL_LAB_CACHE:-$LAB/cache}")
+if [ -n "$LANE" ]; then
+	if ! [[ $LANE =~ ^[2-9]$ ]] || [ -z "${HACTL_LAB_CACHE:-}" ] || [ "$CACHE" = "$LAB/cache" ]; then
+		echo "lab: error: lane '$LANE': a lane is 2..9 with its own HACTL_LAB_DIR and the default lab's HACTL_LAB_CACHE; run it through 'lab.sh lane-exec N CMD'" >&2
+		exit 1
+	fi
+	NS_PREFIX=l$LANE-
+	LANE_NS=hactl-lane$LANE
+else
+	NS_PREFIX=
+	LANE_NS=
+fi
 BRIDGE=hactl0
 # The lab's one source: inventory/lab.hcl is its inventory for 3 hosts and the template for N
 # (render_inventory). The address plan comes from it too: the gateway's /24, host i at lab1's
@@ -45,10 +68,10 @@ STOP_TIMEOUT=${LAB_STOP_TIMEOUT:-20}      # seconds between the one SIGTERM and 
 SUITE=bookworm
 # Bump when the base recipe changes: a cached base with another version is rebuilt.
 BASE_VERSION=4
-CG_NAME=hactl-lab
+CG_NAME=hactl-lab${LANE:+-l$LANE}
 
-BASE=$LAB/cache/base
-REPO=$LAB/cache/repo
+BASE=$CACHE/base
+REPO=$CACHE/repo
 HOSTS=$LAB/hosts
 KEY=$LAB/id_ed25519
 KNOWN=$LAB/known_hosts
@@ -65,6 +88,8 @@ addr_of() { echo "$NET.$((ADDR_BASE + $1))"; }
 vip_of() { echo "$NET.$((VIP_BASE + $1))"; }
 addr6_of() { echo "$NET6::1$1"; }
 veth_of() { echo "hactl-lab$1"; }
+# ns_of NAME: the network namespace (and nspawn machine name) of host or app server NAME in this lane.
+ns_of() { echo "$NS_PREFIX$1"; }
 
 # ---------------------------------------------------------------------------------------------
 # Preconditions
@@ -217,16 +242,16 @@ build_base() {
 	local t0 tmp repo_tmp mirror
 	t0=$(now)
 	mirror=$(debian_mirror)
-	tmp=$LAB/cache/base.tmp
-	repo_tmp=$LAB/cache/repo.tmp
+	tmp=$CACHE/base.tmp
+	repo_tmp=$CACHE/repo.tmp
 	safe_rm "$tmp"
 	rm -rf "$repo_tmp"
 	mkdir -p "$tmp" "$repo_tmp"
 	log "building the Debian 12 base with debootstrap from $mirror (once; ~1 min)"
 	debootstrap --variant=minbase \
 		--include=systemd,systemd-sysv,dbus,openssh-server,iproute2,iputils-ping,procps,sudo,curl \
-		"$SUITE" "$tmp" "$mirror" >"$LAB/cache/debootstrap.log" 2>&1 ||
-		die "debootstrap failed; see $LAB/cache/debootstrap.log"
+		"$SUITE" "$tmp" "$mirror" >"$CACHE/debootstrap.log" 2>&1 ||
+		die "debootstrap failed; see $CACHE/debootstrap.log"
 
 	# The chroot still has this machine's network: fetch every package the tests and benchmarks will
 	# install later, with all dependencies, into the local repository. arping and iputils-arping conflict,
@@ -239,9 +264,9 @@ build_base() {
 		in_chroot "$tmp" apt-get -qq update &&
 			in_chroot "$tmp" apt-get -qq install -y --download-only keepalived nginx arping ndisc6 python3 python3-apt &&
 			in_chroot "$tmp" apt-get -qq install -y --download-only iputils-arping
-	} >"$LAB/cache/repo-download.log" 2>&1 || {
+	} >"$CACHE/repo-download.log" 2>&1 || {
 		umount "$tmp/proc"
-		die "downloading packages for the local repo failed; see $LAB/cache/repo-download.log"
+		die "downloading packages for the local repo failed; see $CACHE/repo-download.log"
 	}
 	mv "$tmp"/var/cache/apt/archives/*.deb "$repo_tmp/"
 	in_chroot "$tmp" apt-get clean
@@ -310,6 +335,7 @@ ensure_base() {
 	if [ "$(cat "$BASE/.hactl-lab-base" 2>/dev/null)" = "$BASE_VERSION" ] && [ -s "$REPO/Packages.gz" ]; then
 		return 0
 	fi
+	[ -n "$LANE" ] && die "lane $LANE: the cached base in $CACHE is missing or out of date, and a lane cannot build it (no route out): run 'lab.sh image' first"
 	[ -d "$HOSTS" ] && [ -n "$(ls -A "$HOSTS")" ] && die "the base needs a rebuild but hosts still use it: run '$0 down' first"
 	build_base
 }
@@ -325,8 +351,9 @@ ensure_repo_extra() {
 		[ -n "$(find "$REPO" -maxdepth 1 -name "${p}_*.deb" -print -quit)" ] || want+=("$p")
 	done
 	[ ${#want[@]} -eq 0 ] && return 0
+	[ -n "$LANE" ] && die "lane $LANE: the local repo in $CACHE lacks ${want[*]}, and a lane cannot fetch it (no route out): run 'lab.sh image' first"
 	mirror=$(debian_mirror)
-	tmp=$LAB/cache/extra.tmp
+	tmp=$CACHE/extra.tmp
 	safe_rm "$tmp"
 	mkdir -p "$tmp/upper" "$tmp/work" "$tmp/root"
 	log "adding ${want[*]} to the local repo from $mirror"
@@ -337,10 +364,10 @@ ensure_repo_extra() {
 	{
 		in_chroot "$tmp/root" apt-get -qq update &&
 			in_chroot "$tmp/root" apt-get -qq install -y --download-only "${want[@]}"
-	} >"$LAB/cache/repo-extra.log" 2>&1 || ok=0
+	} >"$CACHE/repo-extra.log" 2>&1 || ok=0
 	[ "$ok" = 1 ] && cp -n "$tmp"/root/var/cache/apt/archives/*.deb "$REPO/"
 	safe_rm "$tmp"
-	[ "$ok" = 1 ] || die "downloading ${want[*]} for the local repo failed; see $LAB/cache/repo-extra.log"
+	[ "$ok" = 1 ] || die "downloading ${want[*]} for the local repo failed; see $CACHE/repo-extra.log"
 	make_repo "$REPO"
 }
 
@@ -435,7 +462,8 @@ ssh_lab() { # ssh_lab ADDR CMD... — strict host keys against the lab's known_h
 
 # Stops one host and removes everything it left: process tree, cgroups, mounts, netns, veth, files.
 stop_host() {
-	local h=$1 pid start="" i t d dirs pids=()
+	local h=$1 ns pid start="" i t d dirs pids=()
+	ns=$(ns_of "$h")
 	mapfile -t dirs < <(cgroup_dirs "$h")
 	pid=$(host_pid "$h")
 	[ -n "$pid" ] && start=$(proc_starttime "$pid")
@@ -470,17 +498,18 @@ stop_host() {
 		[ -d "$d" ] && die "$h: cannot remove cgroup $d"
 	done
 	[ -d "$HOSTS/$h" ] && umount_under "$HOSTS/$h"
-	ip netns delete "$h" 2>/dev/null || true
-	[ -e "/run/netns/$h" ] && { umount "/run/netns/$h" 2>/dev/null || true; rm -f "/run/netns/$h"; }
+	ip netns delete "$ns" 2>/dev/null || true
+	[ -e "/run/netns/$ns" ] && { umount "/run/netns/$ns" 2>/dev/null || true; rm -f "/run/netns/$ns"; }
 	ip link delete "$(veth_of "${h#lab}")" 2>/dev/null || true
-	rm -rf "/run/systemd/nspawn/propagate/$h" "/run/systemd/nspawn/unix-export/$h"
+	rm -rf "/run/systemd/nspawn/propagate/$ns" "/run/systemd/nspawn/unix-export/$ns"
 	[ -d "$HOSTS/$h" ] && safe_rm "$HOSTS/$h"
 	return 0
 }
 
 # Prepares and boots host i; does not wait for it. Runs in parallel with the other hosts.
 start_host() {
-	local i=$1 h=lab$1 addr addr6 dir root pid mac d
+	local i=$1 h=lab$1 ns addr addr6 dir root pid mac d
+	ns=$(ns_of "$h")
 	addr=$(addr_of "$i")
 	addr6=$(addr6_of "$i")
 	dir=$HOSTS/$h
@@ -493,17 +522,17 @@ start_host() {
 	mac=$(printf '02:48:41:00:00:%02x' "$i")
 	# IPv6: ::1i/64 with nodad, the netns's defaults set first so eth0 is born with them; the bridge
 	# side of the veth gets no IPv6 of its own.
-	ip netns add "$h"
-	lab_ipv6_sysctls default "$h"
-	ip link add "$(veth_of "$i")" type veth peer name eth0 netns "$h"
+	ip netns add "$ns"
+	lab_ipv6_sysctls default "$ns"
+	ip link add "$(veth_of "$i")" type veth peer name eth0 netns "$ns"
 	echo 1 >"/proc/sys/net/ipv6/conf/$(veth_of "$i")/disable_ipv6"
 	ip link set "$(veth_of "$i")" master "$BRIDGE" up
-	ip -n "$h" link set lo up
-	ip -n "$h" link set eth0 address "$mac"
-	lab_ipv6_sysctls eth0 "$h"
-	ip -n "$h" addr add "$addr/24" dev eth0
-	ip -n "$h" addr add "$addr6/64" dev eth0 nodad
-	ip -n "$h" link set eth0 up
+	ip -n "$ns" link set lo up
+	ip -n "$ns" link set eth0 address "$mac"
+	lab_ipv6_sysctls eth0 "$ns"
+	ip -n "$ns" addr add "$addr/24" dev eth0
+	ip -n "$ns" addr add "$addr6/64" dev eth0 nodad
+	ip -n "$ns" link set eth0 up
 
 	mount -t overlay overlay -o "lowerdir=$BASE,upperdir=$dir/upper,workdir=$dir/work" "$root"
 
@@ -538,8 +567,8 @@ start_host() {
 		done
 		export SYSTEMD_NSPAWN_API_VFS_WRITABLE=network
 		# Not a process-group leader here, so setsid does not fork: $! below is nspawn's PID.
-		exec setsid systemd-nspawn --boot --quiet --directory="$root" --machine="$h" \
-			--register=no --keep-unit --network-namespace-path="/run/netns/$h" \
+		exec setsid systemd-nspawn --boot --quiet --directory="$root" --machine="$ns" \
+			--register=no --keep-unit --network-namespace-path="/run/netns/$ns" \
 			--capability=CAP_NET_ADMIN --bind-ro="$REPO:/srv/labrepo" \
 			--resolv-conf=off --timezone=off --link-journal=no --console=read-only \
 			</dev/null >"$dir/console.log" 2>&1
@@ -771,7 +800,7 @@ cmd_image() {
 all_host_names() {
 	{
 		for d in "$HOSTS"/lab*; do echo "${d##*/}"; done
-		ip netns list 2>/dev/null | awk '{print $1}' | grep -E '^lab[0-9]+$'
+		ip netns list 2>/dev/null | awk '{print $1}' | sed -n "s/^$NS_PREFIX\(lab[0-9][0-9]*\)\$/\1/p"
 		ip -o link show 2>/dev/null | awk -F': ' '{print $2}' | sed -n 's/^hactl-lab\([0-9]*\)@.*/lab\1/p'
 		for d in "/sys/fs/cgroup/$CG_NAME"/lab* /sys/fs/cgroup/*/"$CG_NAME"/lab*; do echo "${d##*/}"; done
 	} | sort -u
@@ -829,7 +858,7 @@ cmd_inventory() {
 }
 
 cmd_purge() {
-	cmd_down
+	if [ -z "$LANE" ]; then cmd_down_all; else cmd_down; fi
 	umount_under "$LAB"
 	rm -rf --one-file-system "$LAB"
 	log "purged $LAB"
@@ -860,8 +889,8 @@ cmd_reboot() {
 			fd=${fd##*/}
 			[ "$fd" -gt 2 ] && eval "exec $fd>&-"
 		done
-		SYSTEMD_NSPAWN_API_VFS_WRITABLE=network exec setsid systemd-nspawn --boot --quiet --directory="$dir/root" --machine="$h" \
-			--register=no --keep-unit --network-namespace-path="/run/netns/$h" \
+		SYSTEMD_NSPAWN_API_VFS_WRITABLE=network exec setsid systemd-nspawn --boot --quiet --directory="$dir/root" --machine="$(ns_of "$h")" \
+			--register=no --keep-unit --network-namespace-path="/run/netns/$(ns_of "$h")" \
 			--capability=CAP_NET_ADMIN --bind-ro="$REPO:/srv/labrepo" \
 			--resolv-conf=off --timezone=off --link-journal=no --console=read-only \
 			</dev/null >>"$dir/console.log" 2>&1
@@ -904,7 +933,7 @@ app_run() { # starts app i's responder in its namespace, detached, fds above 2 c
 			fd=${fd##*/}
 			[ "$fd" -gt 2 ] && eval "exec $fd>&-"
 		done
-		exec setsid ip netns exec "app$i" "${LAB_PYTHON:-/usr/bin/python3}" "$APP_PY" "app$i" "$(app_addr_of "$i")" 8080 5432 </dev/null >>"$dir/app.log" 2>&1
+		exec setsid ip netns exec "$(ns_of "app$i")" "${LAB_PYTHON:-/usr/bin/python3}" "$APP_PY" "app$i" "$(app_addr_of "$i")" 8080 5432 </dev/null >>"$dir/app.log" 2>&1
 	) &
 	pid=$!
 	echo "$pid $(proc_starttime "$pid")" >"$dir/pid"
@@ -927,25 +956,27 @@ app_halt() { # stops app i's responder; its namespace and address stay
 }
 
 app_start() {
-	local i=$1 h=app$1
+	local i=$1 h=app$1 ns
+	ns=$(ns_of "$h")
 	mkdir -p "$HOSTS/$h"
-	if ! [ -e "/run/netns/$h" ]; then
-		ip netns add "$h"
-		ip link add "$(app_veth_of "$i")" type veth peer name eth0 netns "$h"
+	if ! [ -e "/run/netns/$ns" ]; then
+		ip netns add "$ns"
+		ip link add "$(app_veth_of "$i")" type veth peer name eth0 netns "$ns"
 		echo 1 >"/proc/sys/net/ipv6/conf/$(app_veth_of "$i")/disable_ipv6"
 		ip link set "$(app_veth_of "$i")" master "$BRIDGE" up
-		ip -n "$h" link set lo up
-		ip -n "$h" addr add "$(app_addr_of "$i")/24" dev eth0
-		ip -n "$h" link set eth0 up
+		ip -n "$ns" link set lo up
+		ip -n "$ns" addr add "$(app_addr_of "$i")/24" dev eth0
+		ip -n "$ns" link set eth0 up
 	fi
 	app_run "$i"
 }
 
 app_stop() {
-	local h=app$1
+	local h=app$1 ns
+	ns=$(ns_of "app$1")
 	app_halt "$1"
-	ip netns pids "$h" 2>/dev/null | xargs -r kill -KILL 2>/dev/null || true
-	ip netns delete "$h" 2>/dev/null || true
+	ip netns pids "$ns" 2>/dev/null | xargs -r kill -KILL 2>/dev/null || true
+	ip netns delete "$ns" 2>/dev/null || true
 	ip link delete "$(app_veth_of "$1")" 2>/dev/null || true
 	rm -rf "${HOSTS:?}/$h"
 }
@@ -959,8 +990,9 @@ apps_up() { # app1..appM run, the others are gone
 	if [ "$m" -gt 0 ] && [ -z "${LAB_PYTHON:-}" ]; then
 		install_missing "app server tools" python3:python3 || die "app servers need python3 (see above)"
 	fi
-	for d in "$HOSTS"/app* /run/netns/app*; do
-		i=${d##*/app}
+	for d in "$HOSTS"/app* "/run/netns/${NS_PREFIX}"app*; do
+		i=${d##*/"$NS_PREFIX"app}
+		i=${i##*/app}
 		[[ $i =~ ^[0-9]+$ ]] && [ "$i" -gt "$m" ] && app_stop "$i"
 	done
 	for ((i = 1; i <= m; i++)); do app_start "$i"; done
@@ -970,8 +1002,9 @@ apps_up() { # app1..appM run, the others are gone
 
 apps_down() {
 	local d i
-	for d in "$HOSTS"/app* /run/netns/app*; do
-		i=${d##*/app}
+	for d in "$HOSTS"/app* "/run/netns/${NS_PREFIX}"app*; do
+		i=${d##*/"$NS_PREFIX"app}
+		i=${i##*/app}
 		[[ $i =~ ^[0-9]+$ ]] && app_stop "$i"
 	done
 	return 0
@@ -985,7 +1018,7 @@ cmd_apps() {
 cmd_app() {
 	local what=${1:-} h=${2:-}
 	[[ $h =~ ^app([0-9]+)$ ]] || die "usage: $0 app stop|start appI"
-	[ -e "/run/netns/$h" ] || die "$h does not exist (lab.sh apps M)"
+	[ -e "/run/netns/$(ns_of "$h")" ] || die "$h does not exist (lab.sh apps M)"
 	case $what in
 	stop) app_halt "${BASH_REMATCH[1]}" ;;
 	start) app_run "${BASH_REMATCH[1]}" ;;
@@ -993,17 +1026,74 @@ cmd_app() {
 	esac
 }
 
+# ---------------------------------------------------------------------------------------------
+# Lanes (see LANE at the top)
+# ---------------------------------------------------------------------------------------------
+
+# In a lane, every command that touches the lab runs inside the lane's network namespace, which is
+# created here when missing (loopback only: no route to anything but the lane's own bridge) and
+# entered with nsenter — the network namespace only, so mounts, cgroups and /run/netns stay this
+# machine's and `down` from anywhere finds everything.
+enter_lane() {
+	[ -n "$LANE" ] || return 0
+	ensure_lane_netns "$LANE"
+	[ "$(stat -L -c %i "/run/netns/$LANE_NS")" = "$(stat -L -c %i /proc/self/ns/net)" ] && return 0
+	exec nsenter --net="/run/netns/$LANE_NS" -- bash "${BASH_SOURCE[0]}" "$@"
+}
+
+ensure_lane_netns() {
+	local ns=hactl-lane$1
+	[ -e "/run/netns/$ns" ] && return 0
+	ip netns add "$ns" 2>/dev/null || [ -e "/run/netns/$ns" ] || die "cannot create network namespace $ns"
+	ip -n "$ns" link set lo up
+}
+
+# lane-exec N CMD…: runs CMD in lane N of the lab at HACTL_LAB_DIR: inside the network namespace
+# hactl-laneN, with HACTL_LAB_LANE=N, HACTL_LAB_DIR=<lab>/lanes/N and HACTL_LAB_CACHE=<lab>/cache
+# (the default lab's base and repo, which must be current: `lab.sh image` first). labkit and
+# lab.sh then act on that lane's lab only; `lab.sh down-all` takes every lane down.
+cmd_lane_exec() {
+	local n=${1:-}
+	[[ $n =~ ^[2-9]$ ]] || die "usage: $0 lane-exec N CMD... (N 2..9; lane 1 is the default lab)"
+	shift
+	[ $# -gt 0 ] || die "usage: $0 lane-exec N CMD..."
+	[ -z "$LANE" ] || die "lane-exec: already in lane $LANE"
+	ensure_tools # outside the lane: it may need apt's network
+	ensure_lane_netns "$n"
+	mkdir -p "$LAB/lanes/$n"
+	HACTL_LAB_LANE=$n HACTL_LAB_DIR=$LAB/lanes/$n HACTL_LAB_CACHE=$CACHE exec nsenter --net="/run/netns/hactl-lane$n" -- "$@"
+}
+
+# down-all: every lane's lab down and its network namespace gone, then the default lab down.
+# (`down` alone takes only its own lane's lab down: a test in one lane must never stop another's.)
+cmd_down_all() {
+	local d n failed=0
+	[ -z "$LANE" ] || die "down-all: run it outside the lanes"
+	for d in "$LAB"/lanes/*; do
+		n=${d##*/}
+		[[ $n =~ ^[2-9]$ ]] || continue
+		HACTL_LAB_LANE=$n HACTL_LAB_DIR=$d HACTL_LAB_CACHE=$CACHE bash "${BASH_SOURCE[0]}" down || failed=1
+	done
+	for n in 2 3 4 5 6 7 8 9; do
+		[ -e "/run/netns/hactl-lane$n" ] && { ip netns delete "hactl-lane$n" || failed=1; }
+	done
+	cmd_down
+	[ "$failed" = 0 ] || die "some lanes could not be taken down (see above)"
+}
+
 main() {
 	local cmd=${1:-}
 	case $cmd in
-	up | down | purge | image) require_root_linux "$@" ;;
-	status) require_root_linux "$@" ;;
-	reboot) require_root_linux "$@" ;;
-	apps | app) require_root_linux "$@" ;;
+	up | down | purge | image | status | reboot | apps | app)
+		require_root_linux "$@"
+		enter_lane "$@"
+		;;
+	down-all) require_root_linux "$@" && cmd=down_all ;;
+	lane-exec) require_root_linux "$@" && cmd=lane_exec ;;
 	inventory) ;;
 	test-deps) cmd=test_deps ;;
 	*)
-		echo "usage: $0 up [N] [APPS] | apps M | app stop|start appI | down | status | purge | image | inventory [N] | test-deps | reboot labN" >&2
+		echo "usage: $0 up [N] [APPS] | apps M | app stop|start appI | down | down-all | status | purge | image | inventory [N] | test-deps | reboot labN | lane-exec N CMD..." >&2
 		exit 2
 		;;
 	esac

@@ -83,6 +83,32 @@ func Dir() string {
 	return DefaultDir
 }
 
+// Lane is the lab lane this process runs in: "" for the default lab, else "2".."9" (set by
+// `lab.sh lane-exec N`, which also put this process in the lane's network namespace, where the
+// lane's lab has the same addresses and VIPs as the default one). See e2e/lanes.sh.
+func Lane() string { return os.Getenv("HACTL_LAB_LANE") }
+
+// nsPrefix is what lab.sh puts before a host's name to name its network namespace, cgroup and
+// nspawn machine in this lane (lab.sh's ns_of).
+func nsPrefix() string {
+	if l := Lane(); l != "" {
+		return "l" + l + "-"
+	}
+	return ""
+}
+
+// cgroupName is the lab's cgroup in this lane (lab.sh's CG_NAME).
+func cgroupName() string {
+	if l := Lane(); l != "" {
+		return "hactl-lab-l" + l
+	}
+	return "hactl-lab"
+}
+
+// Netns is the network namespace of lab host (or app server) name in this lane, for
+// `ip netns exec`: lab3 in the default lab, l2-lab3 in lane 2.
+func (l *Lab) Netns(name string) string { return nsPrefix() + name }
+
 // RepoRoot is the hactl repository root: the nearest parent of the working directory holding
 // go.mod (tests run in their package directory), else the one above this source file.
 func RepoRoot() (string, error) {
@@ -407,13 +433,14 @@ func (l *Lab) SSHWithKnownHosts(ctx context.Context, user string, h Host, cmd, k
 	return l.sshWith(ctx, user, h, cmd, knownHostsFile)
 }
 
-var labName = regexp.MustCompile(`^lab[0-9]+$`)
-
-// Leftovers lists what a lab leaves on this machine: network namespaces, links, mounts, cgroups
-// and processes. After `lab.sh down` it must be empty.
+// Leftovers lists what this lane's lab leaves on this machine: network namespaces, links, mounts,
+// cgroups and processes. After `lab.sh down` it must be empty. Other lanes' labs, which may be
+// running beside this one, are not this lab's leftovers.
 func Leftovers() ([]string, error) {
 	var left []string
 	dir := filepath.Clean(Dir())
+	labName := regexp.MustCompile(`^` + regexp.QuoteMeta(nsPrefix()) + `lab[0-9]+$`)
+	cg := cgroupName()
 
 	entries, err := os.ReadDir("/run/netns")
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -445,14 +472,17 @@ func Leftovers() ([]string, error) {
 			continue
 		}
 		mp := f[4]
+		if strings.HasPrefix(mp, dir+"/lanes/") {
+			continue // another lane's lab (lab.sh lane-exec keeps lane N's state in <lab>/lanes/N)
+		}
 		if strings.HasPrefix(mp, dir+"/") || (strings.HasPrefix(mp, "/run/netns/") && labName.MatchString(filepath.Base(mp))) {
 			left = append(left, "mount "+mp)
 		}
 	}
 
-	cgroups, _ := filepath.Glob("/sys/fs/cgroup/*/hactl-lab")
-	if _, err := os.Stat("/sys/fs/cgroup/hactl-lab"); err == nil {
-		cgroups = append(cgroups, "/sys/fs/cgroup/hactl-lab")
+	cgroups, _ := filepath.Glob("/sys/fs/cgroup/*/" + cg)
+	if _, err := os.Stat("/sys/fs/cgroup/" + cg); err == nil {
+		cgroups = append(cgroups, "/sys/fs/cgroup/"+cg)
 	}
 	for _, cg := range cgroups {
 		left = append(left, "cgroup "+cg)
@@ -461,12 +491,12 @@ func Leftovers() ([]string, error) {
 	// A lab process is one in a lab cgroup, or an nspawn pointed at a lab netns (e.g. if its cgroup went).
 	procs, _ := filepath.Glob("/proc/[0-9]*")
 	for _, p := range procs {
-		cg, err1 := os.ReadFile(filepath.Join(p, "cgroup"))
+		cgroup, err1 := os.ReadFile(filepath.Join(p, "cgroup"))
 		cmdline, err2 := os.ReadFile(filepath.Join(p, "cmdline"))
 		if err1 != nil || err2 != nil {
 			continue // exited meanwhile
 		}
-		if bytes.Contains(cg, []byte("/hactl-lab/")) || bytes.Contains(cmdline, []byte("--network-namespace-path=/run/netns/lab")) {
+		if bytes.Contains(cgroup, []byte("/"+cg+"/")) || bytes.Contains(cmdline, []byte("--network-namespace-path=/run/netns/"+nsPrefix()+"lab")) {
 			comm, _ := os.ReadFile(filepath.Join(p, "comm"))
 			left = append(left, fmt.Sprintf("process %s (%s)", filepath.Base(p), strings.TrimSpace(string(comm))))
 		}

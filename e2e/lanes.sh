@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# lanes.sh — runs the e2e tests in E2E_LANES labs at once (default 3), as `make e2e` does.
+#
+# The tests spend most of their time waiting on VRRP timers, keepalived's and hactl's own timeouts
+# and apt in the lab hosts, one lab at a time. A lane is a whole lab of its own (lab.sh lane-exec:
+# its own network namespace, bridge, multicast domain, nftables and state directory, the same
+# addresses and VIPs), so tests in different lanes cannot see each other's traffic, faults or
+# leftovers; within a lane they run one after another, in file order, as always (labkit.Reuse
+# hands a lab on inside its lane). Lane 1 is the default lab on this machine's network.
+#
+# Which test runs where: LANE1 and LANE2 below name their tests; the last lane runs every other
+# test (-test.skip of the named ones), so a new test is never left out. Tests that hand a lab on
+# (FreshHandOn → Reuse) stay in one lane. The split balances the lanes' measured seconds
+# (e2e/README.md). E2E_LANES=1 runs every test in the default lab, one after another.
+set -uo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+lanes=${E2E_LANES:-3}
+bin=$root/bin/e2e.test
+LANE1='TestConnDrain|TestDrain'
+LANE2='TestHactl|TestIPv6DualStack|TestLab|TestObserve|TestPrometheus|TestReliability|TestReport'
+
+case $lanes in
+1) sets=() ;;
+2) sets=("$LANE1|$LANE2") ;;
+3) sets=("$LANE1" "$LANE2") ;;
+*)
+	echo "lanes: E2E_LANES must be 1, 2 or 3, got '$lanes'" >&2
+	exit 2
+	;;
+esac
+
+go test -c -tags e2e -o "$bin" ./e2e || exit 1
+
+# run_lane N SELECT…: the test binary in lane N (in e2e/, as `go test` runs it), every line of
+# its output prefixed with the lane; returns the binary's exit status.
+run_lane() {
+	local n=$1 t0 rc
+	shift
+	t0=$(date +%s)
+	if [ "$n" = 1 ]; then
+		(cd "$root/e2e" && exec "$bin" -test.v -test.timeout 60m "$@") 2>&1 | sed -u "s/^/[lane $n] /"
+	else
+		(cd "$root/e2e" && exec bash "$root/e2e/lab/lab.sh" lane-exec "$n" "$bin" -test.v -test.timeout 60m "$@") 2>&1 |
+			sed -u "s/^/[lane $n] /"
+	fi
+	rc=${PIPESTATUS[0]}
+	echo "[lane $n] lane done: exit $rc after $(($(date +%s) - t0)) s"
+	return "$rc"
+}
+
+pids=()
+skip=""
+for i in "${!sets[@]}"; do
+	run_lane $((i + 1)) -test.run "^(${sets[i]})\$" &
+	pids+=($!)
+	skip+="${skip:+|}${sets[i]}"
+done
+if [ -n "$skip" ]; then
+	run_lane $((${#sets[@]} + 1)) -test.skip "^($skip)\$" &
+else
+	run_lane 1 &
+fi
+pids+=($!)
+
+failed=0
+for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
+# Each lane's last test took its lab down (TestMain); this also removes the lanes' namespaces.
+bash "$root/e2e/lab/lab.sh" down-all >/dev/null 2>&1 || true
+exit "$failed"
