@@ -32,6 +32,11 @@ esac
 
 go test -c -tags e2e -o "$bin" ./e2e || exit 1
 
+# Each lane's output, as it comes (make's --output-sync shows it only when all lanes are done):
+# tail -f out/e2e/lane2.log.
+logs=$root/out/e2e
+mkdir -p "$logs"
+
 # run_lane N SELECT…: the test binary in lane N (in e2e/, as `go test` runs it), every line of
 # its output prefixed with the lane; returns the binary's exit status.
 run_lane() {
@@ -39,10 +44,10 @@ run_lane() {
 	shift
 	t0=$(date +%s)
 	if [ "$n" = 1 ]; then
-		(cd "$root/e2e" && exec "$bin" -test.v -test.timeout 60m "$@") 2>&1 | sed -u "s/^/[lane $n] /"
+		(cd "$root/e2e" && exec "$bin" -test.v -test.timeout 60m "$@") 2>&1 | tee "$logs/lane$n.log" | sed -u "s/^/[lane $n] /"
 	else
 		(cd "$root/e2e" && exec bash "$root/e2e/lab/lab.sh" lane-exec "$n" "$bin" -test.v -test.timeout 60m "$@") 2>&1 |
-			sed -u "s/^/[lane $n] /"
+			tee "$logs/lane$n.log" | sed -u "s/^/[lane $n] /"
 	fi
 	rc=${PIPESTATUS[0]}
 	echo "[lane $n] lane done: exit $rc after $(($(date +%s) - t0)) s"

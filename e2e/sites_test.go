@@ -206,6 +206,12 @@ func TestSites(t *testing.T) {
 	t.Setenv("HACTL_VRRP_PASS", "labpass1")
 	inv, ca := tlstest.SitesExample(t)
 	dir := filepath.Dir(inv)
+	// sites.hcl names the default lab's key and known_hosts; this test may run in another lane's lab.
+	if src, err := os.ReadFile(inv); err != nil {
+		t.Fatal(err)
+	} else if err := os.WriteFile(inv, []byte(strings.ReplaceAll(string(src), labkit.DefaultDir+"/", lab.Dir+"/")), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	keyLines := func() []string {
 		var out []string
 		for _, s := range []string{"shop", "api"} {

@@ -123,7 +123,7 @@ install_missing() {
 # The lab's own host tools, once.
 ensure_tools() {
 	install_missing "host tools" systemd-nspawn:systemd-container debootstrap:debootstrap dpkg-scanpackages:dpkg-dev \
-		ssh:openssh-client ssh-keygen:openssh-client ip:iproute2 flock:util-linux setsid:util-linux \
+		ssh:openssh-client ssh-keygen:openssh-client ip:iproute2 flock:util-linux setsid:util-linux nsenter:util-linux \
 		gzip:gzip sha256sum:coreutils || die "cannot install the lab's host tools (see above)"
 }
 
