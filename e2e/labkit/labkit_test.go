@@ -106,3 +106,26 @@ func TestHandOn(t *testing.T) {
 		t.Errorf("Finish with no note: %v", err)
 	}
 }
+
+// A lane's hosts are named as lab.sh's ns_of names them (lN-labI), so `ip netns exec` in a test
+// reaches its own lane's host; the default lab keeps the bare names.
+func TestLaneNames(t *testing.T) {
+	l := &Lab{}
+	t.Setenv("HACTL_LAB_LANE", "")
+	if got := l.Netns("lab3"); got != "lab3" || cgroupName() != "hactl-lab" {
+		t.Errorf("default lab: netns %q, cgroup %q", got, cgroupName())
+	}
+	t.Setenv("HACTL_LAB_LANE", "2")
+	if got := l.Netns("lab3"); got != "l2-lab3" || cgroupName() != "hactl-lab-l2" {
+		t.Errorf("lane 2: netns %q, cgroup %q", got, cgroupName())
+	}
+	src, err := os.ReadFile(filepath.Join("..", "lab", "lab.sh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"NS_PREFIX=l$LANE-", "CG_NAME=hactl-lab${LANE:+-l$LANE}"} {
+		if !strings.Contains(string(src), want) {
+			t.Errorf("lab.sh no longer says %q: labkit's lane names must follow it", want)
+		}
+	}
+}
