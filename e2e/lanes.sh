@@ -54,6 +54,16 @@ run_lane() {
 	return "$rc"
 }
 
+# Interrupted (Ctrl-C reaches the test binaries too): every lane this run used is taken down, so
+# no lab is left running (lane 1's `down` is the default lab's, which its tests own while they run).
+down_lanes() {
+	local n
+	for ((n = 2; n <= ${#sets[@]} + 1; n++)); do
+		bash "$root/e2e/lab/lab.sh" lane-down "$n" >/dev/null 2>&1 || true
+	done
+}
+trap 'wait; down_lanes; bash "$root/e2e/lab/lab.sh" down >/dev/null 2>&1; exit 130' INT TERM
+
 pids=()
 skip=""
 for i in "${!sets[@]}"; do
@@ -71,5 +81,6 @@ pids+=($!)
 failed=0
 for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
 # Each lane's last test took its lab down (TestMain); this also removes the lanes' namespaces.
-bash "$root/e2e/lab/lab.sh" down-all >/dev/null 2>&1 || true
+# Only the lanes this run used: another lane's lab (someone else's) is left alone.
+down_lanes
 exit "$failed"

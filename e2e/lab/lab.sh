@@ -14,6 +14,7 @@
 #   lab.sh test-deps  install what `make test` needs besides Go (keepalived, shellcheck, nftables, chromium)
 #   lab.sh lane-exec N CMD…  run CMD in lane N (2..9): another lab beside the default one, in its own
 #                   network namespace (e2e/lanes.sh runs the e2e tests in three lanes at once)
+#   lab.sh lane-down N  lane N's lab down and its network namespace removed
 #
 # How it works and why each odd flag is there: e2e/README.md and notes/lab-facts.md.
 set -Eeuo pipefail
@@ -1064,18 +1065,27 @@ cmd_lane_exec() {
 	HACTL_LAB_LANE=$n HACTL_LAB_DIR=$LAB/lanes/$n HACTL_LAB_CACHE=$CACHE exec nsenter --net="/run/netns/hactl-lane$n" -- "$@"
 }
 
-# down-all: every lane's lab down and its network namespace gone, then the default lab down.
-# (`down` alone takes only its own lane's lab down: a test in one lane must never stop another's.)
+# lane-down N: lane N's lab down and its network namespace gone (what e2e/lanes.sh does to each
+# lane it ran). `down` alone, in a lane, takes only that lane's lab down: a test in one lane must
+# never stop another's.
+cmd_lane_down() {
+	local n=${1:-}
+	[[ $n =~ ^[2-9]$ ]] || die "usage: $0 lane-down N (N 2..9)"
+	[ -z "$LANE" ] || die "lane-down: run it outside the lanes"
+	if [ -d "$LAB/lanes/$n" ]; then
+		HACTL_LAB_LANE=$n HACTL_LAB_DIR=$LAB/lanes/$n HACTL_LAB_CACHE=$CACHE bash "${BASH_SOURCE[0]}" down || return 1
+	fi
+	[ -e "/run/netns/hactl-lane$n" ] && ip netns delete "hactl-lane$n"
+	return 0
+}
+
+# down-all: every lane down (lane-down), then the default lab's down: what `make lab-down` runs.
 cmd_down_all() {
-	local d n failed=0
+	local n failed=0
 	[ -z "$LANE" ] || die "down-all: run it outside the lanes"
-	for d in "$LAB"/lanes/*; do
-		n=${d##*/}
-		[[ $n =~ ^[2-9]$ ]] || continue
-		HACTL_LAB_LANE=$n HACTL_LAB_DIR=$d HACTL_LAB_CACHE=$CACHE bash "${BASH_SOURCE[0]}" down || failed=1
-	done
 	for n in 2 3 4 5 6 7 8 9; do
-		[ -e "/run/netns/hactl-lane$n" ] && { ip netns delete "hactl-lane$n" || failed=1; }
+		{ [ -d "$LAB/lanes/$n" ] || [ -e "/run/netns/hactl-lane$n" ]; } || continue
+		cmd_lane_down "$n" || failed=1
 	done
 	cmd_down
 	[ "$failed" = 0 ] || die "some lanes could not be taken down (see above)"
@@ -1089,11 +1099,12 @@ main() {
 		enter_lane "$@"
 		;;
 	down-all) require_root_linux "$@" && cmd=down_all ;;
+	lane-down) require_root_linux "$@" && cmd=lane_down ;;
 	lane-exec) require_root_linux "$@" && cmd=lane_exec ;;
 	inventory) ;;
 	test-deps) cmd=test_deps ;;
 	*)
-		echo "usage: $0 up [N] [APPS] | apps M | app stop|start appI | down | down-all | status | purge | image | inventory [N] | test-deps | reboot labN | lane-exec N CMD..." >&2
+		echo "usage: $0 up [N] [APPS] | apps M | app stop|start appI | down | down-all | status | purge | image | inventory [N] | test-deps | reboot labN | lane-exec N CMD... | lane-down N" >&2
 		exit 2
 		;;
 	esac
