@@ -484,8 +484,8 @@ func Leftovers() ([]string, error) {
 	if _, err := os.Stat("/sys/fs/cgroup/" + cg); err == nil {
 		cgroups = append(cgroups, "/sys/fs/cgroup/"+cg)
 	}
-	for _, cg := range cgroups {
-		left = append(left, "cgroup "+cg)
+	for _, d := range cgroups {
+		left = append(left, "cgroup "+d)
 	}
 
 	// A lab process is one in a lab cgroup, or an nspawn pointed at a lab netns (e.g. if its cgroup went).
