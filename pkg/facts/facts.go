@@ -298,7 +298,9 @@ func Script(req Request) string {
 	w := func(s string) { b.WriteString(s); b.WriteByte('\n') }
 	w(`LC_ALL=C; export LC_ALL; PATH=/usr/sbin:/usr/bin:/sbin:/bin:$PATH; nl='` + "\n" + `'`)
 	w(`echo @@os; cat /etc/os-release 2>/dev/null`)
-	w(`uid=$(id -u); echo @@uid; echo "$uid"`)
+	// The effective uid (what id -u prints) from the shell's own status;
+	// id only where /proc is not there.
+	w(`uid=; while read -r k r e x; do if [ "$k" = Uid: ]; then uid=$e; break; fi; done 2>/dev/null </proc/self/status; [ -n "$uid" ] || uid=$(id -u); echo @@uid; echo "$uid"`)
 	w(`echo @@systemd; if [ -d /run/systemd/system ]; then echo yes; else echo no; fi`)
 	w(`echo @@pkgmgr; for p in apt-get dnf yum; do if command -v $p >/dev/null 2>&1; then echo $p; break; fi; done`)
 	// The lists' names that carry _Packages, counted by a glob (ls | grep
@@ -314,7 +316,7 @@ func Script(req Request) string {
 			` if [ -e "$1" ]; then ` + dpkg + `; else cached ` + cacheName("dpkg "+pk) + ` ` + remote.Quote("dpkg "+pk) + ` '[ $rc -le 1 ]' ` + remote.Quote(dpkg) + `; fi;` +
 			` elif command -v rpm >/dev/null 2>&1; then for p in ` + pk + `; do rpm -q --qf '%{NAME}\t%{VERSION}-%{RELEASE}\tinstalled\n' "$p" 2>/dev/null | grep "	installed$"; done; fi`)
 	}
-	w(`echo @@arping; if command -v arping >/dev/null 2>&1; then cached arping arping 'case $v in *iputils*|ARPing*) true;; *) false;; esac' 'arping -V 2>&1 | head -n 1'; fi`)
+	w(`echo @@arping; if command -v arping >/dev/null 2>&1; then cached arping arping 'case $v in *iputils*|ARPing*|"arping: option requires an argument -- '\''V'\''") true;; *) false;; esac' 'arping -V 2>&1 | head -n 1'; fi`)
 	w(`echo @@keepalived; if command -v keepalived >/dev/null 2>&1; then cached keepalived keepalived 'case $v in "Keepalived v"[0-9]*) true;; *) false;; esac' 'keepalived --version 2>&1 | head -n 1'; fi`)
 	w(`echo @@vrrptransport; if [ -s ` + LiveKeepalivedConf + ` ]; then if grep -q unicast_peer ` + LiveKeepalivedConf + `; then echo unicast; else echo multicast; fi; fi`)
 	// Both families: a host's `address` may be IPv6.
@@ -324,7 +326,9 @@ func Script(req Request) string {
 		// keepalived's states are one snapshot of the VIPs.
 		w(`echo @@vrrp; ` + req.VRRP)
 	}
-	w(`echo @@drain; head -c 32 ` + DrainFile + ` 2>/dev/null; echo`)
+	// The first line, cut at 32 bytes: the part of head -c 32 that Parse
+	// reads.
+	w(`echo @@drain; d=; { IFS= read -r d <` + DrainFile + `; } 2>/dev/null; case $d in ` + strings.Repeat("?", 32) + `*) d=${d%"${d#` + strings.Repeat("?", 32) + `}"};; esac; printf '%s\n' "$d"`)
 	w(`echo @@record; cat ` + ClusterRecordPath + ` 2>/dev/null; echo`)
 	// firewalld first: it is the EL default; ufw's status needs root and
 	// prints "Status: active" only when its rules are loaded.

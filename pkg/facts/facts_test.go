@@ -186,6 +186,9 @@ func TestScriptRunsHere(t *testing.T) {
 	if fl := f.Files[odd]; !fl.Exists || fl.Mode != 0o600 || fl.SHA256 != hello {
 		t.Errorf("file %q: %+v", odd, fl)
 	}
+	if f.UID != os.Geteuid() {
+		t.Errorf("uid %d, want %d", f.UID, os.Geteuid())
+	}
 	if f.Files[dir+"/absent"].Exists {
 		t.Error("absent exists")
 	}
@@ -308,6 +311,35 @@ func TestDrainFact(t *testing.T) {
 		}
 		if f.Drain != want || f.Drained() != (want <= DrainLow) {
 			t.Errorf("%q: drain %d drained %v, want %d", out, f.Drain, f.Drained(), want)
+		}
+	}
+}
+
+// TestDrainReadAsHeadDid: the drain file read by the shell gives the value
+// `head -c 32 FILE; echo` gave, whatever the file holds.
+func TestDrainReadAsHeadDid(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "hactl-drain")
+	for _, content := range []string{"", "-254\n", "-253", "-253 x\n0\n", "  -254\n", "0\n", "garbage\n",
+		"-25" + strings.Repeat("3", 40) + "\n", strings.Repeat(" ", 30) + "-254\n", strings.Repeat(" ", 31) + "12\n", "7\\n8\n", "absent"} {
+		_ = os.Remove(file)
+		if content != "absent" {
+			if err := os.WriteFile(file, []byte(content), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		s := strings.ReplaceAll(hereScript(t, Request{}), DrainFile, file)
+		got := runHere(t, s)
+		head, err := exec.Command("sh", "-c", "head -c 32 "+file+" 2>/dev/null; echo").Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := Parse("@@drain\n" + string(head) + "@@end\n")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Drain != want.Drain {
+			t.Errorf("%q: drain %d, head -c 32 read %d", content, got.Drain, want.Drain)
 		}
 	}
 }
