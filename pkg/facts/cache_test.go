@@ -242,3 +242,40 @@ func TestCacheNotUsed(t *testing.T) {
 		}
 	}
 }
+
+// TestBashHandsTheScriptToSh: run by bash as the login shell (sshd's
+// `bash -c SCRIPT`), the script runs itself again under /bin/sh when that
+// is another shell, once, and prints the same facts as under sh.
+func TestBashHandsTheScriptToSh(t *testing.T) {
+	if _, err := exec.LookPath("bash"); err != nil {
+		t.Skip("no bash here")
+	}
+	s := hereScript(t, Request{Services: []string{"nosuch"}}) + "\necho \"@@shell\"; if [ -n \"${BASH_VERSION:-}\" ]; then echo bash; else echo other; fi\n"
+	out, err := exec.Command("bash", "-c", s).Output()
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	viaSh, err := exec.Command("sh", "-c", s).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	shIsBash := exec.Command("sh", "-c", `[ /bin/sh -ef "$(command -v bash)" ]`).Run() == nil
+	want := "@@shell\nother\n"
+	if shIsBash {
+		want = "@@shell\nbash\n"
+	}
+	if !strings.HasSuffix(string(out), want) {
+		t.Errorf("under bash, the script ended %q, want %q", out[max(0, len(out)-40):], want)
+	}
+	f1, err := Parse(string(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f2, err := Parse(string(viaSh))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f1.UID != f2.UID || f1.OS != f2.OS || f1.Services["nosuch"] != f2.Services["nosuch"] || len(f1.Addrs) != len(f2.Addrs) {
+		t.Errorf("bash %+v\nsh %+v", f1, f2)
+	}
+}
