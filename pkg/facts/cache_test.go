@@ -226,12 +226,12 @@ func TestCacheNotUsed(t *testing.T) {
 	h.run()
 	file := filepath.Join(h.cache, "keepalived")
 	full, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
+	if err != nil || !strings.HasPrefix(string(full), "keepalived --version 2>&1 | head -n 1\nv1\n") {
+		t.Fatalf("cache file %q, %v", full, err)
 	}
 	for name, content := range map[string]string{
 		"torn":    strings.TrimSuffix(string(full), "@@e\n"),
-		"foreign": strings.Replace(string(full), "keepalived\n", "arping\n", 1),
+		"foreign": strings.Replace(string(full), "keepalived --version 2>&1 | head -n 1\n", "arping -V 2>&1 | head -n 1\n", 1),
 		"empty":   "",
 	} {
 		if err := os.WriteFile(file, []byte(content), 0o600); err != nil {

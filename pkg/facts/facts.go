@@ -319,11 +319,11 @@ func Script(req Request) string {
 		w(`echo @@packages`)
 		// dpkg-query exits 1 when a package is not installed: a true answer.
 		w(`if command -v dpkg-query >/dev/null 2>&1; then set -- /var/lib/dpkg/updates/*;` +
-			` if [ -e "$1" ]; then ` + dpkg + `; else cached ` + cacheName("dpkg "+pk) + ` ` + remote.Quote("dpkg "+pk) + ` '[ $rc -le 1 ]' ` + remote.Quote(dpkg) + `; fi;` +
+			` if [ -e "$1" ]; then ` + dpkg + `; else ` + cachedCall(cacheName(dpkg), `[ $rc -le 1 ]`, dpkg) + `; fi;` +
 			` elif command -v rpm >/dev/null 2>&1; then for p in ` + pk + `; do rpm -q --qf '%{NAME}\t%{VERSION}-%{RELEASE}\tinstalled\n' "$p" 2>/dev/null | grep "	installed$"; done; fi`)
 	}
-	w(`echo @@arping; if command -v arping >/dev/null 2>&1; then cached arping arping 'case $v in *iputils*|ARPing*|"arping: option requires an argument -- '\''V'\''") true;; *) false;; esac' 'arping -V 2>&1 | head -n 1'; fi`)
-	w(`echo @@keepalived; if command -v keepalived >/dev/null 2>&1; then cached keepalived keepalived 'case $v in "Keepalived v"[0-9]*) true;; *) false;; esac' 'keepalived --version 2>&1 | head -n 1'; fi`)
+	w(`echo @@arping; if command -v arping >/dev/null 2>&1; then ` + cachedCall("arping", `case $v in *iputils*|ARPing*|"arping: option requires an argument -- 'V'") true;; *) false;; esac`, `arping -V 2>&1 | head -n 1`) + `; fi`)
+	w(`echo @@keepalived; if command -v keepalived >/dev/null 2>&1; then ` + cachedCall("keepalived", `case $v in "Keepalived v"[0-9]*) true;; *) false;; esac`, `keepalived --version 2>&1 | head -n 1`) + `; fi`)
 	w(`echo @@vrrptransport; if [ -s ` + LiveKeepalivedConf + ` ]; then if grep -q unicast_peer ` + LiveKeepalivedConf + `; then echo unicast; else echo multicast; fi; fi`)
 	// Both families: a host's `address` may be IPv6.
 	w(`echo @@addrs; ip -o addr show 2>/dev/null`)
@@ -378,17 +378,18 @@ func Script(req Request) string {
 	return b.String()
 }
 
-// cacheFuncs defines the script's cache (see script): cdir is the directory
-// when it can be used (root, the directory root's own), ckey the key (the stat
-// lines; a stat that fails turns the cache off), and
+// cacheFuncs defines the script's cache (see Script): cdir is the
+// directory when it can be used (root, the directory root's own), ckey the
+// key (the stat lines; a stat that fails turns the cache off), and
 //
 //	cached FILE NAME TEST CMD
 //
 // prints CMD's output: the cached one when FILE holds an answer to NAME
 // under the current key, else CMD's own (run by eval; its output is v, its
 // exit status rc), which is stored when TEST (eval'd) says it is a real
-// answer. A file is the key's lines (NAME first), @@v, the answer's lines,
-// @@e; one without its @@e is no answer.
+// answer (cachedCall makes NAME the command itself). A file is the key's
+// lines (NAME first), @@v, the answer's lines, @@e; one without its @@e is
+// no answer.
 func cacheFuncs(dir string) string {
 	q := remote.Quote
 	var b strings.Builder
@@ -406,6 +407,13 @@ func cacheFuncs(dir string) string {
 		` v=$(eval "$4"); rc=$?; if [ -n "$v" ]; then printf '%s\n' "$v"; fi;` +
 		` if [ -n "$cdir" ] && eval "$3"; then printf '%s@@v\n%s@@e\n' "$cwant" "${v:+$v$nl}" >"$cf.$$" 2>/dev/null && mv -f "$cf.$$" "$cf" 2>/dev/null; fi; }`)
 	return b.String()
+}
+
+// cachedCall is the script's call of cached: the question is the command
+// itself, so a later hactl that asks another command never takes this
+// one's answer.
+func cachedCall(file, test, cmd string) string {
+	return "cached " + file + " " + remote.Quote(cmd) + " " + remote.Quote(test) + " " + remote.Quote(cmd)
 }
 
 // cacheName is the cache file of one question: a name that cannot clash.
