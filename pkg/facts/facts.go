@@ -8,6 +8,8 @@ import (
 	"bufio"
 	"cmp"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io/fs"
 	"net/netip"
@@ -33,6 +35,9 @@ type Request struct {
 	// that the facts are a whole snapshot of the VIPs and no second round
 	// trip is needed to judge them.
 	VRRP string
+	// Cache is where the script keeps the answers it may reuse (CacheDir;
+	// "" = none: every answer asked of the host anew). See Script.
+	Cache string
 }
 
 // Merge adds o's items to r, without duplicates, keeping order.
@@ -43,6 +48,7 @@ func (r Request) Merge(o Request) Request {
 		Packages:  union(r.Packages, o.Packages),
 		Described: cmp.Or(r.Described, o.Described),
 		VRRP:      cmp.Or(r.VRRP, o.VRRP),
+		Cache:     cmp.Or(r.Cache, o.Cache),
 	}
 }
 
@@ -257,25 +263,67 @@ func (f *Facts) KeepalivedTrackFile() bool {
 // Installed reports whether pkg is installed.
 func (f *Facts) Installed(pkg string) bool { _, ok := f.Packages[pkg]; return ok }
 
+// CacheDir is where hactl's commands let the facts script keep answers
+// (Request.Cache; root only, mode 0700, under /run so a reboot empties
+// it): those of the three commands that cost the most host CPU on a
+// converged host and change only when packages do (`keepalived --version`,
+// `arping -V`, dpkg-query; about 15 ms of the script's ~48 ms per run on a
+// lab host).
+const CacheDir = "/run/hactl/facts"
+
 // Script is the one-round-trip fact gatherer. Every section starts with a
 // marker line; a missing tool yields an empty section, never an error.
+//
+// The host's CPU per run is what bounds a no-change run on many hosts (30
+// lab hosts share 2 cores), so the script forks as little as it can: shell
+// builtins where they give the same bytes, and three cached answers when
+// req.Cache is set.
+//
+// The cache is sound because each answer is a function of files whose
+// identity is its key: keepalived's and arping's first line of --version
+// are compiled into the binary that `command -v` finds; dpkg-query's
+// answer is /var/lib/dpkg/status (while dpkg's journal, updates/, is empty;
+// otherwise it is asked every time). The key is one stat of the package
+// databases and of both binaries: path, device, inode, size, mtime and
+// ctime to the nanosecond. A package upgrade replaces the binary by rename
+// (a new inode and ctime) and rewrites the database (the same), and any
+// write in place changes ctime, which no user can set back; so any install,
+// removal or edit invalidates every answer, and a stale one is never read.
+// An answer is kept only when it looks like one (a version, an arping
+// banner, dpkg-query exiting 0 or 1), never a transient failure; only root
+// uses the cache (the directory is root's, 0700), and the file is replaced
+// by rename, so a concurrent plan or status never reads half of it.
 func Script(req Request) string {
 	var b strings.Builder
 	w := func(s string) { b.WriteString(s); b.WriteByte('\n') }
-	w(`LC_ALL=C; export LC_ALL; PATH=/usr/sbin:/usr/bin:/sbin:/bin:$PATH`)
+	// Where the login shell bash runs the script itself (plan and status;
+	// apply's lock runs it with sh), it hands it to /bin/sh when that is
+	// another shell: on a Debian host, bash's forks made the same script
+	// cost ~10 ms more per run than dash's. BASH_EXECUTION_STRING is the
+	// script as sshd gave it; HACTL_FACTS_SH keeps it from looping.
+	w(`LC_ALL=C; export LC_ALL; if [ -n "${BASH_EXECUTION_STRING:-}" ] && [ -z "${HACTL_FACTS_SH:-}" ] && [ -x /bin/sh ] && ! [ /bin/sh -ef "${BASH:-/bin/bash}" ]; then HACTL_FACTS_SH=1 exec /bin/sh -c "$BASH_EXECUTION_STRING"; fi`)
+	w(`PATH=/usr/sbin:/usr/bin:/sbin:/bin:$PATH; nl='` + "\n" + `'`)
 	w(`echo @@os; cat /etc/os-release 2>/dev/null`)
-	w(`echo @@uid; id -u`)
+	// The effective uid (what id -u prints) from the shell's own status;
+	// id only where /proc is not there.
+	w(`uid=; while read -r k r e x; do if [ "$k" = Uid: ]; then uid=$e; break; fi; done 2>/dev/null </proc/self/status; [ -n "$uid" ] || uid=$(id -u); echo @@uid; echo "$uid"`)
 	w(`echo @@systemd; if [ -d /run/systemd/system ]; then echo yes; else echo no; fi`)
 	w(`echo @@pkgmgr; for p in apt-get dnf yum; do if command -v $p >/dev/null 2>&1; then echo $p; break; fi; done`)
-	w(`echo @@aptlists; ls /var/lib/apt/lists 2>/dev/null | grep -c _Packages`)
+	// The lists' names that carry _Packages, counted by a glob (ls | grep
+	// cost two processes).
+	w(`echo @@aptlists; n=0; for x in /var/lib/apt/lists/*_Packages*; do if [ -e "$x" ] || [ -L "$x" ]; then n=$((n+1)); fi; done; echo $n`)
+	w(cacheFuncs(req.Cache))
 	pk := remote.Join(req.Packages...)
 	if len(req.Packages) > 0 {
+		dpkg := `dpkg-query -W -f='${Package}\t${Version}\t${db:Status-Status}\n' ` + pk + ` 2>/dev/null`
 		w(`echo @@packages`)
-		w(`if command -v dpkg-query >/dev/null 2>&1; then dpkg-query -W -f='${Package}\t${Version}\t${db:Status-Status}\n' ` + pk + ` 2>/dev/null;` +
+		// dpkg-query exits 1 when a package is not installed: a true answer.
+		w(`if command -v dpkg-query >/dev/null 2>&1; then set -- /var/lib/dpkg/updates/*;` +
+			` if [ -e "$1" ]; then ` + dpkg + `; else ` + cachedCall(cacheName(dpkg), `[ $rc -le 1 ]`, dpkg) + `; fi;` +
 			` elif command -v rpm >/dev/null 2>&1; then for p in ` + pk + `; do rpm -q --qf '%{NAME}\t%{VERSION}-%{RELEASE}\tinstalled\n' "$p" 2>/dev/null | grep "	installed$"; done; fi`)
 	}
-	w(`echo @@arping; if command -v arping >/dev/null 2>&1; then arping -V 2>&1 | head -n 1; fi`)
-	w(`echo @@keepalived; if command -v keepalived >/dev/null 2>&1; then keepalived --version 2>&1 | head -n 1; fi`)
+	w(`echo @@arping; if command -v arping >/dev/null 2>&1; then ` + cachedCall("arping", `case $v in *iputils*|ARPing*|"arping: option requires an argument -- 'V'") true;; *) false;; esac`, `arping -V 2>&1 | head -n 1`) + `; fi`)
+	w(`echo @@keepalived; if command -v keepalived >/dev/null 2>&1; then ` + cachedCall("keepalived", `case $v in "Keepalived v"[0-9]*) true;; *) false;; esac`, `keepalived --version 2>&1 | head -n 1`) + `; fi`)
 	w(`echo @@vrrptransport; if [ -s ` + LiveKeepalivedConf + ` ]; then if grep -q unicast_peer ` + LiveKeepalivedConf + `; then echo unicast; else echo multicast; fi; fi`)
 	// Both families: a host's `address` may be IPv6.
 	w(`echo @@addrs; ip -o addr show 2>/dev/null`)
@@ -284,7 +332,9 @@ func Script(req Request) string {
 		// keepalived's states are one snapshot of the VIPs.
 		w(`echo @@vrrp; ` + req.VRRP)
 	}
-	w(`echo @@drain; head -c 32 ` + DrainFile + ` 2>/dev/null; echo`)
+	// The first line, cut at 32 bytes: the part of head -c 32 that Parse
+	// reads.
+	w(`echo @@drain; d=; { IFS= read -r d <` + DrainFile + `; } 2>/dev/null; case $d in ` + strings.Repeat("?", 32) + `*) d=${d%"${d#` + strings.Repeat("?", 32) + `}"};; esac; printf '%s\n' "$d"`)
 	w(`echo @@record; cat ` + ClusterRecordPath + ` 2>/dev/null; echo`)
 	// firewalld first: it is the EL default; ufw's status needs root and
 	// prints "Status: active" only when its rules are loaded.
@@ -292,28 +342,33 @@ func Script(req Request) string {
 	// systemctl is a round trip to PID 1; five of them, and a stat, a
 	// sha256sum and a cut per file, made the facts the slowest session of
 	// every command: ~1 s of status's 1.3 s on the lab). Blocks of
-	// KEY=value lines, one per unit in the order asked, blank-line apart.
+	// KEY=value lines, one per unit in the order asked, blank-line apart,
+	// read once into a$i and e$i (unit i's ActiveState, UnitFileState; a
+	// unit systemctl did not answer for has neither).
 	units := append([]string{"firewalld"}, req.Services...)
 	w(`units=$(systemctl show -p ActiveState -p UnitFileState ` + remote.Join(units...) + ` 2>/dev/null)`)
-	w(`unit() { printf '%s\n' "$units" | { n=0; a=; e=; while IFS='=' read -r k v; do case $k in ActiveState) a=$v;; UnitFileState) e=$v;; '') [ $n -eq $1 ] && break; n=$((n+1)); a=; e=;; esac; done; [ $n -eq $1 ] || { a=; e=; }; printf '%s\t%s' "$a" "$e"; }; }`)
-	w(`echo @@firewall; fw=$(unit 0); if [ "${fw%%` + "\t" + `*}" = active ]; then echo firewalld; elif command -v ufw >/dev/null 2>&1 && ufw status 2>/dev/null | grep -q '^Status: active'; then echo ufw; fi`)
+	w(`i=0; a=; e=; while IFS='=' read -r k v; do case $k in ActiveState) a=$v;; UnitFileState) e=$v;; '') eval "a$i=\$a e$i=\$e"; i=$((i+1)); a=; e=;; esac; done <<EOF` + "\n$units\n\nEOF")
+	w(`echo @@firewall; if [ "${a0:-}" = active ]; then echo firewalld; elif command -v ufw >/dev/null 2>&1 && ufw status 2>/dev/null | grep -q '^Status: active'; then echo ufw; fi`)
 	w(`echo @@selinux; if command -v getenforce >/dev/null 2>&1; then getenforce 2>/dev/null; fi`)
 	if len(req.Services) > 0 {
 		w(`echo @@services`)
 		for i, n := range req.Services {
-			w(`printf '%s\t%s\n' ` + remote.Quote(n) + ` "$(unit ` + strconv.Itoa(i+1) + `)"`)
+			u := strconv.Itoa(i + 1)
+			w(`printf '%s\t%s\t%s\n' ` + remote.Quote(n) + ` "${a` + u + `:-}" "${e` + u + `:-}"`)
 		}
 	}
 	if len(req.Paths) > 0 {
 		// One stat and one sha256sum for all regular files, not three
-		// processes per file.
+		// processes per file; sha256sum's lines are cut here (its hash is
+		// the first word, with a backslash before it when the name needed
+		// escaping), not by two more processes.
 		w(`echo @@files; set --; for f in ` + remote.Join(req.Paths...) + `; do` +
 			` if [ -L "$f" ]; then printf '%s\tlink\n' "$f";` +
 			` elif [ -f "$f" ]; then set -- "$@" "$f";` +
 			` elif [ -e "$f" ]; then printf '%s\tother\n' "$f";` +
 			` else printf '%s\tabsent\n' "$f"; fi; done`)
-		w(`if [ $# -gt 0 ]; then st=$(stat -c '%a %U %G' -- "$@"); sm=$(sha256sum -- "$@" | cut -d' ' -f1 | tr -d '\\'); for f; do` +
-			` printf '%s\tfile\t%s\t%s\n' "$f" "${st%%` + "\n" + `*}" "${sm%%` + "\n" + `*}"; st=${st#*` + "\n" + `}; sm=${sm#*` + "\n" + `}; done; fi`)
+		w(`if [ $# -gt 0 ]; then st=$(stat -c '%a %U %G' -- "$@"); sm=$(sha256sum -- "$@"); for f; do` +
+			` h=${sm%%"$nl"*}; h=${h%% *}; printf '%s\tfile\t%s\t%s\n' "$f" "${st%%"$nl"*}" "${h#\\}"; st=${st#*"$nl"}; sm=${sm#*"$nl"}; done; fi`)
 	}
 	if req.Described != "" {
 		w(`echo @@described; systemctl show -p ActiveState -p Description ` + remote.Quote(req.Described) + ` 2>/dev/null`)
@@ -321,6 +376,50 @@ func Script(req Request) string {
 	w(`echo @@pending; for f in ` + PendingDir + `/*; do [ -f "$f" ] && printf '%s\t%s\n' "${f##*/}" "$(head -n 1 "$f")"; done`)
 	w(`echo @@end`)
 	return b.String()
+}
+
+// cacheFuncs defines the script's cache (see Script): cdir is the
+// directory when it can be used (root, the directory root's own), ckey the
+// key (the stat lines; a stat that fails turns the cache off), and
+//
+//	cached FILE NAME TEST CMD
+//
+// prints CMD's output: the cached one when FILE holds an answer to NAME
+// under the current key, else CMD's own (run by eval; its output is v, its
+// exit status rc), which is stored when TEST (eval'd) says it is a real
+// answer (cachedCall makes NAME the command itself). A file is the key's
+// lines (NAME first), @@v, the answer's lines, @@e; one without its @@e is
+// no answer.
+func cacheFuncs(dir string) string {
+	q := remote.Quote
+	var b strings.Builder
+	b.WriteString(`cdir=; ckey=`)
+	if dir != "" {
+		b.WriteString(`; if [ "$uid" = 0 ] && { [ -d ` + q(dir) + ` ] || mkdir -p -m 700 ` + q(dir) + ` 2>/dev/null; } && [ ! -L ` + q(dir) + ` ] && [ -O ` + q(dir) + ` ]; then` +
+			` set --; for p in /var/lib/dpkg/status /var/lib/rpm/rpmdb.sqlite /var/lib/rpm/rpmdb.sqlite-wal /var/lib/rpm/Packages; do if [ -e "$p" ]; then set -- "$@" "$p"; fi; done;` +
+			` bins=$(command -v keepalived; command -v arping); oi=$IFS; IFS=$nl; set -f; for p in $bins; do set -- "$@" "$p"; done; IFS=$oi; set +f;` +
+			` if [ $# -gt 0 ] && ckey=$(stat -L -c '%n %d %i %s %y %z' -- "$@" 2>/dev/null); then cdir=` + q(dir) + `; ckey="v1$nl$bins$nl$ckey"; fi; fi`)
+	}
+	b.WriteString("\n")
+	b.WriteString(`cached() { cf=$cdir/$1; cwant="$2$nl$ckey$nl"; cgot=; v=; cs=0;` +
+		` if [ -n "$cdir" ] && [ -f "$cf" ]; then while IFS= read -r cl; do case $cs$cl in 0@@v) cs=1;; 0*) cgot=$cgot$cl$nl;; 1@@e) cs=2; break;; 1*) v=$v$cl$nl;; esac; done <"$cf"; fi;` +
+		` if [ $cs = 2 ] && [ "$cgot" = "$cwant" ]; then printf %s "$v"; return; fi;` +
+		` v=$(eval "$4"); rc=$?; if [ -n "$v" ]; then printf '%s\n' "$v"; fi;` +
+		` if [ -n "$cdir" ] && eval "$3"; then printf '%s@@v\n%s@@e\n' "$cwant" "${v:+$v$nl}" >"$cf.$$" 2>/dev/null && mv -f "$cf.$$" "$cf" 2>/dev/null; fi; }`)
+	return b.String()
+}
+
+// cachedCall is the script's call of cached: the question is the command
+// itself, so a later hactl that asks another command never takes this
+// one's answer.
+func cachedCall(file, test, cmd string) string {
+	return "cached " + file + " " + remote.Quote(cmd) + " " + remote.Quote(test) + " " + remote.Quote(cmd)
+}
+
+// cacheName is the cache file of one question: a name that cannot clash.
+func cacheName(question string) string {
+	sum := sha256.Sum256([]byte(question))
+	return hex.EncodeToString(sum[:8])
 }
 
 // Gather runs Script on c and parses its output.

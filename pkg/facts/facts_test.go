@@ -172,11 +172,22 @@ func TestScriptRunsHere(t *testing.T) {
 	if err := os.Chmod(p, 0o640); err != nil {
 		t.Fatal(err)
 	}
-	f := runHere(t, Script(Request{Paths: []string{p, dir + "/absent"}, Services: []string{"nosuch"}, Packages: []string{"dpkg", "nosuchpkg"}}))
-	fl := f.Files[p]
+	// sha256sum escapes this name, and puts a backslash before its hash.
+	odd := dir + "/back\\slash"
+	if err := os.WriteFile(odd, []byte("hello\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f := runHere(t, hereScript(t, Request{Paths: []string{p, odd, dir + "/absent"}, Services: []string{"nosuch"}, Packages: []string{"dpkg", "nosuchpkg"}}))
 	// sha256 of "hello\n"
-	if !fl.Exists || fl.Mode != 0o640 || fl.SHA256 != "5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03" {
+	const hello = "5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03"
+	if fl := f.Files[p]; !fl.Exists || fl.Mode != 0o640 || fl.SHA256 != hello {
 		t.Errorf("file %+v", fl)
+	}
+	if fl := f.Files[odd]; !fl.Exists || fl.Mode != 0o600 || fl.SHA256 != hello {
+		t.Errorf("file %q: %+v", odd, fl)
+	}
+	if f.UID != os.Geteuid() {
+		t.Errorf("uid %d, want %d", f.UID, os.Geteuid())
 	}
 	if f.Files[dir+"/absent"].Exists {
 		t.Error("absent exists")
@@ -195,7 +206,7 @@ func TestScriptRunsHere(t *testing.T) {
 func TestServicesFromOneSystemctl(t *testing.T) {
 	fake := `systemctl() { echo "$*" >>"$LOG"; printf 'ActiveState=active\nUnitFileState=enabled\n\nUnitFileState=disabled\nActiveState=inactive\n\nActiveState=activating\nUnitFileState=\n'; }` + "\n"
 	log := filepath.Join(t.TempDir(), "log")
-	cmd := exec.Command("sh", "-c", fake+Script(Request{Services: []string{"keepalived", "nginx", "gone"}}))
+	cmd := exec.Command("sh", "-c", fake+hereScript(t, Request{Services: []string{"keepalived", "nginx", "gone"}}))
 	cmd.Env = append(os.Environ(), "LOG="+log)
 	out, err := cmd.Output()
 	if err != nil {
@@ -304,6 +315,35 @@ func TestDrainFact(t *testing.T) {
 	}
 }
 
+// TestDrainReadAsHeadDid: the drain file read by the shell gives the value
+// `head -c 32 FILE; echo` gave, whatever the file holds.
+func TestDrainReadAsHeadDid(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "hactl-drain")
+	for _, content := range []string{"", "-254\n", "-253", "-253 x\n0\n", "  -254\n", "0\n", "garbage\n",
+		"-25" + strings.Repeat("3", 40) + "\n", strings.Repeat(" ", 30) + "-254\n", strings.Repeat(" ", 31) + "12\n", "7\\n8\n", "absent"} {
+		_ = os.Remove(file)
+		if content != "absent" {
+			if err := os.WriteFile(file, []byte(content), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		s := strings.ReplaceAll(hereScript(t, Request{}), DrainFile, file)
+		got := runHere(t, s)
+		head, err := exec.Command("sh", "-c", "head -c 32 "+file+" 2>/dev/null; echo").Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := Parse("@@drain\n" + string(head) + "@@end\n")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Drain != want.Drain {
+			t.Errorf("%q: drain %d, head -c 32 read %d", content, got.Drain, want.Drain)
+		}
+	}
+}
+
 // TestClusterRecord: the record section is the file's content, byte for
 // byte up to the trailing newline; no file is no record.
 func TestClusterRecord(t *testing.T) {
@@ -369,7 +409,7 @@ func TestVRRPRaw(t *testing.T) {
 	if s := Script(Request{}); strings.Contains(s, "echo @@vrrp;") {
 		t.Errorf("script without VRRP asks for it:\n%s", s)
 	}
-	s := Script(Request{VRRP: "printf '(VI_1) Entering MASTER STATE\\nStopping\\n'"})
+	s := hereScript(t, Request{VRRP: "printf '(VI_1) Entering MASTER STATE\\nStopping\\n'"})
 	if a, v := strings.Index(s, "echo @@addrs;"), strings.Index(s, "echo @@vrrp;"); a < 0 || v < a || strings.Count(s[a:v], "\n") != 1 {
 		t.Errorf("the VRRP read is not the line after the addresses:\n%s", s)
 	}
@@ -377,6 +417,13 @@ func TestVRRPRaw(t *testing.T) {
 	if want := "(VI_1) Entering MASTER STATE\nStopping\n"; f.VRRP != want {
 		t.Errorf("VRRP %q, want %q", f.VRRP, want)
 	}
+}
+
+// hereScript is Script with its cache in the test's own directory: a test
+// run as root must not leave answers in this machine's CacheDir.
+func hereScript(t *testing.T, req Request) string {
+	req.Cache = filepath.Join(t.TempDir(), "cache")
+	return Script(req)
 }
 
 // runHere runs a facts script on this machine and parses what it printed.

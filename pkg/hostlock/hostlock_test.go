@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -174,5 +175,50 @@ func TestOrphanedWorkKeepsLock(t *testing.T) {
 			t.Fatalf("after the orphan ended: %v", err)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestOwnerLineFromShells: the owner line's from= (the client's address,
+// any byte outside [0-9a-fA-F.:] as _) and ssh= (SSH_CLIENT, spaces as
+// commas), made by shell builtins, are what tr made of them, in dash and
+// bash alike (the lock runs in the login shell); and a new run reads the
+// previous holder's ssh= back as its SSH_CLIENT (the orphaned-work check).
+func TestOwnerLineFromShells(t *testing.T) {
+	for _, sh := range []string{"sh", "bash"} {
+		if _, err := exec.LookPath(sh); err != nil {
+			t.Logf("no %s here", sh)
+			continue
+		}
+		for _, client := range []string{"198.18.0.1 40000 22", "2001:db8:18::1 40000 22", "fe80::1%eth0 1 22", "a b", "  x,y ", ""} {
+			dir := t.TempDir()
+			l := Locker{Path: filepath.Join(dir, "hactl.lock")}
+			// The lock taken and given back at once (stdin is empty); a
+			// second script prints what it read as the previous holder.
+			cmd := exec.Command(sh, "-c", l.script("tok", ""))
+			cmd.Env = append(os.Environ(), "SSH_CLIENT="+client)
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Fatalf("%s %q: %v\n%s", sh, client, err, out)
+			}
+			owner, err := os.ReadFile(filepath.Join(dir, "hactl.lock.owner"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			from, _, _ := strings.Cut(client, " ")
+			from = strings.Map(func(r rune) rune {
+				if strings.ContainsRune("0123456789abcdefABCDEF.:", r) {
+					return r
+				}
+				return '_'
+			}, from)
+			want := " from=" + from + " ssh=" + strings.ReplaceAll(client, " ", ",") + "\n"
+			if !strings.HasSuffix(string(owner), want) {
+				t.Errorf("%s, SSH_CLIENT %q: owner line %q, want it to end in %q", sh, client, owner, want)
+			}
+			probe := strings.Replace(l.script("tok2", ""), "\nif [ -n \"$prev\" ]", "\necho \"prev=[$prev]\"; exit 0\nif [ -n \"$prev\" ]", 1)
+			out, err := exec.Command(sh, "-c", probe).CombinedOutput()
+			if err != nil || !strings.Contains(string(out), "prev=["+strings.ReplaceAll(client, ",", " ")+"]") {
+				t.Errorf("%s, SSH_CLIENT %q: read back %q (%v)", sh, client, out, err)
+			}
+		}
 	}
 }

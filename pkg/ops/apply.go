@@ -123,7 +123,7 @@ func Apply(ctx context.Context, s *Session, o ApplyOptions, ev Events) (*ApplyRe
 	}
 	runner := &playbook.Runner{
 		Book: book, Parallel: o.Conn.Parallel, DryRun: o.Dry, Lock: !o.Dry, Locker: s.deps.Locker,
-		Event: skips.Event, Rollout: ro, Needs: facts.Request{VRRP: verify.VRRPCommand},
+		Event: skips.Event, Rollout: ro, Needs: facts.Request{VRRP: verify.VRRPCommand, Cache: facts.CacheDir},
 		Gathered: func(ctx context.Context, got map[string]*facts.Facts) error {
 			m, err := s.fleetChange(ctx, fl, got, changeRun{conn: o.Conn, prune: o.Prune, dry: o.Dry, stamp: stamp, ev: skips})
 			if err != nil {

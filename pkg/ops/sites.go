@@ -10,6 +10,7 @@ import (
 
 	"github.com/hactl/hactl/pkg/clock"
 	"github.com/hactl/hactl/pkg/drain"
+	"github.com/hactl/hactl/pkg/facts"
 	"github.com/hactl/hactl/pkg/fleet"
 	"github.com/hactl/hactl/pkg/inventory"
 	"github.com/hactl/hactl/pkg/playbook"
@@ -118,7 +119,7 @@ func (x *siteHost) run(ctx context.Context, host string, dry bool) (playbook.Res
 	if h == nil {
 		return playbook.Result{}, fmt.Errorf("%s: not in the inventory", host)
 	}
-	runner := &playbook.Runner{Book: x.book, DryRun: dry, Lock: !dry, Locker: x.s.deps.Locker}
+	runner := &playbook.Runner{Book: x.book, DryRun: dry, Lock: !dry, Locker: x.s.deps.Locker, Needs: facts.Request{Cache: facts.CacheDir}}
 	if !dry {
 		runner.Event = x.ev.Event
 	}

@@ -146,7 +146,7 @@ func (s *Session) statusFacts(ctx context.Context, r *render.Renderer, h *fleet.
 	if err != nil {
 		return nil, err
 	}
-	return facts.Gather(ctx, h.Conn, facts.Request{Paths: paths, Services: []string{"keepalived", "nginx"}, Described: drain.ConnUnit, VRRP: verify.VRRPCommand})
+	return facts.Gather(ctx, h.Conn, facts.Request{Paths: paths, Services: []string{"keepalived", "nginx"}, Described: drain.ConnUnit, VRRP: verify.VRRPCommand, Cache: facts.CacheDir})
 }
 
 // hostStatus judges one reachable host on its facts: its status, and its
