@@ -477,7 +477,7 @@ nginx -t -q && systemctl reload nginx`, dlSize, h))
 			t.Errorf("%s: keep-alive client: %d errors (first: %s), %d connections, want 0 and 1", verb, ka.errs, ka.firstErr, ka.conns)
 		}
 		if failed != 0 || n < 20 {
-			t.Errorf("%s: %d failed of %d new-connection probes (want 0 of ≥ 20)", verb, failed, n)
+			t.Errorf("%s: %d failed of %d new-connection probes (want 0 of ≥ 20); first: %s", verb, failed, n, p.failures())
 		}
 		if doc.Connections == nil || left != 0 {
 			t.Errorf("%s: connections %+v: want every one of %s's ended within the grace period", verb, doc.Connections, keeper)

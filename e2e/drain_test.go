@@ -20,6 +20,7 @@ type probe struct {
 	mu       sync.Mutex
 	requests int
 	failed   int
+	errs     []string             // the first few failures, with when they happened: what a failure was
 	first    map[string]time.Time // when each node first answered
 	stop     chan struct{}
 	done     chan struct{}
@@ -42,6 +43,9 @@ func startProbe(url string) *probe {
 			p.requests++
 			if err != nil {
 				p.failed++
+				if len(p.errs) < 3 {
+					p.errs = append(p.errs, time.Now().Format("15:04:05.000")+" "+err.Error())
+				}
 			} else if _, ok := p.first[node]; !ok {
 				p.first[node] = time.Now()
 			}
@@ -63,6 +67,13 @@ func (p *probe) end() (requests, failed int) {
 	close(p.stop)
 	<-p.done
 	return p.requests, p.failed
+}
+
+// failures is the first few failed probes, for the message of a test that counts them.
+func (p *probe) failures() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return strings.Join(p.errs, "; ")
 }
 
 // TestDrain is issue 13 on the 3-host lab at advert_int 1: a dead nginx
@@ -143,7 +154,7 @@ func TestDrain(t *testing.T) {
 			n, failed := p.end()
 			t.Logf("drain %s: %d failed of %d probes", node, failed, n)
 			if failed != 0 || n < 50 {
-				t.Errorf("drain %s: %d failed of %d probes (want 0 of ≥ 50)", node, failed, n)
+				t.Errorf("drain %s: %d failed of %d probes (want 0 of ≥ 50); first: %s", node, failed, n, p.failures())
 			}
 			only(t, vip, next[node])
 			holdsNone(t, node)
@@ -156,7 +167,7 @@ func TestDrain(t *testing.T) {
 			n, failed = p.end()
 			t.Logf("undrain %s: %d failed of %d probes", node, failed, n)
 			if failed != 0 || n < 50 {
-				t.Errorf("undrain %s: %d failed of %d probes (want 0 of ≥ 50)", node, failed, n)
+				t.Errorf("undrain %s: %d failed of %d probes (want 0 of ≥ 50); first: %s", node, failed, n, p.failures())
 			}
 			for v, m := range masters {
 				only(t, v, m)

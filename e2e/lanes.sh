@@ -18,6 +18,13 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 lanes=${E2E_LANES:-3}
 bin=$root/bin/e2e.test
 LANE1='TestConnDrain|TestDrain'
+# Lane 1's tests assert zero failed requests over 26 VIP moves at advert_int 1 (TestConnDrain's 20
+# connection drains, TestDrain's drains), and a move slowed by a CPU-starved host is the one way
+# they have been seen to lose a request (1 of 194 probes in one drain, with the other lanes' cold
+# applies at their peak). The other lanes run at nice E2E_LANE_NICE (5: a third of lane 1's CPU
+# share when both want it; their own hosts, probes and hactl runs inherit it), so lane 1's hosts
+# get the CPU first; lane 1 is mostly waiting, so the others lose little.
+nice=${E2E_LANE_NICE:-5}
 LANE2='TestHactl|TestIPv6DualStack|TestLab|TestObserve|TestPrometheus|TestReliability|TestReport'
 
 case $lanes in
@@ -46,7 +53,7 @@ run_lane() {
 	if [ "$n" = 1 ]; then
 		(cd "$root/e2e" && exec "$bin" -test.v -test.timeout 60m "$@") 2>&1 | tee "$logs/lane$n.log" | sed -u "s/^/[lane $n] /"
 	else
-		(cd "$root/e2e" && exec bash "$root/e2e/lab/lab.sh" lane-exec "$n" "$bin" -test.v -test.timeout 60m "$@") 2>&1 |
+		(cd "$root/e2e" && exec nice -n "$nice" bash "$root/e2e/lab/lab.sh" lane-exec "$n" "$bin" -test.v -test.timeout 60m "$@") 2>&1 |
 			tee "$logs/lane$n.log" | sed -u "s/^/[lane $n] /"
 	fi
 	rc=${PIPESTATUS[0]}
