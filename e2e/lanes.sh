@@ -9,10 +9,15 @@
 # hands a lab on inside its lane). Lane 1 is the default lab on this machine's network.
 #
 # E2E_LANES picks the schedule:
-#   2 (default)  QUIET's tests first, alone in lane 1; then lanes 1 and 2 at once: LANE2's tests
+#   1 (default)  every test in the default lab, one after another (~17 min here)
+#   2            QUIET's tests first, alone in lane 1; then lanes 1 and 2 at once: LANE2's tests
 #                in lane 1, every other test in lane 2 (-test.skip, so a new test is never left out)
-#   3            all three at once (QUIET's tests in lane 1 beside the others; see below)
-#   1            every test in the default lab, one after another
+#   3            all three at once (QUIET's tests in lane 1 beside the others; ~7.5 min here)
+#
+# Why one lab by default: on this 2-core machine, labs side by side make the zero-failure VIP moves
+# of the drain tests fail too often for a CI that must be green (below; and with E2E_LANES=2, one
+# run of one lost 1 of 68 requests in TestObserve's drain, in lane 1 beside one other lab). The
+# lanes are for a developer who wants the figures soon, or a machine with more cores.
 #
 # Why QUIET's tests run alone: they assert, without a retry, that each of 26 VIP moves at
 # advert_int 1 goes straight to the first backup and loses no new connection (TestConnDrain's 20
@@ -27,7 +32,7 @@
 set -uo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-lanes=${E2E_LANES:-2}
+lanes=${E2E_LANES:-1}
 bin=$root/bin/e2e.test
 QUIET='TestConnDrain|TestDrain'
 LANE2='TestHactl|TestIPv6DualStack|TestLab|TestObserve|TestPrometheus|TestReliability|TestReport'
