@@ -42,7 +42,7 @@ Modes:
               back): fall × interval
   nginx-dead  nginx masked (--runtime) and stopped; the VIP moves on nginx's
               stop event; bound: skew (the clock starts after the mask)
-  drain       hactl drain then undrain (drain file -253, -254, 0); passes only
+  drain       hactl drain then undrain (drain file -N, -254, 0); passes only
               with 0 failed requests; bound: 3 × advert_int + skew + advert_int
   all         the five, in that order
 

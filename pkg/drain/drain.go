@@ -1,9 +1,10 @@
 // Package drain takes a balancer out of service and back without failed
-// requests. keepalived tracks facts.DrainFile (track_file weight 1): -253
-// drops every instance of the host to priority 1, so each VIP it holds stays
-// until the next host in its takeover order claims it (an overlap, never a
-// gap); -254 then puts the instances in FAULT, so the host is no backup
-// either; 0 brings it back at full priority and it preempts its own VIP.
+// requests. keepalived tracks facts.DrainFile (track_file weight 1): the
+// first step (Step, e.g. -3) lowers every instance of the host just below the
+// next host in each held VIP's takeover order, so each VIP it holds stays
+// until that host claims it (an overlap, never a gap); -254 then puts the
+// instances in FAULT, so the host is no backup either; 0 brings it back at
+// full priority and it preempts its own VIP.
 // The file is on disk, so a drained host stays drained through apply, a
 // keepalived restart and a reboot.
 package drain
@@ -180,6 +181,74 @@ func Check(l *vrrp.Layout, host string, states []HostState) error {
 	return nil
 }
 
+// Step is the drain file value of a drain's first step on host, which holds
+// the VIPs in held (keys: VIP strings, as verify reports them): every
+// instance of host goes as far down as it can while still at or above each
+// held VIP's second candidate, and below its first (the next host in
+// takeover order that is neither drained nor unreachable in states).
+//
+// Why not straight to priority 1 (facts.DrainLow): a VRRP backup resets its
+// master-down timer on every advert of its own priority or higher and
+// discards lower ones (RFC 3768 6.4.2, keepalived's vrrp_state_backup). At
+// priority 1 every backup discards the host's adverts, and their timers end
+// only their skews apart — (256-99)/256 s against (256-97)/256 s at advert_int
+// 1, 8 ms — so a loaded second backup can claim first and the VIP moves twice,
+// cutting the requests in flight. Between the two, the host's own adverts keep
+// every backup but the first waiting, and the first is the only one to claim.
+//
+// Where no single value does that for every held VIP (their priority gaps
+// differ), Step is facts.DrainLow: priority 1, the race as before.
+func Step(l *vrrp.Layout, host string, states []HostState, held map[string]bool) int {
+	out := map[string]bool{}
+	for _, s := range states {
+		if s.Err != nil || facts.Drained(s.Drain) {
+			out[s.Name] = true
+		}
+	}
+	lo, hi := facts.DrainLow, -1
+	found := false
+	for _, in := range l.Instances {
+		p := in.PriorityOf(host)
+		if p == 0 || !holds(in, held) {
+			continue
+		}
+		var cands []int // takeover order
+		for _, m := range in.Members {
+			if m.Host != host && !out[m.Host] {
+				cands = append(cands, m.Priority)
+			}
+		}
+		if len(cands) == 0 {
+			continue // Check refuses this drain
+		}
+		found = true
+		hi = min(hi, cands[0]-1-p)
+		if len(cands) > 1 {
+			lo = max(lo, cands[1]-p)
+		}
+		// keepalived never goes below priority 1: a first candidate at
+		// 1 cannot be undercut.
+		if p+hi < 1 {
+			return facts.DrainLow
+		}
+	}
+	if !found || lo > hi {
+		return facts.DrainLow
+	}
+	// The highest such value: the farthest above every other backup.
+	return hi
+}
+
+// holds reports whether any address of in is in held.
+func holds(in *vrrp.Instance, held map[string]bool) bool {
+	for _, a := range in.Addrs() {
+		if held[a.String()] {
+			return true
+		}
+	}
+	return false
+}
+
 // Drain takes host out: its VIPs move to the next host in their takeover
 // order (overlap, no gap), then host leaves every VIP as backup too. On a
 // failure or timeout the drain file gets its previous value back.
@@ -208,28 +277,15 @@ func (d *Drainer) Drain(ctx context.Context, host string) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("drain %s: %w", host, err)
 	}
-	// A host left at -253 (an interrupted drain) is waited for again: its
-	// VIPs may not have moved yet, and FAULT now would drop them.
-	wrote := prev > facts.DrainLow
-	if wrote {
-		d.event("%s: drain file %d: priority 1 on every instance; waiting for its VIPs to move", host, facts.DrainLow)
-		if err := d.write(ctx, h, facts.DrainLow); err != nil {
-			return nil, err
-		}
-	}
 	if prev > facts.DrainOut {
-		isHeld := func(v verify.VIPState) bool { return held[v.VIP] }
-		err := d.wait(ctx, hosts, isHeld, func(v verify.VIPState) bool {
-			return !held[v.VIP] || (len(v.Holders) == 1 && v.Holders[0] != host)
-		}, res)
-		if err != nil {
-			if !wrote {
-				return nil, fmt.Errorf("drain %s: %w", host, err)
-			}
-			if werr := d.write(context.WithoutCancel(ctx), h, prev); werr != nil {
-				err = errors.Join(err, fmt.Errorf("restore %s on %s: %w", facts.DrainFile, host, werr))
-			}
-			return nil, cd.finish(ctx, nil, fmt.Errorf("drain %s: %w (drain file restored to %d)", host, err, prev))
+		// A host left at a first step (an interrupted drain) is waited for
+		// again: its VIPs may not have moved yet, and FAULT now would drop them.
+		step := Step(d.layout(h.Cluster.Name), host, states, held)
+		if prev < facts.InService {
+			step = prev // already a first step: kept, not raised or lowered mid-move
+		}
+		if err := d.firstStep(ctx, h, hosts, step, prev, held, res); err != nil {
+			return nil, cd.finish(ctx, nil, err)
 		}
 	}
 	d.event("%s: drain file %d: FAULT, no longer a backup", host, facts.DrainOut)
@@ -273,6 +329,58 @@ func (d *Drainer) Undrain(ctx context.Context, host string) (*Result, error) {
 	}
 	res.Elapsed = d.o.Clock.Now().Sub(start)
 	return res, nil
+}
+
+// firstStep writes step to host's drain file (unless it holds it already)
+// and waits for every VIP in held to leave host. A first candidate that does
+// not claim (its check failing lowers it below the host) leaves the VIPs in
+// place: the host then goes to priority 1 and any backup may claim. On
+// failure the drain file gets prev back.
+func (d *Drainer) firstStep(ctx context.Context, h *fleet.Host, hosts []*fleet.Host, step, prev int, held map[string]bool, res *Result) error {
+	host := h.Host.Name
+	isHeld := func(v verify.VIPState) bool { return held[v.VIP] }
+	gone := func(v verify.VIPState) bool {
+		return !held[v.VIP] || (len(v.Holders) == 1 && v.Holders[0] != host)
+	}
+	wrote := false
+	for _, v := range []int{step, facts.DrainLow} {
+		if v == prev && !wrote {
+			d.event("%s: drain file %d already; waiting for its VIPs to move", host, v)
+		} else {
+			d.event("%s: drain file %d: %s; waiting for its VIPs to move", host, v, stepText(v))
+			if err := d.write(ctx, h, v); err != nil {
+				return d.restore(ctx, h, wrote, prev, err)
+			}
+			wrote = true
+		}
+		err := d.wait(ctx, hosts, isHeld, gone, res)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil || v == facts.DrainLow {
+			return d.restore(ctx, h, wrote, prev, fmt.Errorf("drain %s: %w", host, err))
+		}
+		d.event("%s: %v", host, err)
+	}
+	return nil
+}
+
+func stepText(v int) string {
+	if v == facts.DrainLow {
+		return "priority 1 on every instance"
+	}
+	return fmt.Sprintf("every instance %d lower, below the next holder of each VIP and above the rest", -v)
+}
+
+// restore puts prev back in host's drain file if the drain wrote it.
+func (d *Drainer) restore(ctx context.Context, h *fleet.Host, wrote bool, prev int, err error) error {
+	if !wrote {
+		return err
+	}
+	if werr := d.write(context.WithoutCancel(ctx), h, prev); werr != nil {
+		return errors.Join(err, fmt.Errorf("restore %s on %s: %w", facts.DrainFile, h.Host.Name, werr))
+	}
+	return fmt.Errorf("%w (drain file restored to %d)", err, prev)
 }
 
 // drainMoves are the VIPs host holds, each leaving it.

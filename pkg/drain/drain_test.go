@@ -3,6 +3,9 @@ package drain_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net/netip"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +14,7 @@ import (
 	"github.com/hactl/hactl/internal/vrrpsim"
 	"github.com/hactl/hactl/pkg/drain"
 	"github.com/hactl/hactl/pkg/facts"
+	"github.com/hactl/hactl/pkg/vrrp"
 )
 
 // lab is inventory/lab.hcl's three balancers (lab1 .201, lab2 .202, lab3
@@ -54,12 +58,13 @@ func TestDrainThenUndrain(t *testing.T) {
 		t.Errorf("moved = %v", res.Moved)
 	}
 	vals, at := writes(w, "lab1")
-	if len(vals) != 2 || vals[0] != facts.DrainLow || vals[1] != facts.DrainOut {
-		t.Fatalf("drain wrote %v, want -253 then -254", vals)
+	// -3: lab1's 101 just below lab2's 99 and above lab3's 97 (drain.Step).
+	if len(vals) != 2 || vals[0] != -3 || vals[1] != facts.DrainOut {
+		t.Fatalf("drain wrote %v, want -3 then -254", vals)
 	}
 	// FAULT only once the VIP sits on lab2 alone (after the move and the overlap).
 	if at[1]-at[0] < w.DrainMove+w.Overlap {
-		t.Errorf("-254 written %v after -253, before the VIP moved (%v)", at[1]-at[0], w.DrainMove+w.Overlap)
+		t.Errorf("-254 written %v after -3, before the VIP moved (%v)", at[1]-at[0], w.DrainMove+w.Overlap)
 	}
 	if w.Drain("lab1") != facts.DrainOut {
 		t.Errorf("drain file %d", w.Drain("lab1"))
@@ -116,7 +121,8 @@ func TestRefuseUnhealthyPeer(t *testing.T) {
 }
 
 // TestDrainTimeoutRestores: a VIP that never moves (the next host does not
-// take it) fails the drain and puts the drain file back.
+// take it, at the first step nor at priority 1) fails the drain and puts the
+// drain file back.
 func TestDrainTimeoutRestores(t *testing.T) {
 	w, d := lab(t)
 	w.DrainMove = time.Hour
@@ -124,8 +130,8 @@ func TestDrainTimeoutRestores(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "drain file restored to 0") {
 		t.Fatalf("err = %v", err)
 	}
-	if vals, _ := writes(w, "lab1"); len(vals) != 2 || vals[1] != 0 {
-		t.Errorf("wrote %v, want -253 then 0", vals)
+	if vals, _ := writes(w, "lab1"); len(vals) != 3 || vals[0] != -3 || vals[1] != facts.DrainLow || vals[2] != 0 {
+		t.Errorf("wrote %v, want -3, -253 then 0", vals)
 	}
 	if w.Drain("lab1") != 0 {
 		t.Errorf("drain file %d", w.Drain("lab1"))
@@ -146,8 +152,9 @@ func TestWriteCommand(t *testing.T) {
 	}
 }
 
-// TestDrainResumes: a host left at -253 by an interrupted drain is waited
-// for again before FAULT, which would otherwise drop a VIP not yet moved.
+// TestDrainResumes: a host left at a first step by an interrupted drain is
+// waited for again, at that step, before FAULT, which would otherwise drop a
+// VIP not yet moved.
 func TestDrainResumes(t *testing.T) {
 	w, d := lab(t)
 	if _, err := w.Fakes["lab1"].Run(context.Background(), drain.WriteCommand(facts.DrainLow), nil); err != nil {
@@ -162,5 +169,114 @@ func TestDrainResumes(t *testing.T) {
 	}
 	if got := w.Holders()["198.18.0.201/24"]; len(got) != 1 || got[0] != "lab2" {
 		t.Errorf(".201 on %v", got)
+	}
+}
+
+// layoutOf builds one cluster's instances from "host:priority" lists, the
+// master first, VIPs 10.0.0.1, .2, … in order.
+func layoutOf(t *testing.T, members ...[]string) *vrrp.Layout {
+	t.Helper()
+	l := &vrrp.Layout{}
+	for i, ms := range members {
+		in := &vrrp.Instance{Name: fmt.Sprintf("VI_%d", i+1), Cluster: "c", VIP: netip.MustParsePrefix(fmt.Sprintf("10.0.0.%d/24", i+1))}
+		for _, m := range ms {
+			h, p, _ := strings.Cut(m, ":")
+			n, err := strconv.Atoi(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			in.Members = append(in.Members, vrrp.Member{Host: h, Priority: n})
+		}
+		in.Master = in.Members[0].Host
+		l.Instances = append(l.Instances, in)
+	}
+	return l
+}
+
+// TestStep: the first step puts the drained host's priority below the next
+// holder of every VIP it holds and at or above every other candidate (a
+// backup resets its master-down timer on adverts of its own priority or
+// higher), or is priority 1 where no single value does.
+func TestStep(t *testing.T) {
+	_, labLayout := testinv.Load(t, "lab.hcl")
+	in := func(names ...string) []drain.HostState {
+		var s []drain.HostState
+		for _, n := range names {
+			s = append(s, drain.HostState{Name: n, Healthy: true})
+		}
+		return s
+	}
+	out := func(s []drain.HostState, name string, st drain.HostState) []drain.HostState {
+		for i := range s {
+			if s[i].Name == name {
+				st.Name = name
+				s[i] = st
+			}
+		}
+		return s
+	}
+	held := func(vips ...string) map[string]bool {
+		m := map[string]bool{}
+		for _, v := range vips {
+			m[v] = true
+		}
+		return m
+	}
+	three := in("lab1", "lab2", "lab3")
+	for _, c := range []struct {
+		name   string
+		l      *vrrp.Layout
+		host   string
+		states []drain.HostState
+		held   map[string]bool
+		want   int
+	}{
+		{"lab: 101 between 99 and 97", labLayout, "lab1", three, held("198.18.0.201/24"), -3},
+		{"lab3's own VIP: lab1 99, lab2 97", labLayout, "lab3", three, held("198.18.0.203/24"), -3},
+		{"first backup drained: below lab3's 97, nothing after", labLayout, "lab1",
+			out(in("lab1", "lab2", "lab3"), "lab2", drain.HostState{Drain: facts.DrainOut}), held("198.18.0.201/24"), -5},
+		{"first backup unreachable counts as out", labLayout, "lab1",
+			out(in("lab1", "lab2", "lab3"), "lab2", drain.HostState{Err: errors.New("down")}), held("198.18.0.201/24"), -5},
+		{"two VIPs held, one value fits both", labLayout, "lab1",
+			out(in("lab1", "lab2", "lab3"), "lab3", drain.HostState{Drain: facts.DrainOut}), held("198.18.0.201/24", "198.18.0.203/24"), -3},
+		{"holds nothing: priority 1", labLayout, "lab1", three, held(), facts.DrainLow},
+		{"gaps that no single value fits", layoutOf(t, []string{"h:101", "x:95", "y:94"}, []string{"z:150", "h:50", "w:49", "v:48"}),
+			"h", in("h", "x", "y", "z", "w", "v"), held("10.0.0.1/24", "10.0.0.2/24"), facts.DrainLow},
+		{"wide gaps", layoutOf(t, []string{"h:200", "x:150", "y:100"}), "h", in("h", "x", "y"), held("10.0.0.1/24"), -51},
+		{"first candidate at priority 1 cannot be undercut", layoutOf(t, []string{"h:3", "x:1"}), "h", in("h", "x"), held("10.0.0.1/24"), facts.DrainLow},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			got := drain.Step(c.l, c.host, c.states, c.held)
+			if got != c.want {
+				t.Errorf("Step = %d, want %d", got, c.want)
+			}
+			if !facts.Drained(got) || got < facts.DrainLow {
+				t.Errorf("Step %d is not a first step", got)
+			}
+			if got == facts.DrainLow {
+				return
+			}
+			// The property itself, per held VIP: of the candidates, only the
+			// first is above the host's lowered priority.
+			gone := map[string]bool{}
+			for _, s := range c.states {
+				gone[s.Name] = s.Err != nil || facts.Drained(s.Drain)
+			}
+			for _, inst := range c.l.Instances {
+				if !c.held[inst.VIP.String()] {
+					continue
+				}
+				lowered := max(1, inst.PriorityOf(c.host)+got)
+				var above []string
+				for _, m := range inst.Members {
+					if m.Host != c.host && !gone[m.Host] && m.Priority > lowered {
+						above = append(above, m.Host)
+					}
+				}
+				if len(above) != 1 {
+					t.Errorf("%s: at %d, %v would claim", inst.VIP, lowered, above)
+				}
+			}
+		})
 	}
 }

@@ -219,12 +219,14 @@ func pendingName(file string) (string, bool) {
 }
 
 // DrainFile is tracked by keepalived (track_file weight 1): its value is
-// added to every instance's priority; below -253 is FAULT.
+// added to every instance's priority; below -253 is FAULT. hactl writes
+// only 0 and negative values: a drain's first step (pkg/drain.Step, -1 to
+// -253), then DrainOut.
 const DrainFile = "/etc/keepalived/hactl-drain"
 
 // Drain file values.
 const (
-	DrainLow  = -253 // every instance at priority 1: its VIPs move, no gap
+	DrainLow  = -253 // every instance at priority 1: the lowest first step
 	DrainOut  = -254 // FAULT: holds nothing, not a backup either
 	InService = 0
 )
@@ -232,8 +234,9 @@ const (
 // Drained reports whether `hactl drain` took the host out (either step).
 func (f *Facts) Drained() bool { return Drained(f.Drain) }
 
-// Drained reports whether a drain file value takes the host out.
-func Drained(v int) bool { return v <= DrainLow }
+// Drained reports whether a drain file value takes the host out: any
+// negative value is a drain's step (an interrupted drain's too).
+func Drained(v int) bool { return v < InService }
 
 // ClusterRecordPath is where apply leaves the record of the cluster a host
 // belongs to (vrrp.RecordPath; the two are tested equal in pkg/cli).

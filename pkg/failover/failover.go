@@ -34,7 +34,7 @@ const (
 	ModeNginx Mode = "nginx"
 	// ModeNginxDead: nginx masked and stopped; the check fails and the VIP moves.
 	ModeNginxDead Mode = "nginx-dead"
-	// ModeDrain: `hactl drain` then undrain (drain file -253, -254, 0); the
+	// ModeDrain: `hactl drain` then undrain (drain file drain.Step, -254, 0); the
 	// VIP moves and comes home with overlap, so it passes only with 0
 	// failed requests.
 	ModeDrain Mode = "drain"
@@ -143,6 +143,8 @@ type Result struct {
 	Pass               bool     `json:"pass"`
 	Error              string   `json:"error,omitempty"`
 	Notes              []string `json:"notes,omitempty"`
+	// DrainStep is the drain scenario's first drain file value (drain.Step).
+	DrainStep int `json:"drain_step,omitempty"`
 	// LongLived is the drain scenario's long-lived connections: an upload
 	// and a keep-alive client through the drain, then through the undrain.
 	LongLived []LongLived `json:"long_lived,omitempty"`

@@ -400,13 +400,13 @@ func TestAllModesAllNodes(t *testing.T) {
 	}
 	wantActions(t, r, "lab3", CmdStopKeepalived(), CmdStartKeepalived(), CmdFreezeKeepalived(), CmdKillKeepalived(),
 		CmdStopNginx(), CmdMaskNginx(), CmdStopNginx(), CmdUnmaskNginx(), CmdStartNginx(),
-		drain.WriteCommand(facts.DrainLow), drain.WriteCommand(facts.DrainOut), drain.WriteCommand(0))
+		drain.WriteCommand(-3), drain.WriteCommand(facts.DrainOut), drain.WriteCommand(0))
 	if rep.Scenarios[14].MovedTo != "lab1" { // lab3's first backup in inventory order
 		t.Errorf("%+v", rep.Scenarios[14])
 	}
 }
 
-// TestDrainMode: drain (-253, then -254 once the VIP is on lab2 alone),
+// TestDrainMode: drain (-3: drain.Step, then -254 once the VIP is on lab2 alone),
 // undrain (0); the VIP moves and comes home with an overlap, so no probe
 // fails, and the fail-back's own probes are reported.
 func TestDrainMode(t *testing.T) {
@@ -419,7 +419,7 @@ func TestDrainMode(t *testing.T) {
 	if !res.Pass || res.MovedTo != "lab2" || res.DriftS < 3.9 || res.DriftS > 4.1 || res.BoundS != 4.61 || res.HTTPFailed != 0 || res.FailbackS < 4.7 || res.FailbackHTTPFailed != 0 {
 		t.Fatalf("%+v", res)
 	}
-	wantActions(t, r, "lab1", drain.WriteCommand(facts.DrainLow), drain.WriteCommand(facts.DrainOut), drain.WriteCommand(0))
+	wantActions(t, r, "lab1", drain.WriteCommand(-3), drain.WriteCommand(facts.DrainOut), drain.WriteCommand(0))
 	if r.w.Drain("lab1") != 0 {
 		t.Errorf("lab1 left drained: %d", r.w.Drain("lab1"))
 	}
@@ -459,7 +459,7 @@ func TestDrainModeGraceZeroCutIsReported(t *testing.T) {
 		t.Errorf("%q", s)
 	}
 	// Without a grace no connection drain is started.
-	wantActions(t, r, "lab1", drain.WriteCommand(facts.DrainLow), drain.WriteCommand(facts.DrainOut), drain.WriteCommand(0))
+	wantActions(t, r, "lab1", drain.WriteCommand(-3), drain.WriteCommand(facts.DrainOut), drain.WriteCommand(0))
 }
 
 // graceRig is the lab with drain_grace 20 s on its cluster.

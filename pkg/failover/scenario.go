@@ -530,9 +530,10 @@ func (s *scen) nginxDead(ctx context.Context) error {
 	return s.failback(ctx, t1)
 }
 
-// drain is `hactl drain` and `hactl undrain` step by step: -253 (every
-// instance at priority 1: the first backup claims the VIP after its
-// master-down timer, the node keeping it until then), -254 once the VIP sits
+// drain is `hactl drain` and `hactl undrain` step by step: drain.Step (every
+// instance just below the first backup and above the rest: the first backup
+// alone claims the VIP after its master-down timer, the node keeping it until
+// then; -253 when no such value exists), -254 once the VIP sits
 // on the backup alone (FAULT: out as a backup too), then 0 (the node
 // preempts its VIP back). drift_s is the drain's handover.
 //
@@ -543,9 +544,16 @@ func (s *scen) nginxDead(ctx context.Context) error {
 // connection fails it; with drain_grace 0 they are cut by design (the
 // documented limit) and only reported.
 func (s *scen) drain(ctx context.Context) error {
-	if err := drain.Check(s.r.o.Layout, s.sc.Node, drain.Read(ctx, s.w.hosts)); err != nil {
+	states := drain.Read(ctx, s.w.hosts)
+	if err := drain.Check(s.r.o.Layout, s.sc.Node, states); err != nil {
 		return err
 	}
+	mine := map[string]bool{}
+	for _, a := range s.in.Addrs() {
+		mine[a.String()] = true
+	}
+	step := drain.Step(s.r.o.Layout, s.sc.Node, states, mine)
+	s.res.DrainStep = step
 	grace := s.node.Cluster.DrainGrace
 	d := drain.New(drain.Options{Layout: s.r.o.Layout, Fleet: s.r.o.Fleet, Clock: s.r.o.Clock, Grace: grace,
 		Event: func(m string) { s.step("%s", m) }})
@@ -558,9 +566,9 @@ func (s *scen) drain(ctx context.Context) error {
 	s.u.push(action{desc: "undrain " + s.sc.Node, cmds: []string{drain.WriteCommand(facts.InService)}})
 	held := s.hold(ctx, "drain")
 	defer held.wait()
-	s.step("draining (drain file %d), waiting for %s on %s…", facts.DrainLow, s.in.VIP.Addr(), s.backup)
+	s.step("draining (drain file %d), waiting for %s on %s…", step, s.in.VIP.Addr(), s.backup)
 	t0 := s.r.o.Clock.Now()
-	if err := s.run(ctx, drain.WriteCommand(facts.DrainLow)); err != nil {
+	if err := s.run(ctx, drain.WriteCommand(step)); err != nil {
 		return s.endConns(ctx, cd, false, err)
 	}
 	if err := s.takeover(ctx, t0); err != nil || s.res.Error != "" {

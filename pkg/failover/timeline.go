@@ -65,8 +65,8 @@ type TimelineEvent struct {
 
 // DisruptCommand is the command a mode's "disrupt" event stands for, as the
 // report shows it ("" for an unknown mode).
-func DisruptCommand(m Mode) string {
-	switch m {
+func DisruptCommand(r Result) string {
+	switch m := r.Mode; m {
 	case ModeStop:
 		return CmdStopKeepalived()
 	case ModeKill:
@@ -74,6 +74,9 @@ func DisruptCommand(m Mode) string {
 	case ModeNginx, ModeNginxDead:
 		return CmdStopNginx()
 	case ModeDrain:
+		if r.DrainStep < 0 {
+			return drain.WriteCommand(r.DrainStep)
+		}
 		return drain.WriteCommand(facts.DrainLow)
 	}
 	return ""

@@ -57,7 +57,7 @@ const (
 
 // Drain file values (track_file weight 1: the value is added to the priority).
 const (
-	DrainLow  = -253 // every instance at priority 1: its VIPs move, no gap
+	DrainLow  = -253 // every instance at priority 1: the lowest first step
 	DrainOut  = -254 // FAULT: holds nothing, not a backup either
 	InService = 0
 )

@@ -64,7 +64,7 @@ func TestTracking(t *testing.T) {
 					t.Error("keepalived 1.3 has no track_file")
 				}
 				for name, want := range map[string]scriptSemantics{
-					"hactl_drain_low": {Script: TrackScript + " " + DrainFile + " -252", Interval: "1", Weight: "-253", Fall: "1", Rise: "1"},
+					"hactl_drain_low": {Script: TrackScript + " " + DrainFile + " 0", Interval: "1", Weight: "-253", Fall: "1", Rise: "1"},
 					"hactl_drain_out": {Script: TrackScript + " " + DrainFile + " -253", Interval: "1", Weight: "0", Fall: "1", Rise: "1"},
 					"hactl_nginx":     {Script: TrackScript + " " + NginxDownFile + " 0 0", Interval: "1", Weight: "0", Fall: "1", Rise: "1"},
 				} {
@@ -136,13 +136,14 @@ func TestTrackScript(t *testing.T) {
 		args    []string
 		ok      bool
 	}{
-		{"0\n", false, []string{"-252"}, true},
-		{"-253\n", false, []string{"-252"}, false},
+		{"0\n", false, []string{"0"}, true},
+		{"-3\n", false, []string{"0"}, false},
+		{"-253\n", false, []string{"0"}, false},
 		{"-253\n", false, []string{"-253"}, true},
 		{"-254\n", false, []string{"-253"}, false},
-		{"", true, []string{"-252"}, true},
-		{"junk", false, []string{"-252"}, true},
-		{"5-3", false, []string{"-252"}, true},
+		{"", true, []string{"0"}, true},
+		{"junk", false, []string{"0"}, true},
+		{"5-3", false, []string{"0"}, true},
 		{"0\n", false, []string{"0", "0"}, true},
 		{"1\n", false, []string{"0", "0"}, false},
 		{"", true, []string{"0", "0"}, true},

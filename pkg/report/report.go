@@ -223,7 +223,7 @@ type tick struct {
 
 // drawScenario lays out one scenario's timeline.
 func drawScenario(i int, r failover.Result) scenario {
-	sc := scenario{ID: fmt.Sprintf("s%d", i+1), R: r, Command: failover.DisruptCommand(r.Mode), StaysMode: r.Mode == failover.ModeNginx}
+	sc := scenario{ID: fmt.Sprintf("s%d", i+1), R: r, Command: failover.DisruptCommand(r), StaysMode: r.Mode == failover.ModeNginx}
 	tl := r.Timeline
 	if tl == nil {
 		tl = &failover.Timeline{}
