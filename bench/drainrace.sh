@@ -11,9 +11,11 @@
 #
 # Per cycle and variant: lab1's drain file := V; wait until 198.18.0.201 is off lab1; 1 s more; did
 # lab3's keepalived enter MASTER for VI_1 (its journal since the write)? Then 0, and wait for the VIP
-# back on lab1 alone. The race needs a first backup that wakes late: SLOW (default lab2) runs its
-# keepalived at nice 19 and LOAD (default 4) busy loops run at nice 0 beside the lab — the situation
-# of a loaded machine, made likely instead of rare. SLOW= and LOAD=0 measure a quiet lab.
+# back on lab1 alone. The race needs a first backup that wakes late, which a loaded machine makes
+# happen now and then (the e2e tests saw it with three labs on 2 cores): STALL (default 1300 ms)
+# makes it happen every time by stopping lab2's keepalived (SIGSTOP) from 2.5 s after the write for
+# that long, across the moment its master-down timer ends (2.6–3.6 s after the write). STALL=0 is a
+# quiet lab; LOAD=N adds N busy loops at nice 0 beside it.
 #
 # Usage (root): CYCLES=10 bash bench/drainrace.sh    # brings the lab up, applies, takes it down
 #   KEEP=1 leaves the lab up. Output: one line per move, then a summary per variant.
@@ -24,8 +26,8 @@ export HACTL_LAB_DIR=${HACTL_LAB_DIR:-/var/lib/hactl-lab}
 LABDIR=$HACTL_LAB_DIR
 HACTL=${HACTL:-$ROOT/bin/hactl}
 CYCLES=${CYCLES:-10}
-LOAD=${LOAD:-4}
-SLOW=${SLOW-lab2}
+LOAD=${LOAD:-0}
+STALL=${STALL:-1300}
 VIP=198.18.0.201
 ssh_args=(-i "$LABDIR/id_ed25519" -o UserKnownHostsFile="$LABDIR/known_hosts" -o StrictHostKeyChecking=yes -o BatchMode=yes)
 
@@ -50,9 +52,7 @@ trap cleanup EXIT
 
 [ -x "$HACTL" ] || (cd "$ROOT" && make -s build)
 bash "$ROOT/e2e/lab/lab.sh" up 3 >/dev/null
-"$HACTL" apply -i "$LABDIR/lab.hcl" >/dev/null
-# shellcheck disable=SC2016 # $(pidof) runs on the host
-if [ -n "$SLOW" ]; then on "$SLOW" 'renice -n 19 -p $(pidof keepalived) >/dev/null'; fi
+"$HACTL" apply -i "$LABDIR/lab.hcl" >/dev/null 2>&1 || { echo "apply failed" >&2; exit 1; }
 for ((i = 0; i < LOAD; i++)); do
 	sh -c 'while :; do :; done' &
 	busy+=($!)
@@ -83,7 +83,13 @@ for ((c = 1; c <= CYCLES; c++)); do
 	for v in -253 -3; do
 		cur=$(on lab3 "journalctl -u keepalived -n 0 --show-cursor -q" | sed -n 's/^-- cursor: //p')
 		write "$v"
+		stall=
+		if [ "$STALL" -gt 0 ]; then
+			on lab2 "sleep 2.5; kill -STOP \$(pidof keepalived); sleep $((STALL / 1000)).$(printf '%03d' $((STALL % 1000))); kill -CONT \$(pidof keepalived)" &
+			stall=$!
+		fi
 		took=$(wait_until 20 away)
+		if [ -n "$stall" ]; then wait "$stall"; fi
 		sleep 1
 		n=$(on lab3 "journalctl -u keepalived -q --no-pager --after-cursor='$cur'" | grep -c '(VI_1) Entering MASTER STATE' || true)
 		echo "$v $c $took $n"
@@ -96,7 +102,7 @@ for ((c = 1; c <= CYCLES; c++)); do
 	done
 done
 echo
-echo "summary (LOAD=$LOAD busy loops, SLOW=${SLOW:-none} keepalived at nice 19, load $(cut -d' ' -f1-3 /proc/loadavg)):"
+echo "summary (lab2's keepalived stopped for ${STALL} ms from 2.5 s after each write; LOAD=$LOAD busy loops; load $(cut -d' ' -f1-3 /proc/loadavg)):"
 for v in -253 -3; do
 	echo "first step $v: lab3 claimed the VIP in ${twice[$v]:-0} of ${moves[$v]} moves"
 done
