@@ -183,9 +183,9 @@ func Check(l *vrrp.Layout, host string, states []HostState) error {
 
 // Step is the drain file value of a drain's first step on host, which holds
 // the VIPs in held (keys: VIP strings, as verify reports them): every
-// instance of host goes as far down as it can while still at or above each
-// held VIP's second candidate, and below its first (the next host in
-// takeover order that is neither drained nor unreachable in states).
+// instance of host goes just below each held VIP's first candidate (the next
+// host in its takeover order that is neither drained nor unreachable in
+// states) and stays at or above its second.
 //
 // Why not straight to priority 1 (facts.DrainLow): a VRRP backup resets its
 // master-down timer on every advert of its own priority or higher and
