@@ -90,10 +90,22 @@ func runFailover(t *testing.T, inv string, args ...string) (doc scenarioDoc, std
 // failing the suite.
 func failoverPassing(t *testing.T, inv, mode string, n int) []scenario {
 	t.Helper()
-	doc, errOut, code := runFailover(t, inv, "--mode", mode)
+	final, _ := failoverRuns(t, inv, n, "--mode", mode)
+	return final
+}
+
+// failoverRuns is failoverPassing for `failover-test args…`: it returns the
+// final result of each of the n scenarios, and every run in the order it ran
+// (the first run's n, then each retry), for a test that checks what the runs
+// did to the hosts (TestObserve's events).
+func failoverRuns(t *testing.T, inv string, n int, args ...string) (final, runs []scenario) {
+	t.Helper()
+	mode := strings.Join(args, " ")
+	doc, errOut, code := runFailover(t, inv, args...)
 	if len(doc.Scenarios) != n {
-		t.Fatalf("failover-test --mode %s: exit %d, %d scenarios (want %d)\n%s", mode, code, len(doc.Scenarios), n, errOut)
+		t.Fatalf("failover-test %s: exit %d, %d scenarios (want %d)\n%s", mode, code, len(doc.Scenarios), n, errOut)
 	}
+	runs = append(runs, doc.Scenarios...)
 	var bad []string
 	retried := false
 	for i, s := range doc.Scenarios {
@@ -107,6 +119,7 @@ func failoverPassing(t *testing.T, inv, mode string, n int) []scenario {
 			t.Logf("RETRIED %s %s (retry %d of 2) after: restored=%v error=%q failed probes: %s notes=%q", last.Node, last.Mode, try, last.Restored, last.Error, last.failedProbes(), last.Notes)
 			tries = append(tries, fmt.Sprintf("%q (%s)", last.Error, last.failedProbes()))
 			again, errAgain, _ := runFailover(t, inv, "--node", s.Node, "--mode", s.Mode)
+			runs = append(runs, again.Scenarios...)
 			if len(again.Scenarios) == 1 && again.Scenarios[0].Pass && again.Scenarios[0].Restored {
 				doc.Scenarios[i], passed = again.Scenarios[0], true
 				break
@@ -130,7 +143,7 @@ func failoverPassing(t *testing.T, inv, mode string, n int) []scenario {
 	}
 	if len(bad) > 0 {
 		// The failures go last: a CI excerpt shows the tail.
-		t.Fatalf("failover-test --mode %s:\n%s", mode, strings.Join(bad, "\n"))
+		t.Fatalf("failover-test %s:\n%s", mode, strings.Join(bad, "\n"))
 	}
-	return doc.Scenarios
+	return doc.Scenarios, runs
 }
