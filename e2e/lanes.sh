@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# lanes.sh — runs the e2e tests as `make e2e` (and `make test`) does: in three labs at once.
+# lanes.sh — runs the e2e tests as `make e2e` (and `make test`) does: in one lab, or in three at once.
 #
 # The tests spend most of their time waiting on VRRP timers, keepalived's and hactl's own timeouts
 # and apt in the lab hosts, one lab at a time (~17 min here). A lane is a whole lab of its own
@@ -9,9 +9,12 @@
 # (labkit.Reuse hands a lab on inside its lane). Lane 1 is the default lab on this machine's network.
 #
 # E2E_LANES picks the schedule:
-#   3 (default)  three lanes at once (~7.5 min here): QUIET's tests in lane 1, LANE2's in lane 2,
-#                every other test in lane 3 (-test.skip, so a new test is never left out)
-#   1            every test in the default lab, one after another (~17 min here)
+#   1 (default)  every test in the default lab, one after another (~17 min here)
+#   3            three lanes at once (~7.5 min here): QUIET's tests in lane 1, LANE2's in lane 2,
+#                every other test in lane 3 (-test.skip, so a new test is never left out). On 2
+#                cores the load lengthens requests, and a drain without grace (drain_grace 0) then
+#                cuts one in flight at the switch now and then: 2 of 15 runs failed a zero-failure
+#                drain check that has no retry (e2e/README.md), so make test keeps one lab.
 #
 # QUIET's tests assert, without a retry, that each of 26 VIP moves at advert_int 1 goes straight to
 # the first backup and loses no new connection; lane 1 runs at nice 0 and the other two at nice
@@ -24,7 +27,7 @@
 set -uo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-lanes=${E2E_LANES:-3}
+lanes=${E2E_LANES:-1}
 bin=$root/bin/e2e.test
 QUIET='TestConnDrain|TestDrain'
 LANE2='TestHactl|TestIPv6DualStack|TestLab|TestObserve|TestPrometheus|TestReliability|TestReport'
