@@ -308,3 +308,120 @@ func TestGraceFor(t *testing.T) {
 		t.Error("unknown host accepted")
 	}
 }
+
+// TestSettleWithoutGrace: without a grace period each move still runs a
+// connection drain, for drain.Settle: the old holder keeps the VIP for the
+// requests in flight at the switch (lab1 through the drain, lab2 through
+// the undrain), started before the drain file is written and stopped after
+// the Settle.
+func TestSettleWithoutGrace(t *testing.T) {
+	w, d, events := labGrace(t, 0)
+	w.Conns = func(string, time.Duration) int { return 0 }
+	res, err := d.Drain(context.Background(), "lab1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Conns == nil || res.Conns.GraceSeconds != drain.Settle.Seconds() || res.Conns.Left["lab1"] != 0 || res.Conns.WaitedSeconds != drain.Settle.Seconds() {
+		t.Fatalf("drain conns = %+v", res.Conns)
+	}
+	kinds, at := connSent(w, "lab1")
+	_, wrote := writes(w, "lab1")
+	if len(kinds) != 3 || kinds[1] != "start" || kinds[2] != "stop" || at[1] > wrote[0] || at[2] < wrote[1] {
+		t.Errorf("lab1: %v at %v, drain file written at %v", kinds, at, wrote)
+	}
+	if !strings.Contains(script(t, w, "lab1"), "ip addr replace 198.18.0.201/32 dev lo") {
+		t.Error("lab1 does not keep .201")
+	}
+	res, err = d.Undrain(context.Background(), "lab1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Conns == nil || res.Conns.GraceSeconds != drain.Settle.Seconds() || len(res.Conns.Left) != 1 {
+		t.Fatalf("undrain conns = %+v", res.Conns)
+	}
+	if ups := w.Fakes["lab2"].Uploads(); len(ups) != 2 || !strings.Contains(string(ups[1].Content), "ip addr replace 198.18.0.201/32 dev lo") {
+		t.Errorf("lab2's undrain script: %+v", ups)
+	}
+	for _, h := range []string{"lab1", "lab2", "lab3"} {
+		if w.ConnActive(h) {
+			t.Errorf("%s: unit still active", h)
+		}
+	}
+	if strings.Contains(strings.Join(*events, "\n"), "not kept") {
+		t.Errorf("events: %q", *events)
+	}
+}
+
+// TestSettleSkippedWithoutNft: where the Settle cannot run (a forwarder
+// without nft, an IPv6 VIP) a drain without a grace period moves the VIPs
+// without it, as before, and says so; nothing of a connection drain is
+// started.
+func TestSettleSkippedWithoutNft(t *testing.T) {
+	w, d, events := labGrace(t, 0)
+	w.ConnMissing["lab3"] = "nft"
+	res, err := d.Drain(context.Background(), "lab1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Conns != nil || res.Moved["198.18.0.201/24"] != "lab2" {
+		t.Fatalf("res = %+v", res)
+	}
+	if !strings.Contains(strings.Join(*events, "\n"), "requests in flight at the switch are not kept: connection draining refused: lab3 lacks nft (install nftables where it is missing)\n") {
+		t.Errorf("events: %q", *events)
+	}
+	for _, h := range []string{"lab1", "lab2", "lab3"} {
+		if k, _ := connSent(w, h); len(k) != 0 || len(w.Fakes[h].Uploads()) != 0 {
+			t.Errorf("%s: %v", h, k)
+		}
+	}
+
+	for _, f := range []string{"lab-ipv6.hcl", "lab-dualstack.hcl"} {
+		inv, l := testinv.LoadFile(t, "../inventory/testdata/"+f)
+		w := vrrpsim.New(inv, l)
+		var ev []string
+		d := drain.New(drain.Options{Layout: l, Fleet: w.Fleet, Clock: w.Clock, Event: func(s string) { ev = append(ev, s) }})
+		res, err := d.Drain(context.Background(), "lab1")
+		if err != nil || res.Conns != nil {
+			t.Fatalf("%s: %+v, %v", f, res, err)
+		}
+		if !strings.Contains(strings.Join(ev, "\n"), "requests in flight at the switch are not kept: connection draining refused for VIP") {
+			t.Errorf("%s: events %q", f, ev)
+		}
+	}
+}
+
+// TestSettleStartFailureUndone: a Settle whose unit fails to start on one
+// host is stopped everywhere and the move goes ahead without it; with a
+// grace period the same failure fails the drain before the drain file is
+// written.
+func TestSettleStartFailureUndone(t *testing.T) {
+	for _, grace := range []time.Duration{0, 30 * time.Second} {
+		w, d, _ := labGrace(t, grace)
+		g := grace
+		if g == 0 {
+			g = drain.Settle
+		}
+		// The unit's limit: the lab's move timeout (16 s) + the grace + 60 s.
+		w.FailCommand("lab3", drain.StartConnCommand(16*time.Second+g+time.Minute,
+			"hactl connection drain: forwards established connections of 198.18.0.201 → 198.18.0.11"), 1)
+		res, err := d.Drain(context.Background(), "lab1")
+		if grace > 0 {
+			if err == nil {
+				t.Fatal("a drain with a grace period went ahead without its connection drain")
+			}
+			if v, _ := writes(w, "lab1"); len(v) != 0 {
+				t.Errorf("wrote %v", v)
+			}
+		} else if err != nil || res.Conns != nil || res.Moved["198.18.0.201/24"] != "lab2" {
+			t.Fatalf("grace 0: %+v, %v", res, err)
+		}
+		for _, h := range []string{"lab1", "lab2", "lab3"} {
+			if w.ConnActive(h) {
+				t.Errorf("grace %v: %s: unit still active", grace, h)
+			}
+		}
+		if k, _ := connSent(w, "lab2"); len(k) != 3 || k[1] != "start" || k[2] != "stop" {
+			t.Errorf("grace %v: lab2 (started before lab3): %v", grace, k)
+		}
+	}
+}

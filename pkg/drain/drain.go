@@ -40,7 +40,8 @@ type Options struct {
 	// Event receives progress lines; nil discards them.
 	Event func(string)
 	// Grace > 0 keeps each VIP's old holder serving its open connections
-	// for at most this long after the VIP moved (conns.go); 0 cuts them.
+	// for at most this long after the VIP moved (conns.go); 0 cuts them
+	// after the Settle (where the connection drain can run at all).
 	Grace time.Duration
 }
 
@@ -395,11 +396,9 @@ func drainMoves(host string, held map[string]bool) []Handoff {
 }
 
 // undrainMoves is the fail-back: each of host's VIPs leaves the host that
-// covers for it now, which keeps its connections (none without a grace).
+// covers for it now, which keeps its connections (for the Settle without a
+// grace period).
 func (d *Drainer) undrainMoves(ctx context.Context, hosts []*fleet.Host, host string) []Handoff {
-	if d.o.Grace <= 0 {
-		return nil
-	}
 	var moves []Handoff
 	for _, v := range verify.Classify(d.layout(hosts[0].Cluster.Name), verify.Observe(ctx, hosts)) {
 		if p, err := netip.ParsePrefix(v.VIP); err == nil && v.Master == host && len(v.Holders) == 1 && v.Holders[0] != host {
