@@ -30,10 +30,18 @@ step "packages" {
   package {
     # "a|b": either satisfies; a is installed when neither is. Both arping
     # flavours work: clean_arp.sh detects which one it runs.
-    names = ["nginx", "keepalived", "arping|iputils-arping"]
+    # nftables: connection draining needs nft on every member. While a VIP
+    # moves (hactl drain/undrain, failover-test --mode drain, a sites
+    # rollout's canary) the host taking it forwards the packets of
+    # connections it does not know to the host it left, which keeps serving
+    # them; without a drain_grace a drain still does that for 2 s, so a
+    # request in flight at the switch completes instead of being reset. The
+    # package's own service stays disabled: installing it loads no ruleset
+    # and changes no firewall.
+    names = ["nginx", "keepalived", "arping|iputils-arping", "nftables"]
     # EL: arping is part of iputils (in every EL install).
     names_by_family = {
-      el = ["nginx", "keepalived", "iputils"]
+      el = ["nginx", "keepalived", "iputils", "nftables"]
     }
   }
 }

@@ -458,7 +458,9 @@ func (cd *connDrain) finish(ctx context.Context, res *Result, failed error) erro
 		} else {
 			res.Conns = c
 			for _, name := range cd.names() {
-				if n, ok := c.Left[name]; ok && n > 0 {
+				if n, ok := c.Left[name]; ok && n > 0 && cd.d.o.Grace <= 0 {
+					cd.d.event("%s: %d connection(s) still open %s after the switch: cut (no drain_grace)", name, n, cd.grace)
+				} else if ok && n > 0 {
 					cd.d.event("%s: %d connection(s) still open after the %s grace period: cut", name, n, cd.grace)
 				} else if ok {
 					cd.d.event("%s: every connection ended after %.1fs", name, c.WaitedSeconds)

@@ -3,6 +3,7 @@ package drain_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -332,12 +333,22 @@ func TestSettleWithoutGrace(t *testing.T) {
 	if !strings.Contains(script(t, w, "lab1"), "ip addr replace 198.18.0.201/32 dev lo") {
 		t.Error("lab1 does not keep .201")
 	}
+	// A long-lived connection on lab2 is cut after the Settle, and said so.
+	w.Conns = func(host string, _ time.Duration) int {
+		if host == "lab2" {
+			return 1
+		}
+		return 0
+	}
 	res, err = d.Undrain(context.Background(), "lab1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Conns == nil || res.Conns.GraceSeconds != drain.Settle.Seconds() || len(res.Conns.Left) != 1 {
+	if res.Conns == nil || res.Conns.GraceSeconds != drain.Settle.Seconds() || len(res.Conns.Left) != 1 || res.Conns.Left["lab2"] != 1 {
 		t.Fatalf("undrain conns = %+v", res.Conns)
+	}
+	if !slices.Contains(*events, "lab2: 1 connection(s) still open 2s after the switch: cut (no drain_grace)") {
+		t.Errorf("events: %q", *events)
 	}
 	if ups := w.Fakes["lab2"].Uploads(); len(ups) != 2 || !strings.Contains(string(ups[1].Content), "ip addr replace 198.18.0.201/32 dev lo") {
 		t.Errorf("lab2's undrain script: %+v", ups)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path"
+	"slices"
 	"strings"
 	"time"
 
@@ -47,13 +48,14 @@ func splitSites(book *playbook.Book, inv *inventory.Inventory, sel []*inventory.
 
 // withConnDrainTools adds a step that installs nftables (Debian, Ubuntu
 // and EL name the package alike) before the serving layer's step when a
-// selected host's cluster has sites: the sites rollout moves the canary's
+// selected host's cluster has sites and the book (a --playbook of the
+// user's; the default one's "packages" step has it) does not install it: the sites rollout moves the canary's
 // VIPs with a connection drain, which needs nft on every member, so that a
 // request in flight at a move completes. The package's own service stays
 // disabled: installing it loads no ruleset. Without sites the book is
 // returned as it is.
 func withConnDrainTools(book *playbook.Book, inv *inventory.Inventory, sel []*inventory.Host) *playbook.Book {
-	if !hasSites(inv, sel) {
+	if !hasSites(inv, sel) || installs(book, "nftables") {
 		return book
 	}
 	for i, s := range book.Steps {
@@ -66,6 +68,25 @@ func withConnDrainTools(book *playbook.Book, inv *inventory.Inventory, sel []*in
 		}
 	}
 	return book
+}
+
+// installs reports whether a package step of book installs pkg on every
+// OS (the default playbook's "packages" step does).
+func installs(book *playbook.Book, pkg string) bool {
+	for _, s := range book.Steps {
+		p, ok := s.Module.(*playbook.Package) // a conditional step is a *playbook.When
+		if !ok || !slices.Contains(p.Names, pkg) {
+			continue
+		}
+		every := true
+		for _, names := range p.NamesByFamily {
+			every = every && slices.Contains(names, pkg)
+		}
+		if every {
+			return true
+		}
+	}
+	return false
 }
 
 // ConnDrainStep names the step withConnDrainTools adds.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -197,13 +198,35 @@ func TestWaitNewWorkers(t *testing.T) {
 	}
 }
 
-// TestWithConnDrainTools: with sites, apply's book installs nftables (the
-// canary's connection drain needs nft on every member) before the serving
-// layer's step, and keeps it in the main book when the sites step is split
-// off; without sites the book is used as it is (no step added, not even a
-// skipped one).
+// TestWithConnDrainTools: the default book installs nftables in its
+// packages step (connection draining needs nft on every member) and is used
+// as it is. A book of the user's that does not, with sites, gets a step that
+// installs it before the serving layer's step, kept in the main book when the
+// sites step is split off; without sites the book is used as it is (no step
+// added, not even a skipped one).
 func TestWithConnDrainTools(t *testing.T) {
-	book, withSites := bookAndSites(t)
+	def, withSites := bookAndSites(t)
+	if !installs(def, "nftables") {
+		t.Fatal("the default book does not install nftables on every OS")
+	}
+	if b := withConnDrainTools(def, withSites, withSites.Hosts()); b != def {
+		t.Error("the default book got a second nftables step")
+	}
+	// The user's book: the default one without nftables in its packages step.
+	book := &playbook.Book{Name: def.Name, Handlers: def.Handlers}
+	for _, s := range def.Steps {
+		if p, ok := s.Module.(*playbook.Package); ok && slices.Contains(p.Names, "nftables") {
+			q := &playbook.Package{Names: slices.DeleteFunc(slices.Clone(p.Names), func(n string) bool { return n == "nftables" }), NamesByFamily: map[string][]string{}}
+			for f, ns := range p.NamesByFamily {
+				q.NamesByFamily[f] = slices.DeleteFunc(slices.Clone(ns), func(n string) bool { return n == "nftables" })
+			}
+			s.Module = q
+		}
+		book.Steps = append(book.Steps, s)
+	}
+	if installs(book, "nftables") {
+		t.Fatal("the stripped book still installs nftables")
+	}
 	got := withConnDrainTools(book, withSites, withSites.Hosts())
 	if len(got.Steps) != len(book.Steps)+1 {
 		t.Fatalf("%d steps, want %d", len(got.Steps), len(book.Steps)+1)
