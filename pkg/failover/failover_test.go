@@ -474,7 +474,7 @@ func TestDrainModeGraceZeroCutIsReported(t *testing.T) {
 		t.Fatalf("%+v", res)
 	}
 	notes := strings.Join(res.Notes, "\n")
-	if !strings.Contains(notes, "4 of 4 long-lived connections cut (drain_grace is 0: a drain keeps open connections only for the 2s after the switch): drain upload, drain keepalive, undrain upload, undrain keepalive") {
+	if !strings.Contains(notes, "4 of 4 long-lived connections cut (drain_grace is 0: a drain keeps open connections at most 2s after the switch): drain upload, drain keepalive, undrain upload, undrain keepalive") {
 		t.Errorf("notes:\n%s", notes)
 	}
 	if s := res.LongLived[0].String(); s != "drain: upload http://198.18.0.201:80/hactl-health: 400000 of 900000 bytes, connection cut (after 400000 bytes: connection reset by peer)" {

@@ -665,7 +665,7 @@ func (s *scen) judgeLongLived(grace time.Duration) {
 		s.fail("%d of %d long-lived connections cut despite drain_grace %s: %s", len(cut), len(s.res.LongLived), grace, strings.Join(cut, ", "))
 		return
 	}
-	s.note("%d of %d long-lived connections cut (drain_grace is 0: a drain keeps open connections only for the %s after the switch): %s", len(cut), len(s.res.LongLived), drain.Settle, strings.Join(cut, ", "))
+	s.note("%d of %d long-lived connections cut (drain_grace is 0: a drain keeps open connections at most %s after the switch): %s", len(cut), len(s.res.LongLived), drain.Settle, strings.Join(cut, ", "))
 }
 
 // restore puts back what a scenario left and waits until the fleet's Status
