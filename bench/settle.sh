@@ -27,7 +27,9 @@ OLD_REV=${OLD:-9c58380}
 CYCLES=${CYCLES:-5}
 REQ_MS=${REQ_MS:-500}
 VIP=198.18.0.201
-SIZE=$((REQ_MS * 64)) # bytes: served at 64 KB/s (limit_rate 64k), ~REQ_MS per request
+# Bytes per request: nginx's limit_rate lets a response's first second's worth (64 KB) go at once,
+# then 64 KB/s (limit_rate 64k): ~REQ_MS per request after the first 64 KB.
+SIZE=$((65536 + REQ_MS * 65536 / 1000))
 ssh_args=(-i "$LABDIR/id_ed25519" -o UserKnownHostsFile="$LABDIR/known_hosts" -o StrictHostKeyChecking=yes -o BatchMode=yes)
 work=$(mktemp -d)
 
