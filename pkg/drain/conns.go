@@ -436,7 +436,7 @@ func (d *Drainer) startConnsFor(ctx context.Context, hosts []*fleet.Host, moves 
 	limit := moveTimeout(d.layout(hosts[0].Cluster.Name)) + grace + connMargin
 	cd, err := d.startConns(ctx, hosts, moves, limit, grace)
 	var u undone
-	if err != nil && d.o.Grace <= 0 && errors.As(err, &u) {
+	if err != nil && d.o.Grace <= 0 && errors.As(err, &u) && ctx.Err() == nil {
 		d.event("requests in flight at the switch are not kept: %v", err)
 		return nil, nil
 	}

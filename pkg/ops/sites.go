@@ -48,12 +48,12 @@ func splitSites(book *playbook.Book, inv *inventory.Inventory, sel []*inventory.
 
 // withConnDrainTools adds a step that installs nftables (Debian, Ubuntu
 // and EL name the package alike) before the serving layer's step when a
-// selected host's cluster has sites and the book (a --playbook of the
-// user's; the default one's "packages" step has it) does not install it: the sites rollout moves the canary's
-// VIPs with a connection drain, which needs nft on every member, so that a
-// request in flight at a move completes. The package's own service stays
-// disabled: installing it loads no ruleset. Without sites the book is
-// returned as it is.
+// selected host's cluster has sites and the book does not install it (a
+// --playbook of the user's; the default one's "packages" step does): the
+// sites rollout moves the canary's VIPs with a connection drain, which
+// needs nft on every member, so that a request in flight at a move
+// completes. The package's own service stays disabled: installing it loads
+// no ruleset. Otherwise the book is returned as it is.
 func withConnDrainTools(book *playbook.Book, inv *inventory.Inventory, sel []*inventory.Host) *playbook.Book {
 	if !hasSites(inv, sel) || installs(book, "nftables") {
 		return book
