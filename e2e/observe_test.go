@@ -115,6 +115,39 @@ type eventsDoc struct {
 	} `json:"vips"`
 }
 
+// move is one VIP move of `hactl events`, its cause reduced to a key word.
+type move struct {
+	from, to, cause string
+	at              time.Time
+}
+
+// foldBackupsRace reads a failover's double move as the one move failover-test reports. When a
+// master goes (a crash says nothing; a stop or FAULT sends priority 0), both backups' master-down
+// timers end only their skews apart — (256−99)/256 s against (256−97)/256 s, 8 ms — and on a
+// loaded machine the second backup now and then claims first and is preempted by the first a
+// moment later (README, drain.Step: the same race, which a drain no longer has). The hosts'
+// recorders log both moves, rightly; failover-test reports where the VIP settled. So a move
+// X>Y (cause) followed within a second by Y>Z (preempted), Z neither X nor Y, is folded into
+// X>Z (cause), and logged; anything else is compared as it is.
+func foldBackupsRace(t *testing.T, ms []move) []move {
+	t.Helper()
+	var out []move
+	for i := 0; i < len(ms); i++ {
+		m := ms[i]
+		if i+1 < len(ms) {
+			n := ms[i+1]
+			if m.cause != "preempted" && n.cause == "preempted" && n.from == m.to && n.to != m.from && n.to != m.to && n.at.Sub(m.at) < time.Second {
+				t.Logf("backups' race: %s>%s (%s) and %s>%s (preempted) %.3f s later, read as %s>%s", m.from, m.to, m.cause, n.from, n.to, n.at.Sub(m.at).Seconds(), m.from, n.to)
+				out = append(out, move{from: m.from, to: n.to, cause: m.cause, at: m.at})
+				i++
+				continue
+			}
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
 // TestObserve: the hosts record their transitions; `hactl events` lists
 // every move of a failover-test run with its cause and a hand-added VIP as
 // a two-holder interval; `status --watch` shows a keepalived stop within
@@ -282,6 +315,7 @@ webhook {
 			decode(t, out, &ev)
 			got, lines = nil, nil
 			for _, v := range ev.VIPs {
+				var ms []move
 				for _, m := range v.Moves {
 					if m.Time.Before(ftStart) {
 						continue
@@ -292,8 +326,11 @@ webhook {
 							c = k
 						}
 					}
-					got = append(got, fmt.Sprintf("%s %s>%s (%s)", v.VIP, m.From, m.To, c))
+					ms = append(ms, move{from: m.From, to: m.To, cause: c, at: m.Time})
 					lines = append(lines, fmt.Sprintf("move %s %s → %s at %s: %s", v.VIP, m.From, m.To, m.Time.Format("15:04:05.000"), m.Cause))
+				}
+				for _, m := range foldBackupsRace(t, ms) {
+					got = append(got, fmt.Sprintf("%s %s>%s (%s)", v.VIP, m.from, m.to, m.cause))
 				}
 			}
 			if len(got) >= len(want) || time.Now().After(deadline) {
@@ -333,4 +370,27 @@ webhook {
 			t.Errorf("no two-holder interval for the VIP added by hand:\n%s", out)
 		}
 	})
+}
+
+// TestFoldBackupsRace: the double move of sG's kill scenario (lab3 claimed first, preempted by
+// lab2 228 ms later) reads as failover-test's one move; a lone move, a fail-back and a slow
+// second move are left as they are.
+func TestFoldBackupsRace(t *testing.T) {
+	at := time.Date(2026, 12, 6, 12, 45, 28, 24e6, time.UTC)
+	ms := []move{
+		{"lab2", "lab1", "preempted", at.Add(-4 * time.Second)},
+		{"lab1", "lab3", "keepalived crashed", at},
+		{"lab3", "lab2", "preempted", at.Add(228 * time.Millisecond)},
+		{"lab2", "lab1", "preempted", at.Add(5 * time.Second)},
+		{"lab1", "lab3", "nginx down", at.Add(6 * time.Second)},
+		{"lab3", "lab2", "preempted", at.Add(7500 * time.Millisecond)},
+	}
+	var got []string
+	for _, m := range foldBackupsRace(t, ms) {
+		got = append(got, m.from+">"+m.to+" ("+m.cause+")")
+	}
+	want := "lab2>lab1 (preempted), lab1>lab2 (keepalived crashed), lab2>lab1 (preempted), lab1>lab3 (nginx down), lab3>lab2 (preempted)"
+	if g := strings.Join(got, ", "); g != want {
+		t.Errorf("got  %s\nwant %s", g, want)
+	}
 }
