@@ -719,3 +719,19 @@ func TestModeNamesAreTheOneList(t *testing.T) {
 		}
 	}
 }
+
+// TestProbesInFlightAtTheEnd: the probes still in flight when a scenario
+// ends are waited for, not cancelled and counted as failed requests (a
+// drain "must cost none": one cancelled probe failed it).
+func TestProbesInFlightAtTheEnd(t *testing.T) {
+	r := newRig(t)
+	r.prober.delay = 20 * time.Millisecond // real time: in flight when the virtual-time scenario ends
+	rep, err := run1(t, r, context.Background(), nil, ModeDrain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := rep.Scenarios[0]
+	if !res.Pass || res.HTTPFailed != 0 || res.HTTPRequests == 0 {
+		t.Fatalf("%+v", res)
+	}
+}

@@ -3,6 +3,7 @@ package failover
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"sync"
@@ -27,9 +28,19 @@ type okProber struct {
 	n    int
 	url  string
 	urls map[string]bool
+	// delay > 0: each answer takes this long in real time, and a probe
+	// whose context ends first fails, as the HTTP prober's would.
+	delay time.Duration
 }
 
 func (p *okProber) Probe(ctx context.Context, url string) ProbeResult {
+	if p.delay > 0 {
+		select {
+		case <-time.After(p.delay):
+		case <-ctx.Done():
+			return ProbeResult{Err: fmt.Errorf("probe %s: %w", url, ctx.Err())}
+		}
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.n++
