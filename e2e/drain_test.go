@@ -29,10 +29,17 @@ type probe struct {
 	done     chan struct{}
 }
 
-func startProbe(url string) *probe {
-	p := &probe{first: map[string]time.Time{}, stop: make(chan struct{}), done: make(chan struct{})}
+func newProbe() *probe {
+	return &probe{first: map[string]time.Time{}, stop: make(chan struct{}), done: make(chan struct{})}
+}
+
+// every runs req every 50 ms until the probe is stopped: one after another, or with async each
+// in a goroutine of its own (all waited for before done closes).
+func (p *probe) every(async bool, req func()) {
 	go func() {
 		defer close(p.done)
+		var wg sync.WaitGroup
+		defer wg.Wait()
 		tick := time.NewTicker(50 * time.Millisecond)
 		defer tick.Stop()
 		for {
@@ -41,20 +48,38 @@ func startProbe(url string) *probe {
 				return
 			case <-tick.C:
 			}
-			node, err := httpNode(url)
-			p.mu.Lock()
-			p.requests++
-			if err != nil {
-				p.failed++
-				if len(p.errs) < 3 {
-					p.errs = append(p.errs, time.Now().Format("15:04:05.000")+" "+err.Error())
-				}
-			} else if _, ok := p.first[node]; !ok {
-				p.first[node] = time.Now()
+			if !async {
+				req()
+				continue
 			}
-			p.mu.Unlock()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				req()
+			}()
 		}
 	}()
+}
+
+// record counts one request: failed with err (the first few kept, with when), else answered by
+// node ("" when the answer does not say).
+func (p *probe) record(node string, err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.requests++
+	if err != nil {
+		p.failed++
+		if len(p.errs) < 3 {
+			p.errs = append(p.errs, time.Now().Format("15:04:05.000")+" "+err.Error())
+		}
+	} else if _, ok := p.first[node]; !ok && node != "" {
+		p.first[node] = time.Now()
+	}
+}
+
+func startProbe(url string) *probe {
+	p := newProbe()
+	p.every(false, func() { p.record(httpNode(url)) })
 	return p
 }
 
@@ -88,7 +113,6 @@ const slowSize = 65536 + 32768
 // hosts, which a drain's Settle (drain.Settle) lets complete on the old holder. Before it, a drain
 // without grace lost ~19 of them per move (bench/settle.sh).
 func slowClients(url string) *probe {
-	p := &probe{first: map[string]time.Time{}, stop: make(chan struct{}), done: make(chan struct{})}
 	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}
 	get := func() error {
 		resp, err := c.Get(url)
@@ -105,34 +129,8 @@ func slowClients(url string) *probe {
 		}
 		return nil
 	}
-	go func() {
-		defer close(p.done)
-		var wg sync.WaitGroup
-		defer wg.Wait()
-		tick := time.NewTicker(50 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-p.stop:
-				return
-			case <-tick.C:
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				err := get()
-				p.mu.Lock()
-				defer p.mu.Unlock()
-				p.requests++
-				if err != nil {
-					p.failed++
-					if len(p.errs) < 3 {
-						p.errs = append(p.errs, time.Now().Format("15:04:05.000")+" "+err.Error())
-					}
-				}
-			}()
-		}
-	}()
+	p := newProbe()
+	p.every(true, func() { p.record("", get()) })
 	return p
 }
 
